@@ -29,6 +29,16 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
+      {
+        resolve,
+        test: {
+          name: "bench",
+          include: ["bench/**/*.bench.ts"],
+          fileParallelism: false,
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+        },
+      },
     ],
   },
 });
