@@ -1,1 +1,20 @@
-export {};
+export { writeFileAtomic } from "./atomic.ts";
+export { formatProblem, PROBLEM_CODES, type Problem, type ProblemCode, PropertiesError } from "./errors.ts";
+export { escapeProperty, type PropertyEntry, parseJavaProperties } from "./java-properties.ts";
+export { type NodeEntry, parseNodes, printNodes, readNodes, writeNodes } from "./nodes.ts";
+export { type ConfigResult, clusterNameFromPath, parseConfig, printConfig, readConfig } from "./parse.ts";
+export {
+  type EfmConfig,
+  formatHostPort,
+  type HostPort,
+  isHost,
+  LOG_LEVELS,
+  type LogLevel,
+  NOTIFICATION_LEVELS,
+  type NotificationLevel,
+  netmaskToPrefix,
+  PROPERTIES,
+  parseHostPort,
+  prefixToNetmask,
+  type VirtualIp,
+} from "./schema.ts";
