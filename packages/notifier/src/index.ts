@@ -16,3 +16,28 @@ export {
   severities,
   severityOf,
 } from "./catalogue.ts";
+export type { NotifierErrorCode } from "./errors.ts";
+export { NotifierError, notifierErrorCodes } from "./errors.ts";
+export type { MessageContext, RenderedNotification, SnapshotNode } from "./message.ts";
+export { renderNotification, renderSnapshot } from "./message.ts";
+export type { FlushResult, Logger, Notifier, NotifierOptions, NotifierStats, SinkStats } from "./notifier.ts";
+export { createNotifier, silentLogger } from "./notifier.ts";
+export type { NotifierEnvironment } from "./properties.ts";
+export { notifierOptionsFromProperties, parseRecipients } from "./properties.ts";
+export type {
+  ClusterLogSinkOptions,
+  EmailSinkOptions,
+  RetryPolicy,
+  RunScript,
+  ScriptResult,
+  ScriptSinkOptions,
+  Sink,
+} from "./sinks.ts";
+export {
+  clusterLogSink,
+  emailSink,
+  formatClusterLogLine,
+  parseClusterLogLine,
+  scriptSink,
+  spawnScript,
+} from "./sinks.ts";
