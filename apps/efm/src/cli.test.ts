@@ -1,0 +1,150 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { decrypt } from "@efm/password-crypto";
+import { afterAll, describe, expect, test } from "vitest";
+import type { Io } from "./encrypt.ts";
+import { buildProgram } from "./main.ts";
+import { expandIpv6 } from "./prop-check.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "efm-cli-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function efm(args: string[], opts: { stdin?: string; env?: NodeJS.ProcessEnv } = {}) {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let text = "";
+  output.on("data", (c) => {
+    text += c.toString();
+  });
+  const io: Io = { input, output, env: opts.env ?? {} };
+  let status = -1;
+  const program = buildProgram(io, (s) => {
+    status = s;
+  });
+  program.exitOverride();
+  if (opts.stdin !== undefined) input.end(opts.stdin);
+  await program.parseAsync(["node", "efm", ...args]);
+  return { status, text };
+}
+
+const example = readFileSync(new URL("../../../examples/acctg.properties", import.meta.url), "utf8");
+
+describe("efm encrypt", () => {
+  test("--from-env prints a token bound to the cluster", async () => {
+    const r = await efm(["encrypt", "acctg", "--from-env"], { env: { EFMPASS: "secret" } });
+    expect(r.status).toBe(0);
+    const token = r.text.trim();
+    expect(decrypt(token, "acctg")).toBe("secret");
+    expect(() => decrypt(token, "sales")).toThrow(/sales/);
+  });
+
+  test("--from-env without EFMPASS fails", async () => {
+    const r = await efm(["encrypt", "acctg", "--from-env"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain("EFMPASS");
+  });
+
+  test("the dialogue from a pipe: two equal lines give the paste line", async () => {
+    const r = await efm(["encrypt", "acctg"], { stdin: "pa ss\npa ss\n" });
+    expect(r.status).toBe(0);
+    expect(r.text).toContain("Please enter the password and hit enter:");
+    expect(r.text).toContain("Please enter the password again to confirm:");
+    const token = /The encrypted password is: ([0-9a-f]+)\n/.exec(r.text)?.[1] ?? "";
+    expect(decrypt(token, "acctg")).toBe("pa ss");
+    expect(r.text).toContain(
+      `Please paste this into your cluster properties file.\n    db.password.encrypted=${token}\n`,
+    );
+  });
+
+  test("a mismatch exits 1 without a token", async () => {
+    const r = await efm(["encrypt", "acctg"], { stdin: "one\ntwo\n" });
+    expect(r.status).toBe(1);
+    expect(r.text).toContain("do not match");
+    expect(r.text).not.toContain("The encrypted password is");
+  });
+});
+
+describe("efm prop-check", () => {
+  test("the example prints the report of guide 5.3", async () => {
+    writeFileSync(join(dir, "acctg.properties"), example);
+    writeFileSync(join(dir, "acctg.nodes"), "127.0.0.12:7800\n127.0.0.11:7800\n");
+    const r = await efm(["--config-dir", dir, "prop-check", "acctg"]);
+    expect(r.status).toBe(0);
+    const lines = r.text.split("\n");
+    expect(lines.slice(0, 8)).toEqual([
+      "Agents: 127.0.0.11:7800 127.0.0.12:7800",
+      "Binding address: 127.0.0.11",
+      "I am witness node: false",
+      "Cluster name: acctg",
+      "User email: dba@example.com",
+      "VIP: ",
+      "Automatic failover set to: true",
+      expect.stringMatching(/^Network adapters: lo$/),
+    ]);
+    expect(lines).toContain("127.0.0.1");
+  });
+
+  test("EFM_CONFIG_DIR is used when --config-dir is absent", async () => {
+    const r = await efm(["prop-check", "acctg"], { env: { EFM_CONFIG_DIR: dir } });
+    expect(r.status).toBe(0);
+  });
+
+  test("quoted value, bad port and missing db.user: every error with its line, non-zero exit", async () => {
+    const bad = example
+      .replace(/^db\.user=.*$/m, "")
+      .replace("db.port=5444", "db.port=99999")
+      .replace("db.database=postgres", 'db.database="postgres"');
+    writeFileSync(join(dir, "bad.properties"), bad);
+    const r = await efm(["--config-dir", dir, "prop-check", "bad"]);
+    expect(r.status).toBe(1);
+    const file = join(dir, "bad.properties");
+    expect(r.text).toContain(`ERROR: ${file}: db.user: a value is required`);
+    expect(r.text).toContain(`ERROR: ${file}:4: db.port=99999: expected a port number from 1 to 65535`);
+    expect(r.text).toMatch(
+      new RegExp(`ERROR: ${file}:5: db.database="postgres": quoted strings are not allowed`),
+    );
+    expect(r.text).toContain("3 error(s)");
+  });
+
+  test("a missing properties file is an error, not a crash", async () => {
+    const r = await efm(["--config-dir", dir, "prop-check", "nosuch"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain("cannot read the properties file");
+  });
+
+  test("a malformed members entry is reported with its line", async () => {
+    writeFileSync(join(dir, "acctg.nodes"), "127.0.0.12:7800\n127.0.0.13\n");
+    const r = await efm(["--config-dir", dir, "prop-check", "acctg"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain(`${join(dir, "acctg.nodes")}:2:`);
+  });
+});
+
+describe("efm help", () => {
+  test("--help lists every command of guide 5.3", async () => {
+    let text = "";
+    const program = buildProgram({ input: new PassThrough(), output: new PassThrough(), env: {} }, () => {});
+    text = program.helpInformation();
+    for (const c of [
+      "add-node <cluster> <address> [priority]",
+      "cluster-status <cluster>",
+      "cluster-status-json <cluster>",
+      "encrypt",
+      "prop-check <cluster>",
+      "promote",
+      "remove-node <cluster> <address>",
+      "resume <cluster>",
+      "stop-cluster <cluster>",
+    ]) {
+      expect(text).toContain(c);
+    }
+  });
+});
+
+test("IPv6 addresses print unabbreviated like Java", () => {
+  expect(expandIpv6("fe80::10a8:bff:fe7c:70cf")).toBe("fe80:0:0:0:10a8:bff:fe7c:70cf");
+  expect(expandIpv6("::1")).toBe("0:0:0:0:0:0:0:1");
+  expect(expandIpv6("fd00::")).toBe("fd00:0:0:0:0:0:0:0");
+});

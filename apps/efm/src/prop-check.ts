@@ -1,0 +1,89 @@
+import { networkInterfaces } from "node:os";
+import {
+  type EfmConfig,
+  formatHostPort,
+  formatProblem,
+  type Problem,
+  PropertiesError,
+  readConfig,
+  readNodes,
+} from "@efm/properties-parser";
+import type { Io, Outcome } from "./encrypt.ts";
+import { clusterFiles } from "./paths.ts";
+
+/** Load and validate a cluster's properties and members files; problems are printed. */
+export function loadCluster(
+  dir: string,
+  cluster: string,
+  io: Pick<Io, "output">,
+): { config: EfmConfig | null; members: string[]; errors: Problem[] } {
+  const files = clusterFiles(dir, cluster);
+  let errors: Problem[] = [];
+  let warnings: Problem[] = [];
+  let config: EfmConfig | null = null;
+  let members: string[] = [];
+  try {
+    const r = readConfig(files.properties);
+    config = r.config;
+    errors = r.errors;
+    warnings = r.warnings;
+    const n = readNodes(files.nodes);
+    errors.push(...n.errors);
+    warnings.push(...n.warnings);
+    members = n.nodes.map(formatHostPort);
+  } catch (err) {
+    if (!(err instanceof PropertiesError)) throw err;
+    errors.push({ code: err.code, file: err.file, message: err.message.replace(`${err.file}: `, "") });
+  }
+  for (const p of errors) io.output.write(`ERROR: ${formatProblem(p)}\n`);
+  for (const p of warnings) io.output.write(`WARNING: ${formatProblem(p)}\n`);
+  return { config: errors.length === 0 ? config : null, members, errors };
+}
+
+/** `efm prop-check <cluster>` (guide 5.3): validate the files and print the summary. */
+export function runPropCheck(dir: string, cluster: string, io: Pick<Io, "output">): Outcome {
+  const { config, members, errors } = loadCluster(dir, cluster, io);
+  if (!config) {
+    io.output.write(`${errors.length} error(s) in the files of cluster ${cluster}.\n`);
+    return 1;
+  }
+  const self = formatHostPort(config.bindAddress);
+  const agents = [self, ...members.filter((m) => m !== self)];
+  const out = [
+    `Agents: ${agents.join(" ")}`,
+    `Binding address: ${config.bindAddress.host}`,
+    `I am witness node: ${config.isWitness}`,
+    `Cluster name: ${cluster}`,
+    `User email: ${config.userEmail.join(",")}`,
+    `VIP: ${config.virtualIp?.address ?? ""}`,
+    `Automatic failover set to: ${config.autoFailover}`,
+    `Network adapters: ${networkAdapterLines().join("\n")}`,
+  ];
+  io.output.write(`${out.join("\n")}\n`);
+  return 0;
+}
+
+/** Adapter names, each followed by its addresses (IPv6 first, Java's unabbreviated form). */
+export function networkAdapterLines(): string[] {
+  const lines: string[] = [];
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    lines.push(name);
+    const sorted = [...(addrs ?? [])].sort((a, b) =>
+      a.family === b.family ? 0 : a.family === "IPv6" ? -1 : 1,
+    );
+    for (const a of sorted) {
+      lines.push(a.family === "IPv6" ? `${expandIpv6(a.address)}%${a.scopeid ?? 0}` : a.address);
+    }
+  }
+  return lines;
+}
+
+/** `fe80::1` -> `fe80:0:0:0:0:0:0:1`, the way Java prints IPv6 addresses. */
+export function expandIpv6(addr: string): string {
+  const bare = addr.replace(/%.*$/, "");
+  const [head = "", tail] = bare.split("::");
+  const h = head === "" ? [] : head.split(":");
+  const t = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
+  return groups.map((g) => Number.parseInt(g, 16).toString(16)).join(":");
+}
