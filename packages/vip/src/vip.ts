@@ -1,0 +1,228 @@
+import { type Family, addressFamily, netmaskToPrefix, normalizeAddress, parseInterface } from "./address.ts";
+import { VipError } from "./errors.ts";
+import { type ExecResult, exec } from "./exec.ts";
+
+/** Where and how the commands run. */
+export interface VipOptions {
+  /** Run every command inside this network namespace (`ip netns exec <name>`). */
+  readonly netns?: string;
+  /** The iproute2 program; default `ip`. */
+  readonly ipCommand?: string;
+  /** The iputils arping program; default `arping`. */
+  readonly arpingCommand?: string;
+  /** Gratuitous ARP packets sent after assigning (one per second); default 2, 0 disables. */
+  readonly arpCount?: number;
+  /** Per-command timeout; default 15 s. */
+  readonly timeoutMs?: number;
+}
+
+/** What {@link assign} did. */
+export interface AssignResult {
+  /** False when the address was already on the device. */
+  readonly changed: boolean;
+  readonly device: string;
+  /** The label given to an IPv4 address (`eth0:1`); undefined for IPv6. */
+  readonly label?: string;
+  readonly prefix: number;
+  /** Whether neighbours were told: "sent", "skipped" (IPv6 or arpCount 0) or the failure text. */
+  readonly gratuitousArp: "sent" | "skipped" | { readonly failed: string };
+}
+
+/** One address held by this host, as `ip -j addr` reports it. */
+export interface HeldAddress {
+  readonly device: string;
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: Family;
+  readonly label?: string;
+}
+
+const DEFAULT_PING = "/bin/ping -q -c3 -w5";
+
+function wrap(argv: readonly string[], options: VipOptions): string[] {
+  if (options.netns === undefined) return [...argv];
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.netns)) {
+    throw new VipError("USAGE", `"${options.netns}" is not a network namespace name`);
+  }
+  return [options.ipCommand ?? "ip", "netns", "exec", options.netns, ...argv];
+}
+
+async function run(argv: readonly string[], options: VipOptions): Promise<ExecResult> {
+  return exec(wrap(argv, options), options.timeoutMs ?? 15_000);
+}
+
+async function mustRun(argv: readonly string[], options: VipOptions): Promise<ExecResult> {
+  const result = await run(argv, options);
+  if (result.code !== 0) {
+    throw new VipError(
+      "COMMAND_FAILED",
+      `${argv.join(" ")} exited with ${result.code}: ${result.stderr.trim() || result.stdout.trim()}`,
+    );
+  }
+  return result;
+}
+
+interface IpJsonLink {
+  ifname?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number; label?: string }[];
+}
+
+/** Every address on this host (or in `options.netns`). */
+export async function listAddresses(options: VipOptions = {}): Promise<HeldAddress[]> {
+  const { stdout } = await mustRun([options.ipCommand ?? "ip", "-j", "addr", "show"], options);
+  let links: IpJsonLink[];
+  try {
+    links = JSON.parse(stdout) as IpJsonLink[];
+  } catch (cause) {
+    throw new VipError("COMMAND_FAILED", "ip -j addr show printed something that is not JSON", { cause });
+  }
+  const held: HeldAddress[] = [];
+  for (const link of links) {
+    for (const a of link.addr_info ?? []) {
+      if (link.ifname === undefined || a.local === undefined || a.prefixlen === undefined) continue;
+      if (a.family !== "inet" && a.family !== "inet6") continue;
+      held.push({
+        device: link.ifname,
+        address: normalizeAddress(a.local),
+        prefix: a.prefixlen,
+        family: a.family,
+        ...(a.label === undefined ? {} : { label: a.label }),
+      });
+    }
+  }
+  return held;
+}
+
+/** True when `ip` is assigned to any interface of this host. */
+export async function isHeldLocally(ip: string, options: VipOptions = {}): Promise<boolean> {
+  const wanted = normalizeAddress(ip);
+  addressFamily(ip);
+  return (await listAddresses(options)).some((a) => a.address === wanted);
+}
+
+/**
+ * Assigns the virtual IP: `ip addr add <ip>/<prefix> brd + dev <device> label <label>`, then a
+ * gratuitous ARP (`arping -U`) so neighbours drop the old owner's MAC. `iface` is the
+ * guide's `virtualIp.interface`: `eth0:0` gives that label; a plain `eth0` gets the first free
+ * `eth0:<n>`. `netmask` is dotted or a prefix length. Assigning an address already on the
+ * device only repeats the ARP.
+ */
+export async function assign(
+  iface: string,
+  ip: string,
+  netmask: string,
+  options: VipOptions = {},
+): Promise<AssignResult> {
+  const family = addressFamily(ip);
+  const prefix = netmaskToPrefix(netmask, family);
+  const spec = parseInterface(iface);
+  const ipCmd = options.ipCommand ?? "ip";
+  const held = await listAddresses(options);
+  const mine = held.find((a) => a.address === normalizeAddress(ip) && a.device === spec.device);
+  let label = mine?.label ?? spec.label;
+  if (mine === undefined) {
+    if (family === "inet") {
+      label ??= freeLabel(
+        spec.device,
+        held.filter((a) => a.device === spec.device),
+      );
+      await mustRun(
+        [ipCmd, "addr", "add", `${ip}/${prefix}`, "brd", "+", "dev", spec.device, "label", label],
+        options,
+      );
+    } else {
+      // Labels are an IPv4 notion in the kernel; IPv6 addresses have none.
+      label = undefined;
+      await mustRun([ipCmd, "-6", "addr", "add", `${ip}/${prefix}`, "dev", spec.device], options);
+    }
+  }
+  const gratuitousArp = await announce(spec.device, ip, family, options);
+  return {
+    changed: mine === undefined,
+    device: spec.device,
+    ...(family === "inet" && label !== undefined ? { label } : {}),
+    prefix,
+    gratuitousArp,
+  };
+}
+
+function freeLabel(device: string, onDevice: readonly HeldAddress[]): string {
+  const used = new Set(onDevice.map((a) => a.label));
+  for (let n = 0; n < 100; n++) {
+    const label = `${device}:${n}`;
+    if (label.length > 15) break;
+    if (!used.has(label)) return label;
+  }
+  throw new VipError("INVALID_INTERFACE", `virtualIp.interface: no free alias label on ${device}; name one`);
+}
+
+async function announce(
+  device: string,
+  ip: string,
+  family: Family,
+  options: VipOptions,
+): Promise<AssignResult["gratuitousArp"]> {
+  const count = options.arpCount ?? 2;
+  // IPv6 neighbours learn through neighbour discovery; arping speaks ARP only.
+  if (family === "inet6" || count === 0) return "skipped";
+  try {
+    const result = await run(
+      [options.arpingCommand ?? "arping", "-q", "-U", "-c", String(count), "-I", device, ip],
+      options,
+    );
+    // iputils arping -U exits 1 because no replies are expected to unsolicited ARP.
+    if (result.code === 0 || result.code === 1) return "sent";
+    return { failed: `arping exited with ${result.code}: ${result.stderr.trim()}` };
+  } catch (e) {
+    // The address is assigned; a missing arping must not turn that into a failure.
+    return { failed: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/**
+ * Releases the virtual IP from the device of `iface` (`ip addr del <ip>/<prefix> dev
+ * <device>`). Returns false when the address was not there, which is not an error: a
+ * release must be safe to repeat.
+ */
+export async function release(iface: string, ip: string, options: VipOptions = {}): Promise<boolean> {
+  addressFamily(ip);
+  const spec = parseInterface(iface);
+  const wanted = normalizeAddress(ip);
+  const held = (await listAddresses(options)).find((a) => a.address === wanted && a.device === spec.device);
+  if (held === undefined) return false;
+  await mustRun(
+    [options.ipCommand ?? "ip", "addr", "del", `${ip}/${held.prefix}`, "dev", spec.device],
+    options,
+  );
+  return true;
+}
+
+/**
+ * Splits `pingServerCommand` into argv on blanks (no shell: the guide's value is a plain
+ * command) and appends the address.
+ */
+export function pingArgv(ip: string, pingCommand: string = DEFAULT_PING): string[] {
+  addressFamily(ip, "address");
+  const argv = pingCommand.trim().split(/\s+/).filter(Boolean);
+  if (argv.length === 0) throw new VipError("USAGE", "pingServerCommand is empty");
+  return [...argv, ip];
+}
+
+/**
+ * True when `ip` answers `pingCommand` (pingServerCommand, default `/bin/ping -q -c3 -w5`)
+ * with exit code 0. A missing ping program is an error, not "unreachable".
+ */
+export async function isReachable(
+  ip: string,
+  pingCommand: string = DEFAULT_PING,
+  options: VipOptions = {},
+): Promise<boolean> {
+  try {
+    const result = await run(pingArgv(ip, pingCommand), { timeoutMs: 30_000, ...options });
+    return result.code === 0;
+  } catch (e) {
+    // A ping that hangs past the timeout got no answer: unreachable, as far as failover cares.
+    if (e instanceof VipError && e.code === "COMMAND_TIMEOUT") return false;
+    throw e;
+  }
+}
