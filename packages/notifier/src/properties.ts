@@ -3,7 +3,14 @@ import type { Severity } from "./catalogue.ts";
 import { NotifierError } from "./errors.ts";
 import type { MessageContext } from "./message.ts";
 import type { Logger, NotifierOptions } from "./notifier.ts";
-import { clusterLogSink, emailSink, type RunScript, type Sink, scriptSink } from "./sinks.ts";
+import {
+  clusterLogSink,
+  emailSink,
+  type RetryPolicy,
+  type RunScript,
+  type Sink,
+  scriptSink,
+} from "./sinks.ts";
 
 /** Where and as whom the agent runs: what the properties file does not say. */
 export interface NotifierEnvironment {
@@ -18,6 +25,10 @@ export interface NotifierEnvironment {
   /** Host name for the default sender `efm@<hostname>`; default `os.hostname()`. */
   readonly hostname?: string;
   readonly queueCapacity?: number;
+  /** Retries of the e-mail sink; default 4 tries, 1 s doubling to 30 s. */
+  readonly emailRetry?: RetryPolicy;
+  /** Time allowed for one SMTP delivery; default 15 s. */
+  readonly emailTimeoutMs?: number;
 }
 
 const addressPattern = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+$/;
@@ -82,7 +93,17 @@ export function notifierOptionsFromProperties(
   };
   const sinks: Sink[] = [clusterLogSink({ path: env.clusterLogPath })];
   if (recipients.length > 0) {
-    sinks.push(emailSink({ recipients, from, host: smtpHost, port, minSeverity: level }));
+    sinks.push(
+      emailSink({
+        recipients,
+        from,
+        host: smtpHost,
+        port,
+        minSeverity: level,
+        ...(env.emailRetry === undefined ? {} : { retry: env.emailRetry }),
+        ...(env.emailTimeoutMs === undefined ? {} : { timeoutMs: env.emailTimeoutMs }),
+      }),
+    );
   }
   if (scriptPath !== "") {
     sinks.push(
