@@ -1,0 +1,110 @@
+import type { ClusterStatus } from "@efm/agent";
+import { describe, expect, test } from "vitest";
+import { compareLsn, type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status.ts";
+
+const status: ClusterStatus = {
+  cluster: "acctg",
+  self: "172.24.38.163",
+  nodes: [
+    { address: "172.24.38.106", type: "Idle", agent: "UP", db: "UNKNOWN", info: "" },
+    { address: "172.24.38.123", type: "Standby", agent: "UP", db: "UP", info: "" },
+    { address: "172.24.38.103", type: "Standby", agent: "UP", db: "UP", info: "" },
+    { address: "172.24.38.163", type: "Master", agent: "UP", db: "UP", info: "" },
+  ],
+  allowedNodes: ["172.24.38.106", "172.24.38.163", "172.24.38.103", "172.24.38.123"],
+  failoverPriority: ["172.24.38.103", "172.24.38.123"],
+  messages: [],
+};
+
+const refused =
+  "Connection refused. Check that the hostname and port are correct and that the postmaster is accepting TCP/IP connections.";
+const queries: DbQuery[] = [
+  { address: "172.24.38.163", ok: true, inRecovery: false, lsn: "2/35000230" },
+  { address: "172.24.38.103", ok: true, inRecovery: true, lsn: "2/35000230" },
+  { address: "172.24.38.123", ok: true, inRecovery: true, lsn: "2/35000230" },
+  { address: "172.24.38.106", ok: false, error: refused },
+];
+
+describe("cluster-status", () => {
+  test("the layout of guide 4.2.1", () => {
+    const { text, exitCode } = renderClusterStatus(status, queries);
+    expect(text).toBe(
+      [
+        "Cluster Status: acctg",
+        " Agent Type  Address              Agent  DB       Info",
+        " -------------------------------------------------------",
+        " Idle        172.24.38.106        UP     UNKNOWN",
+        " Standby     172.24.38.123        UP     UP",
+        " Standby     172.24.38.103        UP     UP",
+        " Master      172.24.38.163        UP     UP",
+        "",
+        "Allowed node host list:",
+        " 172.24.38.106 172.24.38.163 172.24.38.103 172.24.38.123",
+        "",
+        "Standby priority host list:",
+        " 172.24.38.103 172.24.38.123",
+        "",
+        "Promote Status:",
+        "",
+        " DB Type     Address              XLog Loc         Info",
+        " -------------------------------------------------------",
+        " Master      172.24.38.163        2/35000230",
+        " Standby     172.24.38.123        2/35000230",
+        " Standby     172.24.38.103        2/35000230",
+        "",
+        " Standby database(s) in sync with master. It is safe to promote.",
+        "",
+        "Idle Node Status (idle nodes ignored in XLog location comparisons):",
+        "",
+        " Address              XLog Loc         Info",
+        " -------------------------------------------------------",
+        ` 172.24.38.106        UNKNOWN          ${refused}`,
+        "",
+      ].join("\n"),
+    );
+    // An idle agent is a problem (guide 4.2.1 exit codes).
+    expect(exitCode).toBe(1);
+  });
+
+  test("exit 0 only when every agent runs and the standbys are in sync", () => {
+    const healthy = { ...status, nodes: status.nodes.filter((n) => n.type !== "Idle") };
+    expect(renderClusterStatus(healthy, queries).exitCode).toBe(0);
+    const behind = queries.map((q) => (q.address === "172.24.38.123" ? { ...q, lsn: "2/35000200" } : q));
+    const r = renderClusterStatus(healthy, behind);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toContain("not in sync");
+    const noStandby = { ...healthy, nodes: healthy.nodes.filter((n) => n.type === "Master") };
+    expect(renderClusterStatus(noStandby, queries).exitCode).toBe(1);
+    const agentDown = {
+      ...healthy,
+      nodes: healthy.nodes.map((n) => (n.type === "Master" ? { ...n, agent: "DOWN" as const } : n)),
+    };
+    expect(renderClusterStatus(agentDown, queries).exitCode).toBe(1);
+    const unqueried = queries.filter((q) => q.address !== "172.24.38.103");
+    expect(renderClusterStatus(healthy, unqueried).exitCode).toBe(1);
+  });
+
+  test("LSNs compare as numbers, not strings", () => {
+    expect(compareLsn("2/35000230", "10/0")).toBe(-1);
+    expect(compareLsn("0/E000090", "0/E000090")).toBe(0);
+    expect(compareLsn("0/10000000", "0/E000090")).toBe(1);
+  });
+});
+
+describe("cluster-status-json", () => {
+  test("the keys of guide 5.3", () => {
+    const { text } = renderClusterStatusJson(status, queries);
+    const json = JSON.parse(text);
+    expect(Object.keys(json)).toEqual(["nodes", "allowednodes", "failoverpriority", "messages"]);
+    expect(json.nodes["172.24.38.163"]).toEqual({
+      type: "Master",
+      agent: "UP",
+      db: "UP",
+      info: " ",
+      xlog: "2/35000230",
+      xloginfo: "",
+    });
+    expect(json.nodes["172.24.38.106"].xloginfo).toBe(refused);
+    expect(json.failoverpriority).toEqual(["172.24.38.103", "172.24.38.123"]);
+  });
+});

@@ -1,0 +1,203 @@
+import type { ClusterStatus, NodeStatus } from "@efm/agent";
+
+/** A direct query from this host to one database (guide 4.2.1 "Promote Status"). */
+export type DbQuery =
+  | { address: string; ok: true; inRecovery: boolean; lsn: string }
+  | { address: string; ok: false; error: string };
+
+const RULE = ` ${"-".repeat(55)}`;
+
+function row(cols: [string, number][], last: string): string {
+  return ` ${cols.map(([text, width]) => text.padEnd(width)).join("")}${last}`.trimEnd();
+}
+
+/** Compare two `X/Y` WAL positions numerically. */
+export function compareLsn(a: string, b: string): number {
+  const n = (s: string) => {
+    const [hi = "0", lo = "0"] = s.split("/");
+    return BigInt(`0x${hi}`) * 2n ** 32n + BigInt(`0x${lo}`);
+  };
+  const d = n(a) - n(b);
+  return d === 0n ? 0 : d < 0n ? -1 : 1;
+}
+
+/** The report's verdict and the exit code of guide 4.2.1 (0 only when all is well). */
+export function assess(
+  status: ClusterStatus,
+  queries: DbQuery[],
+): { problems: string[]; syncMessage: string } {
+  const problems: string[] = [];
+  const byAddress = new Map(queries.map((q) => [q.address, q]));
+  const masters = status.nodes.filter((n) => n.type === "Master");
+  const standbys = status.nodes.filter((n) => n.type === "Standby");
+  for (const n of status.nodes) {
+    if (n.agent !== "UP") problems.push(`agent on ${n.address} is ${n.agent}`);
+    if (n.type !== "Witness" && n.db !== "UP") problems.push(`database on ${n.address} is ${n.db}`);
+    if (n.type === "Idle") problems.push(`agent on ${n.address} is idle`);
+  }
+  if (masters.length === 0) problems.push("there is no master agent");
+  if (standbys.length === 0) problems.push("there are no standby agents");
+  let syncMessage: string;
+  const master = masters[0] ? byAddress.get(masters[0].address) : undefined;
+  const standbyQueries = standbys.map((s) => byAddress.get(s.address));
+  if (!master || !master.ok || standbyQueries.some((q) => !q?.ok)) {
+    problems.push("cannot get the xlog location of every database");
+    syncMessage = "Unable to compare the xlog locations: a database could not be queried.";
+  } else if (standbys.length === 0) {
+    syncMessage = "No standby databases were found.";
+  } else {
+    const behind = standbyQueries.filter((q) => q?.ok && compareLsn(q.lsn, master.lsn) < 0);
+    if (behind.length > 0) {
+      problems.push("one or more standby databases are not in sync with the master");
+      syncMessage = `One or more standby databases are not in sync with the master database: ${behind.map((q) => q!.address).join(" ")}`;
+    } else {
+      syncMessage = "Standby database(s) in sync with master. It is safe to promote.";
+    }
+  }
+  return { problems, syncMessage };
+}
+
+function wrapList(items: string[]): string {
+  return items.length === 0 ? " " : ` ${items.join(" ")}`;
+}
+
+/** Render `efm cluster-status` exactly in the layout of guide 4.2.1. */
+export function renderClusterStatus(
+  status: ClusterStatus,
+  queries: DbQuery[],
+): { text: string; exitCode: number } {
+  const { problems, syncMessage } = assess(status, queries);
+  const byAddress = new Map(queries.map((q) => [q.address, q]));
+  const lines: string[] = [];
+  lines.push(`Cluster Status: ${status.cluster}`);
+  lines.push(
+    row(
+      [
+        ["Agent Type", 12],
+        ["Address", 21],
+        ["Agent", 7],
+        ["DB", 9],
+      ],
+      "Info",
+    ),
+  );
+  lines.push(RULE);
+  for (const n of status.nodes) {
+    lines.push(
+      row(
+        [
+          [n.type, 12],
+          [n.address, 21],
+          [n.agent, 7],
+          [n.type === "Witness" ? "N/A" : n.db, 9],
+        ],
+        n.info,
+      ),
+    );
+  }
+  lines.push("");
+  lines.push("Allowed node host list:");
+  lines.push(wrapList(status.allowedNodes));
+  lines.push("");
+  lines.push("Standby priority host list:");
+  lines.push(wrapList(status.failoverPriority));
+  lines.push("");
+  lines.push("Promote Status:");
+  lines.push("");
+  lines.push(
+    row(
+      [
+        ["DB Type", 12],
+        ["Address", 21],
+        ["XLog Loc", 17],
+      ],
+      "Info",
+    ),
+  );
+  lines.push(RULE);
+  const order = (n: NodeStatus) => (n.type === "Master" ? 0 : 1);
+  for (const n of status.nodes
+    .filter((x) => x.type === "Master" || x.type === "Standby")
+    .sort((a, b) => order(a) - order(b))) {
+    const q = byAddress.get(n.address);
+    lines.push(
+      row(
+        [
+          [n.type, 12],
+          [n.address, 21],
+          [q?.ok ? q.lsn : "UNKNOWN", 17],
+        ],
+        q && !q.ok ? q.error : "",
+      ),
+    );
+  }
+  lines.push("");
+  lines.push(` ${syncMessage}`);
+  const idle = status.nodes.filter((n) => n.type === "Idle");
+  if (idle.length > 0) {
+    lines.push("");
+    lines.push("Idle Node Status (idle nodes ignored in XLog location comparisons):");
+    lines.push("");
+    lines.push(
+      row(
+        [
+          ["Address", 21],
+          ["XLog Loc", 17],
+        ],
+        "Info",
+      ),
+    );
+    lines.push(RULE);
+    for (const n of idle) {
+      const q = byAddress.get(n.address);
+      const info = !q
+        ? "UNKNOWN"
+        : q.ok
+          ? q.inRecovery
+            ? "DB is in recovery."
+            : "DB is not in recovery."
+          : q.error;
+      lines.push(
+        row(
+          [
+            [n.address, 21],
+            [q?.ok ? q.lsn : "UNKNOWN", 17],
+          ],
+          info,
+        ),
+      );
+    }
+  }
+  return { text: `${lines.join("\n")}\n`, exitCode: problems.length === 0 ? 0 : 1 };
+}
+
+/** Render `efm cluster-status-json` with the keys of guide 5.3. */
+export function renderClusterStatusJson(
+  status: ClusterStatus,
+  queries: DbQuery[],
+): { text: string; exitCode: number } {
+  const byAddress = new Map(queries.map((q) => [q.address, q]));
+  const nodes: Record<
+    string,
+    { type: string; agent: string; db: string; info: string; xlog: string; xloginfo: string }
+  > = {};
+  for (const n of status.nodes) {
+    const q = byAddress.get(n.address);
+    nodes[n.address] = {
+      type: n.type,
+      agent: n.agent,
+      db: n.type === "Witness" ? "N/A" : n.db,
+      info: n.info === "" ? " " : n.info,
+      xlog: q?.ok ? q.lsn : n.type === "Witness" ? "" : "UNKNOWN",
+      xloginfo: q && !q.ok ? q.error : "",
+    };
+  }
+  const { problems } = assess(status, queries);
+  const json = {
+    nodes,
+    allowednodes: status.allowedNodes,
+    failoverpriority: status.failoverPriority,
+    messages: status.messages,
+  };
+  return { text: `${JSON.stringify(json, null, 4)}\n`, exitCode: problems.length === 0 ? 0 : 1 };
+}
