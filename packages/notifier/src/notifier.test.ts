@@ -171,10 +171,23 @@ describe("createNotifier", () => {
     expect(await n.flush(30)).toEqual({ drained: false, pending: 3 });
     expect(await n.close(30)).toEqual({ drained: false, pending: 3 });
     expect(closedSinks).toBe(1);
+    // The hung send was cut short by close() (not left to its 60 s timeout); the rest were shed.
+    expect(n.stats().sinks.s).toMatchObject({ dropped: 1, shed: 2, pending: 0, delivered: 0 });
     expect(records.find((r) => r.code === "CLOSED")).toMatchObject({ abandoned: 3 });
     n.notify({ id: "failoverCompleted", params: { clusterName: "late" } });
     expect(n.stats().refused).toBe(1);
     expect(await n.close(10)).toEqual({ drained: true, pending: 0 });
+  });
+
+  it("close() cuts a retry backoff short instead of waiting it out", async () => {
+    const s = recordingSink("s", { failures: 10 });
+    const sink: Sink = { ...s.sink, retry: { attempts: 5, initialDelayMs: 60_000, maxDelayMs: 60_000 } };
+    const n = createNotifier({ context, sinks: [sink] });
+    n.notify({ id: "failoverCompleted", params: { clusterName: "c1" } });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await n.close(10)).toEqual({ drained: false, pending: 1 });
+    expect(s.calls()).toBe(1);
+    expect(n.stats().sinks.s).toMatchObject({ dropped: 1, failedAttempts: 1, pending: 0 });
   });
 
   it("refuses malformed untyped input without throwing", async () => {

@@ -212,7 +212,7 @@ class SinkWorker {
             "notification delivery failed; will retry",
           );
           await this.sleep(delayMs);
-          continue;
+          if (!this.closed) continue;
         }
         this.dropped += batch.length;
         for (const n of batch) {
@@ -238,7 +238,13 @@ class SinkWorker {
     const timeout = new AbortController();
     const signal = AbortSignal.any([timeout.signal, this.closing.signal]);
     let timer: NodeJS.Timeout | undefined;
+    let onClose = () => {};
+    // Settles at the timeout, or at close() so shutdown never waits on a hung send.
     const expired = new Promise<never>((_, reject) => {
+      onClose = () =>
+        reject(new NotifierError("CLOSED", `sink ${this.sink.name}: notifier closed during delivery`));
+      if (this.closing.signal.aborted) return onClose();
+      this.closing.signal.addEventListener("abort", onClose, { once: true });
       timer = setTimeout(() => {
         timeout.abort();
         reject(
@@ -249,6 +255,7 @@ class SinkWorker {
         );
       }, this.sink.timeoutMs);
     });
+    expired.catch(() => {});
     const delivery = Promise.resolve().then(() => this.sink.deliver(batch, signal));
     // A delivery that settles after its timeout must not become an unhandled rejection.
     delivery.catch(() => {});
@@ -256,6 +263,7 @@ class SinkWorker {
       await Promise.race([delivery, expired]);
     } finally {
       clearTimeout(timer);
+      this.closing.signal.removeEventListener("abort", onClose);
     }
   }
 
@@ -291,6 +299,11 @@ class SinkWorker {
       );
     }
     this.closing.abort();
+    if (!this.running) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
     return abandoned;
   }
 
