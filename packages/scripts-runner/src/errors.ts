@@ -22,6 +22,8 @@ export const SCRIPTS_RUNNER_ERROR_CODES = [
   "WRONG_USER",
   /** No primary_conninfo is configured where one is required. */
   "NO_PRIMARY_CONNINFO",
+  /** The operation needs a running server and none is running on the data directory. */
+  "NOT_RUNNING",
   /** pg_ctl (or another PostgreSQL program) failed. */
   "PG_CTL_FAILED",
   /** Reading or writing a file in the data directory failed. */

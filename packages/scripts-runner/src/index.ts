@@ -1,10 +1,46 @@
+export { backupFile, writeFileAtomic } from "./atomic.ts";
 export { BoundedCapture } from "./capture.ts";
+export {
+  type ConninfoEntry,
+  conninfoValue,
+  formatConninfo,
+  isConninfoUri,
+  parseConninfo,
+  quoteConninfoValue,
+  setConninfoHost,
+} from "./conninfo.ts";
 export {
   isScriptsRunnerError,
   SCRIPTS_RUNNER_ERROR_CODES,
   ScriptsRunnerError,
   type ScriptsRunnerErrorCode,
 } from "./errors.ts";
+export {
+  formatHelperArgs,
+  HELPER_USAGE,
+  type HelperCommand,
+  type HelperCommon,
+  type HelperVerb,
+  parseHelperArgs,
+} from "./helper-grammar.ts";
+export type { HelperReport } from "./helper-ops.ts";
+export {
+  type ConfigSetting,
+  configValue,
+  parseConfigFile,
+  quoteConfigValue,
+  setConfigValue,
+} from "./pg-config-file.ts";
+export {
+  defaultHelperCommand,
+  fence,
+  type HelperOptions,
+  privilegedArgv,
+  promote,
+  reconfigure,
+  restart,
+  runHelper,
+} from "./privileged.ts";
 export { describeRun, type RunOptions, type RunResult, runProcess } from "./run.ts";
 export {
   checkScript,

@@ -1,0 +1,174 @@
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { backupFile, backupStamp, writeFileAtomic } from "./atomic.ts";
+import { isScriptsRunnerError } from "./errors.ts";
+import { formatHelperArgs, type HelperCommand, parseHelperArgs } from "./helper-grammar.ts";
+import { privilegedArgv } from "./privileged.ts";
+
+const usage = (argv: string[]) => {
+  try {
+    parseHelperArgs(argv);
+  } catch (e) {
+    return isScriptsRunnerError(e, "HELPER_USAGE") ? (e as Error).message.split("\n")[0] : "untyped";
+  }
+  return "ok";
+};
+
+const BIN = ["--bin", "/usr/lib/postgresql/15/bin"];
+
+describe("helper grammar", () => {
+  it("parses every verb", () => {
+    expect(parseHelperArgs(["promote", "/var/lib/pg/data", ...BIN])).toEqual({
+      verb: "promote",
+      dataDir: "/var/lib/pg/data",
+      timeoutSeconds: 60,
+      bin: "/usr/lib/postgresql/15/bin",
+    });
+    expect(
+      parseHelperArgs(["fence", "/d/", "10.0.0.2", ...BIN, "--port", "5444", "--replication-user", "repl"]),
+    ).toEqual({
+      verb: "fence",
+      dataDir: "/d",
+      newMaster: "10.0.0.2",
+      port: 5444,
+      replicationUser: "repl",
+      bin: "/usr/lib/postgresql/15/bin",
+    });
+    expect(
+      parseHelperArgs(["reconfigure", "/d", "db2.example.com", ...BIN, "--timeout", "10"]),
+    ).toMatchObject({
+      verb: "reconfigure",
+      newMaster: "db2.example.com",
+      timeoutSeconds: 10,
+    });
+    expect(parseHelperArgs(["restart", "/d", "30", ...BIN, "--log-file", "/var/log/pg.log"])).toMatchObject({
+      verb: "restart",
+      timeoutSeconds: 30,
+      logFile: "/var/log/pg.log",
+    });
+  });
+
+  it.each([
+    [[], "unknown verb"],
+    [["rm", "/d"], "unknown verb"],
+    [["promote"], "needs <datadir>"],
+    [["promote", "/d"], "needs --bin"],
+    [["promote", "relative/d", ...BIN], "absolute"],
+    [["promote", "/d/../etc", ...BIN], "absolute, normalized"],
+    [["promote", "/d\n", ...BIN], "absolute"],
+    [["fence", "/d", ...BIN], "needs <datadir> <new-master-host>"],
+    [["fence", "/d", "host;reboot", ...BIN], "not a host name"],
+    [["fence", "/d", "-oProxyCommand=x", ...BIN], "not a host name"],
+    [["fence", "/d", "h", ...BIN, "--timeout", "5"], 'does not take "--timeout"'],
+    [["restart", "/d", "0", ...BIN], "from 1 to"],
+    [["restart", "/d", "1e3", ...BIN], "whole number"],
+    [["promote", "/d", ...BIN, ...BIN], "given twice"],
+    [["promote", "/d", ...BIN, "--timeout"], "needs a value"],
+    [["promote", "/d", ...BIN, "--db-user", "x y"], "not a role name"],
+    [["fence", "/d", "h", ...BIN, "--port", "70000"], "from 1 to"],
+  ])("refuses %j", (argv, words) => {
+    expect(usage(argv)).toContain(words);
+  });
+
+  it("formatHelperArgs and parseHelperArgs are inverse", () => {
+    const path = fc.stringMatching(/^(\/[a-z0-9_.-]{1,8}){1,4}$/).filter((p) => !/\/\.{1,2}(\/|$)/.test(p));
+    const host = fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain());
+    const extra = fc.record(
+      {
+        dbUser: fc.constantFrom("postgres", "efm"),
+        dbName: fc.constantFrom("postgres", "db1"),
+        logFile: path,
+      },
+      { requiredKeys: [] },
+    );
+    const command: fc.Arbitrary<HelperCommand> = fc.oneof(
+      fc.record({
+        verb: fc.constant("promote" as const),
+        dataDir: path,
+        timeoutSeconds: fc.integer({ min: 1, max: 999 }),
+        bin: path,
+      }),
+      fc.record(
+        {
+          verb: fc.constant("fence" as const),
+          dataDir: path,
+          newMaster: host,
+          bin: path,
+          port: fc.integer({ min: 1, max: 65535 }),
+          replicationUser: fc.constant("repl"),
+        },
+        { requiredKeys: ["verb", "dataDir", "newMaster", "bin"] },
+      ),
+      fc.record({
+        verb: fc.constant("reconfigure" as const),
+        dataDir: path,
+        newMaster: host,
+        timeoutSeconds: fc.integer({ min: 1, max: 999 }),
+        bin: path,
+      }),
+      fc.record({
+        verb: fc.constant("restart" as const),
+        dataDir: path,
+        timeoutSeconds: fc.integer({ min: 1, max: 999 }),
+        bin: path,
+      }),
+    );
+    fc.assert(
+      fc.property(command, extra, (c, e) => {
+        const full = { ...c, ...e } as HelperCommand;
+        expect(parseHelperArgs(formatHelperArgs(full))).toEqual(full);
+      }),
+    );
+  });
+});
+
+describe("privilegedArgv", () => {
+  it("uses sudo -n for another user, runuser as root, nothing for the owner", () => {
+    expect(privilegedArgv("postgres", ["/h", "promote"], "sudo")).toEqual([
+      "sudo",
+      "-n",
+      "-u",
+      "postgres",
+      "--",
+      "/h",
+      "promote",
+    ]);
+    expect(privilegedArgv("postgres", ["/h"], "runuser")).toEqual(["runuser", "-u", "postgres", "--", "/h"]);
+    expect(privilegedArgv("postgres", ["/h"], "direct")).toEqual(["/h"]);
+  });
+  it("refuses an owner that is not a user name", () => {
+    expect(() => privilegedArgv("-u root", ["/h"])).toThrow(/not a user name/);
+  });
+});
+
+describe("atomic files", () => {
+  it("replaces a file keeping its mode, and backs up the old one", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "efm-atomic-"));
+    try {
+      const file = join(dir, "postgresql.auto.conf");
+      await writeFile(file, "old\n", { mode: 0o640 });
+      const backup = await backupFile(file, new Date("2026-11-26T20:45:12.345Z"));
+      expect(backup).toBe(`${file}.efm-backup-20261126T204512345Z`);
+      await writeFileAtomic(file, "new\n");
+      expect(await readFile(file, "utf8")).toBe("new\n");
+      expect(await readFile(backup!, "utf8")).toBe("old\n");
+      expect((await stat(file)).mode & 0o777).toBe(0o640);
+      expect((await readdir(dir)).sort()).toEqual([
+        "postgresql.auto.conf",
+        "postgresql.auto.conf.efm-backup-20261126T204512345Z",
+      ]);
+      expect(await backupFile(join(dir, "absent"))).toBeNull();
+      await writeFileAtomic(join(dir, "standby.signal"), "");
+      expect((await stat(join(dir, "standby.signal"))).mode & 0o777).toBe(0o600);
+      await expect(writeFileAtomic(join(dir, "no", "such"), "x")).rejects.toSatisfy((e) =>
+        isScriptsRunnerError(e, "IO_FAILED"),
+      );
+      expect(backupStamp(new Date(0))).toBe("19700101T000000000Z");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,181 @@
+import { isIP } from "node:net";
+import { isAbsolute, normalize } from "node:path";
+import { ScriptsRunnerError } from "./errors.ts";
+
+/** Options every verb accepts. */
+export interface HelperCommon {
+  /** Directory holding pg_ctl and postgres (db.bin). */
+  readonly bin: string;
+  /** Role for the confirming SQL over the local socket; default: the OS user. */
+  readonly dbUser?: string;
+  /** Database for the confirming SQL; default `postgres`. */
+  readonly dbName?: string;
+  /** Server log file given to `pg_ctl -l` when the server is (re)started. */
+  readonly logFile?: string;
+}
+
+/** A command of the privileged helper, after validation. */
+export type HelperCommand =
+  | (HelperCommon & { readonly verb: "promote"; readonly dataDir: string; readonly timeoutSeconds: number })
+  | (HelperCommon & {
+      readonly verb: "fence";
+      readonly dataDir: string;
+      readonly newMaster: string;
+      /** Port and role of the new master, used only when no primary_conninfo exists yet. */
+      readonly port?: number;
+      readonly replicationUser?: string;
+    })
+  | (HelperCommon & {
+      readonly verb: "reconfigure";
+      readonly dataDir: string;
+      readonly newMaster: string;
+      readonly timeoutSeconds: number;
+    })
+  | (HelperCommon & { readonly verb: "restart"; readonly dataDir: string; readonly timeoutSeconds: number });
+
+/** The helper's verbs. */
+export type HelperVerb = HelperCommand["verb"];
+
+/** The fixed grammar, for usage messages and the README. */
+export const HELPER_USAGE = [
+  "usage: efm-helper promote <datadir> --bin <dir> [--timeout <s>] [common]",
+  "       efm-helper fence <datadir> <new-master-host> --bin <dir> [--port <n>] [--replication-user <role>] [common]",
+  "       efm-helper reconfigure <datadir> <new-master-host> --bin <dir> [--timeout <s>] [common]",
+  "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [common]",
+  "common: [--db-user <role>] [--db-name <name>] [--log-file <path>]",
+].join("\n");
+
+const POSITIONALS: Record<HelperVerb, readonly string[]> = {
+  promote: ["datadir"],
+  fence: ["datadir", "new-master-host"],
+  reconfigure: ["datadir", "new-master-host"],
+  restart: ["datadir", "timeout-seconds"],
+};
+
+const OPTIONS: Record<HelperVerb, readonly string[]> = {
+  promote: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
+  fence: ["--bin", "--port", "--replication-user", "--db-user", "--db-name", "--log-file"],
+  reconfigure: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
+  restart: ["--bin", "--db-user", "--db-name", "--log-file"],
+};
+
+function usage(message: string): ScriptsRunnerError {
+  return new ScriptsRunnerError("HELPER_USAGE", `${message}\n${HELPER_USAGE}`);
+}
+
+/** An absolute, normalized path without control characters. */
+export function checkPath(what: string, value: string): string {
+  const stripped = value.length > 1 ? value.replace(/\/+$/, "") : value;
+  if (!isAbsolute(stripped) || /[\x00-\x1f\x7f]/.test(stripped) || normalize(stripped) !== stripped) {
+    throw usage(`${what}: ${JSON.stringify(value)} must be an absolute, normalized path`);
+  }
+  return stripped;
+}
+
+/** A host name (RFC 1123 labels) or an IP address. */
+export function checkHost(what: string, value: string): string {
+  const hostname =
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  if (isIP(value) === 0 && !hostname.test(value))
+    throw usage(`${what}: ${JSON.stringify(value)} is not a host name or IP address`);
+  return value;
+}
+
+function checkInt(what: string, value: string, min: number, max: number): number {
+  if (!/^\d{1,6}$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw usage(`${what}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`);
+  }
+  return Number(value);
+}
+
+function checkRole(what: string, value: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$/.test(value))
+    throw usage(`${what}: ${JSON.stringify(value)} is not a role name`);
+  return value;
+}
+
+/**
+ * Parses the helper's command line against its fixed grammar: a verb, its positionals, then
+ * only the options that verb knows, each at most once. Anything else is HELPER_USAGE.
+ */
+export function parseHelperArgs(argv: readonly string[]): HelperCommand {
+  const [verb, ...rest] = argv;
+  if (verb === undefined || !Object.hasOwn(POSITIONALS, verb)) {
+    throw usage(`unknown verb ${JSON.stringify(verb ?? "")}`);
+  }
+  const v = verb as HelperVerb;
+  const names = POSITIONALS[v];
+  const positional = rest.slice(0, names.length);
+  if (positional.length < names.length || positional.some((p) => p.startsWith("--"))) {
+    throw usage(`${v} needs ${names.map((n) => `<${n}>`).join(" ")}`);
+  }
+  const options = new Map<string, string>();
+  const tail = rest.slice(names.length);
+  for (let i = 0; i < tail.length; i += 2) {
+    const name = tail[i]!;
+    const value = tail[i + 1];
+    if (!OPTIONS[v].includes(name)) throw usage(`${v} does not take ${JSON.stringify(name)}`);
+    if (options.has(name)) throw usage(`${name} given twice`);
+    if (value === undefined) throw usage(`${name} needs a value`);
+    options.set(name, value);
+  }
+  const bin = options.get("--bin");
+  if (bin === undefined) throw usage(`${v} needs --bin <dir>`);
+  const common: HelperCommon = {
+    bin: checkPath("--bin", bin),
+    ...(options.has("--db-user") ? { dbUser: checkRole("--db-user", options.get("--db-user")!) } : {}),
+    ...(options.has("--db-name") ? { dbName: checkRole("--db-name", options.get("--db-name")!) } : {}),
+    ...(options.has("--log-file") ? { logFile: checkPath("--log-file", options.get("--log-file")!) } : {}),
+  };
+  const dataDir = checkPath("datadir", positional[0]!);
+  const timeout = options.has("--timeout") ? checkInt("--timeout", options.get("--timeout")!, 1, 86_400) : 60;
+  switch (v) {
+    case "promote":
+      return { verb: v, dataDir, timeoutSeconds: timeout, ...common };
+    case "fence":
+      return {
+        verb: v,
+        dataDir,
+        newMaster: checkHost("new-master-host", positional[1]!),
+        ...(options.has("--port") ? { port: checkInt("--port", options.get("--port")!, 1, 65_535) } : {}),
+        ...(options.has("--replication-user")
+          ? { replicationUser: checkRole("--replication-user", options.get("--replication-user")!) }
+          : {}),
+        ...common,
+      };
+    case "reconfigure":
+      return {
+        verb: v,
+        dataDir,
+        newMaster: checkHost("new-master-host", positional[1]!),
+        timeoutSeconds: timeout,
+        ...common,
+      };
+    case "restart":
+      return {
+        verb: v,
+        dataDir,
+        timeoutSeconds: checkInt("timeout-seconds", positional[1]!, 1, 86_400),
+        ...common,
+      };
+  }
+}
+
+/** The argv (after the program) that {@link parseHelperArgs} turns back into `command`. */
+export function formatHelperArgs(command: HelperCommand): string[] {
+  const argv: string[] = [command.verb, command.dataDir];
+  if (command.verb === "fence" || command.verb === "reconfigure") argv.push(command.newMaster);
+  if (command.verb === "restart") argv.push(String(command.timeoutSeconds));
+  argv.push("--bin", command.bin);
+  if (command.verb === "promote" || command.verb === "reconfigure") {
+    argv.push("--timeout", String(command.timeoutSeconds));
+  }
+  if (command.verb === "fence") {
+    if (command.port !== undefined) argv.push("--port", String(command.port));
+    if (command.replicationUser !== undefined) argv.push("--replication-user", command.replicationUser);
+  }
+  if (command.dbUser !== undefined) argv.push("--db-user", command.dbUser);
+  if (command.dbName !== undefined) argv.push("--db-name", command.dbName);
+  if (command.logFile !== undefined) argv.push("--log-file", command.logFile);
+  return argv;
+}

@@ -1,0 +1,182 @@
+import { existsSync } from "node:fs";
+import { userInfo } from "node:os";
+import { fileURLToPath } from "node:url";
+import { ScriptsRunnerError, type ScriptsRunnerErrorCode, SCRIPTS_RUNNER_ERROR_CODES } from "./errors.ts";
+import { formatHelperArgs, type HelperCommand, parseHelperArgs } from "./helper-grammar.ts";
+import type { HelperReport } from "./helper-ops.ts";
+import { runProcess } from "./run.ts";
+
+/** How the agent reaches the privileged helper. */
+export interface HelperOptions {
+  /** db.service.owner: the OS user that owns the data directory. */
+  readonly owner: string;
+  /** db.bin: directory of pg_ctl and postgres. */
+  readonly bin: string;
+  /**
+   * The helper program as argv; default `[process.execPath, <this package>/dist/helper.js]`.
+   * Under sudo this must match the sudoers entry exactly.
+   */
+  readonly helperCommand?: readonly string[];
+  /** Role and database for the helper's confirming SQL over the local socket. */
+  readonly dbUser?: string;
+  readonly dbName?: string;
+  /** Server log for `pg_ctl -l` on restarts; default `<datadir>/log/efm-pg_ctl.log`. */
+  readonly logFile?: string;
+  /** How the helper is started; default "auto" (see {@link privilegedArgv}). */
+  readonly elevation?: "auto" | "direct" | "sudo" | "runuser";
+}
+
+/** The default helper program: the compiled helper next to this module. */
+export function defaultHelperCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  // From src/ (tests, typecheck) use the build output, which must exist.
+  const helper = here.endsWith(".ts")
+    ? fileURLToPath(new URL("../dist/helper.js", import.meta.url))
+    : fileURLToPath(new URL("./helper.js", import.meta.url));
+  return [process.execPath, helper];
+}
+
+/**
+ * The argv that runs `argv` as `owner`: directly when we already are that user, `runuser -u`
+ * when root (no sudoers needed), else `sudo -n -u <owner> --` (never prompts; fails if
+ * sudoers does not allow exactly this program).
+ */
+export function privilegedArgv(
+  owner: string,
+  argv: readonly string[],
+  elevation: HelperOptions["elevation"] = "auto",
+): string[] {
+  if (!/^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(owner)) {
+    throw new ScriptsRunnerError("HELPER_USAGE", `db.service.owner: "${owner}" is not a user name`);
+  }
+  let mode = elevation;
+  if (mode === "auto") {
+    const me = userInfo();
+    mode = me.username === owner ? "direct" : me.uid === 0 ? "runuser" : "sudo";
+  }
+  if (mode === "direct") return [...argv];
+  if (mode === "runuser") return ["runuser", "-u", owner, "--", ...argv];
+  return ["sudo", "-n", "-u", owner, "--", ...argv];
+}
+
+function common(options: HelperOptions) {
+  return {
+    bin: options.bin,
+    ...(options.dbUser === undefined ? {} : { dbUser: options.dbUser }),
+    ...(options.dbName === undefined ? {} : { dbName: options.dbName }),
+    ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+  };
+}
+
+/**
+ * Runs one helper command as the owner and returns its report. The command line is built
+ * from typed values and re-validated with the helper's own grammar before anything runs.
+ * Failures reject with the helper's own error code (e.g. PG_CTL_FAILED, CONFIRM_FAILED).
+ */
+export async function runHelper(
+  command: HelperCommand,
+  options: HelperOptions,
+  timeoutMs: number,
+): Promise<HelperReport> {
+  const args = formatHelperArgs(command);
+  parseHelperArgs(args);
+  const helper = options.helperCommand ?? defaultHelperCommand();
+  if (options.helperCommand === undefined && !existsSync(helper[1]!)) {
+    throw new ScriptsRunnerError("SPAWN_FAILED", `helper ${helper[1]} is missing; build @efm/scripts-runner`);
+  }
+  const argv = privilegedArgv(options.owner, [...helper, ...args], options.elevation);
+  const result = await runProcess(argv, {
+    timeoutMs,
+    maxOutputBytes: 256 * 1024,
+    // The helper needs nothing from the agent's environment; a fixed one keeps it predictable.
+    env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" },
+  });
+  const line = result.stdout.trim().split("\n").at(-1) ?? "";
+  let parsed: { ok?: boolean; code?: string; message?: string } & Partial<HelperReport>;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    const why = result.timedOut
+      ? `timed out after ${timeoutMs} ms`
+      : `exited with ${result.exitCode ?? result.signal}`;
+    throw new ScriptsRunnerError(
+      "HELPER_FAILED",
+      `${argv.join(" ")} ${why}: ${(result.stderr || result.stdout).trim().slice(0, 2000)}`,
+    );
+  }
+  if (parsed.ok !== true) {
+    const code = (SCRIPTS_RUNNER_ERROR_CODES as readonly string[]).includes(parsed.code ?? "")
+      ? (parsed.code as ScriptsRunnerErrorCode)
+      : "HELPER_FAILED";
+    throw new ScriptsRunnerError(code, `${command.verb} ${command.dataDir}: ${parsed.message ?? "failed"}`);
+  }
+  const { ok: _ok, code: _code, message: _message, ...report } = parsed;
+  return report as HelperReport;
+}
+
+/** Promotes the standby in `dataDir` (`pg_ctl promote -w`) and confirms it left recovery. */
+export function promote(
+  dataDir: string,
+  options: HelperOptions & { timeoutSeconds?: number },
+): Promise<HelperReport> {
+  const timeoutSeconds = options.timeoutSeconds ?? 60;
+  return runHelper(
+    { verb: "promote", dataDir, timeoutSeconds, ...common(options) },
+    options,
+    (timeoutSeconds + 30) * 1000,
+  );
+}
+
+/**
+ * Fences an old master so a restart comes up as a standby of `newMaster`: standby.signal and
+ * primary_conninfo (PostgreSQL >= 12) or recovery.conf (< 12), with backups. `port` and
+ * `replicationUser` are used only when no primary_conninfo exists to copy from.
+ */
+export function fence(
+  dataDir: string,
+  newMaster: string,
+  options: HelperOptions & { port?: number; replicationUser?: string },
+): Promise<HelperReport> {
+  return runHelper(
+    {
+      verb: "fence",
+      dataDir,
+      newMaster,
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.replicationUser === undefined ? {} : { replicationUser: options.replicationUser }),
+      ...common(options),
+    },
+    options,
+    60_000,
+  );
+}
+
+/**
+ * Points the standby in `dataDir` at `newMaster` (host= of primary_conninfo only), applies it
+ * (reload on >= 13, else `pg_ctl restart -m fast -w -t <timeoutSeconds>`, local.timeout) and
+ * waits until it streams from the new master.
+ */
+export function reconfigure(
+  dataDir: string,
+  newMaster: string,
+  options: HelperOptions & { timeoutSeconds: number },
+): Promise<HelperReport> {
+  return runHelper(
+    { verb: "reconfigure", dataDir, newMaster, timeoutSeconds: options.timeoutSeconds, ...common(options) },
+    options,
+    (2 * options.timeoutSeconds + 30) * 1000,
+  );
+}
+
+/** `pg_ctl restart -m fast -w -t <timeoutSeconds>`; the report says whether it is in recovery. */
+export function restart(
+  dataDir: string,
+  timeoutSeconds: number,
+  options: HelperOptions,
+): Promise<HelperReport> {
+  return runHelper(
+    { verb: "restart", dataDir, timeoutSeconds, ...common(options) },
+    options,
+    (2 * timeoutSeconds + 30) * 1000,
+  );
+}
