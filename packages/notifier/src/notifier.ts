@@ -96,11 +96,12 @@ function checkRetry(sink: Sink): void {
     !(r.maxDelayMs >= 0) ||
     !Number.isInteger(sink.batchSize) ||
     sink.batchSize < 1 ||
-    !(sink.timeoutMs > 0);
+    !(sink.timeoutMs > 0) ||
+    (sink.queueCapacity !== undefined && !(Number.isInteger(sink.queueCapacity) && sink.queueCapacity >= 1));
   if (bad) {
     throw new NotifierError(
       "INVALID_OPTION",
-      `sink ${sink.name}: retry.attempts and batchSize must be integers >= 1, delays >= 0, timeoutMs > 0`,
+      `sink ${sink.name}: retry.attempts, batchSize and queueCapacity must be integers >= 1, delays >= 0, timeoutMs > 0`,
     );
   }
 }
@@ -348,7 +349,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     if (names.has(sink.name)) throw new NotifierError("INVALID_OPTION", `two sinks are named ${sink.name}`);
     names.add(sink.name);
   }
-  const workers = options.sinks.map((sink) => new SinkWorker(sink, capacity, log));
+  const workers = options.sinks.map((sink) => new SinkWorker(sink, sink.queueCapacity ?? capacity, log));
   let accepted = 0;
   let refused = 0;
   let closed = false;

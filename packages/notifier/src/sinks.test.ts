@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderNotification } from "./message.ts";
 import { createNotifier } from "./notifier.ts";
@@ -48,6 +49,27 @@ describe("cluster log lines", () => {
     });
   });
 
+  it("round-trip any subject and body, and never contain a raw line break (fast-check)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), fc.string({ unit: "binary" }), (subject, body) => {
+        const line = formatClusterLogLine({
+          id: "failoverCompleted",
+          severity: "WARNING",
+          subject,
+          body,
+          time,
+        });
+        expect(line.slice(0, -1)).not.toMatch(/[\n\r]/);
+        expect(parseClusterLogLine(line)).toEqual({
+          time: time.toISOString(),
+          severity: "WARNING",
+          subject,
+          body,
+        });
+      }),
+    );
+  });
+
   it("are refused by the parser when malformed", () => {
     expect(parseClusterLogLine("junk")).toBeUndefined();
     expect(parseClusterLogLine("t\tDEBUG\ts\tb")).toBeUndefined();
@@ -68,6 +90,16 @@ describe("clusterLogSink", () => {
       "Resume timed out for cluster c1",
     ]);
     expect(lines[5]?.severity).toBe("SEVERE");
+  });
+
+  it("keeps every notification of a burst larger than the notifier's queue capacity", async () => {
+    const path = join(dir, "burst", "c1.log");
+    const n = createNotifier({ context, sinks: [clusterLogSink({ path })], queueCapacity: 100 });
+    for (let i = 0; i < 1500; i++) n.notify({ id: "failoverCompleted", params: { clusterName: `c${i}` } });
+    await n.close(10_000);
+    const lines = (await readFile(path, "utf8")).trimEnd().split("\n");
+    expect(lines).toHaveLength(1500);
+    expect(n.stats().sinks["cluster-log"]).toMatchObject({ delivered: 1500, shed: 0 });
   });
 
   it("reports a write failure as LOG_WRITE_FAILED naming the file", async () => {

@@ -31,6 +31,8 @@ export interface Sink {
   /** Time allowed for one `deliver` call before it counts as failed. */
   readonly timeoutMs: number;
   readonly retry: RetryPolicy;
+  /** Pending notifications this sink may hold; default: the notifier's `queueCapacity`. */
+  readonly queueCapacity?: number;
   /** Delivers a batch; `signal` aborts when the per-send timeout fires or the notifier closes. */
   deliver(batch: readonly RenderedNotification[], signal: AbortSignal): Promise<void>;
   /** Releases connections; called once by `Notifier.close()`. */
@@ -76,6 +78,8 @@ export interface ClusterLogSinkOptions {
   readonly path: string;
   readonly timeoutMs?: number;
   readonly retry?: RetryPolicy;
+  /** Default 20,000: the log must keep every notification, and it drains 1,000 per append. */
+  readonly queueCapacity?: number;
 }
 
 /**
@@ -89,6 +93,7 @@ export function clusterLogSink(options: ClusterLogSinkOptions): Sink {
     name: "cluster-log",
     minSeverity: "INFO",
     batchSize: 1000,
+    queueCapacity: options.queueCapacity ?? 20_000,
     timeoutMs: options.timeoutMs ?? 5000,
     retry: options.retry ?? { attempts: 5, initialDelayMs: 200, maxDelayMs: 5000 },
     async deliver(batch) {
