@@ -20,6 +20,8 @@ export const SCRIPTS_RUNNER_ERROR_CODES = [
   "DATADIR_INVALID",
   /** The helper runs as a user other than the data directory's owner. */
   "WRONG_USER",
+  /** The server is running but not in recovery, so it cannot follow another master. */
+  "NOT_STANDBY",
   /** No primary_conninfo is configured where one is required. */
   "NO_PRIMARY_CONNINFO",
   /** The operation needs a running server and none is running on the data directory. */

@@ -218,6 +218,10 @@ async function reconfigure(
   command: Extract<HelperCommand, { verb: "reconfigure" }>,
   report: Mutable<HelperReport>,
 ): Promise<void> {
+  // Rewriting a master's primary_conninfo would do nothing now and surprise at its next restart.
+  if ((await serverAddress(command.dataDir)) !== undefined && !(await inRecovery(command))) {
+    throw new ScriptsRunnerError("NOT_STANDBY", `${command.dataDir} is a running master, not a standby`);
+  }
   const file = join(command.dataDir, report.version >= 12 ? "postgresql.auto.conf" : "recovery.conf");
   const text = await readText(file);
   if (report.version < 12 && text === undefined) {
