@@ -1,1 +1,24 @@
-export {};
+export { compareAddr, compareViewId, hostOf, parseMsg } from "./core/messages.ts";
+export type { CoreOptions, QuorumRule } from "./core/protocol.ts";
+export { MembershipCore, majorityOfVoters } from "./core/protocol.ts";
+export type { Timing } from "./core/timing.ts";
+export {
+  DEFAULT_MAX_TRIES,
+  DEFAULT_TIMEOUT,
+  deriveTiming,
+  detectionBound,
+  leaseDuration,
+  takeoverAllowedAt,
+} from "./core/timing.ts";
+export type {
+  ClusterConfig,
+  CoreInput,
+  Effect,
+  MembershipEvent,
+  Msg,
+  NodeId,
+  PersistedState,
+  View,
+  ViewId,
+  ViewInfo,
+} from "./core/types.ts";

@@ -1,1 +1,15 @@
-export {};
+export type { EventHandle } from "./clock.ts";
+export { VirtualClock } from "./clock.ts";
+export type {
+  MembershipScenario,
+  MembershipSimOptions,
+  ScenarioResult,
+  SimFrame,
+  SimNode,
+  SimNodeSpec,
+} from "./membership-sim.ts";
+export { MEMBERSHIP_SCENARIOS, MembershipSim, runMembershipScenario } from "./membership-sim.ts";
+export type { LinkSpec } from "./network.ts";
+export { VirtualNetwork } from "./network.ts";
+export type { Rng } from "./rng.ts";
+export { createRng } from "./rng.ts";

@@ -1,0 +1,87 @@
+/** Every protocol timer, derived from the two properties of the guide (3.2.1). */
+export interface Timing {
+  /** jgroups.timeout: heartbeat interval and the unit of every other timer (ms). */
+  readonly timeout: number;
+  /** jgroups.max.tries: silent heartbeat intervals before a member is suspected. */
+  readonly maxTries: number;
+  /** Silence after which a member is suspected: maxTries x timeout. */
+  readonly suspectAfter: number;
+  /** How long a direct are-you-alive may stay unanswered before the suspect is removed. */
+  readonly verifyTimeout: number;
+  /** How long the coordinator waits for view acknowledgements before suspecting the silent. */
+  readonly ackTimeout: number;
+  /** How long the coordinator gathers join/leave/remove requests into one view. */
+  readonly batchDelay: number;
+  /** Interval between discovery rounds of a node that is not yet in a view. */
+  readonly discoveryInterval: number;
+  /** Interval between MERGE3-style INFO broadcasts of a coordinator. */
+  readonly mergeInterval: number;
+  /** A merge that has not installed its view after this long is cancelled. */
+  readonly mergeTimeout: number;
+  /** A timer that fires later than this (we were paused) resets failure detection. */
+  readonly pauseThreshold: number;
+  /** The master lease L = suspectAfter - timeout. */
+  readonly lease: number;
+  /** Extra wait on top of L before another node may take over a removed master's role. */
+  readonly driftMargin: number;
+  /** How long a graceful leave waits for the coordinator's view before leaving anyway. */
+  readonly leaveTimeout: number;
+}
+
+/** Defaults of the guide: jgroups.timeout=5000, jgroups.max.tries=8. */
+export const DEFAULT_TIMEOUT = 5000;
+/** Default jgroups.max.tries. */
+export const DEFAULT_MAX_TRIES = 8;
+
+/** Derive every timer from jgroups.timeout and jgroups.max.tries. */
+export function deriveTiming(
+  timeout: number = DEFAULT_TIMEOUT,
+  maxTries: number = DEFAULT_MAX_TRIES,
+): Timing {
+  if (!Number.isInteger(timeout) || timeout < 20)
+    throw new RangeError(`jgroups.timeout must be an integer >= 20 ms, got ${timeout}`);
+  if (!Number.isInteger(maxTries) || maxTries < 2)
+    throw new RangeError(`jgroups.max.tries must be an integer >= 2, got ${maxTries}`);
+  const suspectAfter = timeout * maxTries;
+  return {
+    timeout,
+    maxTries,
+    suspectAfter,
+    verifyTimeout: timeout,
+    ackTimeout: timeout,
+    batchDelay: Math.min(100, Math.ceil(timeout / 10)),
+    discoveryInterval: Math.ceil(timeout / 5),
+    mergeInterval: timeout,
+    mergeTimeout: 2 * timeout,
+    pauseThreshold: timeout,
+    lease: leaseDuration(timeout, maxTries),
+    // Clock rates differ by far less than 1 %; one heartbeat interval also covers message delay.
+    driftMargin: timeout + Math.ceil(suspectAfter / 100),
+    leaveTimeout: 2 * timeout,
+  };
+}
+
+/** The master lease L = suspectAfter - jgroups.timeout (ms). */
+export function leaseDuration(timeout: number, maxTries: number): number {
+  return timeout * maxTries - timeout;
+}
+
+/**
+ * Earliest time another node may take over the role of a member removed by a view that was
+ * committed (acknowledged by a majority of the voters) at `committedAt`: after that instant no
+ * majority acknowledges the removed member, so its lease runs out within L; add the drift margin.
+ * Pass max(lastHeard, committedAt) if you only know when the member was last heard.
+ */
+export function takeoverAllowedAt(committedAt: number, timing: Timing): number {
+  return committedAt + timing.lease + timing.driftMargin;
+}
+
+/**
+ * Worst case from a crash to the removal view being installed everywhere reachable: silence,
+ * one heartbeat tick of detection granularity, verification, batching, plus one view round trip.
+ */
+export function detectionBound(timing: Timing, maxNetworkDelay = 0): number {
+  return (
+    timing.suspectAfter + timing.timeout + timing.verifyTimeout + timing.batchDelay + 2 * maxNetworkDelay
+  );
+}
