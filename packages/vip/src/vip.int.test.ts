@@ -73,8 +73,16 @@ describe("virtual IP in network namespaces", () => {
     expect(await isHeldLocally(VIP, { netns: "evpA" })).toBe(false);
     expect(await isReachable(VIP, PING, { netns: "evpB" })).toBe(false);
 
-    // Through the efm-address program, as the agent runs it via sudo; plain interface name.
-    inNs("evpB", process.execPath, `${pkg}/dist/address-cli.js`, "assign", "eth0", VIP, "255.255.255.0");
+    // Through the efm-address program, as the unprivileged agent runs it (via sudo -n unless
+    // root); plain interface name, so the first free alias label is chosen.
+    const viaProgram = { netns: "evpB", addressCommand: [process.execPath, `${pkg}/dist/address-cli.js`] };
+    const onBResult = await assign("eth0", VIP, "255.255.255.0", viaProgram);
+    expect(onBResult).toMatchObject({
+      changed: true,
+      device: "eth0",
+      label: "eth0:0",
+      gratuitousArp: "sent",
+    });
     const onB = (await listAddresses({ netns: "evpB" })).find((a) => a.address === VIP);
     expect(onB).toMatchObject({ device: "eth0", label: "eth0:0", prefix: 24 });
     expect(await isReachable(VIP, PING, { netns: "evpA" })).toBe(true);
@@ -83,7 +91,7 @@ describe("virtual IP in network namespaces", () => {
     expect(neigh[0]?.lladdr).toBe(macOf("evpB"));
     expect(await isReachable(VIP, PING, { netns: HUB })).toBe(true);
 
-    inNs("evpB", process.execPath, `${pkg}/dist/address-cli.js`, "release", "eth0", VIP);
+    expect(await release("eth0", VIP, viaProgram)).toBe(true);
     expect(await isHeldLocally(VIP, { netns: "evpB" })).toBe(false);
   });
 

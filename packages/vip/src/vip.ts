@@ -14,6 +14,12 @@ export interface VipOptions {
   readonly arpCount?: number;
   /** Per-command timeout; default 15 s. */
   readonly timeoutMs?: number;
+  /**
+   * The efm-address program as argv (e.g. `["/usr/bin/node", ".../dist/address-cli.js"]`).
+   * When set, assign and release run it through `sudo -n` (directly when root) instead of
+   * calling `ip` themselves: the agent runs as the unprivileged efm user.
+   */
+  readonly addressCommand?: readonly string[];
 }
 
 /** What {@link assign} did. */
@@ -116,6 +122,8 @@ export async function assign(
   const family = addressFamily(ip);
   const prefix = netmaskToPrefix(netmask, family);
   const spec = parseInterface(iface);
+  if (options.addressCommand !== undefined)
+    return assignViaProgram(spec, iface, ip, netmask, prefix, options);
   const ipCmd = options.ipCommand ?? "ip";
   const held = await listAddresses(options);
   const mine = held.find((a) => a.address === normalizeAddress(ip) && a.device === spec.device);
@@ -143,6 +151,35 @@ export async function assign(
     ...(family === "inet" && label !== undefined ? { label } : {}),
     prefix,
     gratuitousArp,
+  };
+}
+
+function elevated(argv: readonly string[]): string[] {
+  return process.geteuid?.() === 0 ? [...argv] : ["sudo", "-n", ...argv];
+}
+
+async function assignViaProgram(
+  spec: { device: string },
+  iface: string,
+  ip: string,
+  netmask: string,
+  prefix: number,
+  options: VipOptions,
+): Promise<AssignResult> {
+  const wanted = normalizeAddress(ip);
+  const before = (await listAddresses(options)).some((a) => a.address === wanted && a.device === spec.device);
+  const result = await mustRun(elevated([...options.addressCommand!, "assign", iface, ip, netmask]), options);
+  const held = (await listAddresses(options)).find((a) => a.address === wanted && a.device === spec.device);
+  if (held === undefined) {
+    throw new VipError("COMMAND_FAILED", `efm-address assign succeeded but ${ip} is not on ${spec.device}`);
+  }
+  const warning = result.stderr.trim();
+  return {
+    changed: !before,
+    device: spec.device,
+    ...(held.label === undefined || held.family !== "inet" ? {} : { label: held.label }),
+    prefix,
+    gratuitousArp: held.family === "inet6" ? "skipped" : warning === "" ? "sent" : { failed: warning },
   };
 }
 
@@ -190,6 +227,10 @@ export async function release(iface: string, ip: string, options: VipOptions = {
   const wanted = normalizeAddress(ip);
   const held = (await listAddresses(options)).find((a) => a.address === wanted && a.device === spec.device);
   if (held === undefined) return false;
+  if (options.addressCommand !== undefined) {
+    await mustRun(elevated([...options.addressCommand, "release", iface, ip]), options);
+    return true;
+  }
   await mustRun(
     [options.ipCommand ?? "ip", "addr", "del", `${ip}/${held.prefix}`, "dev", spec.device],
     options,
