@@ -1,6 +1,9 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { backupFile, backupStamp, writeFileAtomic } from "./atomic.ts";
@@ -170,5 +173,28 @@ describe("atomic files", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("sudoers template", () => {
+  const template = fileURLToPath(new URL("../sudoers/efm", import.meta.url));
+  it("allows exactly efm-helper as the database owners and efm-address as root", async () => {
+    const rules = (await readFile(template, "utf8"))
+      .split("\n")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#"));
+    expect(rules.filter((l) => /NOPASSWD/.test(l)).map((l) => l.replace(/\s+/g, " "))).toEqual([
+      "efm ALL=(postgres) NOPASSWD: EFM_HELPER",
+      "efm ALL=(enterprisedb) NOPASSWD: EFM_HELPER",
+      "efm ALL=(root) NOPASSWD: EFM_ADDRESS",
+    ]);
+    // The helper rule is the argv prefix the TS API runs: node, then the compiled helper.
+    expect(rules.find((l) => l.startsWith("Cmnd_Alias EFM_HELPER"))).toMatch(
+      /= \/usr\/bin\/node \S+\/dist\/helper\.js \*$/,
+    );
+  });
+  it.skipIf(!existsSync("/usr/sbin/visudo"))("is valid sudoers syntax", () => {
+    expect(execFileSync("/usr/sbin/visudo", ["-c", "-f", template], { encoding: "utf8" })).toContain(
+      "parsed OK",
+    );
   });
 });
