@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Cluster, createCluster, downCluster } from "@efm/lab";
@@ -98,5 +98,24 @@ describe("privileged helper on a real PostgreSQL 15 cluster", () => {
       reconfigure(dataDir("b"), "127.0.3.13", { ...opts("b"), timeoutSeconds: 5 }),
     ).rejects.toSatisfy((e) => isScriptsRunnerError(e, "NOT_STANDBY"));
     expect(autoConf("b")).toBe(text);
+  });
+
+  it("finds primary_conninfo set in postgresql.conf (via postgres -C) and overrides it in postgresql.auto.conf", async () => {
+    const b = lab.host("b").address;
+    // Move C's setting out of postgresql.auto.conf into an included file, as hand-built standbys have it.
+    const autoPath = join(dataDir("c"), "postgresql.auto.conf");
+    const conninfo = configValue(autoConf("c"), "auto", "primary_conninfo")!;
+    writeFileSync(autoPath, autoConf("c").replace(/^primary_conninfo.*\n/m, ""));
+    appendFileSync(
+      join(dataDir("c"), "lab-host.conf"),
+      `primary_conninfo = '${conninfo.replaceAll("'", "''")}'\n`,
+    );
+    expect(configValue(autoConf("c"), "auto", "primary_conninfo")).toBeUndefined();
+    const report = await reconfigure(dataDir("c"), b, { ...opts("c"), timeoutSeconds: 60 });
+    expect(report.primaryConninfo).toBe(conninfo);
+    expect(configValue(autoConf("c"), "auto", "primary_conninfo")).toBe(conninfo);
+    expect(await lab.psql("c", "SELECT status, sender_host FROM pg_stat_wal_receiver")).toEqual([
+      { status: "streaming", sender_host: b },
+    ]);
   });
 });
