@@ -41,10 +41,14 @@ export interface Sink {
 
 // ---------------------------------------------------------------- cluster log
 
+// Plain replaceAll chains: several times faster than one regex with a callback, and this runs
+// for every notification on the event loop.
 function escapeField(text: string): string {
-  return text.replace(/[\\\t\n\r]/g, (c) =>
-    c === "\\" ? "\\\\" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : "\\r",
-  );
+  return text
+    .replaceAll("\\", "\\\\")
+    .replaceAll("\t", "\\t")
+    .replaceAll("\n", "\\n")
+    .replaceAll("\r", "\\r");
 }
 
 function unescapeField(text: string): string {
@@ -78,7 +82,7 @@ export interface ClusterLogSinkOptions {
   readonly path: string;
   readonly timeoutMs?: number;
   readonly retry?: RetryPolicy;
-  /** Default 20,000: the log must keep every notification, and it drains 1,000 per append. */
+  /** Default 20,000: the log must keep every notification, and it drains quickly. */
   readonly queueCapacity?: number;
 }
 
@@ -92,7 +96,9 @@ export function clusterLogSink(options: ClusterLogSinkOptions): Sink {
   return {
     name: "cluster-log",
     minSeverity: "INFO",
-    batchSize: 1000,
+    // 100 lines per append: large enough for a storm, small enough that formatting one batch
+    // never holds the event loop for more than about a millisecond.
+    batchSize: 100,
     queueCapacity: options.queueCapacity ?? 20_000,
     timeoutMs: options.timeoutMs ?? 5000,
     retry: options.retry ?? { attempts: 5, initialDelayMs: 200, maxDelayMs: 5000 },
