@@ -22,3 +22,15 @@ export type {
   ViewId,
   ViewInfo,
 } from "./core/types.ts";
+export type { MembershipErrorCode } from "./errors.ts";
+export { MEMBERSHIP_ERROR_CODES, MembershipError } from "./errors.ts";
+export type { Envelope } from "./runtime/frame.ts";
+export {
+  DEFAULT_MAX_FRAME_BYTES,
+  deriveClusterKey,
+  encodeFrame,
+  FrameDecoder,
+  WIRE_VERSION,
+} from "./runtime/frame.ts";
+export type { Logger, Member, MemberEvent, MemberOptions, RuntimeEvent } from "./runtime/member.ts";
+export { createMember, parseAddress } from "./runtime/member.ts";
