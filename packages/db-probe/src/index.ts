@@ -1,1 +1,22 @@
-export {};
+export { type CheckResult, type Checker, PgChecker, type PgCheckerOptions, remoteCheck } from "./checker.ts";
+export { classify, DEFINITE_FAILURES, describeFailure, type Failure, isDefinite } from "./classify.ts";
+export { clientConfig, type DbConnectionOptions } from "./connection.ts";
+export {
+  DB_PROBE_ERROR_CODES,
+  DbProbeError,
+  type DbProbeErrorCode,
+  FAILURE_CODES,
+  type FailureCode,
+} from "./errors.ts";
+export { type DbFacts, type ReplicationPeer, readFacts, type WalReceiverInfo } from "./facts.ts";
+export { Lsn } from "./lsn.ts";
+export {
+  type Clock,
+  HealthMonitor,
+  type MonitorEvent,
+  type MonitorOptions,
+  type MonitorState,
+  type MonitorTiming,
+  systemClock,
+  timingFromSeconds,
+} from "./monitor.ts";

@@ -1,0 +1,148 @@
+import type pg from "pg";
+import { classify } from "./classify.ts";
+import {
+  checkConnectionOptions,
+  type DbConnectionOptions,
+  destroyClient,
+  openClient,
+  withDeadline,
+} from "./connection.ts";
+import { DbProbeError } from "./errors.ts";
+import { Lsn } from "./lsn.ts";
+
+/** One row of pg_stat_replication, as seen on a master. */
+export interface ReplicationPeer {
+  applicationName: string;
+  clientAddress: string | null;
+  state: string | null;
+  sentLsn: Lsn | null;
+  writeLsn: Lsn | null;
+  flushLsn: Lsn | null;
+  replayLsn: Lsn | null;
+  syncState: string | null;
+}
+
+/** pg_stat_wal_receiver on a standby (null when no WAL receiver runs). */
+export interface WalReceiverInfo {
+  status: string;
+  receivedTimeline: number | null;
+  /** Last position received and flushed (`flushed_lsn`, `received_lsn` before PostgreSQL 13). */
+  flushedLsn: Lsn | null;
+  senderHost: string | null;
+  senderPort: number | null;
+  /** Connection string with the password masked by the server. */
+  conninfo: string | null;
+}
+
+/** What an agent needs to know about a database: role, version, WAL positions, replication. */
+export interface DbFacts {
+  address: string;
+  /** pg_is_in_recovery(): true = standby. */
+  inRecovery: boolean;
+  /** server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)". */
+  serverVersion: string;
+  /** server_version_num, e.g. 150018. */
+  serverVersionNum: number;
+  /** pg_current_wal_lsn() on a master; null on a standby. */
+  currentLsn: Lsn | null;
+  /** pg_last_wal_receive_lsn() (standby; null if it never streamed). */
+  receiveLsn: Lsn | null;
+  /** pg_last_wal_replay_lsn() (standby). */
+  replayLsn: Lsn | null;
+  /**
+   * The position to compare standbys by when choosing whom to promote: the master's current
+   * position, or on a standby the furthest WAL it holds (received or replayed).
+   */
+  position: Lsn | null;
+  /** pg_stat_replication (master; empty on a standby). Full rows need pg_monitor. */
+  replication: ReplicationPeer[];
+  walReceiver: WalReceiverInfo | null;
+}
+
+const str = (v: unknown): string | null =>
+  typeof v === "string" ? v : v === null || v === undefined ? null : String(v);
+const num = (v: unknown): number | null => (v === null || v === undefined || v === "" ? null : Number(v));
+
+/** Read DbFacts over a fresh connection within timeoutMs; throws DbProbeError with a failure code. */
+export async function readFacts(conn: DbConnectionOptions, timeoutMs: number): Promise<DbFacts> {
+  checkConnectionOptions(conn);
+  const deadline = performance.now() + timeoutMs;
+  let client: pg.Client | null = null;
+  try {
+    client = await openClient(conn, timeoutMs);
+    const c = client;
+    const q = <T extends pg.QueryResultRow>(text: string) =>
+      withDeadline(c.query<T>(text), deadline - performance.now(), conn.host, () => destroyClient(c));
+    const v = await q<{ version: string; num: string; rec: boolean }>(
+      "SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num, pg_is_in_recovery() AS rec",
+    );
+    const row = v.rows[0];
+    if (row === undefined)
+      throw new DbProbeError("QUERY_FAILED", `database at ${conn.host}: no answer to version query`);
+    const versionNum = Number(row.num);
+    // PostgreSQL 10 renamed xlog -> wal and location -> lsn; keep the 9.x path working.
+    const wal = versionNum >= 100000;
+    const [cur, recv, replay] = wal
+      ? ["pg_current_wal_lsn", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn"]
+      : ["pg_current_xlog_location", "pg_last_xlog_receive_location", "pg_last_xlog_replay_location"];
+    const pos = await q<{ cur: string | null; recv: string | null; replay: string | null }>(
+      `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${cur}()::text END AS cur,
+              ${recv}()::text AS recv, ${replay}()::text AS replay`,
+    );
+    const rep = await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_replication r");
+    const wr =
+      versionNum >= 90600
+        ? await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_wal_receiver r")
+        : { rows: [] };
+    const p = pos.rows[0];
+    const currentLsn = Lsn.tryParse(p?.cur);
+    const receiveLsn = Lsn.tryParse(p?.recv);
+    const replayLsn = Lsn.tryParse(p?.replay);
+    const w = wr.rows[0]?.j;
+    return {
+      address: conn.host,
+      inRecovery: row.rec === true,
+      serverVersion: row.version,
+      serverVersionNum: versionNum,
+      currentLsn,
+      receiveLsn,
+      replayLsn,
+      position: row.rec ? Lsn.max(receiveLsn, replayLsn) : currentLsn,
+      replication: rep.rows.map(({ j }) => ({
+        applicationName: str(j.application_name) ?? "",
+        clientAddress: str(j.client_addr),
+        state: str(j.state),
+        sentLsn: Lsn.tryParse(str(j.sent_lsn ?? j.sent_location)),
+        writeLsn: Lsn.tryParse(str(j.write_lsn ?? j.write_location)),
+        flushLsn: Lsn.tryParse(str(j.flush_lsn ?? j.flush_location)),
+        replayLsn: Lsn.tryParse(str(j.replay_lsn ?? j.replay_location)),
+        syncState: str(j.sync_state),
+      })),
+      walReceiver:
+        w === undefined || w === null
+          ? null
+          : {
+              status: str(w.status) ?? "",
+              receivedTimeline: num(w.received_tli),
+              flushedLsn: Lsn.tryParse(str(w.flushed_lsn ?? w.received_lsn)),
+              senderHost: str(w.sender_host),
+              senderPort: num(w.sender_port),
+              conninfo: str(w.conninfo),
+            },
+    };
+  } catch (err) {
+    if (err instanceof DbProbeError && (err.code === "INVALID_LSN" || err.code === "INVALID_OPTIONS"))
+      throw err;
+    const f = classify(err, conn.host);
+    throw new DbProbeError(f.code, `database at ${conn.host}: ${f.message}`, {
+      address: conn.host,
+      detail: f.detail,
+      cause: err,
+    });
+  } finally {
+    if (client !== null) {
+      const c = client;
+      await withDeadline(c.end(), 1_000, conn.host, () => destroyClient(c)).catch(() => {});
+    }
+  }
+}
