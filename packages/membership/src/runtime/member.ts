@@ -438,7 +438,13 @@ export function createMember(options: MemberOptions): Member {
       if (running) return;
       const srv = net.createServer((socket) => {
         if (!running) return socket.destroy();
-        attach(socket, false, null);
+        const c = attach(socket, false, null);
+        // A connection that never authenticates must not hold a socket forever.
+        const idle = setTimeout(() => {
+          if (c.peer === null) socket.destroy();
+        }, 2 * timing.timeout);
+        idle.unref?.();
+        socket.once("close", () => clearTimeout(idle));
       });
       srv.on("error", (err) => log.warn({ err: String(err) }, "membership: server error"));
       await new Promise<void>((resolve, reject) => {
