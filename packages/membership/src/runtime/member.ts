@@ -426,7 +426,23 @@ export function createMember(options: MemberOptions): Member {
     if (!running) return Promise.reject(new MembershipError("NOT_RUNNING", "member is not running"));
     const requestId = `${self.inc}-a${++counter}`;
     return new Promise<void>((resolve, reject) => {
-      pendingAdmin.set(requestId, { resolve, reject });
+      // The coordinator may die with our request in flight: never leave the caller hanging.
+      const limit = setTimeout(() => {
+        if (pendingAdmin.delete(requestId)) {
+          reject(new MembershipError("REQUEST_TIMEOUT", `${type} ${host}: no answer from the coordinator`));
+        }
+      }, 4 * timing.timeout);
+      limit.unref?.();
+      pendingAdmin.set(requestId, {
+        resolve: () => {
+          clearTimeout(limit);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(limit);
+          reject(e);
+        },
+      });
       feed({ type, host, requestId });
     });
   };
