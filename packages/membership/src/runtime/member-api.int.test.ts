@@ -1,3 +1,4 @@
+import net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { MembershipError } from "../errors.ts";
 import { createMember, type Member, type MemberEvent } from "./member.ts";
@@ -51,5 +52,36 @@ describe("createMember", () => {
     started.push(x, y);
     await x.start();
     await expect(y.start()).rejects.toMatchObject({ code: "BIND_FAILED" });
+  });
+
+  it("logs dropped frames at a limited rate and keeps serving", async () => {
+    const warnings: unknown[] = [];
+    const logger = { info: () => {}, debug: () => {}, warn: (o: object) => warnings.push(o) };
+    const m = createMember({
+      ...base,
+      bindAddress: "127.0.4.22:17405",
+      seeds: [],
+      initialAllowed: ["127.0.4.22"],
+      logger,
+    });
+    started.push(m);
+    const formed = new Promise<void>((r) => m.on("viewInstalled", () => r()));
+    await m.start();
+    await formed;
+    for (let i = 0; i < 50; i++) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect({ host: "127.0.4.22", port: 17405, localAddress: "127.0.4.23" });
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        s.on("connect", () => {
+          const len = Buffer.alloc(4);
+          len.writeUInt32BE(0xffffffff);
+          s.end(len);
+        });
+      });
+    }
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]).toMatchObject({ reason: expect.stringMatching(/frame length/) });
+    expect(m.view()?.members).toEqual(["127.0.4.22:17405"]);
   });
 });
