@@ -415,8 +415,10 @@ export function runMembershipScenario(
   const n = scenario === "random" ? setup.int(3, 7) : scenario === "threeGroups" ? setup.int(5, 7) : 5;
   const addrsAll = Array.from({ length: n }, (_, i) => addrOf(i));
   const hosts = addrsAll.map(hostOf);
+  // Vary jgroups.max.tries too: with 2 the lease L equals one heartbeat interval (tightest case).
   const sim = new MembershipSim({
     seed,
+    timing: deriveTiming(100, setup.pick([2, 3, 3, 5])),
     allowedAddrs: addrsAll,
     ...(options.quorumRule ? { quorumRule: options.quorumRule } : {}),
   });
