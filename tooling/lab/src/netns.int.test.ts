@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cluster, createCluster, downCluster } from "./index.ts";
 
-// Reserved for this file: prefix el1, subnet 10.201.1.0/24, port 15401, /tmp/efm-lab-it-ns.
+// Reserved for this file: prefix el1, subnet 10.201.1.0/25 (the bench takes .128/25), port 15401, /tmp/efm-lab-it-ns.
 const runDir = "/tmp/efm-lab-it-ns";
 const isRoot = process.getuid?.() === 0;
 
@@ -28,7 +28,7 @@ describe.skipIf(!isRoot)("netns cluster", () => {
       runDir,
       port: 15401,
       prefix: "el1",
-      subnet: "10.201.1.0/24",
+      subnet: "10.201.1.0/25",
       hosts: [
         { name: "a", role: "master" },
         { name: "b", role: "standby" },
@@ -66,7 +66,7 @@ describe.skipIf(!isRoot)("netns cluster", () => {
     expect(await c.count("b")).toBe(await c.count("a"));
     // Each namespace sees only its own address: the database listens where the host lives.
     const r = await c.exec("b", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
-    expect(r.stdout).toContain("10.201.1.12/24");
+    expect(r.stdout).toContain("10.201.1.12/25");
     expect(await pgReady("w", "a")).toBe(true);
   });
 
