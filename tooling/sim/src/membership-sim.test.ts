@@ -44,4 +44,13 @@ describe("membership simulation", () => {
     }
     expect(caught.length).toBeGreaterThan(0);
   });
+
+  it("catches a takeover that does not wait for the master lease to run out", () => {
+    const caught = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = runMembershipScenario(seed, { scenario: "cascade", takeoverRule: (x) => x.committedAt });
+      if (r.violations.some((v) => v.includes("still holds its lease"))) caught.push(seed);
+    }
+    expect(caught.length).toBeGreaterThan(0);
+  });
 });

@@ -41,6 +41,11 @@ export interface MembershipSimOptions {
   readonly link?: LinkSpec;
   /** Inject a different quorum rule (to show the simulator catches unsafe ones). */
   readonly quorumRule?: QuorumRule;
+  /**
+   * When the simulated failover layer may take over a removed member's role; default: the
+   * core's published `takeoverAllowedAt`. Tests pass a broken rule to show the checker bites.
+   */
+  readonly takeoverRule?: (removal: { committedAt: number; takeoverAllowedAt: number }) => number;
   /** Addresses every view may contain (the allowed universe); others must never appear in a view. */
   readonly allowedAddrs: readonly string[];
 }
@@ -212,7 +217,12 @@ export class MembershipSim {
               member: r.member,
               inc: r.incarnation,
               removing: { epoch: e.event.epoch, creator: e.event.creator },
-              allowedAt: r.takeoverAllowedAt,
+              allowedAt: this.opts.takeoverRule
+                ? this.opts.takeoverRule({
+                    committedAt: e.event.committedAt,
+                    takeoverAllowedAt: r.takeoverAllowedAt,
+                  })
+                : r.takeoverAllowedAt,
             });
           }
         }
@@ -408,7 +418,11 @@ const addrOf = (i: number): string => `10.0.0.${i + 1}:7800`;
  */
 export function runMembershipScenario(
   seed: number,
-  options: { scenario?: MembershipScenario; quorumRule?: QuorumRule } = {},
+  options: {
+    scenario?: MembershipScenario;
+    quorumRule?: QuorumRule;
+    takeoverRule?: MembershipSimOptions["takeoverRule"];
+  } = {},
 ): ScenarioResult {
   const setup = createRng(seed ^ 0x5eed);
   const scenario = options.scenario ?? MEMBERSHIP_SCENARIOS[seed % MEMBERSHIP_SCENARIOS.length]!;
@@ -421,6 +435,7 @@ export function runMembershipScenario(
     timing: deriveTiming(100, setup.pick([2, 3, 3, 5])),
     allowedAddrs: addrsAll,
     ...(options.quorumRule ? { quorumRule: options.quorumRule } : {}),
+    ...(options.takeoverRule ? { takeoverRule: options.takeoverRule } : {}),
   });
   const t = sim.timing;
   const extraSeeds = scenario === "unresolvable" ? ["nowhere.invalid:7800"] : [];

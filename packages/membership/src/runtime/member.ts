@@ -170,7 +170,9 @@ export function createMember(options: MemberOptions): Member {
   // a fuzzer or a misconfigured neighbour must not fill the disk.
   const dropLog = new Map<string, { at: number; suppressed: number }>();
   const logDrop = (from: string, reason: string): void => {
-    const k = reason.replace(/[0-9a-f]{8,}/g, "*");
+    // Key by the kind of reason, not its details (addresses, lengths), so the map stays small.
+    const k = reason.replace(/\S*\d\S*/g, "*").slice(0, 80);
+    if (dropLog.size > 200) dropLog.clear();
     const e = dropLog.get(k);
     const t = now();
     if (e && t - e.at < 10_000) {
