@@ -17,6 +17,9 @@ describe("membership simulation", () => {
       if (r.convergedAfter !== null)
         worst.set(r.scenario, Math.max(worst.get(r.scenario) ?? 0, r.convergedAfter));
     }
+    console.log(
+      `membership sim: worst convergence after the last fault (virtual ms): ${JSON.stringify(Object.fromEntries(worst))}`,
+    );
     expect(failures.slice(0, 10)).toEqual([]);
   }, 120_000);
 
