@@ -153,3 +153,46 @@ describe("loopback cluster", () => {
     await c.down();
   });
 });
+
+describe("down after a crash", () => {
+  const crashDir = "/tmp/efm-lab-it-crash";
+  afterAll(async () => {
+    await downCluster(crashDir);
+  });
+
+  it("cleans up a lab whose creating process was killed half-way", async () => {
+    const { execFileSync, spawn } = await import("node:child_process");
+    const root = new URL("../../../", import.meta.url).pathname;
+    // The CLI runs from dist, as `pnpm lab` does.
+    execFileSync("pnpm", ["--filter", "@efm/lab", "build"], { cwd: root, stdio: "ignore" });
+    const child = spawn(
+      process.execPath,
+      [
+        `${root}tooling/lab/dist/cli.js`,
+        "up",
+        "--name",
+        "it-crash",
+        "--run-dir",
+        crashDir,
+        "--port",
+        "15401",
+      ].concat(["--address-base", "127.0.1", "--standbys", "1"]),
+      { stdio: "ignore" },
+    );
+    const exited = new Promise((r) => child.on("exit", r));
+    // Kill it as soon as the master serves (its socket exists; initdb's bootstrap backend makes
+    // a postmaster.pid too, so that file alone proves nothing): mid-setup, before the standby.
+    const pidFile = `${crashDir}/a/data/postmaster.pid`;
+    const socket = `${crashDir}/a/sock/.s.PGSQL.15401`;
+    for (let i = 0; i < 600 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(fs.existsSync(socket)).toBe(true);
+    child.kill("SIGKILL");
+    await exited;
+    const pid = Number(fs.readFileSync(pidFile, "utf8").split("\n")[0]);
+    expect(liveProcess(pid)).toBe(true);
+    expect(await downCluster(crashDir)).toBe(true);
+    expect(liveProcess(pid)).toBe(false);
+    expect(fs.existsSync(crashDir)).toBe(false);
+    expect(await portOpen("127.0.1.11")).toBe(false);
+  });
+});
