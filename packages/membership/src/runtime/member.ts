@@ -110,6 +110,7 @@ interface Conn {
   superseded: boolean;
   pending: Buffer[];
   connected: boolean;
+  lastRx: number;
 }
 
 /** Parse `ip:port` / `[v6]:port`; null when it is not an address. */
@@ -162,6 +163,7 @@ export function createMember(options: MemberOptions): Member {
   const pendingRequests = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const pendingAdmin = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
   let server: net.Server | null = null;
+  let sweeper: NodeJS.Timeout | null = null;
   let running = false;
   let counter = 0;
   const now = (): number => performance.now();
@@ -302,6 +304,15 @@ export function createMember(options: MemberOptions): Member {
     if (now() < until) return null;
     const socket = net.connect({ host: a.host, port: a.port, localAddress: bind.host });
     const c = attach(socket, true, to);
+    // A SYN into a black hole would otherwise wait for the kernel's minutes-long retries.
+    const connectLimit = setTimeout(() => {
+      if (!c.connected) {
+        dialBackoff.set(to, now() + Math.min(1000, timing.timeout / 2));
+        socket.destroy();
+      }
+    }, timing.timeout);
+    connectLimit.unref?.();
+    socket.once("close", () => clearTimeout(connectLimit));
     conns.set(to, c);
     socket.once("connect", () => {
       c.connected = true;
@@ -323,6 +334,7 @@ export function createMember(options: MemberOptions): Member {
       superseded: false,
       pending: [],
       connected: !outbound,
+      lastRx: now(),
     };
     all.add(c);
     socket.on("data", (chunk: Buffer) => onData(c, chunk));
@@ -343,6 +355,7 @@ export function createMember(options: MemberOptions): Member {
   };
 
   const onData = (c: Conn, chunk: Buffer): void => {
+    c.lastRx = now();
     const { envelopes, faults } = c.decoder.push(chunk);
     for (const f of faults) {
       logDrop(c.peer ?? normHost(c.socket.remoteAddress), f.reason);
@@ -403,6 +416,7 @@ export function createMember(options: MemberOptions): Member {
   const shutdown = async (): Promise<void> => {
     if (!running) return;
     running = false;
+    if (sweeper) clearInterval(sweeper);
     for (const t of timers.values()) clearTimeout(t);
     timers.clear();
     for (const c of all) c.socket.destroy();
@@ -480,6 +494,14 @@ export function createMember(options: MemberOptions): Member {
       });
       server = srv;
       running = true;
+      // After a long partition, TCP retransmission backoff can hold an established connection
+      // silent for minutes after the network heals: recycle connections that have received
+      // nothing for longer than the failure detector tolerates (members heartbeat every T).
+      sweeper = setInterval(() => {
+        const limit = timing.suspectAfter + timing.timeout;
+        for (const c of all) if (c.connected && now() - c.lastRx > limit) c.socket.destroy();
+      }, timing.timeout);
+      sweeper.unref?.();
       feed({ type: "start" });
     },
     async stop() {
