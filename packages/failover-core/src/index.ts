@@ -1,1 +1,34 @@
-export {};
+export type { FailoverCoreErrorCode } from "./errors.ts";
+export { FailoverCoreError, failoverCoreErrorCodes } from "./errors.ts";
+export { compareLsn, formatLsn, parseLsn } from "./lsn.ts";
+export type { ClusterSnapshot, MemberSnapshot } from "./snapshot.ts";
+export { snapshot } from "./snapshot.ts";
+export { eventKey, initialState, step } from "./step.ts";
+export type { RowSource, TransitionRow } from "./table.ts";
+export { transitions } from "./table.ts";
+export type {
+  AgentRole,
+  Candidacy,
+  Command,
+  DbStatus,
+  FailoverAction,
+  FailoverConfig,
+  FailoverEvent,
+  FailoverEventType,
+  FailoverState,
+  Investigation,
+  LocalFailure,
+  NotifyAction,
+  PeerInfo,
+  PeerMessage,
+  Phase,
+  Promotion,
+  Reachability,
+  ScriptKind,
+  SelfFence,
+  StepResult,
+  Transition,
+  ViewInfo,
+  ViewMember,
+} from "./types.ts";
+export { Harness, harnessTimings, runScenario } from "./harness.ts";

@@ -1,0 +1,357 @@
+import type { NotificationId, NotificationParams } from "@efm/notifier";
+import { compareLsn } from "./lsn.ts";
+import type {
+  AgentRole,
+  Candidacy,
+  Command,
+  FailoverAction,
+  FailoverEvent,
+  FailoverState,
+  Investigation,
+  NotifyAction,
+  PeerMessage,
+  Phase,
+  Promotion,
+  SelfFence,
+  Transition,
+  ViewInfo,
+} from "./types.ts";
+
+/** Events the engine raises for itself so that each conclusion is a row of the table too. */
+export type InternalEvent =
+  | { readonly type: "investigationDone"; readonly now: number; readonly token: string }
+  | {
+      readonly type: "promotionRequested";
+      readonly now: number;
+      readonly manual: boolean;
+      readonly force: boolean;
+      readonly oldMaster: string | null;
+      readonly request: { readonly requestId: string; readonly origin: string } | null;
+    }
+  | { readonly type: "lsnsCollected"; readonly now: number }
+  | {
+      readonly type: "clusterCommand";
+      readonly now: number;
+      readonly requestId: string;
+      readonly origin: string;
+      readonly command: Command;
+    }
+  | { readonly type: "reviewSize"; readonly now: number }
+  | { readonly type: "reviewStandbys"; readonly now: number }
+  | { readonly type: "selfFenced"; readonly now: number; readonly fence: SelfFence };
+
+/** Any event a row can handle. */
+export type AnyEvent = FailoverEvent | InternalEvent;
+
+type Draft<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Mutable working copy of one step; the caller's state is never touched. */
+export class Ctx {
+  readonly s: Draft<FailoverState>;
+  readonly actions: FailoverAction[] = [];
+  readonly transitions: Transition[] = [];
+  readonly queue: AnyEvent[] = [];
+  now: number;
+
+  constructor(state: FailoverState, now: number) {
+    this.s = { ...state };
+    this.now = now;
+  }
+
+  get self(): string {
+    return this.s.config.self;
+  }
+
+  /** A token unique to this agent, to match results to requests. */
+  token(prefix: string): string {
+    this.s.seq += 1;
+    return `${prefix}:${this.self}:${this.s.seq}`;
+  }
+
+  act(action: FailoverAction): void {
+    this.actions.push(action);
+  }
+
+  /** Sends to a peer; a message to ourselves is handled in this same step. */
+  send(to: string, message: PeerMessage): void {
+    if (to === this.self) this.queue.push({ type: "messageReceived", now: this.now, from: to, message });
+    else this.actions.push({ type: "send", to, message });
+  }
+
+  broadcast(message: PeerMessage): void {
+    if (this.others().length > 0) this.actions.push({ type: "broadcast", message });
+  }
+
+  raise(event: InternalEvent): void {
+    this.queue.push(event);
+  }
+
+  notify<Id extends NotificationId>(id: Id, params: NotificationParams<Id>): void {
+    this.actions.push({ type: "notify", id, params } as NotifyAction);
+  }
+
+  timer(name: string, at: number): void {
+    this.actions.push({ type: "setTimer", name, at });
+  }
+
+  setRole(role: AgentRole): void {
+    this.s.role = role;
+    if (role === "Master") this.s.knownMaster = { address: this.self, lastHeardAt: this.now };
+    this.broadcast({ type: "status", role, db: this.s.db });
+  }
+
+  setPhase(phase: Phase): void {
+    this.s.phase = phase;
+  }
+
+  cluster(): { clusterName: string } {
+    return { clusterName: this.s.config.clusterName };
+  }
+
+  node(address?: string): { nodeAddress: string; clusterName: string } {
+    return { nodeAddress: address ?? this.self, clusterName: this.s.config.clusterName };
+  }
+
+  members(): string[] {
+    return this.s.view ? this.s.view.members.map((m) => m.address) : [this.self];
+  }
+
+  others(): string[] {
+    return this.members().filter((a) => a !== this.self);
+  }
+
+  roleOf(address: string): AgentRole | null {
+    if (address === this.self) return this.s.role;
+    return this.s.peers[address]?.role ?? null;
+  }
+
+  membersWithRole(...roles: AgentRole[]): string[] {
+    return this.members().filter((a) => {
+      const r = this.roleOf(a);
+      return r !== null && roles.includes(r);
+    });
+  }
+
+  quorate(): boolean {
+    return this.s.view?.quorate === true;
+  }
+
+  isCoordinator(): boolean {
+    return this.s.phase === "running" && this.quorate() && this.s.view?.coordinator === this.self;
+  }
+
+  coordinator(): string | null {
+    return this.s.view?.quorate ? this.s.view.coordinator : null;
+  }
+
+  /** Could the members we cannot see form a quorum without us? If not, nobody can promote: keep serving. */
+  othersCouldFormQuorum(view: ViewInfo | null = this.s.view): boolean {
+    if (!view) return true;
+    const seen = new Set(view.members.map((m) => m.address));
+    const unseen = view.voters.filter((v) => !seen.has(v)).length;
+    return unseen > view.voters.length / 2;
+  }
+
+  /** With the lease lost we do not know whom we hear: fence whenever a quorum without us is possible at all. */
+  quorumWithoutSelfPossible(): boolean {
+    const voters = this.s.view?.voters.length ?? 0;
+    return voters - 1 > voters / 2;
+  }
+
+  reply(origin: string, requestId: string, ok: boolean, message: string): void {
+    if (origin === this.self) this.act({ type: "respond", requestId, ok, message });
+    else this.send(origin, { type: "commandReply", requestId, ok, message });
+  }
+
+  // ---- investigations (coordinator) ----
+
+  investigation(token: string): Investigation | undefined {
+    return this.s.investigations.find((i) => i.token === token);
+  }
+
+  putInvestigation(inv: Investigation): void {
+    this.s.investigations = [...this.s.investigations.filter((i) => i.token !== inv.token), inv];
+  }
+
+  dropInvestigation(token: string): void {
+    this.s.investigations = this.s.investigations.filter((i) => i.token !== token);
+  }
+
+  /** Asks every member but the target (ourselves included) to try the target's database directly. */
+  startInvestigation(
+    kind: Investigation["kind"],
+    target: string,
+    targetRole: AgentRole,
+    notBefore: number,
+  ): void {
+    const token = this.token("inv");
+    const askers = this.members().filter((a) => a !== target && this.roleOf(a) !== null);
+    const deadline =
+      Math.max(this.now, notBefore) + this.s.config.remoteTimeoutMs + this.s.config.messageSlackMs;
+    this.putInvestigation({
+      token,
+      kind,
+      target,
+      targetRole,
+      awaiting: askers,
+      results: {},
+      notBefore,
+      deadline,
+    });
+    for (const a of askers) {
+      if (a === this.self) {
+        const t = this.token("chk");
+        this.s.remoteChecks = { ...this.s.remoteChecks, [t]: { replyTo: this.self, token } };
+        this.act({ type: "checkRemoteDb", token: t, target, timeoutMs: this.s.config.remoteTimeoutMs });
+      } else this.send(a, { type: "checkDb", token, target });
+    }
+    this.timer(`investigation:${token}`, deadline);
+    if (notBefore > this.now) this.timer(`notBefore:${token}`, notBefore);
+    this.maybeConclude(token);
+  }
+
+  recordCheck(token: string, from: string, result: Investigation["results"][string]): void {
+    const inv = this.investigation(token);
+    if (!inv?.awaiting.includes(from)) return;
+    this.putInvestigation({
+      ...inv,
+      awaiting: inv.awaiting.filter((a) => a !== from),
+      results: { ...inv.results, [from]: result },
+    });
+    this.maybeConclude(token);
+  }
+
+  maybeConclude(token: string, timedOut = false): void {
+    const inv = this.investigation(token);
+    if (!inv || inv.awaitingFence) return;
+    if (this.now < inv.notBefore) return;
+    if (inv.awaiting.length > 0 && !timedOut) return;
+    this.raise({ type: "investigationDone", now: this.now, token });
+  }
+
+  // ---- promotion (coordinator) ----
+
+  /** Orders candidates: highest WAL position first, ties by the standby priority list, then address. */
+  rankCandidates(lsns: Readonly<Record<string, string | null>>): string[] {
+    const prio = (a: string) => {
+      const i = this.s.priority.indexOf(a);
+      return i < 0 ? Number.MAX_SAFE_INTEGER : i;
+    };
+    return Object.entries(lsns)
+      .filter((e): e is [string, string] => e[1] !== null)
+      .sort(([a, la], [b, lb]) => compareLsn(lb, la) || prio(a) - prio(b) || (a < b ? -1 : a > b ? 1 : 0))
+      .map(([a]) => a);
+  }
+
+  setPromotion(p: Promotion | null): void {
+    this.s.promotion = p;
+  }
+
+  // ---- candidacy (the standby being promoted) ----
+
+  /** Moves the pipeline to the next configured step, skipping those not configured. */
+  advanceCandidacy(after: Candidacy["stage"] | "start"): void {
+    const c = this.s.candidacy;
+    if (!c) return;
+    const order: Candidacy["stage"][] = [
+      "vip",
+      "pingServer",
+      "master",
+      "fence",
+      "promote",
+      "assignVip",
+      "postPromotion",
+    ];
+    const start = after === "start" ? 0 : order.indexOf(after) + 1;
+    for (let i = start; i < order.length; i++) {
+      const stage = order[i]!;
+      const action = this.candidacyAction(c, stage);
+      if (action) {
+        this.s.candidacy = { ...c, stage };
+        this.act(action);
+        return;
+      }
+    }
+    this.finishCandidacy();
+  }
+
+  /** The action of one pipeline stage, or null when that stage is not configured. */
+  private candidacyAction(c: Candidacy, stage: Candidacy["stage"]): FailoverAction | null {
+    const cfg = this.s.config;
+    const token = c.token;
+    switch (stage) {
+      case "vip":
+        return cfg.virtualIp ? { type: "pingVip", token, vip: cfg.virtualIp } : null;
+      case "pingServer":
+        return cfg.pingServer ? { type: "pingServer", token, server: cfg.pingServer } : null;
+      case "master":
+        return c.checkMaster && c.oldMaster
+          ? { type: "checkRemoteDb", token, target: c.oldMaster, timeoutMs: cfg.remoteTimeoutMs }
+          : null;
+      case "fence":
+        return cfg.scripts.fence
+          ? { type: "runScript", token, script: "fence", path: cfg.scripts.fence }
+          : null;
+      case "promote":
+        return { type: "promoteDb", token };
+      case "assignVip":
+        return cfg.virtualIp ? { type: "assignVip", token, vip: cfg.virtualIp } : null;
+      case "postPromotion":
+        return cfg.scripts.postPromotion
+          ? { type: "runScript", token, script: "postPromotion", path: cfg.scripts.postPromotion }
+          : null;
+    }
+  }
+
+  finishCandidacy(): void {
+    const c = this.s.candidacy;
+    if (!c) return;
+    this.s.candidacy = null;
+    this.notify("failoverCompleted", this.cluster());
+    this.broadcast({ type: "newMaster", address: this.self });
+    this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: true, reason: "promoted" });
+  }
+
+  /** Gives up before the irreversible step: back to Standby and tell the coordinator why. */
+  abortCandidacy(reason: string, role: AgentRole = "Standby"): void {
+    const c = this.s.candidacy;
+    if (!c) return;
+    this.s.candidacy = null;
+    this.setRole(role);
+    this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: false, reason });
+  }
+
+  // ---- fencing ourselves ----
+
+  /** Stops acting as master now; release the VIP, fence the database, run the script, then report. */
+  beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"]): void {
+    const token = this.token("fence");
+    this.s.role = "Idle";
+    this.broadcast({ type: "status", role: "Idle", db: this.s.db });
+    const vip = this.s.config.virtualIp;
+    if (vip) {
+      this.s.selfFence = { token, purpose, stage: "releaseVip", replyTo };
+      this.act({ type: "releaseVip", token, vip });
+    } else {
+      this.s.selfFence = { token, purpose, stage: "fenceDb", replyTo };
+      this.act({ type: "fenceDb", token, newMaster: null });
+    }
+  }
+
+  startLocalMonitoring(): void {
+    if (this.s.config.isWitness) return;
+    this.timer("localCheck", this.now + this.s.config.localPeriodMs);
+  }
+
+  /** Arms the lease timer for a master; never for a time already past (that would fire forever). */
+  armLease(): void {
+    const at = (this.s.leaseAt ?? this.now) + this.s.config.leaseMs;
+    if (this.s.role === "Master" && at > this.now) this.timer("lease", at);
+  }
+
+  /** Standby priority list kept by the coordinator: every standby is a candidate. */
+  publishLists(): void {
+    this.act({ type: "writeState", allowed: this.s.allowed, priority: this.s.priority });
+    this.broadcast({ type: "lists", allowed: this.s.allowed, priority: this.s.priority });
+  }
+}

@@ -1,0 +1,538 @@
+import { FailoverCoreError } from "./errors.ts";
+import { formatLsn, parseLsn } from "./lsn.ts";
+import { initialState, step } from "./step.ts";
+import type {
+  AgentRole,
+  Command,
+  FailoverAction,
+  FailoverConfig,
+  FailoverEvent,
+  FailoverState,
+  ScriptKind,
+  ViewInfo,
+} from "./types.ts";
+
+/** A fake database in the harness world. */
+interface FakeDb {
+  state: "up" | "down" | "hang";
+  inRecovery: boolean;
+  lsn: bigint;
+  fenced: boolean;
+  /** When false the database answers but cannot be verified (authentication failure). */
+  verifiable: boolean;
+  /** The local agent cannot reach it although other hosts can (a broken local socket or credentials). */
+  localBroken: boolean;
+}
+
+interface HarnessNode {
+  address: string;
+  state: FailoverState;
+  timers: Map<string, number>;
+  alive: boolean;
+  db: FakeDb | null;
+}
+
+type Queued = { to: string; event: FailoverEvent };
+
+/** Default timings for scenarios (milliseconds). */
+export const harnessTimings = {
+  localPeriodMs: 1000,
+  localTimeoutMs: 3000,
+  localTimeoutFinalMs: 1000,
+  remoteTimeoutMs: 1000,
+  leaseMs: 4000,
+  takeoverMarginMs: 1000,
+  messageSlackMs: 500,
+  promotionTimeoutMs: 10000,
+} as const;
+
+/**
+ * A deterministic in-memory cluster for scenario transcripts: N failover engines, scripted
+ * membership views, fake databases, a VIP register, scripts with chosen exit codes. Messages are
+ * delivered in FIFO order; time only moves on `tick`.
+ */
+export class Harness {
+  readonly nodes = new Map<string, HarnessNode>();
+  readonly out: string[] = [];
+  /** Every table row that fired, for coverage checks. */
+  readonly fired = new Set<string>();
+  now = 0;
+  epoch = 0;
+  voters: string[] = [];
+  vipHolders = new Set<string>();
+  cuts = new Set<string>();
+  outside = new Set<string>();
+  scriptExit = new Map<ScriptKind, number>();
+  lastHeard = new Map<string, number>();
+  private queue: Queued[] = [];
+  private reqSeq = 0;
+  private configPatch: Partial<FailoverConfig> = {};
+
+  /** Interprets one block of a scenario file and returns its transcript lines. */
+  run(commandLine: string): string[] {
+    const start = this.out.length;
+    const [cmd, ...args] = commandLine.trim().split(/\s+/);
+    switch (cmd) {
+      case "config":
+        for (const a of args) this.applyConfig(a);
+        break;
+      case "node":
+        this.addNode(args);
+        break;
+      case "start":
+        this.startAll();
+        break;
+      case "db":
+        this.setDb(args[0]!, args[1]!);
+        break;
+      case "lsn":
+        this.db(args[0]!).lsn = parseLsn(args[1]!);
+        break;
+      case "script":
+        this.scriptExit.set(args[0] as ScriptKind, Number(args[1]));
+        break;
+      case "vip":
+        this.vipHolders = new Set(args[0] === "none" ? [] : [args[0]!]);
+        break;
+      case "outside":
+        if (args[1] === "down") this.outside.add(args[0]!);
+        else this.outside.delete(args[0]!);
+        break;
+      case "tick":
+        this.tick(Number(args[0]));
+        break;
+      case "crash":
+        this.crash(args[0]!, "removed");
+        break;
+      case "stop":
+        this.deliverNow(args[0]!, { type: "shutdown", now: this.now });
+        this.drain();
+        this.crash(args[0]!, "left");
+        break;
+      case "partition":
+        this.partition(args.join(" "));
+        break;
+      case "command":
+        this.command(args[0]!, args.slice(1));
+        break;
+      case "status":
+        for (const n of this.nodes.values()) {
+          this.out.push(
+            `${n.address}: ${n.alive ? (n.state.phase === "running" ? n.state.role : n.state.phase) : "down"}` +
+              (n.db
+                ? ` db=${n.db.state}${n.db.inRecovery ? "/recovery" : ""}${n.db.fenced ? "/fenced" : ""} lsn=${formatLsn(n.db.lsn)}`
+                : ""),
+          );
+        }
+        this.out.push(`vip: ${[...this.vipHolders].join(",") || "none"}`);
+        break;
+      default:
+        throw new FailoverCoreError("invalid-event", `unknown scenario command "${cmd}"`);
+    }
+    return this.out.slice(start);
+  }
+
+  private applyConfig(kv: string): void {
+    const [k, v] = kv.split("=") as [string, string];
+    const val = v === "none" ? null : v;
+    if (k === "auto.failover") this.configPatch = { ...this.configPatch, autoFailover: v === "true" };
+    else if (k === "auto.reconfigure")
+      this.configPatch = { ...this.configPatch, autoReconfigure: v === "true" };
+    else if (k === "virtualIp") this.configPatch = { ...this.configPatch, virtualIp: val };
+    else if (k === "pingServer") this.configPatch = { ...this.configPatch, pingServer: val };
+    else if (k.startsWith("script.")) {
+      const kind = k.slice(7) as ScriptKind;
+      const base = this.configPatch.scripts ?? {
+        fence: null,
+        postPromotion: null,
+        dbFailure: null,
+        masterIsolated: null,
+      };
+      this.configPatch = { ...this.configPatch, scripts: { ...base, [kind]: val } };
+    } else throw new FailoverCoreError("invalid-config", `unknown scenario config "${k}"`);
+  }
+
+  private addNode(args: string[]): void {
+    const [address, kind, lsn] = args as [string, string, string | undefined];
+    const isWitness = kind === "witness";
+    const config: FailoverConfig = {
+      self: address,
+      clusterName: "acctg",
+      isWitness,
+      autoFailover: true,
+      autoReconfigure: true,
+      virtualIp: "10.0.0.100",
+      pingServer: "8.8.8.8",
+      scripts: { fence: null, postPromotion: null, dbFailure: null, masterIsolated: null },
+      ...harnessTimings,
+      allowed: [],
+      priority: [],
+      ...this.configPatch,
+    };
+    const db: FakeDb | null = isWitness
+      ? null
+      : {
+          state: "up",
+          inRecovery: kind !== "master",
+          lsn: parseLsn(lsn ?? "0/100"),
+          fenced: false,
+          verifiable: true,
+          localBroken: false,
+        };
+    this.nodes.set(address, { address, state: initialState(config), timers: new Map(), alive: true, db });
+    this.voters.push(address);
+  }
+
+  private startAll(): void {
+    for (const n of this.nodes.values()) this.deliverNow(n.address, { type: "started", now: this.now });
+    this.drain();
+    this.installViews();
+  }
+
+  private db(address: string): FakeDb {
+    const db = this.nodes.get(address)?.db;
+    if (!db) throw new FailoverCoreError("invalid-event", `no database on ${address}`);
+    return db;
+  }
+
+  private setDb(address: string, how: string): void {
+    const db = this.db(address);
+    if (how === "unverifiable") db.verifiable = false;
+    else if (how === "local-broken") db.localBroken = true;
+    else db.state = how as FakeDb["state"];
+  }
+
+  private linked(a: string, b: string): boolean {
+    return a === b || !this.cuts.has(a < b ? `${a}|${b}` : `${b}|${a}`);
+  }
+
+  private partition(spec: string): void {
+    this.cuts.clear();
+    if (spec.trim() !== "heal") {
+      const groups = spec.split("|").map((g) => g.trim().split(/\s+/).filter(Boolean));
+      for (const g of groups)
+        for (const h of groups)
+          if (g !== h) for (const a of g) for (const b of h) this.cuts.add(a < b ? `${a}|${b}` : `${b}|${a}`);
+    }
+    this.installViews();
+  }
+
+  private components(): string[][] {
+    const alive = [...this.nodes.values()].filter((n) => n.alive).map((n) => n.address);
+    const seen = new Set<string>();
+    const out: string[][] = [];
+    for (const a of alive) {
+      if (seen.has(a)) continue;
+      const comp = alive.filter((b) => this.linked(a, b));
+      for (const b of comp) seen.add(b);
+      out.push(comp);
+    }
+    return out;
+  }
+
+  /** Installs one view per connected component; members that disappeared from a node's view are reported gone. */
+  private installViews(goneHow: "left" | "removed" = "removed"): void {
+    for (const comp of this.components()) {
+      this.epoch += 1;
+      const view: ViewInfo = {
+        epoch: this.epoch,
+        members: comp.map((a) => ({ address: a, role: this.roleOf(a) })),
+        coordinator: comp[0]!,
+        quorate: comp.length > this.voters.length / 2,
+        voters: [...this.voters],
+      };
+      for (const a of comp) {
+        const n = this.nodes.get(a)!;
+        const before = n.state.view?.members.map((m) => m.address) ?? [];
+        this.deliverNow(a, { type: "viewInstalled", now: this.now, view });
+        for (const b of before) {
+          if (!comp.includes(b)) {
+            this.deliverNow(a, {
+              type: "memberGone",
+              now: this.now,
+              address: b,
+              how: goneHow,
+              lastHeardAt: this.lastHeardOf(b),
+            });
+          }
+        }
+      }
+    }
+    this.drain();
+  }
+
+  private lastHeardOf(address: string): number {
+    return this.lastHeard.get(address) ?? this.now;
+  }
+
+  private roleOf(address: string): AgentRole | null {
+    const n = this.nodes.get(address)!;
+    return n.state.phase === "running" || n.state.phase === "checking" || n.state.phase === "joining"
+      ? n.state.role
+      : null;
+  }
+
+  private crash(address: string, how: "left" | "removed"): void {
+    const n = this.nodes.get(address)!;
+    n.alive = false;
+    n.timers.clear();
+    if (how === "removed" && n.db) n.db.state = "down";
+    if (how === "removed") this.vipHolders.delete(address);
+    this.lastHeard.set(address, this.now);
+    this.out.push(`${address}: ${how === "left" ? "agent stopped" : "host lost"}`);
+    this.installViews(how);
+  }
+
+  private command(address: string, args: string[]): void {
+    const kind = args[0]!;
+    let command: Command;
+    if (kind === "promote") command = { kind: "promote", force: args[1] === "force" };
+    else if (kind === "resume") command = { kind: "resume" };
+    else if (kind === "stop-cluster") command = { kind: "stopCluster" };
+    else if (kind === "remove-node") command = { kind: "removeNode", address: args[1] ?? "" };
+    else if (kind === "add-node") {
+      command =
+        args[2] === undefined
+          ? { kind: "addNode", address: args[1] ?? "" }
+          : { kind: "addNode", address: args[1] ?? "", priority: Number(args[2]) };
+    } else throw new FailoverCoreError("invalid-event", `unknown command "${kind}"`);
+    this.reqSeq += 1;
+    this.deliverNow(address, { type: "command", now: this.now, requestId: `req${this.reqSeq}`, command });
+    this.drain();
+  }
+
+  /** Advances virtual time, firing timers in order and running each to quiescence. */
+  tick(ms: number): void {
+    const end = this.now + ms;
+    for (;;) {
+      let next: { node: HarnessNode; name: string; at: number } | null = null;
+      for (const n of this.nodes.values()) {
+        if (!n.alive) continue;
+        for (const [name, at] of n.timers)
+          if (at <= end && (!next || at < next.at)) next = { node: n, name, at };
+      }
+      if (!next) break;
+      this.now = Math.max(this.now, next.at);
+      next.node.timers.delete(next.name);
+      this.deliverNow(next.node.address, { type: "timer", now: this.now, name: next.name });
+      this.drain();
+    }
+    this.now = end;
+    // Leases of connected masters are renewed by membership heartbeats in real life.
+    for (const comp of this.components()) {
+      const quorate = comp.length > this.voters.length / 2;
+      for (const a of comp) {
+        this.lastHeard.set(a, this.now);
+        if (quorate) this.queue.push({ to: a, event: { type: "leaseValid", now: this.now } });
+      }
+    }
+    this.drain();
+  }
+
+  private deliverNow(to: string, event: FailoverEvent): void {
+    this.queue.push({ to, event });
+  }
+
+  private drain(): void {
+    let guard = 0;
+    while (this.queue.length > 0) {
+      if (++guard > 100_000) throw new FailoverCoreError("invalid-event", "scenario did not settle");
+      const { to, event } = this.queue.shift()!;
+      const n = this.nodes.get(to);
+      if (!n?.alive) continue;
+      const r = step(n.state, event);
+      n.state = r.state;
+      for (const t of r.transitions) {
+        this.fired.add(t.rule);
+        if (QUIET.has(t.rule)) continue;
+        this.out.push(`${to}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
+      }
+      for (const a of r.actions) this.perform(n, a);
+    }
+  }
+
+  private result(n: HarnessNode, event: FailoverEvent): void {
+    this.queue.push({ to: n.address, event });
+  }
+
+  private reachDb(from: string, target: string): "reachable" | "unreachable" | "unknown" {
+    const t = this.nodes.get(target);
+    if (!t?.db || !this.linked(from, target) || t.db.state !== "up") return "unreachable";
+    return t.db.verifiable ? "reachable" : "unknown";
+  }
+
+  private perform(n: HarnessNode, a: FailoverAction): void {
+    const now = this.now;
+    const me = n.address;
+    switch (a.type) {
+      case "send":
+        if (this.linked(me, a.to))
+          this.queue.push({
+            to: a.to,
+            event: { type: "messageReceived", now, from: me, message: a.message },
+          });
+        return;
+      case "broadcast":
+        for (const m of n.state.view?.members ?? []) {
+          if (m.address !== me && this.linked(me, m.address)) {
+            this.queue.push({
+              to: m.address,
+              event: { type: "messageReceived", now, from: me, message: a.message },
+            });
+          }
+        }
+        return;
+      case "checkLocalRole": {
+        const db = n.db;
+        const result =
+          !db || db.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary";
+        return this.result(n, { type: "localRoleChecked", now, result });
+      }
+      case "checkLocalDb": {
+        const db = n.db;
+        const ok = db?.state === "up" && !db.localBroken;
+        return this.result(n, {
+          type: "localDbChecked",
+          now,
+          token: a.token,
+          ok,
+          ...(ok ? {} : { failure: db?.state === "hang" ? "timeout" : "refused" }),
+        });
+      }
+      case "checkRemoteDb":
+        return this.result(n, {
+          type: "remoteDbChecked",
+          now,
+          token: a.token,
+          target: a.target,
+          result: this.reachDb(me, a.target),
+        });
+      case "queryLsn":
+        return this.result(n, {
+          type: "lsnQueried",
+          now,
+          token: a.token,
+          lsn: n.db?.state === "up" ? formatLsn(n.db.lsn) : null,
+        });
+      case "pingVip": {
+        const reachable = [...this.vipHolders].some((h) => h !== me && this.linked(me, h));
+        return this.result(n, { type: "vipPinged", now, token: a.token, reachable });
+      }
+      case "pingServer":
+        return this.result(n, {
+          type: "pingServerPinged",
+          now,
+          token: a.token,
+          reachable: !this.outside.has(me),
+        });
+      case "runScript": {
+        const exitCode = this.scriptExit.get(a.script) ?? 0;
+        this.out.push(`${me}: run script.${a.script} -> exit ${exitCode}`);
+        return this.result(n, {
+          type: "scriptDone",
+          now,
+          token: a.token,
+          script: a.script,
+          exitCode,
+          output: `exit ${exitCode}`,
+        });
+      }
+      case "promoteDb":
+        if (n.db) n.db.inRecovery = false;
+        this.out.push(`${me}: PROMOTE database`);
+        return this.result(n, { type: "dbPromoted", now, token: a.token, ok: n.db !== null });
+      case "fenceDb":
+        if (n.db) n.db.fenced = true;
+        this.out.push(`${me}: FENCE database`);
+        return this.result(n, { type: "dbFenced", now, token: a.token, ok: true });
+      case "reconfigureDb":
+        this.out.push(`${me}: reconfigure to follow ${a.newMaster}`);
+        return this.result(n, { type: "dbReconfigured", now, token: a.token, ok: true });
+      case "assignVip":
+        if (this.vipHolders.size > 0 && !this.vipHolders.has(me))
+          this.out.push(`!! VIP already held by ${[...this.vipHolders].join(",")}`);
+        this.vipHolders.add(me);
+        this.out.push(`${me}: assign VIP`);
+        return this.result(n, { type: "vipDone", now, token: a.token, op: "assign", ok: true, output: "ok" });
+      case "releaseVip":
+        this.vipHolders.delete(me);
+        this.out.push(`${me}: release VIP`);
+        return this.result(n, {
+          type: "vipDone",
+          now,
+          token: a.token,
+          op: "release",
+          ok: true,
+          output: "ok",
+        });
+      case "notify":
+        this.out.push(`${me}: notify ${a.id}`);
+        return;
+      case "respond":
+        this.out.push(`${me}: respond ${a.ok ? "ok" : "error"}: ${a.message}`);
+        return;
+      case "writeState":
+        this.out.push(
+          `${me}: write state allowed=[${a.allowed.join(" ")}] priority=[${a.priority.join(" ")}]`,
+        );
+        return;
+      case "setTimer":
+        n.timers.set(a.name, a.at);
+        return;
+      case "cancelTimer":
+        n.timers.delete(a.name);
+        return;
+      case "exit":
+        this.out.push(`${me}: EXIT ${a.code} (${a.reason})`);
+        n.alive = false;
+        return;
+    }
+  }
+}
+
+/** Periodic rows that would drown a transcript. */
+const QUIET = new Set([
+  "local.tick",
+  "local.ok",
+  "local.tick.skip",
+  "lease.valid",
+  "lease.timer",
+  "peer.status",
+  "reconcile.ok",
+  "investigation.timer.stale",
+  "dbFailed.retry.stop",
+  "verdict.retry.stop",
+  "promo.timer.stale",
+  "lists.update",
+]);
+
+/**
+ * Runs a scenario file (blocks of `command` lines, each followed by `----` and the expected
+ * transcript) and returns the same file with the actual transcripts, for golden comparison.
+ */
+export function runScenario(text: string, harness: Harness = new Harness()): string {
+  const h = harness;
+  const lines = text.split("\n");
+  const out: string[] = [];
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i]!;
+    if (line.trim() === "") {
+      i++;
+      continue;
+    }
+    if (line.startsWith("#")) {
+      out.push(line);
+      i++;
+      continue;
+    }
+    const produced = h.run(line);
+    out.push(line, "----", ...produced, "");
+    i++;
+    if (lines[i] === "----") {
+      i++;
+      while (i < lines.length && lines[i]!.trim() !== "") i++;
+    }
+  }
+  return out.join("\n");
+}

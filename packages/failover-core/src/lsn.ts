@@ -1,0 +1,25 @@
+import { FailoverCoreError } from "./errors.ts";
+
+const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+
+/** Parses a PostgreSQL LSN ("2/35000230") into a 64-bit number, so positions compare numerically. */
+export function parseLsn(text: string): bigint {
+  const m = LSN.exec(text);
+  if (!m) throw new FailoverCoreError("invalid-lsn", `invalid WAL position "${text}": expected hex "X/Y"`);
+  return (BigInt(`0x${m[1]}`) << 32n) | BigInt(`0x${m[2]}`);
+}
+
+/** Formats a 64-bit WAL position as PostgreSQL prints it ("2/35000230"). */
+export function formatLsn(value: bigint): string {
+  if (value < 0n || value > 0xffffffffffffffffn) {
+    throw new FailoverCoreError("invalid-lsn", `WAL position ${value} is outside 0..2^64-1`);
+  }
+  return `${(value >> 32n).toString(16).toUpperCase()}/${(value & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** Compares two LSNs as positions (not strings): negative, zero or positive. */
+export function compareLsn(a: string, b: string): number {
+  const x = parseLsn(a);
+  const y = parseLsn(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}

@@ -1,0 +1,119 @@
+import { type AnyEvent, Ctx } from "./context.ts";
+import { FailoverCoreError } from "./errors.ts";
+import { type TransitionRow, transitions } from "./table.ts";
+import type { FailoverConfig, FailoverEvent, FailoverState, StepResult } from "./types.ts";
+
+/** Safety valve against a row that keeps raising events for itself (a bug, never a legal cascade). */
+const MAX_CASCADE = 64;
+
+/** Validates the configuration and builds the state of an agent that has not started yet. */
+export function initialState(config: FailoverConfig): FailoverState {
+  const problems: string[] = [];
+  if (typeof config.self !== "string" || config.self.trim() === "")
+    problems.push("self (bind.address) is empty");
+  if (typeof config.clusterName !== "string" || config.clusterName === "")
+    problems.push("clusterName is empty");
+  for (const key of [
+    "localPeriodMs",
+    "localTimeoutMs",
+    "localTimeoutFinalMs",
+    "remoteTimeoutMs",
+    "leaseMs",
+    "takeoverMarginMs",
+    "messageSlackMs",
+    "promotionTimeoutMs",
+  ] as const) {
+    const v = config[key];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+      problems.push(`${key} must be a non-negative number`);
+  }
+  if (problems.length > 0) {
+    throw new FailoverCoreError("invalid-config", `invalid failover configuration: ${problems.join("; ")}`);
+  }
+  return {
+    config,
+    phase: "starting",
+    role: null,
+    db: "UNKNOWN",
+    view: null,
+    peers: {},
+    allowed: [...config.allowed],
+    priority: [...config.priority],
+    lastReason: "not started",
+    seq: 0,
+    leaseAt: null,
+    knownMaster: null,
+    failoverDisabled: false,
+    isolated: false,
+    local: { token: null, final: false, firstFailure: null, reported: false },
+    startupChecks: null,
+    remoteChecks: {},
+    investigations: [],
+    promotion: null,
+    candidacy: null,
+    selfFence: null,
+    pendingResume: null,
+    lsnQueries: {},
+    reconfigureToken: null,
+    previousViewSize: 0,
+    hadStandby: false,
+  };
+}
+
+/** The table key of an event: messages, timers and commands are keyed by their kind. */
+export function eventKey(e: AnyEvent): { key: string; wildcard: string | null } {
+  if (e.type === "messageReceived") return { key: `message:${e.message.type}`, wildcard: "message:*" };
+  if (e.type === "timer") {
+    const i = e.name.indexOf(":");
+    return { key: `timer:${i < 0 ? e.name : e.name.slice(0, i)}`, wildcard: "timer:*" };
+  }
+  if (e.type === "command") return { key: `command:${e.command.kind}`, wildcard: "command:*" };
+  return { key: e.type, wildcard: null };
+}
+
+function sourceMatches(row: TransitionRow, state: FailoverState): boolean {
+  for (const f of row.from) {
+    if (f === "*") return true;
+    if (state.phase === "running" ? f === state.role : f === state.phase) return true;
+  }
+  return false;
+}
+
+/** The first row of the table that applies to this event in this state, if any. */
+export function matchRow(c: Ctx, e: AnyEvent): TransitionRow | undefined {
+  const { key, wildcard } = eventKey(e);
+  for (const r of transitions) {
+    if (r.on !== key && r.on !== wildcard) continue;
+    if (!sourceMatches(r, c.s as FailoverState)) continue;
+    if ((r.when as (c: Ctx, e: AnyEvent) => boolean)(c, e)) return r;
+  }
+  return undefined;
+}
+
+/**
+ * The engine: one event in, the next state and the actions to perform out. Pure: no clock, no I/O;
+ * the state passed in is never modified.
+ */
+export function step(state: FailoverState, event: FailoverEvent): StepResult {
+  if (state.phase === "exited") return { state, actions: [], transitions: [] };
+  const c = new Ctx(state, event.now);
+  c.queue.push(event);
+  let n = 0;
+  while (c.queue.length > 0) {
+    if (++n > MAX_CASCADE) {
+      throw new FailoverCoreError(
+        "invalid-event",
+        `event ${event.type} cascaded more than ${MAX_CASCADE} times`,
+      );
+    }
+    const e = c.queue.shift()!;
+    const r = matchRow(c, e);
+    if (!r) continue;
+    const from = c.s.phase === "running" ? c.s.role : c.s.phase;
+    (r.run as (c: Ctx, e: AnyEvent) => void)(c, e);
+    c.s.lastReason = r.reason;
+    const to = c.s.phase === "running" ? c.s.role : c.s.phase;
+    c.transitions.push({ rule: r.id, reason: r.reason, from, to });
+  }
+  return { state: c.s as FailoverState, actions: c.actions, transitions: c.transitions };
+}

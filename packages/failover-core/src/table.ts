@@ -1,0 +1,2606 @@
+import type { AnyEvent, Ctx } from "./context.ts";
+import type { AgentRole, Command, FailoverEvent, Investigation, PeerMessage, Phase } from "./types.ts";
+
+/** Where a row applies: a role (in the running phase), a start-up phase, or anywhere. */
+export type RowSource = AgentRole | Exclude<Phase, "running"> | "*";
+
+type MessageEvent = Extract<FailoverEvent, { type: "messageReceived" }>;
+type CommandEvent = Extract<FailoverEvent, { type: "command" }>;
+
+/** The event a row key stands for: "message:promote", "timer:lease", "command:resume" or an event type. */
+export type EventFor<K extends string> = K extends `message:${infer M}`
+  ? MessageEvent & { readonly message: Extract<PeerMessage, { type: M }> }
+  : K extends `timer:${string}`
+    ? Extract<FailoverEvent, { type: "timer" }>
+    : K extends `command:${infer C}`
+      ? CommandEvent & { readonly command: Extract<Command, { kind: C }> }
+      : Extract<AnyEvent, { type: K }>;
+
+/** One row of the transition table: from, event, guard, to, actions and the reason logged. */
+export interface TransitionRow {
+  readonly id: string;
+  readonly from: readonly RowSource[];
+  readonly on: string;
+  /** The guard in words (the table can be printed). */
+  readonly guard: string;
+  readonly to: AgentRole | Phase | "unchanged";
+  /** The actions in words. */
+  readonly actions: string;
+  readonly reason: string;
+  readonly when: (c: Ctx, e: never) => boolean;
+  readonly run: (c: Ctx, e: never) => void;
+}
+
+function row<K extends string>(r: {
+  id: string;
+  from: readonly RowSource[];
+  on: K;
+  guard: string;
+  to: AgentRole | Phase | "unchanged";
+  actions: string;
+  reason: string;
+  when?: (c: Ctx, e: EventFor<K>) => boolean;
+  run: (c: Ctx, e: EventFor<K>) => void;
+}): TransitionRow {
+  return {
+    ...r,
+    when: (r.when ?? (() => true)) as TransitionRow["when"],
+    run: r.run as TransitionRow["run"],
+  };
+}
+
+const DB_ROLES: RowSource[] = ["Master", "Standby"];
+const RUNNING: RowSource[] = ["Master", "Standby", "Witness", "Idle", "Promoting"];
+
+// ---------- helpers shared by several rows ----------
+
+function finishStartup(c: Ctx): void {
+  c.setPhase("running");
+  const role = c.s.role;
+  if (role === "Witness") c.notify("witnessAgentRunning", c.node());
+  else if (role === "Master") c.notify("masterAgentRunning", c.node());
+  else if (role === "Standby") c.notify("standbyAgentRunning", c.node());
+  c.broadcast({ type: "status", role: role ?? "Idle", db: c.s.db });
+  if (role === "Master") {
+    c.s.leaseAt = c.now;
+    c.armLease();
+    if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+  }
+  if (role === "Master" || role === "Standby") c.startLocalMonitoring();
+}
+
+function beginStartupChecks(c: Ctx): void {
+  const targets = c.others().filter((a) => {
+    const r = c.roleOf(a);
+    return r === "Master" || r === "Standby";
+  });
+  const checks: Record<string, string> = {};
+  for (const t of targets) {
+    const token = c.token("start");
+    checks[token] = t;
+    c.act({ type: "checkRemoteDb", token, target: t, timeoutMs: c.s.config.remoteTimeoutMs });
+  }
+  c.s.startupChecks = checks;
+}
+
+function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
+  const view = e.view;
+  c.s.previousViewSize = c.s.view?.members.length ?? 0;
+  c.s.view = view;
+  // Members that left keep their entry until their memberGone is handled: the decision needs their role.
+  const peers: Record<string, { role: AgentRole | null; db: "UP" | "DOWN" | "UNKNOWN" }> = { ...c.s.peers };
+  for (const m of view.members) {
+    if (m.address === c.self) continue;
+    const old = c.s.peers[m.address];
+    peers[m.address] = { role: m.role ?? old?.role ?? null, db: old?.db ?? "UNKNOWN" };
+    if ((m.role ?? old?.role) === "Master") {
+      c.s.knownMaster = { address: m.address, lastHeardAt: e.now };
+      c.s.failoverDisabled = false;
+    }
+  }
+  c.s.peers = peers;
+  if (view.quorate) c.s.leaseAt = e.now;
+}
+
+function fenceForIsolation(c: Ctx, why: string): void {
+  c.beginSelfFence("isolation", null);
+  c.s.lastReason = why;
+}
+
+function minorityNotice(c: Ctx): void {
+  c.notify("subsetDisconnectedFromMaster", {
+    clusterName: c.s.config.clusterName,
+    nodeAddress: c.members().join(" "),
+  });
+  if (c.s.config.pingServer)
+    c.act({ type: "pingServer", token: c.token("isolation"), server: c.s.config.pingServer });
+}
+
+function selfFenceScript(c: Ctx, purpose: "dbFailure" | "switchover" | "isolation"): void {
+  const kind = purpose === "dbFailure" ? "dbFailure" : purpose === "isolation" ? "masterIsolated" : null;
+  const path = kind ? c.s.config.scripts[kind] : null;
+  if (kind && path) c.act({ type: "runScript", token: c.token("script"), script: kind, path });
+}
+
+function completeSelfFence(c: Ctx): void {
+  const f = c.s.selfFence;
+  if (!f) return;
+  c.s.selfFence = null;
+  selfFenceScript(c, f.purpose);
+  if (f.replyTo) c.send(f.replyTo.to, { type: "fenced", token: f.replyTo.token });
+}
+
+function reportDbFailure(c: Ctx): void {
+  const coord = c.coordinator();
+  if (coord) c.send(coord, { type: "dbFailed", role: c.s.role ?? "Idle" });
+  c.timer("dbFailedRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+}
+
+function anyReached(inv: Investigation): boolean {
+  return Object.values(inv.results).includes("reachable");
+}
+
+function startMasterLost(c: Ctx, address: string, notBefore: number): void {
+  if (c.s.investigations.some((i) => i.kind === "masterLost" && i.target === address)) return;
+  c.startInvestigation("masterLost", address, "Master", notBefore);
+}
+
+function clusterCommand(c: Ctx, requestId: string, origin: string, command: Command): void {
+  c.raise({ type: "clusterCommand", now: c.now, requestId, origin, command });
+}
+
+function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: string): void {
+  c.s.pendingResume = null;
+  c.s.db = "UP";
+  c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+  c.setRole(role);
+  if (role === "Master") {
+    c.s.leaseAt = c.now;
+    c.armLease();
+    if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+  }
+  c.startLocalMonitoring();
+  c.act({ type: "respond", requestId, ok: true, message: `Resumed monitoring as ${role}.` });
+}
+
+function exitAgent(c: Ctx, code: number, reason: string): void {
+  c.setPhase("exited");
+  c.act({ type: "exit", code, reason });
+}
+
+function pendingPromoteTarget(c: Ctx): string {
+  return c.s.promotion?.candidate ?? c.s.promotion?.oldMaster ?? c.self;
+}
+
+// ---------- the table ----------
+
+/** Every transition of the engine, in match order (first matching row wins). */
+export const transitions: readonly TransitionRow[] = [
+  // ---- start-up (4.1.1) ----
+  row({
+    id: "start.witness",
+    from: ["starting"],
+    on: "started",
+    guard: "is.witness=true",
+    to: "Witness",
+    actions: "wait for a view",
+    reason: "is.witness=true: start as a dedicated witness without a local database",
+    when: (c) => c.s.config.isWitness,
+    run: (c) => {
+      c.s.role = "Witness";
+      c.s.db = "UNKNOWN";
+      c.setPhase("joining");
+    },
+  }),
+  row({
+    id: "start.probe",
+    from: ["starting"],
+    on: "started",
+    guard: "not a witness",
+    to: "starting",
+    actions: "checkLocalRole (pg_is_in_recovery)",
+    reason: "ask the local database whether it is in recovery to learn our role",
+    run: (c) => c.act({ type: "checkLocalRole" }),
+  }),
+  row({
+    id: "start.primary",
+    from: ["starting"],
+    on: "localRoleChecked",
+    guard: "pg_is_in_recovery() = false",
+    to: "Master",
+    actions: "wait for a view",
+    reason: "the local database is not in recovery: this agent is the master agent",
+    when: (_c, e) => e.result === "primary",
+    run: (c) => {
+      c.s.role = "Master";
+      c.s.db = "UP";
+      c.setPhase("joining");
+    },
+  }),
+  row({
+    id: "start.recovery",
+    from: ["starting"],
+    on: "localRoleChecked",
+    guard: "pg_is_in_recovery() = true",
+    to: "Standby",
+    actions: "wait for a view",
+    reason: "the local database is in recovery: this agent is a standby agent",
+    when: (_c, e) => e.result === "recovery",
+    run: (c) => {
+      c.s.role = "Standby";
+      c.s.db = "UP";
+      c.setPhase("joining");
+    },
+  }),
+  row({
+    id: "start.unreachable",
+    from: ["starting"],
+    on: "localRoleChecked",
+    guard: "local database unreachable",
+    to: "Idle",
+    actions: "wait for a view",
+    reason: "the local database cannot be reached: start Idle until `efm resume`",
+    run: (c) => {
+      c.s.role = "Idle";
+      c.s.db = "DOWN";
+      c.setPhase("joining");
+    },
+  }),
+  row({
+    id: "join.minority",
+    from: ["joining"],
+    on: "viewInstalled",
+    guard: "view not quorate",
+    to: "joining",
+    actions: "none",
+    reason: "joined a view without a majority of the voters: wait before acting on anything",
+    when: (_c, e) => !e.view.quorate,
+    run: (c, e) => adoptView(c, e),
+  }),
+  row({
+    id: "join.secondMaster",
+    from: ["joining"],
+    on: "viewInstalled",
+    guard: "we are Master and the view already has a Master",
+    to: "checking",
+    actions: "become Idle; check every cluster database",
+    reason: "another master agent is already running: do not take the master role, stay Idle",
+    when: (c, e) =>
+      c.s.role === "Master" && e.view.members.some((m) => m.address !== c.self && m.role === "Master"),
+    run: (c, e) => {
+      adoptView(c, e);
+      c.s.role = "Idle";
+      c.setPhase("checking");
+      beginStartupChecks(c);
+      if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
+    },
+  }),
+  row({
+    id: "join.check",
+    from: ["joining"],
+    on: "viewInstalled",
+    guard: "quorate view with other databases",
+    to: "checking",
+    actions: "checkRemoteDb for every other database",
+    reason: "joined the cluster: check we can connect to every database in it (4.1.1)",
+    when: (c, e) =>
+      e.view.members.some((m) => m.address !== c.self && (m.role === "Master" || m.role === "Standby")),
+    run: (c, e) => {
+      adoptView(c, e);
+      c.setPhase("checking");
+      beginStartupChecks(c);
+    },
+  }),
+  row({
+    id: "join.alone",
+    from: ["joining"],
+    on: "viewInstalled",
+    guard: "quorate view, no other database to check",
+    to: "running",
+    actions: "notify agent running; master assigns the VIP; start monitoring",
+    reason: "joined the cluster and there is no other database to check",
+    run: (c, e) => {
+      adoptView(c, e);
+      finishStartup(c);
+    },
+  }),
+  row({
+    id: "check.failed",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard: "a cluster database cannot be reached",
+    to: "exited",
+    actions: "notify agentExitedDuringStartup; exit 1",
+    reason: "cannot connect to every database of the cluster at start-up: shutting down (4.1.1)",
+    when: (c, e) => c.s.startupChecks?.[e.token] !== undefined && e.result !== "reachable",
+    run: (c, e) => {
+      c.notify("agentExitedDuringStartup", c.cluster());
+      exitAgent(c, 1, `cannot connect to the database at ${e.target}`);
+    },
+  }),
+  row({
+    id: "check.progress",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard: "reachable, other checks pending",
+    to: "checking",
+    actions: "none",
+    reason: "one more cluster database is reachable",
+    when: (c, e) =>
+      c.s.startupChecks?.[e.token] !== undefined && Object.keys(c.s.startupChecks ?? {}).length > 1,
+    run: (c, e) => {
+      const { [e.token]: _done, ...rest } = c.s.startupChecks ?? {};
+      c.s.startupChecks = rest;
+    },
+  }),
+  row({
+    id: "check.done",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard: "reachable, last check",
+    to: "running",
+    actions: "notify agent running; master assigns the VIP; start monitoring",
+    reason: "every database of the cluster is reachable: start monitoring",
+    when: (c, e) => c.s.startupChecks?.[e.token] !== undefined,
+    run: (c) => {
+      c.s.startupChecks = null;
+      finishStartup(c);
+    },
+  }),
+  row({
+    id: "check.view",
+    from: ["checking"],
+    on: "viewInstalled",
+    guard: "view changed during start-up checks",
+    to: "checking",
+    actions: "none",
+    reason: "keep the newest view while start-up checks run",
+    run: (c, e) => adoptView(c, e),
+  }),
+
+  // ---- views, quorum and the master lease (8.6, DESIGN 4) ----
+  row({
+    id: "view.minority.master",
+    from: ["Master"],
+    on: "viewInstalled",
+    guard: "view not quorate and the unseen voters could form a quorum",
+    to: "Idle",
+    actions: "release VIP, fence, script.master.isolated; notify subset disconnected",
+    reason: "master isolated in a minority: fence before the majority may promote (8.6)",
+    when: (c, e) => !e.view.quorate && c.othersCouldFormQuorum(e.view),
+    run: (c, e) => {
+      adoptView(c, e);
+      fenceForIsolation(c, "isolated in a minority");
+      minorityNotice(c);
+    },
+  }),
+  row({
+    id: "view.minority.candidate",
+    from: ["Promoting"],
+    on: "viewInstalled",
+    guard: "view not quorate, database not yet promoted",
+    to: "Standby",
+    actions: "abort the promotion",
+    reason: "lost the majority before promoting: a promotion only happens inside a majority view",
+    when: (c, e) =>
+      !e.view.quorate &&
+      c.s.candidacy !== null &&
+      ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
+    run: (c, e) => {
+      adoptView(c, e);
+      c.abortCandidacy("lost the majority view before promoting");
+      minorityNotice(c);
+    },
+  }),
+  row({
+    id: "view.minority",
+    from: RUNNING,
+    on: "viewInstalled",
+    guard: "view not quorate",
+    to: "unchanged",
+    actions: "notify subset disconnected; ping the well-known server",
+    reason: "in a minority: failover will not be attempted from here",
+    when: (_c, e) => !e.view.quorate,
+    run: (c, e) => {
+      const wasQuorate = c.quorate();
+      adoptView(c, e);
+      if (wasQuorate) minorityNotice(c);
+    },
+  }),
+  row({
+    id: "view.coordinatorChanged.candidate",
+    from: ["Promoting"],
+    on: "viewInstalled",
+    guard: "new coordinator, database not yet promoted",
+    to: "Standby",
+    actions: "abort the promotion",
+    reason: "the coordinator that asked for this promotion is gone: abort so only one promotion runs",
+    when: (c, e) =>
+      c.s.candidacy !== null &&
+      e.view.coordinator !== c.s.candidacy.coordinator &&
+      ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
+    run: (c, e) => {
+      adoptView(c, e);
+      c.abortCandidacy("coordinator changed before promoting");
+    },
+  }),
+  row({
+    id: "view.quorate",
+    from: RUNNING,
+    on: "viewInstalled",
+    guard: "view quorate",
+    to: "unchanged",
+    actions: "announce status; coordinator reviews size and standbys, reconciles after a delay",
+    reason: "new majority view installed",
+    when: (_c, e) => e.view.quorate,
+    run: (c, e) => {
+      adoptView(c, e);
+      if (c.s.isolated) {
+        c.s.isolated = false;
+        c.notify("nodeNoLongerIsolated", c.cluster());
+      }
+      c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
+      if (c.s.role === "Master") c.armLease();
+      if (c.isCoordinator()) {
+        c.raise({ type: "reviewSize", now: c.now });
+        c.raise({ type: "reviewStandbys", now: c.now });
+        c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+      }
+    },
+  }),
+  row({
+    id: "review.belowThree",
+    from: RUNNING,
+    on: "reviewSize",
+    guard: "coordinator; fewer than three members, previously three or more",
+    to: "unchanged",
+    actions: "notify clusterBelowThreeNodes",
+    reason: "the cluster dropped below three nodes: no full failover protection",
+    when: (c) => c.members().length < 3 && c.s.previousViewSize >= 3,
+    run: (c) => c.notify("clusterBelowThreeNodes", c.cluster()),
+  }),
+  row({
+    id: "review.size.ok",
+    from: RUNNING,
+    on: "reviewSize",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "cluster size is fine",
+    run: () => {},
+  }),
+  row({
+    id: "review.noStandby",
+    from: RUNNING,
+    on: "reviewStandbys",
+    guard: "coordinator; there was a standby, now none",
+    to: "unchanged",
+    actions: "notify noStandbyAgent",
+    reason: "the standbys have left the cluster",
+    when: (c) => c.s.hadStandby && c.membersWithRole("Standby", "Promoting").length === 0,
+    run: (c) => {
+      c.s.hadStandby = false;
+      c.notify("noStandbyAgent", c.cluster());
+    },
+  }),
+  row({
+    id: "review.standbys.ok",
+    from: RUNNING,
+    on: "reviewStandbys",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "standby count reviewed",
+    run: (c) => {
+      if (c.membersWithRole("Standby", "Promoting").length > 0) c.s.hadStandby = true;
+    },
+  }),
+  row({
+    id: "isolation.pingFailed",
+    from: RUNNING,
+    on: "pingServerPinged",
+    guard: "minority and the well-known server is unreachable",
+    to: "unchanged",
+    actions: "notify nodesIsolated",
+    reason: "this node appears isolated from the network",
+    when: (c, e) => e.token.startsWith("isolation:") && !e.reachable && !c.quorate(),
+    run: (c) => {
+      c.s.isolated = true;
+      c.notify("nodesIsolated", { clusterName: c.s.config.clusterName, nodeName: c.others().join(" ") });
+    },
+  }),
+  row({
+    id: "isolation.pingOk",
+    from: RUNNING,
+    on: "pingServerPinged",
+    guard: "isolation probe: server reachable or quorum back",
+    to: "unchanged",
+    actions: "none",
+    reason: "the well-known server is reachable: the network is not isolated",
+    when: (_c, e) => e.token.startsWith("isolation:"),
+    run: () => {},
+  }),
+  row({
+    id: "quorum.lost.master",
+    from: ["Master"],
+    on: "quorumLost",
+    guard: "the unseen voters could form a quorum",
+    to: "Idle",
+    actions: "release VIP, fence, script.master.isolated",
+    reason: "master lost the majority: fence before the majority may promote",
+    when: (c) => c.quorumWithoutSelfPossible(),
+    run: (c) => {
+      fenceForIsolation(c, "quorum lost");
+      minorityNotice(c);
+    },
+  }),
+  row({
+    id: "quorum.lost",
+    from: RUNNING,
+    on: "quorumLost",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "quorum lost: no failover decisions from this side",
+    run: (c) => {
+      if (c.s.view) c.s.view = { ...c.s.view, quorate: false };
+    },
+  }),
+  row({
+    id: "quorum.gained",
+    from: RUNNING,
+    on: "quorumGained",
+    guard: "always",
+    to: "unchanged",
+    actions: "none",
+    reason: "quorum regained",
+    run: (c) => {
+      if (c.s.view) c.s.view = { ...c.s.view, quorate: true };
+      c.s.leaseAt = c.now;
+      c.armLease();
+    },
+  }),
+  row({
+    id: "lease.valid",
+    from: ["*"],
+    on: "leaseValid",
+    guard: "always",
+    to: "unchanged",
+    actions: "master re-arms the lease timer",
+    reason: "a majority heard us: lease renewed",
+    run: (c) => {
+      c.s.leaseAt = c.now;
+      c.armLease();
+    },
+  }),
+  row({
+    id: "lease.lost.master",
+    from: ["Master"],
+    on: "leaseLost",
+    guard: "a quorum without us is possible (three or more voters)",
+    to: "Idle",
+    actions: "release VIP, fence, script.master.isolated",
+    reason: "master lease lost: fence before the majority may promote (DESIGN 4 safety rule)",
+    when: (c) => c.quorumWithoutSelfPossible(),
+    run: (c) => {
+      fenceForIsolation(c, "lease lost");
+      minorityNotice(c);
+    },
+  }),
+  row({
+    id: "lease.lost",
+    from: ["*"],
+    on: "leaseLost",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "lease lost but no quorum can form without us (or not master): keep the role",
+    run: () => {},
+  }),
+  row({
+    id: "lease.expired",
+    from: ["Master"],
+    on: "timer:lease",
+    guard: "no majority heard for L and a quorum without us is possible",
+    to: "Idle",
+    actions: "release VIP, fence, script.master.isolated",
+    reason: "master has not heard from a majority for L: fence itself (DESIGN 4 safety rule)",
+    when: (c, e) =>
+      c.s.leaseAt !== null && e.now >= c.s.leaseAt + c.s.config.leaseMs && c.quorumWithoutSelfPossible(),
+    run: (c) => {
+      fenceForIsolation(c, "lease expired");
+      minorityNotice(c);
+    },
+  }),
+  row({
+    id: "lease.timer",
+    from: ["*"],
+    on: "timer:lease",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "re-arm if master",
+    reason: "lease still valid",
+    run: (c) => c.armLease(),
+  }),
+
+  // ---- members leaving (8.3, 8.4, 8.5, 8.6) ----
+  row({
+    id: "gone.master",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; the master agent left",
+    to: "unchanged",
+    actions: "everyone checks the master database; conclude no earlier than lastHeard+L+margin",
+    reason: "the master agent is gone: check its database, wait out its lease before deciding (8.3)",
+    when: (c, e) =>
+      c.isCoordinator() && (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address),
+    run: (c, e) => {
+      delete (c.s.peers as Record<string, unknown>)[e.address];
+      c.s.peers = { ...c.s.peers };
+      c.s.knownMaster = { address: e.address, lastHeardAt: e.lastHeardAt };
+      if (e.how === "removed")
+        c.notify("masterBeingFenced", { clusterName: c.s.config.clusterName, ipAddress: e.address });
+      startMasterLost(c, e.address, e.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs);
+    },
+  }),
+  row({
+    id: "gone.standby",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; a standby agent left",
+    to: "unchanged",
+    actions: "everyone checks its database; drop it from the priority list",
+    reason: "a standby agent is gone: check whether its database still runs (8.4)",
+    when: (c, e) =>
+      c.isCoordinator() && (c.roleOf(e.address) === "Standby" || c.roleOf(e.address) === "Promoting"),
+    run: (c, e) => {
+      const role = c.roleOf(e.address)!;
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      if (c.s.promotion?.candidate === e.address) c.setPromotion(null);
+      if (c.s.priority.includes(e.address)) {
+        c.s.priority = c.s.priority.filter((a) => a !== e.address);
+        c.publishLists();
+      }
+      c.startInvestigation("standbyLost", e.address, role, c.now);
+    },
+  }),
+  row({
+    id: "gone.witness",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; the witness left",
+    to: "unchanged",
+    actions: "notify witnessFailure",
+    reason: "the witness agent is gone (8.5)",
+    when: (c, e) => c.isCoordinator() && c.roleOf(e.address) === "Witness",
+    run: (c, e) => {
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      c.notify("witnessFailure", c.node(e.address));
+    },
+  }),
+  row({
+    id: "gone.idle",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; an Idle agent left",
+    to: "unchanged",
+    actions: "notify idleAgentFailure",
+    reason: "an Idle agent is gone",
+    when: (c, e) => c.isCoordinator() && c.roleOf(e.address) === "Idle",
+    run: (c, e) => {
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      c.notify("idleAgentFailure", c.node(e.address));
+    },
+  }),
+  row({
+    id: "gone.record",
+    from: ["*"],
+    on: "memberGone",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "remember when the master was last heard",
+    reason: "a member left; the coordinator decides",
+    run: (c, e) => {
+      if (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address) {
+        c.s.knownMaster = { address: e.address, lastHeardAt: e.lastHeardAt };
+      }
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+    },
+  }),
+  row({
+    id: "suspect.note",
+    from: ["*"],
+    on: "memberSuspected",
+    guard: "always",
+    to: "unchanged",
+    actions: "none",
+    reason: "a member is suspected; membership verifies before removing it",
+    run: () => {},
+  }),
+  row({
+    id: "reconcile.noMaster",
+    from: RUNNING,
+    on: "timer:reconcile",
+    guard: "coordinator; no master or promotion anywhere; failover not disabled",
+    to: "unchanged",
+    actions: "investigate the last known master (lease wait from now)",
+    reason: "new coordinator sees no master: re-run the master-loss checks it may have missed",
+    when: (c) =>
+      c.isCoordinator() &&
+      c.s.knownMaster !== null &&
+      !c.members().includes(c.s.knownMaster.address) &&
+      c.membersWithRole("Master", "Promoting").length === 0 &&
+      c.s.promotion === null &&
+      !c.s.failoverDisabled &&
+      c.s.investigations.length === 0,
+    run: (c) => {
+      const m = c.s.knownMaster!;
+      startMasterLost(c, m.address, c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs);
+    },
+  }),
+  row({
+    id: "reconcile.ok",
+    from: ["*"],
+    on: "timer:reconcile",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "cluster roles are consistent",
+    run: () => {},
+  }),
+
+  // ---- checking a database on the coordinator's behalf ----
+  row({
+    id: "peer.status",
+    from: ["*"],
+    on: "message:status",
+    guard: "always",
+    to: "unchanged",
+    actions: "coordinator appends a new standby to the priority list",
+    reason: "a peer announced its role",
+    run: (c, e) => {
+      c.s.peers = { ...c.s.peers, [e.from]: { role: e.message.role, db: e.message.db } };
+      if (e.message.role === "Master") {
+        c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
+        c.s.failoverDisabled = false;
+      }
+      if (
+        c.isCoordinator() &&
+        e.message.role === "Standby" &&
+        !c.s.priority.includes(e.from) &&
+        (c.s.allowed.length === 0 || c.s.allowed.includes(e.from))
+      ) {
+        c.s.priority = [...c.s.priority, e.from];
+        c.publishLists();
+      }
+      if (c.isCoordinator() && e.message.role === "Standby") c.s.hadStandby = true;
+    },
+  }),
+  row({
+    id: "checkDb.request",
+    from: ["*"],
+    on: "message:checkDb",
+    guard: "always",
+    to: "unchanged",
+    actions: "checkRemoteDb(target)",
+    reason: "the coordinator asked us to try a database directly",
+    run: (c, e) => {
+      const t = c.token("chk");
+      c.s.remoteChecks = { ...c.s.remoteChecks, [t]: { replyTo: e.from, token: e.message.token } };
+      c.act({
+        type: "checkRemoteDb",
+        token: t,
+        target: e.message.target,
+        timeoutMs: c.s.config.remoteTimeoutMs,
+      });
+    },
+  }),
+  row({
+    id: "checkDb.answer",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "result of a check the coordinator asked for",
+    to: "unchanged",
+    actions: "reply to the coordinator",
+    reason: "report whether we reached the database",
+    when: (c, e) => c.s.remoteChecks[e.token] !== undefined,
+    run: (c, e) => {
+      const req = c.s.remoteChecks[e.token]!;
+      const { [e.token]: _done, ...rest } = c.s.remoteChecks;
+      c.s.remoteChecks = rest;
+      if (req.replyTo === c.self) c.recordCheck(req.token, c.self, e.result);
+      else c.send(req.replyTo, { type: "checkDbReply", token: req.token, result: e.result });
+    },
+  }),
+  row({
+    id: "checkDb.reply",
+    from: ["*"],
+    on: "message:checkDbReply",
+    guard: "always",
+    to: "unchanged",
+    actions: "record; conclude when all answered and the lease wait is over",
+    reason: "a member reported on the database",
+    run: (c, e) => c.recordCheck(e.message.token, e.from, e.message.result),
+  }),
+  row({
+    id: "investigation.deadline",
+    from: ["*"],
+    on: "timer:investigation",
+    guard: "always",
+    to: "unchanged",
+    actions: "conclude with the answers received",
+    reason: "remote.timeout passed: members that did not answer count as not having reached the database",
+    when: (c, e) => c.investigation(e.name.slice("investigation:".length)) !== undefined,
+    run: (c, e) => c.maybeConclude(e.name.slice("investigation:".length), true),
+  }),
+  row({
+    id: "investigation.timer.stale",
+    from: ["*"],
+    on: "timer:investigation",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "timer of an investigation already concluded",
+    run: () => {},
+  }),
+  row({
+    id: "investigation.notBefore",
+    from: ["*"],
+    on: "timer:notBefore",
+    guard: "always",
+    to: "unchanged",
+    actions: "conclude if every member answered",
+    reason: "the lost master's lease (L + margin) has run out",
+    run: (c, e) => {
+      const token = e.name.slice("notBefore:".length);
+      const inv = c.investigation(token);
+      c.maybeConclude(token, inv !== undefined && c.now >= inv.deadline);
+    },
+  }),
+  row({
+    id: "inv.notCoordinator",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the investigation",
+    reason: "lost the coordinator role or the majority: a decision here would not be safe",
+    when: (c) => !c.isCoordinator(),
+    run: (c, e) => c.dropInvestigation(e.token),
+  }),
+  row({
+    id: "inv.dbFailure.refuted",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "database failure reported, another agent reached the database",
+    to: "unchanged",
+    actions: "verdict refuted to the reporter",
+    reason: "another agent can connect to the database: no failover",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "dbFailure" && anyReached(inv);
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: false });
+    },
+  }),
+  row({
+    id: "inv.dbFailure.standby",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby database failure confirmed by everyone",
+    to: "unchanged",
+    actions: "verdict confirmed; notify standbyDatabaseFailed",
+    reason: "no agent can reach the standby database: it has failed (8.2)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "dbFailure" && inv.targetRole !== "Master";
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.notify("standbyDatabaseFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.dbFailure.master",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master database failure confirmed by everyone",
+    to: "unchanged",
+    actions: "verdict confirmed; wait for the master to fence itself",
+    reason: "no agent can reach the master database: the master must release the VIP and fence (8.1)",
+    when: (c, e) => c.investigation(e.token)?.kind === "dbFailure",
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.putInvestigation({ ...inv, awaitingFence: true });
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.timer(`verdictRetry:${inv.token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "inv.masterLost.reachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master agent gone but its database is reachable",
+    to: "unchanged",
+    actions: "notify masterNodeLeft; failover disabled until the master agent returns",
+    reason: "the master database still runs: failover is disabled until the master agent is restarted (8.3)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "masterLost" && anyReached(inv);
+    },
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.s.failoverDisabled = true;
+      c.notify("masterNodeLeft", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.masterLost.unreachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master agent gone and nobody reaches its database",
+    to: "unchanged",
+    actions: "request a promotion",
+    reason: "the master agent and database are gone: fail over (8.3)",
+    when: (c, e) => c.investigation(e.token)?.kind === "masterLost",
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: inv.target,
+        request: null,
+      });
+    },
+  }),
+  row({
+    id: "inv.standbyLost.reachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby agent gone, database still running",
+    to: "unchanged",
+    actions: "notify standbyAgentFailed",
+    reason: "the standby agent left but its database still runs (8.4)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "standbyLost" && anyReached(inv);
+    },
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.notify("standbyAgentFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.standbyLost.unreachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby agent gone and its database unreachable",
+    to: "unchanged",
+    actions: "notify standbyDatabaseFailed",
+    reason: "the standby node failed: neither agent nor database can be reached (8.4)",
+    when: (c, e) => c.investigation(e.token)?.kind === "standbyLost",
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.notify("standbyDatabaseFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.gone",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "investigation already concluded",
+    to: "unchanged",
+    actions: "none",
+    reason: "duplicate conclusion ignored",
+    run: () => {},
+  }),
+  row({
+    id: "verdict.retry",
+    from: ["*"],
+    on: "timer:verdictRetry",
+    guard: "still waiting for the master to fence",
+    to: "unchanged",
+    actions: "resend the confirmed verdict",
+    reason: "the master has not confirmed fencing yet: ask again",
+    when: (c, e) => {
+      const inv = c.investigation(e.name.slice("verdictRetry:".length));
+      return inv?.awaitingFence === true && c.isCoordinator() && c.members().includes(inv.target);
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.name.slice("verdictRetry:".length))!;
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.timer(e.name, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "verdict.retry.stop",
+    from: ["*"],
+    on: "timer:verdictRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "drop the wait (agent loss takes over if the master left)",
+    reason: "no longer waiting for that master to fence",
+    run: (c, e) => c.dropInvestigation(e.name.slice("verdictRetry:".length)),
+  }),
+  row({
+    id: "fenced.dbFailure",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "coordinator waiting for the failed master to fence",
+    to: "unchanged",
+    actions: "request a promotion",
+    reason: "the failed master released the VIP and fenced its database: fail over (8.1)",
+    when: (c, e) => c.investigation(e.message.token)?.awaitingFence === true && c.isCoordinator(),
+    run: (c, e) => {
+      const inv = c.investigation(e.message.token)!;
+      c.dropInvestigation(inv.token);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: inv.target,
+        request: null,
+      });
+    },
+  }),
+  row({
+    id: "fenced.switchover",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "manual promotion waiting for the master to step down",
+    to: "unchanged",
+    actions: "send promote to the candidate (no master-database check)",
+    reason: "the master stepped down for a manual promotion (4.1.4)",
+    when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, stage: "promoting" });
+      c.notify("promotionStarted", c.cluster());
+      c.send(p.candidate!, {
+        type: "promote",
+        token: p.token,
+        epoch: p.epoch,
+        oldMaster: p.oldMaster,
+        checkMaster: false,
+      });
+      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "fenced.stale",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "fencing report for a request no longer pending",
+    run: () => {},
+  }),
+
+  // ---- local database monitoring (local.period / local.timeout / local.timeout.final) ----
+  row({
+    id: "local.tick",
+    from: DB_ROLES,
+    on: "timer:localCheck",
+    guard: "no check in flight, failure not yet reported",
+    to: "unchanged",
+    actions: "checkLocalDb(local.timeout); re-arm",
+    reason: "periodic local database check",
+    when: (c) => c.s.local.token === null && !c.s.local.reported,
+    run: (c) => {
+      const token = c.token("local");
+      c.s.local = { ...c.s.local, token, final: false };
+      c.act({ type: "checkLocalDb", token, timeoutMs: c.s.config.localTimeoutMs });
+      c.startLocalMonitoring();
+    },
+  }),
+  row({
+    id: "local.tick.skip",
+    from: ["*"],
+    on: "timer:localCheck",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "re-arm while Master or Standby",
+    reason: "a check is already running (or the role does not monitor a database)",
+    run: (c) => {
+      if (c.s.phase === "running" && (c.s.role === "Master" || c.s.role === "Standby"))
+        c.startLocalMonitoring();
+    },
+  }),
+  row({
+    id: "local.ok",
+    from: DB_ROLES,
+    on: "localDbChecked",
+    guard: "first check succeeded",
+    to: "unchanged",
+    actions: "none",
+    reason: "local database healthy",
+    when: (c, e) => e.token === c.s.local.token && e.ok && !c.s.local.final,
+    run: (c) => {
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.s.db = "UP";
+    },
+  }),
+  row({
+    id: "local.fail",
+    from: DB_ROLES,
+    on: "localDbChecked",
+    guard: "first check failed",
+    to: "unchanged",
+    actions: "final checkLocalDb(local.timeout.final); notify on credential problems",
+    reason: "local check failed: make the final attempt before declaring failure",
+    when: (c, e) => e.token === c.s.local.token && !e.ok && !c.s.local.final,
+    run: (c, e) => {
+      const failure = e.failure ?? "refused";
+      if (failure === "authentication") {
+        c.notify("dbConnectInvalidPassword", { nodeAddress: c.self, userName: "db.user" });
+      } else if (failure === "tooManyConnections")
+        c.notify("dbConnectMaxConnections", { nodeAddress: c.self });
+      const token = c.token("local");
+      c.s.local = { token, final: true, firstFailure: failure, reported: false };
+      c.act({ type: "checkLocalDb", token, timeoutMs: c.s.config.localTimeoutFinalMs });
+    },
+  }),
+  row({
+    id: "local.final.recovered",
+    from: DB_ROLES,
+    on: "localDbChecked",
+    guard: "final check succeeded",
+    to: "unchanged",
+    actions: "notify agentTimingOut if the first check timed out",
+    reason: "the final check reached the database: keep monitoring",
+    when: (c, e) => e.token === c.s.local.token && e.ok,
+    run: (c) => {
+      if (c.s.local.firstFailure === "timeout") c.notify("agentTimingOut", c.cluster());
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.s.db = "UP";
+    },
+  }),
+  row({
+    id: "local.final.failed",
+    from: DB_ROLES,
+    on: "localDbChecked",
+    guard: "final check failed",
+    to: "unchanged",
+    actions: "report dbFailed to the coordinator",
+    reason: "local database failed the final check: ask the cluster to confirm (8.1 / 8.2)",
+    when: (c, e) => e.token === c.s.local.token,
+    run: (c) => {
+      c.s.local = { ...c.s.local, token: null, reported: true };
+      c.s.db = "DOWN";
+      reportDbFailure(c);
+    },
+  }),
+  row({
+    id: "local.stale",
+    from: ["*"],
+    on: "localDbChecked",
+    guard: "result nobody waits for",
+    to: "unchanged",
+    actions: "none",
+    reason: "stale local check result ignored",
+    when: (c, e) => c.s.pendingResume?.token !== e.token,
+    run: () => {},
+  }),
+  row({
+    id: "dbFailed.retry",
+    from: DB_ROLES,
+    on: "timer:dbFailedRetry",
+    guard: "failure reported, no verdict yet",
+    to: "unchanged",
+    actions: "report dbFailed again",
+    reason: "no verdict from the coordinator yet: report again",
+    when: (c) => c.s.local.reported,
+    run: (c) => reportDbFailure(c),
+  }),
+  row({
+    id: "dbFailed.retry.stop",
+    from: ["*"],
+    on: "timer:dbFailedRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "verdict already received",
+    run: () => {},
+  }),
+  row({
+    id: "coord.dbFailed",
+    from: RUNNING,
+    on: "message:dbFailed",
+    guard: "coordinator, no check of that database running",
+    to: "unchanged",
+    actions: "everyone else checks the database",
+    reason: "an agent reported its database failed: all other agents try it directly",
+    when: (c, e) => c.isCoordinator() && !c.s.investigations.some((i) => i.target === e.from),
+    run: (c, e) => c.startInvestigation("dbFailure", e.from, e.message.role, c.now),
+  }),
+  row({
+    id: "coord.dbFailed.ignore",
+    from: ["*"],
+    on: "message:dbFailed",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "not the coordinator, or already checking that database",
+    run: () => {},
+  }),
+  row({
+    id: "verdict.master.confirmed",
+    from: ["Master"],
+    on: "message:dbFailureVerdict",
+    guard: "failure confirmed",
+    to: "Idle",
+    actions: "release VIP, fence, script.db.failure; notify database failure; report fenced",
+    reason: "nobody can reach the master database: declare failure, release the VIP, fence (8.1)",
+    when: (c, e) => c.s.local.reported && e.message.confirmed,
+    run: (c, e) => {
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.notify("databaseFailure", { masterOrStandby: "Master", clusterName: c.s.config.clusterName });
+      c.beginSelfFence("dbFailure", { to: e.from, token: e.message.token });
+    },
+  }),
+  row({
+    id: "verdict.master.refuted",
+    from: ["Master"],
+    on: "message:dbFailureVerdict",
+    guard: "another agent reached the database",
+    to: "Idle",
+    actions: "notify masterCannotPingLocalDb",
+    reason: "the master cannot reach its database but others can: go Idle, keep the VIP, no fencing",
+    when: (c, e) => c.s.local.reported && !e.message.confirmed,
+    run: (c) => {
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.notify("masterCannotPingLocalDb", c.node());
+      c.setRole("Idle");
+    },
+  }),
+  row({
+    id: "verdict.standby.confirmed",
+    from: ["Standby"],
+    on: "message:dbFailureVerdict",
+    guard: "failure confirmed",
+    to: "Idle",
+    actions: "notify database failure; script.db.failure",
+    reason: "nobody can reach the standby database: it failed (8.2)",
+    when: (c, e) => c.s.local.reported && e.message.confirmed,
+    run: (c) => {
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.notify("databaseFailure", { masterOrStandby: "Standby", clusterName: c.s.config.clusterName });
+      selfFenceScript(c, "dbFailure");
+      c.setRole("Idle");
+    },
+  }),
+  row({
+    id: "verdict.standby.refuted",
+    from: ["Standby"],
+    on: "message:dbFailureVerdict",
+    guard: "another agent reached the database",
+    to: "Idle",
+    actions: "notify standbyCannotReachDatabase",
+    reason: "this agent cannot reach its standby database but others can: go Idle",
+    when: (c) => c.s.local.reported,
+    run: (c) => {
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.notify("standbyCannotReachDatabase", c.cluster());
+      c.setRole("Idle");
+    },
+  }),
+  row({
+    id: "verdict.repeat",
+    from: ["Idle"],
+    on: "message:dbFailureVerdict",
+    guard: "already fenced after a confirmed failure",
+    to: "unchanged",
+    actions: "report fenced again",
+    reason: "the coordinator asks again: our fenced report was lost",
+    when: (c, e) => e.message.confirmed && c.s.selfFence === null,
+    run: (c, e) => c.send(e.from, { type: "fenced", token: e.message.token }),
+  }),
+  row({
+    id: "verdict.stale",
+    from: ["*"],
+    on: "message:dbFailureVerdict",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "verdict for a failure no longer pending",
+    run: () => {},
+  }),
+
+  // ---- fencing ourselves (release VIP, fencing recovery configuration, script) ----
+  row({
+    id: "selfFence.vipReleased",
+    from: ["*"],
+    on: "vipDone",
+    guard: "releasing the VIP while fencing",
+    to: "unchanged",
+    actions: "notify releasingVip; fenceDb",
+    reason: "VIP released: now write the fencing recovery configuration",
+    when: (c, e) => c.s.selfFence?.token === e.token && e.op === "release",
+    run: (c, e) => {
+      const f = c.s.selfFence!;
+      c.notify("releasingVip", {
+        nodeAddress: c.self,
+        vipAddress: c.s.config.virtualIp ?? "",
+        scriptResults: e.output,
+      });
+      c.s.selfFence = { ...f, stage: "fenceDb" };
+      c.act({ type: "fenceDb", token: f.token, newMaster: null });
+    },
+  }),
+  row({
+    id: "selfFence.done",
+    from: ["*"],
+    on: "dbFenced",
+    guard: "fencing succeeded",
+    to: "unchanged",
+    actions: "run script.db.failure / script.master.isolated; report fenced",
+    reason: "database fenced: a restart comes up read-only",
+    when: (c, e) => c.s.selfFence?.token === e.token && e.ok,
+    run: (c) => completeSelfFence(c),
+  }),
+  row({
+    id: "selfFence.failed",
+    from: ["*"],
+    on: "dbFenced",
+    guard: "fencing failed",
+    to: "unchanged",
+    actions: "notify recoveryConfCreateError; continue",
+    reason: "could not write the fencing recovery configuration: promotion continues, manual action needed",
+    when: (c, e) => c.s.selfFence?.token === e.token,
+    run: (c, e) => {
+      c.notify("recoveryConfCreateError", {
+        nodeAddress: c.self,
+        clusterName: c.s.config.clusterName,
+        messageDetails: e.error ?? "",
+      });
+      completeSelfFence(c);
+    },
+  }),
+  row({
+    id: "script.dbFailure.ok",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.db.failure exit 0",
+    to: "unchanged",
+    actions: "notify executedPostDatabaseFailureScript",
+    reason: "post-database failure script ran",
+    when: (_c, e) => e.script === "dbFailure" && e.exitCode === 0,
+    run: (c, e) =>
+      c.notify("executedPostDatabaseFailureScript", {
+        scriptName: c.s.config.scripts.dbFailure ?? "",
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.dbFailure.failed",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.db.failure non-zero exit",
+    to: "unchanged",
+    actions: "notify postDatabaseFailureScriptError",
+    reason: "post-database failure script failed",
+    when: (_c, e) => e.script === "dbFailure",
+    run: (c, e) =>
+      c.notify("postDatabaseFailureScriptError", {
+        scriptName: c.s.config.scripts.dbFailure ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.isolated.ok",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.master.isolated exit 0",
+    to: "unchanged",
+    actions: "notify executedMasterIsolationScript",
+    reason: "master isolation script ran",
+    when: (_c, e) => e.script === "masterIsolated" && e.exitCode === 0,
+    run: (c, e) =>
+      c.notify("executedMasterIsolationScript", {
+        scriptName: c.s.config.scripts.masterIsolated ?? "",
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.isolated.failed",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.master.isolated non-zero exit",
+    to: "unchanged",
+    actions: "notify masterIsolationScriptFailed",
+    reason: "master isolation script failed",
+    when: (_c, e) => e.script === "masterIsolated",
+    run: (c, e) =>
+      c.notify("masterIsolationScriptFailed", {
+        scriptName: c.s.config.scripts.masterIsolated ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      }),
+  }),
+
+  // ---- promotion, coordinator side ----
+  row({
+    id: "promo.busy",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "a promotion is already running",
+    to: "unchanged",
+    actions: "notify promotionNotOccurred",
+    reason: "only one promotion at a time",
+    when: (c) => c.s.promotion !== null,
+    run: (c, e) => {
+      c.notify("promotionNotOccurred", {
+        clusterName: c.s.config.clusterName,
+        ipAddress: pendingPromoteTarget(c),
+      });
+      if (e.request)
+        c.reply(e.request.origin, e.request.requestId, false, "A promotion is already in progress.");
+    },
+  }),
+  row({
+    id: "promo.autoFailoverOff",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "automatic request and auto.failover=false",
+    to: "unchanged",
+    actions: "notify potentialManualFailover",
+    reason: "auto.failover=false: detect and notify, never act",
+    when: (c, e) => !e.manual && !c.s.config.autoFailover,
+    run: (c) => c.notify("potentialManualFailover", c.cluster()),
+  }),
+  row({
+    id: "promo.noStandby",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "no standby agent in the view",
+    to: "unchanged",
+    actions: "notify failoverNotOccurred (automatic) / refuse (manual)",
+    reason: "there are no standby nodes available for failover",
+    when: (c) => c.membersWithRole("Standby").length === 0,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(e.request.origin, e.request.requestId, false, "There is no standby available to promote.");
+      else c.notify("failoverNotOccurred", c.cluster());
+    },
+  }),
+  row({
+    id: "promo.manual.masterTooRecent",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual, no master in the view, last master heard less than L+margin ago",
+    to: "unchanged",
+    actions: "refuse",
+    reason: "the lost master could still hold its lease: wait L plus the margin before promoting",
+    when: (c, e) =>
+      e.manual &&
+      c.membersWithRole("Master").length === 0 &&
+      c.s.knownMaster !== null &&
+      c.now < c.s.knownMaster.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(
+          e.request.origin,
+          e.request.requestId,
+          false,
+          "The master was seen too recently; try again shortly.",
+        );
+    },
+  }),
+  row({
+    id: "promo.start",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "queryLsn on every standby (and the master for a manual promotion)",
+    reason: "find the most up-to-date standby",
+    run: (c, e) => {
+      const token = c.token("promo");
+      const master = c.membersWithRole("Master")[0] ?? null;
+      const ask = [...c.membersWithRole("Standby"), ...(e.manual && master ? [master] : [])];
+      c.setPromotion({
+        token,
+        manual: e.manual,
+        force: e.force,
+        oldMaster: e.manual ? master : e.oldMaster,
+        stage: "queryLsn",
+        awaiting: ask,
+        lsns: {},
+        masterLsn: null,
+        candidate: null,
+        request: e.request,
+        epoch: c.s.view?.epoch ?? 0,
+      });
+      for (const a of ask) {
+        if (a === c.self) {
+          const t = c.token("lsn");
+          c.s.lsnQueries = { ...c.s.lsnQueries, [t]: token };
+          c.act({ type: "queryLsn", token: t });
+        } else c.send(a, { type: "queryLsn", token });
+      }
+      c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "lsn.request",
+    from: ["*"],
+    on: "message:queryLsn",
+    guard: "always",
+    to: "unchanged",
+    actions: "queryLsn on the local database",
+    reason: "the coordinator asks for our WAL position",
+    run: (c, e) => {
+      const t = c.token("lsn");
+      c.s.lsnQueries = { ...c.s.lsnQueries, [t]: `${e.from}|${e.message.token}` };
+      c.act({ type: "queryLsn", token: t });
+    },
+  }),
+  row({
+    id: "lsn.answer",
+    from: ["*"],
+    on: "lsnQueried",
+    guard: "a position the coordinator asked for",
+    to: "unchanged",
+    actions: "reply with the position",
+    reason: "report our WAL position",
+    when: (c, e) => c.s.lsnQueries[e.token] !== undefined,
+    run: (c, e) => {
+      const dest = c.s.lsnQueries[e.token]!;
+      const { [e.token]: _d, ...rest } = c.s.lsnQueries;
+      c.s.lsnQueries = rest;
+      const bar = dest.indexOf("|");
+      const to = bar < 0 ? c.self : dest.slice(0, bar);
+      const token = bar < 0 ? dest : dest.slice(bar + 1);
+      c.send(to, { type: "lsnReply", token, lsn: e.lsn, role: c.s.role ?? "Idle" });
+    },
+  }),
+  row({
+    id: "lsn.reply",
+    from: ["*"],
+    on: "message:lsnReply",
+    guard: "promotion collecting positions",
+    to: "unchanged",
+    actions: "record; continue when every standby answered",
+    reason: "a WAL position arrived",
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.awaiting.includes(e.from),
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const isMaster = e.message.role === "Master" || e.from === p.oldMaster;
+      c.setPromotion({
+        ...p,
+        awaiting: p.awaiting.filter((a) => a !== e.from),
+        lsns: isMaster || e.message.role !== "Standby" ? p.lsns : { ...p.lsns, [e.from]: e.message.lsn },
+        masterLsn: isMaster ? e.message.lsn : p.masterLsn,
+      });
+      if (c.s.promotion!.awaiting.length === 0) c.raise({ type: "lsnsCollected", now: c.now });
+    },
+  }),
+  row({
+    id: "lsn.stale",
+    from: ["*"],
+    on: "message:lsnReply",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "WAL position for a promotion no longer collecting",
+    run: () => {},
+  }),
+  row({
+    id: "promo.notCoordinator",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "a promotion is only decided inside a majority view",
+    when: (c) => !c.isCoordinator(),
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.request)
+        c.reply(p.request.origin, p.request.requestId, false, "Lost the majority; promotion abandoned.");
+      c.setPromotion(null);
+    },
+  }),
+  row({
+    id: "promo.noCandidate",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "no standby reported a position",
+    to: "unchanged",
+    actions: "notify failoverNotOccurred",
+    reason: "no standby could report its WAL position: nothing to promote",
+    when: (c) => c.s.promotion !== null && c.rankCandidates(c.s.promotion.lsns).length === 0,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, "No standby could report its WAL position.");
+      else c.notify("failoverNotOccurred", c.cluster());
+    },
+  }),
+  row({
+    id: "promo.manual.notUpToDate",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "manual, no force, best standby behind the master",
+    to: "unchanged",
+    actions: "refuse (the CLI asks and retries with force)",
+    reason: "no standby is up to date with the master: promoting would lose data",
+    when: (c) => {
+      const p = c.s.promotion;
+      if (!p?.manual || p.force || p.masterLsn === null) return false;
+      const best = c.rankCandidates(p.lsns)[0]!;
+      return (
+        p.lsns[best] !== p.masterLsn &&
+        (c.rankCandidates({ m: p.masterLsn, s: p.lsns[best]! })[0] ?? "m") === "m"
+      );
+    },
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, "No standby is up to date with the master.");
+    },
+  }),
+  row({
+    id: "promo.manual.switchover",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "manual with a master in the view",
+    to: "unchanged",
+    actions: "ask the master to release the VIP and fence itself",
+    reason: "manual promotion: the master steps down first (4.1.4)",
+    when: (c) => c.s.promotion?.manual === true && c.s.promotion.oldMaster !== null,
+    run: (c) => {
+      const p = c.s.promotion!;
+      const candidate = c.rankCandidates(p.lsns)[0]!;
+      c.setPromotion({ ...p, stage: "switchover", candidate });
+      c.send(p.oldMaster!, { type: "switchover", token: p.token });
+      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "promo.send",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "notify promotionStarted; send promote to the best candidate",
+    reason: "promote the standby with the highest WAL position (ties: priority list)",
+    run: (c) => {
+      const p = c.s.promotion!;
+      const candidate = c.rankCandidates(p.lsns)[0]!;
+      c.setPromotion({ ...p, stage: "promoting", candidate });
+      c.notify("promotionStarted", c.cluster());
+      c.send(candidate, {
+        type: "promote",
+        token: p.token,
+        epoch: p.epoch,
+        oldMaster: p.oldMaster,
+        checkMaster: true,
+      });
+      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "promo.timeout.lsn",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "still collecting positions",
+    to: "unchanged",
+    actions: "continue with the positions received",
+    reason: "remote.timeout passed: standbys that did not answer are not candidates",
+    when: (c, e) => c.s.promotion?.stage === "queryLsn" && e.name === `promotion:${c.s.promotion.token}`,
+    run: (c) => c.raise({ type: "lsnsCollected", now: c.now }),
+  }),
+  row({
+    id: "promo.timeout",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "candidate or master did not answer in time",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "the promotion did not complete in time; a later view change re-evaluates",
+    when: (c, e) => c.s.promotion !== null && e.name === `promotion:${c.s.promotion.token}`,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, "The promotion did not complete in time.");
+    },
+  }),
+  row({
+    id: "promo.timer.stale",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "timer of a finished promotion",
+    run: () => {},
+  }),
+  row({
+    id: "promo.result.ok",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our promotion succeeded",
+    to: "unchanged",
+    actions: "clear; answer the operator",
+    reason: "the candidate is the new master",
+    when: (c, e) => c.s.promotion?.token === e.message.token && e.message.ok,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      c.s.knownMaster = { address: e.from, lastHeardAt: c.now };
+      c.s.peers = { ...c.s.peers, [e.from]: { role: "Master", db: "UP" } };
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, true, `Promotion of ${e.from} has completed.`);
+    },
+  }),
+  row({
+    id: "promo.result.failed",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our promotion was aborted by the candidate",
+    to: "unchanged",
+    actions: "clear; answer the operator",
+    reason: "the candidate refused or aborted; failover has NOT occurred",
+    when: (c, e) => c.s.promotion?.token === e.message.token,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, `Promotion failed: ${e.message.reason}`);
+    },
+  }),
+  row({
+    id: "promo.result.stale",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "result of a promotion no longer tracked",
+    run: () => {},
+  }),
+
+  // ---- promotion, candidate side (the three checks, fencing script, promote, VIP, post script) ----
+  row({
+    id: "cand.busy",
+    from: ["Promoting"],
+    on: "message:promote",
+    guard: "already promoting",
+    to: "unchanged",
+    actions: "refuse; notify promotionNotOccurred",
+    reason: "only one promotion at a time",
+    run: (c, e) => {
+      c.notify("promotionNotOccurred", { clusterName: c.s.config.clusterName, ipAddress: c.self });
+      c.send(e.from, {
+        type: "promotionResult",
+        token: e.message.token,
+        ok: false,
+        reason: "already being promoted",
+      });
+    },
+  }),
+  row({
+    id: "cand.accept",
+    from: ["Standby"],
+    on: "message:promote",
+    guard: "quorate view of the same epoch, sender is its coordinator",
+    to: "Promoting",
+    actions: "start the pre-promotion checks",
+    reason: "chosen as the most up-to-date standby: start promoting",
+    when: (c, e) =>
+      c.quorate() &&
+      c.s.view?.epoch === e.message.epoch &&
+      c.s.view.coordinator === e.from &&
+      !c.s.local.reported,
+    run: (c, e) => {
+      c.s.candidacy = {
+        token: e.message.token,
+        coordinator: e.from,
+        epoch: e.message.epoch,
+        oldMaster: e.message.oldMaster,
+        checkMaster: e.message.checkMaster,
+        stage: "vip",
+      };
+      c.setRole("Promoting");
+      c.advanceCandidacy("start");
+    },
+  }),
+  row({
+    id: "cand.refuse",
+    from: ["*"],
+    on: "message:promote",
+    guard: "otherwise (not a healthy standby, or a stale view)",
+    to: "unchanged",
+    actions: "refuse",
+    reason: "promotion request refused: not a standby in the sender's majority view",
+    run: (c, e) =>
+      c.send(e.from, {
+        type: "promotionResult",
+        token: e.message.token,
+        ok: false,
+        reason: "not eligible for promotion",
+      }),
+  }),
+  row({
+    id: "cand.vipAssigned",
+    from: ["Promoting"],
+    on: "vipPinged",
+    guard: "the VIP answers",
+    to: "Standby",
+    actions: "notify standbyPromoteVipAssigned; abort",
+    reason: "the VIP is still assigned to another node: promoting could corrupt data",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.reachable,
+    run: (c) => {
+      c.notify("standbyPromoteVipAssigned", { vipAddress: c.s.config.virtualIp ?? "" });
+      c.abortCandidacy("VIP still assigned");
+    },
+  }),
+  row({
+    id: "cand.vipFree",
+    from: ["Promoting"],
+    on: "vipPinged",
+    guard: "the VIP does not answer",
+    to: "unchanged",
+    actions: "next check",
+    reason: "the VIP is free",
+    when: (c, e) => c.s.candidacy?.token === e.token,
+    run: (c) => c.advanceCandidacy("vip"),
+  }),
+  row({
+    id: "cand.orphaned",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard: "the well-known server does not answer",
+    to: "Standby",
+    actions: "notify standbyPromoteOrphaned; abort",
+    reason: "this standby appears orphaned from the network",
+    when: (c, e) => c.s.candidacy?.token === e.token && !e.reachable,
+    run: (c) => {
+      c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
+      c.abortCandidacy("orphaned");
+    },
+  }),
+  row({
+    id: "cand.pingOk",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard: "the well-known server answers",
+    to: "unchanged",
+    actions: "next check",
+    reason: "the network is reachable",
+    when: (c, e) => c.s.candidacy?.token === e.token,
+    run: (c) => c.advanceCandidacy("pingServer"),
+  }),
+  row({
+    id: "cand.masterRunning",
+    from: ["Promoting"],
+    on: "remoteDbChecked",
+    guard: "the old master database answers",
+    to: "Standby",
+    actions: "notify standbyPromoteMasterRunning; abort",
+    reason: "the master database is still running: failover has NOT occurred",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.result === "reachable",
+    run: (c, e) => {
+      c.notify("standbyPromoteMasterRunning", { nodeAddress: e.target });
+      c.abortCandidacy("master database still running");
+    },
+  }),
+  row({
+    id: "cand.masterUnverified",
+    from: ["Promoting"],
+    on: "remoteDbChecked",
+    guard: "the old master database answered but could not be verified",
+    to: "Standby",
+    actions: "notify standbyPromoteMasterUnverified; abort",
+    reason: "could not verify the master database: failover has NOT occurred",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.result === "unknown",
+    run: (c, e) => {
+      c.notify("standbyPromoteMasterUnverified", { nodeAddress: e.target });
+      c.abortCandidacy("master database state unknown");
+    },
+  }),
+  row({
+    id: "cand.masterDown",
+    from: ["Promoting"],
+    on: "remoteDbChecked",
+    guard: "the old master database is unreachable",
+    to: "unchanged",
+    actions: "script.fence or promote",
+    reason: "the master database is down",
+    when: (c, e) => c.s.candidacy?.token === e.token,
+    run: (c) => c.advanceCandidacy("master"),
+  }),
+  row({
+    id: "cand.fenceFailed",
+    from: ["Promoting"],
+    on: "scriptDone",
+    guard: "script.fence non-zero exit",
+    to: "Standby",
+    actions: "notify fencingScriptError; abort",
+    reason: "the fencing script failed: failover has NOT occurred",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.script === "fence" && e.exitCode !== 0,
+    run: (c, e) => {
+      c.notify("fencingScriptError", {
+        scriptName: c.s.config.scripts.fence ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      });
+      c.abortCandidacy("fencing script failed");
+    },
+  }),
+  row({
+    id: "cand.fenceOk",
+    from: ["Promoting"],
+    on: "scriptDone",
+    guard: "script.fence exit 0",
+    to: "unchanged",
+    actions: "notify executingFencingScript; promote the database",
+    reason: "fencing script succeeded",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.script === "fence",
+    run: (c, e) => {
+      c.notify("executingFencingScript", {
+        scriptName: c.s.config.scripts.fence ?? "",
+        scriptResults: e.output,
+      });
+      c.advanceCandidacy("fence");
+    },
+  }),
+  row({
+    id: "cand.promoteFailed",
+    from: ["Promoting"],
+    on: "dbPromoted",
+    guard: "promotion of the database failed",
+    to: "Idle",
+    actions: "notify couldNotPromoteStandby; abort",
+    reason: "the database could not be promoted",
+    when: (c, e) => c.s.candidacy?.token === e.token && !e.ok,
+    run: (c, e) => {
+      c.notify("couldNotPromoteStandby", { fileName: "promote", messageDetails: e.error ?? "" });
+      c.abortCandidacy("promotion of the database failed", "Idle");
+    },
+  }),
+  row({
+    id: "cand.promoted",
+    from: ["Promoting"],
+    on: "dbPromoted",
+    guard: "the database left recovery",
+    to: "Master",
+    actions: "assign the VIP or run script.post.promotion",
+    reason: "the standby database is now the master",
+    when: (c, e) => c.s.candidacy?.token === e.token,
+    run: (c) => {
+      c.setRole("Master");
+      c.s.db = "UP";
+      c.s.leaseAt = c.now;
+      c.armLease();
+      c.advanceCandidacy("promote");
+    },
+  }),
+  row({
+    id: "cand.vipAssignedOk",
+    from: ["Master"],
+    on: "vipDone",
+    guard: "VIP assigned after promotion",
+    to: "unchanged",
+    actions: "notify assigningVip; post-promotion script",
+    reason: "the VIP now points at the new master",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.op === "assign" && e.ok,
+    run: (c, e) => {
+      c.notify("assigningVip", {
+        nodeAddress: c.self,
+        vipAddress: c.s.config.virtualIp ?? "",
+        scriptResults: e.output,
+      });
+      c.advanceCandidacy("assignVip");
+    },
+  }),
+  row({
+    id: "cand.vipAssignFailed",
+    from: ["Master"],
+    on: "vipDone",
+    guard: "VIP assignment failed after promotion",
+    to: "unchanged",
+    actions: "notify couldNotAssignVip; post-promotion script",
+    reason: "could not assign the VIP; the promotion itself stands",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.op === "assign",
+    run: (c) => {
+      c.notify("couldNotAssignVip", { nodeAddress: c.self });
+      c.advanceCandidacy("assignVip");
+    },
+  }),
+  row({
+    id: "cand.postOk",
+    from: ["Master"],
+    on: "scriptDone",
+    guard: "script.post.promotion exit 0",
+    to: "unchanged",
+    actions: "notify executedPostPromotionScript, failoverCompleted; announce the new master",
+    reason: "post-promotion script ran",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.script === "postPromotion" && e.exitCode === 0,
+    run: (c, e) => {
+      c.notify("executedPostPromotionScript", {
+        scriptName: c.s.config.scripts.postPromotion ?? "",
+        scriptResults: e.output,
+      });
+      c.finishCandidacy();
+    },
+  }),
+  row({
+    id: "cand.postFailed",
+    from: ["Master"],
+    on: "scriptDone",
+    guard: "script.post.promotion non-zero exit",
+    to: "unchanged",
+    actions: "notify postPromotionScriptFailed, failoverCompleted; announce the new master",
+    reason: "post-promotion script failed; the promotion stands",
+    when: (c, e) => c.s.candidacy?.token === e.token && e.script === "postPromotion",
+    run: (c, e) => {
+      c.notify("postPromotionScriptFailed", {
+        scriptName: c.s.config.scripts.postPromotion ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      });
+      c.finishCandidacy();
+    },
+  }),
+  row({
+    id: "vip.assigned",
+    from: ["*"],
+    on: "vipDone",
+    guard: "VIP assigned at start-up or resume",
+    to: "unchanged",
+    actions: "notify assigningVip / couldNotAssignVip",
+    reason: "result of assigning the VIP",
+    when: (_c, e) => e.op === "assign",
+    run: (c, e) => {
+      if (e.ok)
+        c.notify("assigningVip", {
+          nodeAddress: c.self,
+          vipAddress: c.s.config.virtualIp ?? "",
+          scriptResults: e.output,
+        });
+      else c.notify("couldNotAssignVip", { nodeAddress: c.self });
+    },
+  }),
+  row({
+    id: "vip.released",
+    from: ["*"],
+    on: "vipDone",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "notify releasingVip",
+    reason: "result of releasing the VIP",
+    run: (c, e) =>
+      c.notify("releasingVip", {
+        nodeAddress: c.self,
+        vipAddress: c.s.config.virtualIp ?? "",
+        scriptResults: e.output,
+      }),
+  }),
+
+  // ---- after a failover: the other standbys follow ----
+  row({
+    id: "follow.reconfigure",
+    from: ["Standby"],
+    on: "message:newMaster",
+    guard: "auto.reconfigure=true",
+    to: "unchanged",
+    actions: "reconfigureDb(new master)",
+    reason: "point this standby at the new master",
+    when: (c) => c.s.config.autoReconfigure,
+    run: (c, e) => {
+      c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
+      const token = c.token("reconf");
+      c.s.reconfigureToken = token;
+      c.act({ type: "reconfigureDb", token, newMaster: e.message.address });
+    },
+  }),
+  row({
+    id: "follow.warn",
+    from: ["Standby"],
+    on: "message:newMaster",
+    guard: "auto.reconfigure=false",
+    to: "unchanged",
+    actions: "notify standbyNotReconfigured",
+    reason: "auto.reconfigure=false: this standby still follows the old master",
+    run: (c, e) => {
+      c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
+      c.notify("standbyNotReconfigured", c.cluster());
+    },
+  }),
+  row({
+    id: "follow.note",
+    from: ["*"],
+    on: "message:newMaster",
+    guard: "not a standby",
+    to: "unchanged",
+    actions: "none",
+    reason: "a new master was announced",
+    run: (c, e) => {
+      c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
+      c.s.failoverDisabled = false;
+    },
+  }),
+  row({
+    id: "reconfigure.ok",
+    from: ["*"],
+    on: "dbReconfigured",
+    guard: "the standby follows the new master",
+    to: "unchanged",
+    actions: "none",
+    reason: "standby reconfigured to follow the new master",
+    when: (c, e) => c.s.reconfigureToken === e.token && e.ok,
+    run: (c) => {
+      c.s.reconfigureToken = null;
+    },
+  }),
+  row({
+    id: "reconfigure.failed",
+    from: ["*"],
+    on: "dbReconfigured",
+    guard: "reconfiguration or restart failed",
+    to: "Idle",
+    actions: "notify resumeTimedOut",
+    reason: "could not resume monitoring after reconfiguring the standby",
+    when: (c, e) => c.s.reconfigureToken === e.token,
+    run: (c) => {
+      c.s.reconfigureToken = null;
+      c.notify("resumeTimedOut", c.cluster());
+      if (c.s.phase === "running" && c.s.role === "Standby") c.setRole("Idle");
+    },
+  }),
+  row({
+    id: "reconfigure.stale",
+    from: ["*"],
+    on: "dbReconfigured",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "stale reconfiguration result",
+    run: () => {},
+  }),
+
+  // ---- manual switchover (4.1.4), master side ----
+  row({
+    id: "switchover.master",
+    from: ["Master"],
+    on: "message:switchover",
+    guard: "from the coordinator",
+    to: "Idle",
+    actions: "release VIP, fence; report fenced",
+    reason: "manual promotion: the master releases the VIP, fences its database and goes Idle",
+    when: (c, e) => c.coordinator() === e.from,
+    run: (c, e) => c.beginSelfFence("switchover", { to: e.from, token: e.message.token }),
+  }),
+  row({
+    id: "switchover.ignore",
+    from: ["*"],
+    on: "message:switchover",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "switchover request from a node that is not our coordinator, or we are not master",
+    run: () => {},
+  }),
+
+  // ---- commands (5.3) ----
+  row({
+    id: "cmd.resume.notIdle",
+    from: ["*"],
+    on: "command:resume",
+    guard: "agent not Idle",
+    to: "unchanged",
+    actions: "respond error",
+    reason: "resume only applies to an Idle agent",
+    when: (c) => c.s.phase !== "running" || c.s.role !== "Idle" || c.s.pendingResume !== null,
+    run: (c, e) =>
+      c.act({
+        type: "respond",
+        requestId: e.requestId,
+        ok: false,
+        message: "Agent is not Idle; nothing to resume.",
+      }),
+  }),
+  row({
+    id: "cmd.resume",
+    from: ["Idle"],
+    on: "command:resume",
+    guard: "Idle with a local database",
+    to: "unchanged",
+    actions: "checkLocalDb",
+    reason: "resume: check the local database is healthy first",
+    when: (c) => !c.s.config.isWitness,
+    run: (c, e) => {
+      const token = c.token("resume");
+      c.s.pendingResume = { requestId: e.requestId, stage: "db", token };
+      c.act({ type: "checkLocalDb", token, timeoutMs: c.s.config.localTimeoutMs });
+    },
+  }),
+  row({
+    id: "resume.dbDown",
+    from: ["Idle"],
+    on: "localDbChecked",
+    guard: "resume check failed",
+    to: "Idle",
+    actions: "respond error",
+    reason: "cannot resume: the local database is not healthy",
+    when: (c, e) => c.s.pendingResume?.token === e.token && !e.ok,
+    run: (c) => {
+      const r = c.s.pendingResume!;
+      c.s.pendingResume = null;
+      c.act({
+        type: "respond",
+        requestId: r.requestId,
+        ok: false,
+        message: "The local database is not running.",
+      });
+    },
+  }),
+  row({
+    id: "resume.dbUp",
+    from: ["Idle"],
+    on: "localDbChecked",
+    guard: "resume check succeeded",
+    to: "unchanged",
+    actions: "checkLocalRole",
+    reason: "local database healthy: learn whether it is in recovery",
+    when: (c, e) => c.s.pendingResume?.token === e.token,
+    run: (c) => {
+      c.s.pendingResume = { ...c.s.pendingResume!, stage: "role" };
+      c.act({ type: "checkLocalRole" });
+    },
+  }),
+  row({
+    id: "resume.standby",
+    from: ["Idle"],
+    on: "localRoleChecked",
+    guard: "resuming; database in recovery",
+    to: "Standby",
+    actions: "start monitoring; respond ok",
+    reason: "resumed as a standby",
+    when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "recovery",
+    run: (c) => resumeAsRole(c, "Standby", c.s.pendingResume!.requestId),
+  }),
+  row({
+    id: "resume.master.conflict",
+    from: ["Idle"],
+    on: "localRoleChecked",
+    guard: "resuming; database not in recovery but another master exists",
+    to: "Idle",
+    actions: "respond error",
+    reason: "refuse to resume as a second master",
+    when: (c, e) =>
+      c.s.pendingResume?.stage === "role" && e.result === "primary" && c.membersWithRole("Master").length > 0,
+    run: (c) => {
+      const r = c.s.pendingResume!;
+      c.s.pendingResume = null;
+      c.act({
+        type: "respond",
+        requestId: r.requestId,
+        ok: false,
+        message: "The local database is not in recovery but another master is running.",
+      });
+    },
+  }),
+  row({
+    id: "resume.master",
+    from: ["Idle"],
+    on: "localRoleChecked",
+    guard: "resuming; database not in recovery, no other master, majority view",
+    to: "Master",
+    actions: "assign the VIP; start monitoring; respond ok",
+    reason: "resumed as the master",
+    when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "primary" && c.quorate(),
+    run: (c) => resumeAsRole(c, "Master", c.s.pendingResume!.requestId),
+  }),
+  row({
+    id: "resume.failed",
+    from: ["*"],
+    on: "localRoleChecked",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "respond error if resuming",
+    reason: "cannot resume: database unreachable, or a master without a majority view",
+    run: (c) => {
+      const r = c.s.pendingResume;
+      c.s.pendingResume = null;
+      if (r)
+        c.act({
+          type: "respond",
+          requestId: r.requestId,
+          ok: false,
+          message: "Could not resume monitoring.",
+        });
+    },
+  }),
+  row({
+    id: "cmd.cluster.local",
+    from: RUNNING,
+    on: "command:*",
+    guard: "this agent is the coordinator",
+    to: "unchanged",
+    actions: "handle the cluster command here",
+    reason: "cluster commands are decided by the coordinator",
+    when: (c) => c.isCoordinator(),
+    run: (c, e: EventFor<"command">) => clusterCommand(c, e.requestId, c.self, e.command),
+  }),
+  row({
+    id: "cmd.cluster.forward",
+    from: RUNNING,
+    on: "command:*",
+    guard: "in a majority view, not the coordinator",
+    to: "unchanged",
+    actions: "forward to the coordinator",
+    reason: "cluster commands are decided by the coordinator",
+    when: (c) => c.quorate(),
+    run: (c, e: EventFor<"command">) =>
+      c.send(c.coordinator()!, { type: "command", requestId: e.requestId, command: e.command }),
+  }),
+  row({
+    id: "cmd.noMajority",
+    from: ["*"],
+    on: "command:*",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "respond error",
+    reason: "this agent is not in a majority view: cluster commands cannot be decided",
+    run: (c, e: EventFor<"command">) =>
+      c.act({
+        type: "respond",
+        requestId: e.requestId,
+        ok: false,
+        message: "This agent is not part of a majority of the cluster.",
+      }),
+  }),
+  row({
+    id: "cmd.remote",
+    from: RUNNING,
+    on: "message:command",
+    guard: "coordinator",
+    to: "unchanged",
+    actions: "handle the forwarded command",
+    reason: "a member forwarded a cluster command",
+    when: (c) => c.isCoordinator(),
+    run: (c, e) => clusterCommand(c, e.message.requestId, e.from, e.message.command),
+  }),
+  row({
+    id: "cmd.remote.refuse",
+    from: ["*"],
+    on: "message:command",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "reply error",
+    reason: "forwarded to a node that is no longer coordinator",
+    run: (c, e) =>
+      c.send(e.from, {
+        type: "commandReply",
+        requestId: e.message.requestId,
+        ok: false,
+        message: "Not the coordinator; retry.",
+      }),
+  }),
+  row({
+    id: "cmd.reply",
+    from: ["*"],
+    on: "message:commandReply",
+    guard: "always",
+    to: "unchanged",
+    actions: "respond to the CLI",
+    reason: "the coordinator answered a forwarded command",
+    run: (c, e) =>
+      c.act({
+        type: "respond",
+        requestId: e.message.requestId,
+        ok: e.message.ok,
+        message: e.message.message,
+      }),
+  }),
+  row({
+    id: "cc.promote",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "efm promote",
+    to: "unchanged",
+    actions: "request a manual promotion (ignores auto.failover)",
+    reason: "manual promotion requested (4.1.4)",
+    when: (_c, e) => e.command.kind === "promote",
+    run: (c, e) => {
+      const force = e.command.kind === "promote" && e.command.force;
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: true,
+        force,
+        oldMaster: null,
+        request: { requestId: e.requestId, origin: e.origin },
+      });
+    },
+  }),
+  row({
+    id: "cc.addNode.invalid",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "add-node with an empty address or a priority that is not a positive integer",
+    to: "unchanged",
+    actions: "reply error",
+    reason: "invalid add-node arguments",
+    when: (_c, e) =>
+      e.command.kind === "addNode" &&
+      (e.command.address.trim() === "" ||
+        (e.command.priority !== undefined &&
+          (!Number.isInteger(e.command.priority) || e.command.priority < 1))),
+    run: (c, e) =>
+      c.reply(e.origin, e.requestId, false, "add-node needs an address and a priority of 1 or more."),
+  }),
+  row({
+    id: "cc.addNode",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "add-node",
+    to: "unchanged",
+    actions: "update the allowed and priority lists; persist and broadcast",
+    reason: "add the node to the allowed list (and the priority list at the given position)",
+    when: (_c, e) => e.command.kind === "addNode",
+    run: (c, e) => {
+      if (e.command.kind !== "addNode") return;
+      const { address, priority } = e.command;
+      if (!c.s.allowed.includes(address)) c.s.allowed = [...c.s.allowed, address];
+      if (priority !== undefined) {
+        const rest = c.s.priority.filter((a) => a !== address);
+        const at = Math.min(priority - 1, rest.length);
+        c.s.priority = [...rest.slice(0, at), address, ...rest.slice(at)];
+      }
+      c.publishLists();
+      c.reply(e.origin, e.requestId, true, `add-node signal sent to local agent.`);
+    },
+  }),
+  row({
+    id: "cc.removeNode.unknown",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "remove-node of an address not in the allowed list",
+    to: "unchanged",
+    actions: "reply error",
+    reason: "nothing to remove",
+    when: (c, e) => e.command.kind === "removeNode" && !c.s.allowed.includes(e.command.address),
+    run: (c, e) =>
+      c.reply(e.origin, e.requestId, false, "That address is not in the allowed node host list."),
+  }),
+  row({
+    id: "cc.removeNode",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "remove-node",
+    to: "unchanged",
+    actions: "remove from the allowed and priority lists; persist and broadcast",
+    reason: "the node may no longer join and is no longer a promotion candidate",
+    when: (_c, e) => e.command.kind === "removeNode",
+    run: (c, e) => {
+      if (e.command.kind !== "removeNode") return;
+      const address = e.command.address;
+      c.s.allowed = c.s.allowed.filter((a) => a !== address);
+      c.s.priority = c.s.priority.filter((a) => a !== address);
+      c.publishLists();
+      c.reply(e.origin, e.requestId, true, "remove-node signal sent to local agent.");
+    },
+  }),
+  row({
+    id: "cc.stopCluster",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "stop-cluster",
+    to: "exited",
+    actions: "broadcast stop; reply; exit",
+    reason: "stop-cluster: every agent exits",
+    when: (_c, e) => e.command.kind === "stopCluster",
+    run: (c, e) => {
+      c.broadcast({ type: "stop" });
+      c.reply(e.origin, e.requestId, true, "stop-cluster signal sent to all agents.");
+      if (e.origin !== c.self) c.send(e.origin, { type: "stop" });
+      c.send(c.self, { type: "stop" });
+    },
+  }),
+  row({
+    id: "cc.resume",
+    from: ["*"],
+    on: "clusterCommand",
+    guard: "resume reached the coordinator",
+    to: "unchanged",
+    actions: "reply error",
+    reason: "resume is handled by the local agent, not the coordinator",
+    run: (c, e) => c.reply(e.origin, e.requestId, false, "resume must be run on the Idle node."),
+  }),
+  row({
+    id: "lists.update",
+    from: ["*"],
+    on: "message:lists",
+    guard: "always",
+    to: "unchanged",
+    actions: "writeState",
+    reason: "the coordinator published new allowed/priority lists",
+    run: (c, e) => {
+      c.s.allowed = e.message.allowed;
+      c.s.priority = e.message.priority;
+      c.act({ type: "writeState", allowed: e.message.allowed, priority: e.message.priority });
+    },
+  }),
+
+  // ---- exits ----
+  row({
+    id: "stop.exit",
+    from: ["*"],
+    on: "message:stop",
+    guard: "not already exited",
+    to: "exited",
+    actions: "notify agent exited; exit 0",
+    reason: "stop-cluster: exiting",
+    when: (c) => c.s.phase !== "exited",
+    run: (c) => exitNotice(c, "stop-cluster"),
+  }),
+  row({
+    id: "stop.again",
+    from: ["*"],
+    on: "message:stop",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "already exiting",
+    run: () => {},
+  }),
+  row({
+    id: "shutdown",
+    from: ["*"],
+    on: "shutdown",
+    guard: "not already exited",
+    to: "exited",
+    actions: "notify agent exited; exit 0",
+    reason: "agent stopped by the operator",
+    when: (c) => c.s.phase !== "exited",
+    run: (c) => exitNotice(c, "agent stopped"),
+  }),
+  row({
+    id: "shutdown.again",
+    from: ["*"],
+    on: "shutdown",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "already exited",
+    run: () => {},
+  }),
+];
+
+function exitNotice(c: Ctx, why: string): void {
+  if (c.s.phase !== "running") c.notify("agentExitedDuringStartup", c.cluster());
+  else if (c.s.role === "Master") c.notify("masterAgentExited", c.node());
+  else if (c.s.role === "Standby") c.notify("standbyAgentExited", c.node());
+  else if (c.s.role === "Witness") c.notify("witnessAgentExited", c.node());
+  else if (c.s.role === "Promoting") c.notify("agentExitedDuringPromotion", c.node());
+  else c.notify("idleAgentExited", c.node());
+  exitAgent(c, 0, why);
+}

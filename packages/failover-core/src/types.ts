@@ -1,0 +1,360 @@
+import type { NotificationId, NotificationParams } from "@efm/notifier";
+
+/** Agent roles as `efm cluster-status` shows them. */
+export type AgentRole = "Master" | "Standby" | "Witness" | "Idle" | "Promoting";
+
+/** Life cycle of one agent: probe the local database, join, check every database, run, exit. */
+export type Phase = "starting" | "joining" | "checking" | "running" | "exited";
+
+/** What the agent last knew about a database. */
+export type DbStatus = "UP" | "DOWN" | "UNKNOWN";
+
+/** Result of trying a (remote) database: `unknown` means it answered but could not be verified (auth, limits). */
+export type Reachability = "reachable" | "unreachable" | "unknown";
+
+/** Why a local health check failed, as classified by the probe. */
+export type LocalFailure = "refused" | "timeout" | "authentication" | "tooManyConnections" | "notAccepting";
+
+/** User scripts of section 3.2.1. */
+export type ScriptKind = "fence" | "postPromotion" | "dbFailure" | "masterIsolated";
+
+/** Everything the engine needs from the properties file, already validated, times in milliseconds. */
+export interface FailoverConfig {
+  /** This agent's address as it appears in views (`bind.address`). */
+  readonly self: string;
+  readonly clusterName: string;
+  readonly isWitness: boolean;
+  readonly autoFailover: boolean;
+  readonly autoReconfigure: boolean;
+  /** `virtualIp`, or null when VIP support is disabled. */
+  readonly virtualIp: string | null;
+  /** `pingServerIp`, or null to skip the orphan check. */
+  readonly pingServer: string | null;
+  readonly scripts: { readonly [K in ScriptKind]: string | null };
+  readonly localPeriodMs: number;
+  readonly localTimeoutMs: number;
+  readonly localTimeoutFinalMs: number;
+  readonly remoteTimeoutMs: number;
+  /** Master lease L: a master that has not heard from a majority for this long must fence itself. */
+  readonly leaseMs: number;
+  /** Extra wait on top of L before the majority takes over a lost master (drift + delivery). */
+  readonly takeoverMarginMs: number;
+  /** How long a coordinator waits for a peer's answer beyond the operation's own timeout. */
+  readonly messageSlackMs: number;
+  /** How long a coordinator waits for a candidate to finish promoting before giving up on it. */
+  readonly promotionTimeoutMs: number;
+  /** Allowed node host list (persisted state, seeded from the .nodes file). */
+  readonly allowed: readonly string[];
+  /** Standby priority host list (persisted state). */
+  readonly priority: readonly string[];
+}
+
+/** One member of an installed view, with the failover role it last announced (if membership carries it). */
+export interface ViewMember {
+  readonly address: string;
+  readonly role?: AgentRole | null;
+}
+
+/** A view as the membership layer installed it, translated by the caller. */
+export interface ViewInfo {
+  readonly epoch: number;
+  /** Members in join order. */
+  readonly members: readonly ViewMember[];
+  readonly coordinator: string;
+  /** More than half of the voter set is in this view. */
+  readonly quorate: boolean;
+  /** The persisted voter set R the quorum is counted against. */
+  readonly voters: readonly string[];
+  /** For merge views: the subgroups merged, quorate first. */
+  readonly subgroups?: readonly (readonly string[])[];
+}
+
+/** A cluster command from the admin channel (the CLI). */
+export type Command =
+  | { readonly kind: "promote"; readonly force: boolean }
+  | { readonly kind: "resume" }
+  | { readonly kind: "addNode"; readonly address: string; readonly priority?: number }
+  | { readonly kind: "removeNode"; readonly address: string }
+  | { readonly kind: "stopCluster" };
+
+/** Messages agents exchange (sent via membership request/response). */
+export type PeerMessage =
+  | { readonly type: "status"; readonly role: AgentRole; readonly db: DbStatus }
+  | { readonly type: "dbFailed"; readonly role: AgentRole }
+  | { readonly type: "checkDb"; readonly token: string; readonly target: string }
+  | { readonly type: "checkDbReply"; readonly token: string; readonly result: Reachability }
+  | { readonly type: "dbFailureVerdict"; readonly token: string; readonly confirmed: boolean }
+  | { readonly type: "fenced"; readonly token: string }
+  | { readonly type: "switchover"; readonly token: string }
+  | { readonly type: "queryLsn"; readonly token: string }
+  | {
+      readonly type: "lsnReply";
+      readonly token: string;
+      readonly lsn: string | null;
+      readonly role: AgentRole;
+    }
+  | {
+      readonly type: "promote";
+      readonly token: string;
+      readonly epoch: number;
+      readonly oldMaster: string | null;
+      readonly checkMaster: boolean;
+    }
+  | {
+      readonly type: "promotionResult";
+      readonly token: string;
+      readonly ok: boolean;
+      readonly reason: string;
+    }
+  | { readonly type: "newMaster"; readonly address: string }
+  | { readonly type: "lists"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
+  | { readonly type: "command"; readonly requestId: string; readonly command: Command }
+  | {
+      readonly type: "commandReply";
+      readonly requestId: string;
+      readonly ok: boolean;
+      readonly message: string;
+    }
+  | { readonly type: "stop" };
+
+/** Inputs to `step`. Every event carries the current time: the engine never reads a clock. */
+export type FailoverEvent =
+  | { readonly type: "started"; readonly now: number }
+  | {
+      readonly type: "localRoleChecked";
+      readonly now: number;
+      readonly result: "primary" | "recovery" | "unreachable";
+    }
+  | { readonly type: "viewInstalled"; readonly now: number; readonly view: ViewInfo }
+  | {
+      readonly type: "memberGone";
+      readonly now: number;
+      readonly address: string;
+      /** left = graceful stop; removed = suspected then verified dead/unreachable. */
+      readonly how: "left" | "removed";
+      /** When this agent last heard anything from that member. */
+      readonly lastHeardAt: number;
+    }
+  | { readonly type: "memberSuspected"; readonly now: number; readonly address: string }
+  | { readonly type: "quorumLost"; readonly now: number }
+  | { readonly type: "quorumGained"; readonly now: number }
+  | { readonly type: "leaseValid"; readonly now: number }
+  | { readonly type: "leaseLost"; readonly now: number }
+  | { readonly type: "timer"; readonly now: number; readonly name: string }
+  | {
+      readonly type: "localDbChecked";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly failure?: LocalFailure;
+    }
+  | {
+      readonly type: "remoteDbChecked";
+      readonly now: number;
+      readonly token: string;
+      readonly target: string;
+      readonly result: Reachability;
+    }
+  | { readonly type: "lsnQueried"; readonly now: number; readonly token: string; readonly lsn: string | null }
+  | { readonly type: "vipPinged"; readonly now: number; readonly token: string; readonly reachable: boolean }
+  | {
+      readonly type: "pingServerPinged";
+      readonly now: number;
+      readonly token: string;
+      readonly reachable: boolean;
+    }
+  | {
+      readonly type: "scriptDone";
+      readonly now: number;
+      readonly token: string;
+      readonly script: ScriptKind;
+      readonly exitCode: number;
+      readonly output: string;
+    }
+  | {
+      readonly type: "dbPromoted";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  | {
+      readonly type: "vipDone";
+      readonly now: number;
+      readonly token: string;
+      readonly op: "assign" | "release";
+      readonly ok: boolean;
+      readonly output: string;
+    }
+  | {
+      readonly type: "dbFenced";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  | {
+      readonly type: "dbReconfigured";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  | {
+      readonly type: "messageReceived";
+      readonly now: number;
+      readonly from: string;
+      readonly message: PeerMessage;
+    }
+  | { readonly type: "command"; readonly now: number; readonly requestId: string; readonly command: Command }
+  | { readonly type: "shutdown"; readonly now: number };
+
+/** The event type names, for the transition table. */
+export type FailoverEventType = FailoverEvent["type"];
+
+/** A notification to send: a catalogue id and exactly its parameters. */
+export type NotifyAction = {
+  [Id in NotificationId]: {
+    readonly type: "notify";
+    readonly id: Id;
+    readonly params: NotificationParams<Id>;
+  };
+}[NotificationId];
+
+/** Side effects the caller performs; results come back as events carrying the same `token`. */
+export type FailoverAction =
+  | { readonly type: "send"; readonly to: string; readonly message: PeerMessage }
+  | { readonly type: "broadcast"; readonly message: PeerMessage }
+  | { readonly type: "checkLocalRole" }
+  | { readonly type: "checkLocalDb"; readonly token: string; readonly timeoutMs: number }
+  | {
+      readonly type: "checkRemoteDb";
+      readonly token: string;
+      readonly target: string;
+      readonly timeoutMs: number;
+    }
+  | { readonly type: "queryLsn"; readonly token: string }
+  | { readonly type: "pingVip"; readonly token: string; readonly vip: string }
+  | { readonly type: "pingServer"; readonly token: string; readonly server: string }
+  | { readonly type: "runScript"; readonly token: string; readonly script: ScriptKind; readonly path: string }
+  | { readonly type: "promoteDb"; readonly token: string }
+  | { readonly type: "fenceDb"; readonly token: string; readonly newMaster: string | null }
+  | { readonly type: "reconfigureDb"; readonly token: string; readonly newMaster: string }
+  | { readonly type: "assignVip"; readonly token: string; readonly vip: string }
+  | { readonly type: "releaseVip"; readonly token: string; readonly vip: string }
+  | NotifyAction
+  | { readonly type: "writeState"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
+  | { readonly type: "respond"; readonly requestId: string; readonly ok: boolean; readonly message: string }
+  | { readonly type: "setTimer"; readonly name: string; readonly at: number }
+  | { readonly type: "cancelTimer"; readonly name: string }
+  | { readonly type: "exit"; readonly code: number; readonly reason: string };
+
+/** What this agent knows about another member. */
+export interface PeerInfo {
+  readonly role: AgentRole | null;
+  readonly db: DbStatus;
+}
+
+/** A coordinator-side check of one database by every member of the view. */
+export interface Investigation {
+  readonly token: string;
+  readonly kind: "dbFailure" | "masterLost" | "standbyLost";
+  readonly target: string;
+  readonly targetRole: AgentRole;
+  readonly awaiting: readonly string[];
+  readonly results: Readonly<Record<string, Reachability>>;
+  /** Conclusions wait for this time too (the lease wait on agent loss). */
+  readonly notBefore: number;
+  readonly deadline: number;
+  /** Confirmed master database failure: waiting for the master's `fenced` before promoting. */
+  readonly awaitingFence?: boolean;
+}
+
+/** A promotion driven by the coordinator. */
+export interface Promotion {
+  readonly token: string;
+  readonly manual: boolean;
+  readonly force: boolean;
+  readonly oldMaster: string | null;
+  readonly stage: "queryLsn" | "switchover" | "promoting";
+  readonly awaiting: readonly string[];
+  readonly lsns: Readonly<Record<string, string | null>>;
+  readonly masterLsn: string | null;
+  readonly candidate: string | null;
+  readonly request: { readonly requestId: string; readonly origin: string } | null;
+  readonly epoch: number;
+}
+
+/** The promotion pipeline on the chosen standby. */
+export interface Candidacy {
+  readonly token: string;
+  readonly coordinator: string;
+  readonly epoch: number;
+  readonly oldMaster: string | null;
+  readonly checkMaster: boolean;
+  readonly stage: "vip" | "pingServer" | "master" | "fence" | "promote" | "assignVip" | "postPromotion";
+}
+
+/** An agent fencing itself (release VIP, fence the database, run a script), then reporting. */
+export interface SelfFence {
+  readonly token: string;
+  readonly purpose: "dbFailure" | "switchover" | "isolation";
+  readonly stage: "releaseVip" | "fenceDb";
+  readonly replyTo: { readonly to: string; readonly token: string } | null;
+}
+
+/** The whole agent state: plain data, safe to serialise and to compare. */
+export interface FailoverState {
+  readonly config: FailoverConfig;
+  readonly phase: Phase;
+  readonly role: AgentRole | null;
+  readonly db: DbStatus;
+  readonly view: ViewInfo | null;
+  readonly peers: Readonly<Record<string, PeerInfo>>;
+  readonly allowed: readonly string[];
+  readonly priority: readonly string[];
+  readonly lastReason: string;
+  readonly seq: number;
+  /** When a majority was last known to hear us (lease). */
+  readonly leaseAt: number | null;
+  /** Last master this agent knew of, and when it was last heard. */
+  readonly knownMaster: { readonly address: string; readonly lastHeardAt: number } | null;
+  readonly failoverDisabled: boolean;
+  readonly isolated: boolean;
+  readonly local: {
+    readonly token: string | null;
+    readonly final: boolean;
+    readonly firstFailure: LocalFailure | null;
+    readonly reported: boolean;
+  };
+  readonly startupChecks: Readonly<Record<string, string>> | null;
+  readonly remoteChecks: Readonly<Record<string, { readonly replyTo: string; readonly token: string }>>;
+  readonly investigations: readonly Investigation[];
+  readonly promotion: Promotion | null;
+  readonly candidacy: Candidacy | null;
+  readonly selfFence: SelfFence | null;
+  readonly pendingResume: {
+    readonly requestId: string;
+    readonly stage: "db" | "role";
+    readonly token: string;
+  } | null;
+  readonly lsnQueries: Readonly<Record<string, string>>;
+  readonly reconfigureToken: string | null;
+  readonly previousViewSize: number;
+  readonly hadStandby: boolean;
+}
+
+/** Where a step came from in the table, and why: every decision carries a reason. */
+export interface Transition {
+  readonly rule: string;
+  readonly reason: string;
+  readonly from: AgentRole | Phase | null;
+  readonly to: AgentRole | Phase | null;
+}
+
+/** Result of one `step`. */
+export interface StepResult {
+  readonly state: FailoverState;
+  readonly actions: readonly FailoverAction[];
+  readonly transitions: readonly Transition[];
+}
