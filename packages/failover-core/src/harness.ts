@@ -347,12 +347,15 @@ export class Harness {
         if (QUIET.has(t.rule)) continue;
         this.out.push(`${to}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
       }
-      for (const a of r.actions) this.perform(n, a);
+      for (const a of r.actions) {
+        const result = this.perform(n, a);
+        if (result) this.queue.push({ to, event: result });
+      }
     }
   }
 
-  private result(n: HarnessNode, event: FailoverEvent): void {
-    this.queue.push({ to: n.address, event });
+  private result(_n: HarnessNode, event: FailoverEvent): FailoverEvent {
+    return event;
   }
 
   private reachDb(from: string, target: string): "reachable" | "unreachable" | "unknown" {
@@ -361,7 +364,8 @@ export class Harness {
     return t.db.verifiable ? "reachable" : "unknown";
   }
 
-  private perform(n: HarnessNode, a: FailoverAction): void {
+  /** Performs one action against the fake world; returns the result event, if the action has one. */
+  private perform(n: HarnessNode, a: FailoverAction): FailoverEvent | undefined {
     const now = this.now;
     const me = n.address;
     switch (a.type) {
@@ -385,7 +389,7 @@ export class Harness {
       case "checkLocalRole": {
         const db = n.db;
         const result =
-          !db || db.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary";
+          db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary";
         return this.result(n, { type: "localRoleChecked", now, result });
       }
       case "checkLocalDb": {
