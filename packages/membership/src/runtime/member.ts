@@ -96,8 +96,9 @@ export interface Member {
   leaseUntil(): number;
   /** The monotonic clock (ms) all times in events use. */
   now(): number;
-  /** Subscribe to one event type, or "event" for all. */
-  on(type: MemberEvent["type"] | "event", fn: (e: MemberEvent) => void): () => void;
+  /** Subscribe to one event type (typed), or "event" for all; returns an unsubscribe function. */
+  on<T extends MemberEvent["type"]>(type: T, fn: (e: Extract<MemberEvent, { type: T }>) => void): () => void;
+  on(type: "event", fn: (e: MemberEvent) => void): () => void;
   /** All events as an async iterator (ends when the member stops). */
   events(): AsyncIterableIterator<MemberEvent>;
 }
@@ -539,9 +540,10 @@ export function createMember(options: MemberOptions): Member {
     config: () => core.clusterConfig(),
     leaseUntil: () => core.leaseUntil(),
     now,
-    on(type, fn) {
-      emitter.on(type, fn);
-      return () => emitter.off(type, fn);
+    on(type: string, fn: (e: never) => void) {
+      const f = fn as (e: MemberEvent) => void;
+      emitter.on(type, f);
+      return () => emitter.off(type, f);
     },
     events() {
       const ac = new AbortController();
