@@ -11,7 +11,7 @@ import { DbProbeError } from "./errors.ts";
 
 /** Outcome of one health check. */
 export type CheckResult =
-  | { ok: true; latencyMs: number; inRecovery: boolean }
+  | { ok: true; latencyMs: number; inRecovery: boolean; backendPid: number }
   | { ok: false; latencyMs: number; failure: Failure };
 
 /** Something that can check a database within a deadline; the monitor's only view of the database. */
@@ -31,7 +31,8 @@ export interface PgCheckerOptions {
   reuseCount?: number;
 }
 
-const CHECK_SQL = "SELECT pg_is_in_recovery() AS r";
+// The backend pid costs nothing and lets tests and logs see whether a connection was reused.
+const CHECK_SQL = "SELECT pg_is_in_recovery() AS r, pg_backend_pid() AS pid";
 
 /** Health checks against one database over real connections, honouring db.reuse.connection.count. */
 export class PgChecker implements Checker {
@@ -76,7 +77,12 @@ export class PgChecker implements Checker {
         const latencyMs = performance.now() - started;
         this.#uses++;
         if (this.#uses > this.#reuse) await this.#release();
-        return { ok: true, latencyMs, inRecovery: res.rows[0]?.r === true };
+        return {
+          ok: true,
+          latencyMs,
+          inRecovery: res.rows[0]?.r === true,
+          backendPid: Number(res.rows[0]?.pid),
+        };
       } catch (err) {
         this.#drop();
         // A kept connection may have died since its last use (server restart, kill -9): that says

@@ -74,7 +74,7 @@ class ScriptedDb implements Checker {
           () =>
             done(
               b.kind === "ok"
-                ? { ok: true, latencyMs: d, inRecovery: false }
+                ? { ok: true, latencyMs: d, inRecovery: false, backendPid: 1 }
                 : { ok: false, latencyMs: d, failure: failure(b.code) },
             ),
           d,

@@ -247,6 +247,24 @@ describe("jdbc.ssl", () => {
 });
 
 describe("connection hygiene", () => {
+  it("honours db.reuse.connection.count (0 = new connection per check, N = reused N times)", async () => {
+    const pids = async (reuseCount: number) => {
+      const checker = new PgChecker(conn("a"), { reuseCount });
+      const seen: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const r = await checker.check(5_000);
+        if (!r.ok) throw new Error(r.failure.message);
+        seen.push(r.backendPid);
+      }
+      await checker.close();
+      return seen;
+    };
+    expect(new Set(await pids(0)).size).toBe(10);
+    const four = await pids(4); // each connection serves 5 checks
+    expect(new Set(four).size).toBe(2);
+    expect(new Set(four.slice(0, 5)).size).toBe(1);
+  });
+
   it("1,000 checks leave the server's backend count at its baseline", async () => {
     const baseline = await efmBackends("a");
     for (const reuseCount of [0, 9]) {

@@ -68,6 +68,16 @@ describe.skipIf(!isRoot)("netns cluster", () => {
     const r = await c.exec("b", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
     expect(r.stdout).toContain("10.201.1.12/25");
     expect(await pgReady("w", "a")).toBe(true);
+    // Only lo and the veth end inside; the other end hangs on the bridge; no default route.
+    const ifs = (await c.exec("a", ["ip", "-o", "link", "show"])).stdout;
+    expect(
+      ifs
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(":")[1]?.trim().split("@")[0]),
+    ).toEqual(["lo", "eth0"]);
+    expect(await links()).toMatch(/el1h0@[^:]*:.*master el1br/);
+    expect((await c.exec("a", ["ip", "route"])).stdout).not.toContain("default");
   });
 
   it("partition blocks both directions and heal restores", async () => {
