@@ -4,13 +4,18 @@ import { defineConfig } from "vitest/config";
 // builds real clusters (PostgreSQL, TCP ports, network namespaces) and runs one file at a time
 // so suites never fight over addresses, ports or folders.
 const resolve = { conditions: ["@efm/source"] };
+// Vitest runs tests as SSR modules: the condition must apply there too, or packages imported
+// from another package's test resolve to a stale dist/.
+const ssr = { resolve: { conditions: ["@efm/source"], externalConditions: ["@efm/source"] } };
 
 export default defineConfig({
   resolve,
+  ssr,
   test: {
     projects: [
       {
         resolve,
+        ssr,
         test: {
           name: "unit",
           include: ["{packages,apps,tooling}/*/src/**/*.test.ts"],
@@ -20,6 +25,7 @@ export default defineConfig({
       },
       {
         resolve,
+        ssr,
         test: {
           name: "integration",
           include: ["{packages,apps,tooling}/*/src/**/*.int.test.ts", "test-e2e/**/*.test.ts"],
@@ -31,6 +37,7 @@ export default defineConfig({
       },
       {
         resolve,
+        ssr,
         test: {
           name: "bench",
           include: ["bench/**/*.bench.ts"],
