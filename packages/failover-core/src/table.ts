@@ -997,16 +997,6 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
-    id: "inv.gone",
-    from: ["*"],
-    on: "investigationDone",
-    guard: "investigation already concluded",
-    to: "unchanged",
-    actions: "none",
-    reason: "duplicate conclusion ignored",
-    run: () => {},
-  }),
-  row({
     id: "verdict.retry",
     from: ["*"],
     on: "timer:verdictRetry",
@@ -2563,16 +2553,6 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => exitNotice(c, "stop-cluster"),
   }),
   row({
-    id: "stop.again",
-    from: ["*"],
-    on: "message:stop",
-    guard: "otherwise",
-    to: "unchanged",
-    actions: "none",
-    reason: "already exiting",
-    run: () => {},
-  }),
-  row({
     id: "shutdown",
     from: ["*"],
     on: "shutdown",
@@ -2582,16 +2562,6 @@ export const transitions: readonly TransitionRow[] = [
     reason: "agent stopped by the operator",
     when: (c) => c.s.phase !== "exited",
     run: (c) => exitNotice(c, "agent stopped"),
-  }),
-  row({
-    id: "shutdown.again",
-    from: ["*"],
-    on: "shutdown",
-    guard: "otherwise",
-    to: "unchanged",
-    actions: "none",
-    reason: "already exited",
-    run: () => {},
   }),
 ];
 

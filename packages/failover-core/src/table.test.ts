@@ -1,0 +1,826 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { Harness, harnessTimings, runScenario } from "./harness.ts";
+import { initialState, step } from "./step.ts";
+import { transitions } from "./table.ts";
+import type {
+  AgentRole,
+  FailoverAction,
+  FailoverConfig,
+  FailoverEvent,
+  FailoverState,
+  PeerMessage,
+  StepResult,
+  ViewInfo,
+} from "./types.ts";
+
+const fired = new Set<string>();
+
+function config(self: string, patch: Partial<FailoverConfig> = {}): FailoverConfig {
+  return {
+    self,
+    clusterName: "acctg",
+    isWitness: false,
+    autoFailover: true,
+    autoReconfigure: true,
+    virtualIp: "10.0.0.100",
+    pingServer: "8.8.8.8",
+    scripts: { fence: null, postPromotion: null, dbFailure: "/bin/dbfail", masterIsolated: "/bin/iso" },
+    ...harnessTimings,
+    allowed: [],
+    priority: [],
+    ...patch,
+  };
+}
+
+function view(
+  epoch: number,
+  members: [string, AgentRole | null][],
+  opts: { coordinator?: string; voters?: string[]; quorate?: boolean } = {},
+): ViewInfo {
+  const voters = opts.voters ?? members.map(([a]) => a);
+  return {
+    epoch,
+    members: members.map(([address, role]) => ({ address, role })),
+    coordinator: opts.coordinator ?? members[0]![0],
+    quorate: opts.quorate ?? members.length > voters.length / 2,
+    voters,
+  };
+}
+
+function run(state: FailoverState, event: FailoverEvent): StepResult {
+  const r = step(state, event);
+  for (const t of r.transitions) fired.add(t.rule);
+  return r;
+}
+
+function rules(r: StepResult): string[] {
+  return r.transitions.map((t) => t.rule);
+}
+
+function notified(r: StepResult): string[] {
+  return r.actions.flatMap((a) => (a.type === "notify" ? [a.id] : []));
+}
+
+function find<T extends FailoverAction["type"]>(
+  r: StepResult,
+  type: T,
+): Extract<FailoverAction, { type: T }> {
+  const a = r.actions.find((x) => x.type === type);
+  if (!a) throw new Error(`no ${type} action in ${JSON.stringify(r.actions)}`);
+  return a as Extract<FailoverAction, { type: T }>;
+}
+
+function msg(now: number, from: string, message: PeerMessage): FailoverEvent {
+  return { type: "messageReceived", now, from, message };
+}
+
+const FULL: [string, AgentRole][] = [
+  ["a", "Master"],
+  ["b", "Standby"],
+  ["c", "Standby"],
+  ["w", "Witness"],
+];
+
+/** Boots one agent through start-up with every database reachable. */
+function boot(
+  self: string,
+  kind: "primary" | "recovery" | "witness",
+  v: ViewInfo,
+  patch: Partial<FailoverConfig> = {},
+) {
+  let s = initialState(config(self, { isWitness: kind === "witness", ...patch }));
+  s = run(s, { type: "started", now: 0 }).state;
+  if (kind !== "witness") s = run(s, { type: "localRoleChecked", now: 0, result: kind }).state;
+  const r = run(s, { type: "viewInstalled", now: 0, view: v });
+  s = r.state;
+  for (const a of r.actions) {
+    if (a.type === "checkRemoteDb") {
+      s = run(s, {
+        type: "remoteDbChecked",
+        now: 0,
+        token: a.token,
+        target: a.target,
+        result: "reachable",
+      }).state;
+    }
+  }
+  expect(s.phase).toBe("running");
+  return s;
+}
+
+describe("start-up (4.1.1)", () => {
+  it("starts Idle when the local database cannot be reached", () => {
+    let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "unreachable" }).state;
+    expect([s.role, s.db, s.phase]).toEqual(["Idle", "DOWN", "joining"]);
+  });
+
+  it("waits in a minority view, then checks every database once quorate", () => {
+    let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;
+    const minority = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(1, [["b", "Standby"]], { voters: ["a", "b", "c"] }),
+    });
+    expect(rules(minority)).toEqual(["join.minority"]);
+    expect(minority.state.phase).toBe("joining");
+    const r = run(minority.state, { type: "viewInstalled", now: 2, view: view(2, FULL) });
+    expect(rules(r)).toEqual(["join.check"]);
+    expect(
+      r.actions.filter((a) => a.type === "checkRemoteDb").map((a) => (a as { target: string }).target),
+    ).toEqual(["a", "c"]);
+    const again = run(r.state, { type: "viewInstalled", now: 3, view: view(3, FULL) });
+    expect(rules(again)).toEqual(["check.view"]);
+  });
+
+  it("a second master joining stays Idle", () => {
+    let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    const r = run(s, { type: "viewInstalled", now: 1, view: view(1, [...FULL, ["x", null]]) });
+    expect(rules(r)).toEqual(["join.secondMaster"]);
+    expect(r.state.role).toBe("Idle");
+  });
+
+  it("a master alone with a witness starts at once and assigns the VIP", () => {
+    let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    const r = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(1, [
+        ["a", "Master"],
+        ["w", "Witness"],
+      ]),
+    });
+    expect(rules(r)).toEqual(["join.alone"]);
+    expect(notified(r)).toEqual(["masterAgentRunning"]);
+    expect(find(r, "assignVip").vip).toBe("10.0.0.100");
+  });
+
+  it("exits with a notification when a cluster database is unreachable", () => {
+    let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;
+    const r1 = run(s, { type: "viewInstalled", now: 1, view: view(1, FULL) });
+    const chk = find(r1, "checkRemoteDb");
+    const r = run(r1.state, {
+      type: "remoteDbChecked",
+      now: 2,
+      token: chk.token,
+      target: chk.target,
+      result: "unreachable",
+    });
+    expect(rules(r)).toEqual(["check.failed"]);
+    expect(notified(r)).toEqual(["agentExitedDuringStartup"]);
+    expect(find(r, "exit").code).toBe(1);
+    expect(r.state.phase).toBe("exited");
+    expect(run(r.state, { type: "shutdown", now: 3 }).actions).toEqual([]);
+  });
+});
+
+describe("quorum and the master lease", () => {
+  const master = () => boot("a", "primary", view(1, FULL));
+
+  it("quorumLost fences a master when a quorum can form without it", () => {
+    const r = run(master(), { type: "quorumLost", now: 5 });
+    expect(rules(r)).toEqual(["quorum.lost.master"]);
+    expect(r.state.role).toBe("Idle");
+    expect(find(r, "releaseVip").vip).toBe("10.0.0.100");
+  });
+
+  it("quorumLost on a standby only records it; quorumGained restores it", () => {
+    const s = boot("b", "recovery", view(1, FULL));
+    const lost = run(s, { type: "quorumLost", now: 5 });
+    expect(rules(lost)).toEqual(["quorum.lost"]);
+    expect(lost.state.view?.quorate).toBe(false);
+    const gained = run(lost.state, { type: "quorumGained", now: 6 });
+    expect(rules(gained)).toEqual(["quorum.gained"]);
+    expect(gained.state.view?.quorate).toBe(true);
+  });
+
+  it("leaseLost fences the master; in a two-node cluster it keeps serving", () => {
+    const r = run(master(), { type: "leaseLost", now: 5 });
+    expect(rules(r)).toEqual(["lease.lost.master"]);
+    expect(r.state.role).toBe("Idle");
+    const two = boot(
+      "a",
+      "primary",
+      view(1, [
+        ["a", "Master"],
+        ["b", "Standby"],
+      ]),
+    );
+    const r2 = run(two, { type: "leaseLost", now: 5 });
+    expect(rules(r2)).toEqual(["lease.lost"]);
+    expect(r2.state.role).toBe("Master");
+  });
+
+  it("the lease timer fences a master that has not heard a majority for L", () => {
+    const s = master();
+    const early = run(s, { type: "timer", now: harnessTimings.leaseMs - 1, name: "lease" });
+    expect(rules(early)).toEqual(["lease.timer"]);
+    expect(early.state.role).toBe("Master");
+    const r = run(s, { type: "timer", now: harnessTimings.leaseMs, name: "lease" });
+    expect(rules(r)).toEqual(["lease.expired"]);
+    expect(r.state.role).toBe("Idle");
+  });
+
+  it("a minority probe that cannot reach the well-known server reports isolation, then recovery", () => {
+    const s = boot("b", "recovery", view(1, FULL));
+    const minority = run(s, {
+      type: "viewInstalled",
+      now: 5,
+      view: view(2, [["b", "Standby"]], { voters: ["a", "b", "c", "w"] }),
+    });
+    expect(rules(minority)).toEqual(["view.minority"]);
+    const probe = find(minority, "pingServer");
+    const r = run(minority.state, { type: "pingServerPinged", now: 6, token: probe.token, reachable: false });
+    expect(rules(r)).toEqual(["isolation.pingFailed"]);
+    expect(notified(r)).toEqual(["nodesIsolated"]);
+    const back = run(r.state, { type: "viewInstalled", now: 7, view: view(3, FULL) });
+    expect(notified(back)).toContain("nodeNoLongerIsolated");
+  });
+
+  it("suspicion alone decides nothing", () => {
+    const r = run(master(), { type: "memberSuspected", now: 1, address: "b" });
+    expect(rules(r)).toEqual(["suspect.note"]);
+    expect(r.actions).toEqual([]);
+  });
+});
+
+describe("coordinator decisions", () => {
+  it("notifies when an Idle agent leaves and when the last standby leaves", () => {
+    let s = boot("a", "primary", view(1, [...FULL, ["i", "Idle"]]));
+    s = run(s, msg(1, "b", { type: "status", role: "Standby", db: "UP" })).state;
+    const r = run(s, { type: "memberGone", now: 2, address: "i", how: "removed", lastHeardAt: 1 });
+    expect(rules(r)).toEqual(["gone.idle"]);
+    expect(notified(r)).toEqual(["idleAgentFailure"]);
+    const v = run(r.state, {
+      type: "viewInstalled",
+      now: 3,
+      view: view(
+        2,
+        [
+          ["a", "Master"],
+          ["w", "Witness"],
+        ],
+        { voters: ["a", "b", "c", "w", "i"], quorate: true },
+      ),
+    });
+    expect(rules(v)).toContain("review.noStandby");
+    expect(notified(v)).toContain("noStandbyAgent");
+  });
+
+  it("an investigation concluded after losing the coordinator role is dropped", () => {
+    let s = boot("a", "primary", view(1, FULL));
+    const r1 = run(s, msg(1, "b", { type: "dbFailed", role: "Standby" }));
+    expect(rules(r1)).toEqual(["coord.dbFailed"]);
+    s = r1.state;
+    // a duplicate report while checking is ignored
+    expect(rules(run(s, msg(1, "b", { type: "dbFailed", role: "Standby" })))).toEqual([
+      "coord.dbFailed.ignore",
+    ]);
+    s = run(s, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) }).state;
+    const token = s.investigations[0]!.token;
+    const r = run(s, { type: "timer", now: 5000, name: `investigation:${token}` });
+    expect(rules(r)).toEqual(["investigation.deadline", "inv.notCoordinator"]);
+    expect(r.state.investigations).toEqual([]);
+    const again = run(r.state, { type: "timer", now: 5001, name: `investigation:${token}` });
+    expect(rules(again)).toEqual(["investigation.timer.stale"]);
+  });
+
+  it("a standby whose database others still reach goes Idle (refuted), and repeats are harmless", () => {
+    const b = boot("b", "recovery", view(1, FULL));
+    const t = run(b, { type: "timer", now: 1000, name: "localCheck" });
+    const c1 = find(t, "checkLocalDb");
+    const f1 = run(t.state, {
+      type: "localDbChecked",
+      now: 1001,
+      token: c1.token,
+      ok: false,
+      failure: "refused",
+    });
+    const c2 = find(f1, "checkLocalDb");
+    const f2 = run(f1.state, {
+      type: "localDbChecked",
+      now: 1002,
+      token: c2.token,
+      ok: false,
+      failure: "refused",
+    });
+    expect(rules(f2)).toEqual(["local.final.failed"]);
+    expect(find(f2, "send")).toEqual({
+      type: "send",
+      to: "a",
+      message: { type: "dbFailed", role: "Standby" },
+    });
+    const retry = run(f2.state, { type: "timer", now: 3000, name: "dbFailedRetry" });
+    expect(rules(retry)).toEqual(["dbFailed.retry"]);
+    const v = run(retry.state, msg(3001, "a", { type: "dbFailureVerdict", token: "x", confirmed: false }));
+    expect(rules(v)).toEqual(["verdict.standby.refuted"]);
+    expect(notified(v)).toEqual(["standbyCannotReachDatabase"]);
+    expect(v.state.role).toBe("Idle");
+    expect(
+      rules(run(v.state, msg(3002, "a", { type: "dbFailureVerdict", token: "x", confirmed: false }))),
+    ).toEqual(["verdict.stale"]);
+    expect(
+      rules(run(v.state, msg(3002, "a", { type: "dbFailureVerdict", token: "x", confirmed: true }))),
+    ).toEqual(["verdict.repeat"]);
+    expect(rules(run(v.state, { type: "localDbChecked", now: 3003, token: "old", ok: true }))).toEqual([
+      "local.stale",
+    ]);
+  });
+
+  it("a hung check that recovers on the final attempt warns that the agent is timing out", () => {
+    const b = boot("b", "recovery", view(1, FULL));
+    const t = run(b, { type: "timer", now: 1000, name: "localCheck" });
+    const f1 = run(t.state, {
+      type: "localDbChecked",
+      now: 4000,
+      token: find(t, "checkLocalDb").token,
+      ok: false,
+      failure: "timeout",
+    });
+    const r = run(f1.state, {
+      type: "localDbChecked",
+      now: 4100,
+      token: find(f1, "checkLocalDb").token,
+      ok: true,
+    });
+    expect(rules(r)).toEqual(["local.final.recovered"]);
+    expect(notified(r)).toEqual(["agentTimingOut"]);
+  });
+
+  it("re-sends a confirmed verdict until the failed master reports it fenced", () => {
+    let s = boot("c", "recovery", view(1, FULL, { coordinator: "c" }));
+    s = run(s, msg(1, "a", { type: "dbFailed", role: "Master" })).state;
+    const inv = s.investigations[0]!;
+    for (const who of ["b", "w"])
+      s = run(s, msg(2, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    const self = Object.keys(s.remoteChecks)[0]!;
+    const concluded = run(s, {
+      type: "remoteDbChecked",
+      now: 3,
+      token: self,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(concluded)).toEqual(["checkDb.answer", "inv.dbFailure.master"]);
+    const retry = run(concluded.state, { type: "timer", now: 2000, name: `verdictRetry:${inv.token}` });
+    expect(rules(retry)).toEqual(["verdict.retry"]);
+    expect(find(retry, "send").message).toEqual({
+      type: "dbFailureVerdict",
+      token: inv.token,
+      confirmed: true,
+    });
+    expect(rules(run(retry.state, msg(2001, "a", { type: "fenced", token: "other" })))).toEqual([
+      "fenced.stale",
+    ]);
+    const done = run(retry.state, msg(2001, "a", { type: "fenced", token: inv.token }));
+    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.start"]);
+  });
+
+  it("a refuted database failure drops the investigation; its late timers do nothing", () => {
+    const s = boot("a", "primary", view(1, FULL));
+    const s2 = run(s, msg(1, "b", { type: "dbFailed", role: "Standby" })).state;
+    const token = s2.investigations[0]!.token;
+    let s3 = s2;
+    for (const who of ["c", "w"])
+      s3 = run(s3, msg(2, who, { type: "checkDbReply", token, result: "reachable" })).state;
+    const self = Object.keys(s3.remoteChecks)[0]!;
+    const r2 = run(s3, { type: "remoteDbChecked", now: 3, token: self, target: "b", result: "reachable" });
+    expect(rules(r2)).toEqual(["checkDb.answer", "inv.dbFailure.refuted"]);
+    const late = run(r2.state, { type: "timer", now: 5000, name: `notBefore:${token}` });
+    expect(rules(late)).toEqual(["investigation.notBefore"]);
+  });
+});
+
+describe("self-fencing results and scripts", () => {
+  it("continues when the fencing configuration cannot be written, and reports script failures", () => {
+    const s = boot("a", "primary", view(1, FULL));
+    const r = run(s, { type: "quorumLost", now: 5 });
+    const rel = find(r, "releaseVip");
+    const r2 = run(r.state, {
+      type: "vipDone",
+      now: 6,
+      token: rel.token,
+      op: "release",
+      ok: true,
+      output: "released",
+    });
+    const fence = find(r2, "fenceDb");
+    const r3 = run(r2.state, { type: "dbFenced", now: 7, token: fence.token, ok: false, error: "disk full" });
+    expect(rules(r3)).toEqual(["selfFence.failed"]);
+    expect(notified(r3)).toEqual(["recoveryConfCreateError"]);
+    const script = find(r3, "runScript");
+    expect(script.script).toBe("masterIsolated");
+    const r4 = run(r3.state, {
+      type: "scriptDone",
+      now: 8,
+      token: script.token,
+      script: "masterIsolated",
+      exitCode: 2,
+      output: "no",
+    });
+    expect(rules(r4)).toEqual(["script.isolated.failed"]);
+    expect(notified(r4)).toEqual(["masterIsolationScriptFailed"]);
+    const r5 = run(r4.state, {
+      type: "scriptDone",
+      now: 9,
+      token: "t",
+      script: "dbFailure",
+      exitCode: 1,
+      output: "no",
+    });
+    expect(rules(r5)).toEqual(["script.dbFailure.failed"]);
+    expect(notified(r5)).toEqual(["postDatabaseFailureScriptError"]);
+    const r6 = run(r5.state, {
+      type: "vipDone",
+      now: 10,
+      token: "t",
+      op: "release",
+      ok: true,
+      output: "released",
+    });
+    expect(rules(r6)).toEqual(["vip.released"]);
+  });
+});
+
+describe("promotion (coordinator side)", () => {
+  const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+
+  it("refuses a second promotion while one runs", () => {
+    let s = coordinator();
+    s = run(s, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const r = run(s, {
+      type: "command",
+      now: 2,
+      requestId: "r2",
+      command: { kind: "promote", force: false },
+    });
+    expect(rules(r)).toEqual(["cmd.cluster.local", "cc.promote", "promo.busy"]);
+    expect(notified(r)).toEqual(["promotionNotOccurred"]);
+    expect(find(r, "respond").ok).toBe(false);
+  });
+
+  it("has no candidate when no standby is in the view or none reports a position", () => {
+    const lonely = boot(
+      "w",
+      "witness",
+      view(
+        1,
+        [
+          ["w", "Witness"],
+          ["a", "Master"],
+        ],
+        { coordinator: "w" },
+      ),
+    );
+    const r = run(lonely, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    });
+    expect(rules(r)).toContain("promo.noStandby");
+    expect(find(r, "respond").ok).toBe(false);
+    let s = run(coordinator(), {
+      type: "memberGone",
+      now: 10,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 10,
+    }).state;
+    const inv = s.investigations[0]!;
+    for (const who of ["b", "c"])
+      s = run(s, msg(11, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    const self = Object.keys(s.remoteChecks)[0]!;
+    s = run(s, { type: "remoteDbChecked", now: 12, token: self, target: "a", result: "unreachable" }).state;
+    const t = run(s, { type: "timer", now: inv.notBefore, name: `notBefore:${inv.token}` });
+    expect(rules(t)).toEqual(["investigation.notBefore", "inv.masterLost.unreachable", "promo.start"]);
+    const p = t.state.promotion!;
+    expect(
+      rules(
+        run(
+          t.state,
+          msg(inv.notBefore + 1, "b", { type: "lsnReply", token: "nope", lsn: "0/1", role: "Standby" }),
+        ),
+      ),
+    ).toEqual(["lsn.stale"]);
+    const to = run(t.state, { type: "timer", now: inv.notBefore + 5000, name: `promotion:${p.token}` });
+    expect(rules(to)).toEqual(["promo.timeout.lsn", "promo.noCandidate"]);
+    expect(notified(to)).toEqual(["failoverNotOccurred"]);
+  });
+
+  it("refuses a manual promotion right after the master vanished (lease wait)", () => {
+    let s = coordinator();
+    s = run(s, { type: "memberGone", now: 100, address: "a", how: "removed", lastHeardAt: 100 }).state;
+    s = run(s, {
+      type: "viewInstalled",
+      now: 101,
+      view: view(2, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    const r = run(s, {
+      type: "command",
+      now: 102,
+      requestId: "r",
+      command: { kind: "promote", force: true },
+    });
+    expect(rules(r)).toContain("promo.manual.masterTooRecent");
+  });
+
+  it("drops a promotion decided after losing the majority, or when the candidate never answers", () => {
+    let s = coordinator();
+    const r = run(s, { type: "command", now: 1, requestId: "r1", command: { kind: "promote", force: true } });
+    s = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "a" }) }).state;
+    const lost = run(s, { type: "timer", now: 5000, name: `promotion:${s.promotion!.token}` });
+    expect(rules(lost)).toEqual(["promo.timeout.lsn", "promo.notCoordinator"]);
+    expect(lost.state.promotion).toBeNull();
+    // candidate silent
+    let s2 = coordinator();
+    s2 = run(s2, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: true },
+    }).state;
+    const tok = s2.promotion!.token;
+    for (const [who, lsn, role] of [
+      ["a", "0/10", "Master"],
+      ["b", "0/10", "Standby"],
+      ["c", "0/9", "Standby"],
+    ] as const) {
+      s2 = run(s2, msg(2, who, { type: "lsnReply", token: tok, lsn, role })).state;
+    }
+    expect(s2.promotion?.stage).toBe("switchover");
+    const late = run(s2, { type: "timer", now: 99999, name: `promotion:${tok}` });
+    expect(rules(late)).toEqual(["promo.timeout"]);
+    expect(rules(run(late.state, { type: "timer", now: 99999, name: `promotion:${tok}` }))).toEqual([
+      "promo.timer.stale",
+    ]);
+    expect(
+      rules(run(late.state, msg(1, "b", { type: "promotionResult", token: tok, ok: true, reason: "" }))),
+    ).toEqual(["promo.result.stale"]);
+  });
+});
+
+describe("promotion (candidate side)", () => {
+  const standby = (patch: Partial<FailoverConfig> = {}) => boot("b", "recovery", view(1, FULL), patch);
+  const promote = (now = 1): FailoverEvent =>
+    msg(now, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true });
+
+  function toMasterCheck(s: FailoverState) {
+    const r = run(s, promote());
+    const v = run(r.state, { type: "vipPinged", now: 2, token: "p1", reachable: false });
+    return run(v.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
+  }
+
+  it("refuses while already promoting and when not a standby of the sender's view", () => {
+    const r = run(standby(), promote());
+    expect(rules(r)).toEqual(["cand.accept"]);
+    const again = run(r.state, promote(2));
+    expect(rules(again)).toEqual(["cand.busy"]);
+    expect(notified(again)).toEqual(["promotionNotOccurred"]);
+    const stale = run(
+      standby(),
+      msg(1, "a", { type: "promote", token: "p", epoch: 7, oldMaster: "a", checkMaster: true }),
+    );
+    expect(rules(stale)).toEqual(["cand.refuse"]);
+  });
+
+  it("aborts when the master database still runs or cannot be verified", () => {
+    const atCheck = toMasterCheck(standby());
+    const running = run(atCheck.state, {
+      type: "remoteDbChecked",
+      now: 4,
+      token: "p1",
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(running)).toEqual(["cand.masterRunning"]);
+    expect(notified(running)).toEqual(["standbyPromoteMasterRunning"]);
+    expect(running.state.role).toBe("Standby");
+    const unknown = run(atCheck.state, {
+      type: "remoteDbChecked",
+      now: 4,
+      token: "p1",
+      target: "a",
+      result: "unknown",
+    });
+    expect(rules(unknown)).toEqual(["cand.masterUnverified"]);
+    expect(notified(unknown)).toEqual(["standbyPromoteMasterUnverified"]);
+  });
+
+  it("goes Idle when the database cannot be promoted", () => {
+    const atCheck = toMasterCheck(standby());
+    const down = run(atCheck.state, {
+      type: "remoteDbChecked",
+      now: 4,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    expect(find(down, "promoteDb").token).toBe("p1");
+    const r = run(down.state, { type: "dbPromoted", now: 5, token: "p1", ok: false, error: "trigger file" });
+    expect(rules(r)).toEqual(["cand.promoteFailed"]);
+    expect(notified(r)).toEqual(["couldNotPromoteStandby"]);
+    expect(r.state.role).toBe("Idle");
+  });
+
+  it("keeps the promotion when the VIP cannot be assigned or the post-promotion script fails", () => {
+    const atCheck = toMasterCheck(
+      standby({
+        scripts: { fence: null, postPromotion: "/bin/post", dbFailure: null, masterIsolated: null },
+      }),
+    );
+    const down = run(atCheck.state, {
+      type: "remoteDbChecked",
+      now: 4,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    const p = run(down.state, { type: "dbPromoted", now: 5, token: "p1", ok: true });
+    const v = run(p.state, { type: "vipDone", now: 6, token: "p1", op: "assign", ok: false, output: "busy" });
+    expect(rules(v)).toEqual(["cand.vipAssignFailed"]);
+    expect(notified(v)).toEqual(["couldNotAssignVip"]);
+    const post = run(v.state, {
+      type: "scriptDone",
+      now: 7,
+      token: "p1",
+      script: "postPromotion",
+      exitCode: 4,
+      output: "x",
+    });
+    expect(rules(post)).toEqual(["cand.postFailed"]);
+    expect(notified(post)).toEqual(["postPromotionScriptFailed", "failoverCompleted"]);
+    expect(post.state.role).toBe("Master");
+  });
+
+  it("aborts before promoting when the majority or the coordinator changes", () => {
+    const r = run(standby(), promote());
+    const minority = run(r.state, {
+      type: "viewInstalled",
+      now: 2,
+      view: view(2, [["b", "Promoting"]], { voters: ["a", "b", "c", "w"] }),
+    });
+    expect(rules(minority)).toEqual(["view.minority.candidate"]);
+    expect(minority.state.role).toBe("Standby");
+    const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
+    expect(rules(moved)).toEqual(["view.coordinatorChanged.candidate"]);
+  });
+});
+
+describe("after a failover", () => {
+  it("warns instead of reconfiguring when auto.reconfigure=false; reports failed reconfiguration", () => {
+    const s = boot("c", "recovery", view(1, FULL), { autoReconfigure: false });
+    const r = run(s, msg(1, "b", { type: "newMaster", address: "b" }));
+    expect(rules(r)).toEqual(["follow.warn"]);
+    expect(notified(r)).toEqual(["standbyNotReconfigured"]);
+    const s2 = boot("c", "recovery", view(1, FULL));
+    const r2 = run(s2, msg(1, "b", { type: "newMaster", address: "b" }));
+    const tok = find(r2, "reconfigureDb").token;
+    expect(rules(run(r2.state, { type: "dbReconfigured", now: 2, token: "zz", ok: true }))).toEqual([
+      "reconfigure.stale",
+    ]);
+    const failed = run(r2.state, { type: "dbReconfigured", now: 2, token: tok, ok: false, error: "restart" });
+    expect(rules(failed)).toEqual(["reconfigure.failed"]);
+    expect(notified(failed)).toEqual(["resumeTimedOut"]);
+    expect(failed.state.role).toBe("Idle");
+  });
+
+  it("ignores a switchover request that does not come from the coordinator", () => {
+    const s = boot("a", "primary", view(1, FULL));
+    const r = run(s, msg(1, "c", { type: "switchover", token: "t" }));
+    expect(rules(r)).toEqual(["switchover.ignore"]);
+    expect(r.state.role).toBe("Master");
+  });
+});
+
+describe("resume (5.3)", () => {
+  function idle(): FailoverState {
+    const s = boot("b", "recovery", view(1, FULL));
+    return run(s, msg(1, "a", { type: "status", role: "Master", db: "UP" })).state;
+  }
+  function idleState(): FailoverState {
+    const s = idle();
+    const t = run(s, { type: "timer", now: 1000, name: "localCheck" });
+    const f1 = run(t.state, {
+      type: "localDbChecked",
+      now: 1,
+      token: find(t, "checkLocalDb").token,
+      ok: false,
+    });
+    const f2 = run(f1.state, {
+      type: "localDbChecked",
+      now: 2,
+      token: find(f1, "checkLocalDb").token,
+      ok: false,
+    });
+    return run(f2.state, msg(3, "a", { type: "dbFailureVerdict", token: "v", confirmed: true })).state;
+  }
+
+  it("refuses while the database is down", () => {
+    const r = run(idleState(), { type: "command", now: 10, requestId: "r", command: { kind: "resume" } });
+    expect(rules(r)).toEqual(["cmd.resume"]);
+    const down = run(r.state, {
+      type: "localDbChecked",
+      now: 11,
+      token: find(r, "checkLocalDb").token,
+      ok: false,
+    });
+    expect(rules(down)).toEqual(["resume.dbDown"]);
+    expect(find(down, "respond").ok).toBe(false);
+  });
+
+  it("refuses to resume as a second master; resumes as master when there is none", () => {
+    const r = run(idleState(), { type: "command", now: 10, requestId: "r", command: { kind: "resume" } });
+    const up = run(r.state, {
+      type: "localDbChecked",
+      now: 11,
+      token: find(r, "checkLocalDb").token,
+      ok: true,
+    });
+    expect(rules(up)).toEqual(["resume.dbUp"]);
+    const conflict = run(up.state, { type: "localRoleChecked", now: 12, result: "primary" });
+    expect(rules(conflict)).toEqual(["resume.master.conflict"]);
+    const noMaster = run(up.state, {
+      type: "viewInstalled",
+      now: 12,
+      view: view(2, FULL.slice(1), { voters: ["a", "b", "c", "w"] }),
+    });
+    const m = run(
+      { ...noMaster.state, peers: { ...noMaster.state.peers, a: { role: null, db: "UNKNOWN" } } },
+      { type: "localRoleChecked", now: 13, result: "primary" },
+    );
+    expect(rules(m)).toEqual(["resume.master"]);
+    expect(m.state.role).toBe("Master");
+    expect(find(m, "respond").ok).toBe(true);
+    const gone = run(up.state, { type: "localRoleChecked", now: 12, result: "unreachable" });
+    expect(rules(gone)).toEqual(["resume.failed"]);
+  });
+});
+
+describe("commands and exits", () => {
+  it("refuses cluster commands outside a majority, and forwarded commands when no longer coordinator", () => {
+    const s = boot("b", "recovery", view(1, FULL));
+    const m = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(2, [["b", "Standby"]], { voters: ["a", "b", "c", "w"] }),
+    });
+    const r = run(m.state, { type: "command", now: 2, requestId: "r", command: { kind: "stopCluster" } });
+    expect(rules(r)).toEqual(["cmd.noMajority"]);
+    const f = run(s, msg(3, "c", { type: "command", requestId: "q", command: { kind: "stopCluster" } }));
+    expect(rules(f)).toEqual(["cmd.remote.refuse"]);
+    const res = run(
+      boot("a", "primary", view(1, FULL)),
+      msg(3, "c", { type: "command", requestId: "q", command: { kind: "resume" } }),
+    );
+    expect(rules(res)).toEqual(["cmd.remote", "cc.resume"]);
+  });
+
+  it("exits once: an exited agent ignores every event", () => {
+    const s = boot("b", "recovery", view(1, FULL));
+    const r = run(s, msg(1, "a", { type: "stop" }));
+    expect(rules(r)).toEqual(["stop.exit"]);
+    expect(notified(r)).toEqual(["standbyAgentExited"]);
+    expect(find(r, "exit").code).toBe(0);
+    expect(run(r.state, msg(2, "a", { type: "stop" }))).toEqual({
+      state: r.state,
+      actions: [],
+      transitions: [],
+    });
+  });
+});
+
+describe("the table", () => {
+  it("every row has an id, a reason and a guard in words; ids are unique", () => {
+    const ids = transitions.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const t of transitions) {
+      expect(t.reason.length).toBeGreaterThan(5);
+      expect(t.guard.length).toBeGreaterThan(0);
+    }
+  });
+});
+
+it("every row of the table is exercised by these tests or the scenario transcripts", () => {
+  {
+    const dir = join(import.meta.dirname, "scenarios");
+    for (const f of readdirSync(dir).filter((x) => x.endsWith(".txt"))) {
+      const h = new Harness();
+      runScenario(readFileSync(join(dir, f), "utf8"), h);
+      for (const r of h.fired) fired.add(r);
+    }
+    const missing = transitions.map((t) => t.id).filter((id) => !fired.has(id));
+    expect(missing).toEqual([]);
+  }
+});
