@@ -196,3 +196,47 @@ describe("down after a crash", () => {
     expect(await portOpen("127.0.1.11")).toBe(false);
   });
 });
+
+describe.skipIf(process.getuid?.() !== 0)("as an ordinary user", () => {
+  const dir = "/tmp/efm-lab-it-nonroot";
+  afterAll(async () => {
+    await downCluster(dir);
+  });
+
+  it("runs PostgreSQL as that user, and down works for it", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const root = new URL("../../../", import.meta.url).pathname;
+    execFileSync("pnpm", ["--filter", "@efm/lab", "build"], { cwd: root, stdio: "ignore" });
+    const cli = (...args: string[]) =>
+      execFileSync(
+        "runuser",
+        ["-u", "nobody", "--", process.execPath, `${root}tooling/lab/dist/cli.js`, ...args],
+        {
+          cwd: "/tmp",
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+    const out = cli(
+      "up",
+      "--name",
+      "it-nonroot",
+      "--run-dir",
+      dir,
+      "--port",
+      "15401",
+      "--address-base",
+      "127.0.1",
+      "--standbys",
+      "1",
+    );
+    expect(out).toMatch(/b\s+standby\s+127\.0\.1\.12\s+\d+\s+standby/);
+    const pid = Number(fs.readFileSync(`${dir}/a/data/postmaster.pid`, "utf8").split("\n")[0]);
+    const uid = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    expect(uid).toBe(String(fs.statSync(dir).uid));
+    expect(uid).not.toBe("0");
+    expect(cli("down", "--name", "it-nonroot", "--run-dir", dir)).toContain("removed");
+    expect(liveProcess(pid)).toBe(false);
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+});
