@@ -10,6 +10,9 @@ export async function createNetwork(state: LabState): Promise<void> {
   if (state.bridge === null || state.bridgeAddress === null || state.prefixLength === null) {
     throw new LabError("NOT_NETNS", `lab ${state.name} is not in netns mode`);
   }
+  // Names come from the caller's reserved prefix: leftovers of a run whose state file was lost
+  // (e.g. /tmp wiped) are ours, and would otherwise make every later run fail with "exists".
+  await destroyNetwork(state);
   await run(["ip", "link", "add", state.bridge, "type", "bridge"]);
   await run(["ip", "addr", "add", `${state.bridgeAddress}/${state.prefixLength}`, "dev", state.bridge]);
   await run(["ip", "link", "set", state.bridge, "up"]);
