@@ -16,6 +16,8 @@ export type CheckResult =
 
 /** Something that can check a database within a deadline; the monitor's only view of the database. */
 export interface Checker {
+  /** The database's address, for failures the monitor reports on the checker's behalf. */
+  readonly address?: string;
   /** Resolve (never reject) within about timeoutMs. */
   check(timeoutMs: number): Promise<CheckResult>;
   /** Release any held connection. */
@@ -53,6 +55,10 @@ export class PgChecker implements Checker {
     }
     this.#conn = conn;
     this.#reuse = reuse;
+  }
+
+  get address(): string {
+    return this.#conn.host;
   }
 
   async check(timeoutMs: number): Promise<CheckResult> {

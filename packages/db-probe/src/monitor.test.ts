@@ -200,6 +200,25 @@ describe("HealthMonitor", () => {
     expect(db.closed).toBe(true);
   });
 
+  it("still reaches a verdict when a checker never answers or rejects", async () => {
+    const clock = new ManualClock();
+    let calls = 0;
+    const broken: Checker = {
+      check: () => {
+        calls++;
+        return calls % 2 === 0 ? Promise.reject(new Error("driver bug")) : new Promise<CheckResult>(() => {});
+      },
+      close: async () => {},
+    };
+    const monitor = new HealthMonitor({ ...timing, checker: broken, clock });
+    const events: MonitorEvent[] = [];
+    monitor.on((e) => events.push(e));
+    monitor.start();
+    await clock.advance(timing.timeoutMs + timing.finalTimeoutMs + 2_000);
+    const failed = events.find((e) => e.type === "failed");
+    expect(failed).toMatchObject({ reason: "timeout" });
+  });
+
   it("survives a throwing listener and rejects bad timings", async () => {
     const { clock, monitor, of } = setup();
     monitor.on(() => {

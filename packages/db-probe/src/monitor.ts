@@ -1,5 +1,5 @@
 import type { CheckResult, Checker } from "./checker.ts";
-import { type Failure, isDefinite } from "./classify.ts";
+import { classify, type Failure, isDefinite } from "./classify.ts";
 import { DbProbeError } from "./errors.ts";
 
 /** Time as the monitor sees it; inject a manual one to test timing without waiting. */
@@ -8,6 +8,9 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
+
+/** Grace the monitor gives a checker beyond its own deadline before deciding without it. */
+const GUARD_MS = 1_000;
 
 /** Wall-clock time and Node timers. */
 export const systemClock: Clock = {
@@ -182,10 +185,45 @@ export class HealthMonitor {
     if (this.#inFlight || (this.#state !== "monitoring" && this.#state !== "failed")) return;
     this.#inFlight = true;
     // A regular check may take up to local.timeout; beyond that the final check has taken over.
-    void this.#checker.check(this.#timing.timeoutMs).then((result) => {
+    void this.#guardedCheck(this.#timing.timeoutMs).then((result) => {
       if (gen !== this.#generation) return;
       this.#inFlight = false;
       this.#onRegular(result);
+    });
+  }
+
+  /**
+   * The checker promises to answer within its deadline; should one ever hang (a driver bug),
+   * the monitor must still reach a verdict, so it gives up on its own clock shortly after.
+   */
+  #guardedCheck(timeoutMs: number): Promise<CheckResult> {
+    return new Promise<CheckResult>((resolve) => {
+      let settled = false;
+      const guard = this.#clock.setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        resolve({
+          ok: false,
+          latencyMs: timeoutMs + GUARD_MS,
+          failure: {
+            code: "TIMEOUT",
+            address: this.#checker.address ?? "",
+            message: `health check gave no verdict within ${timeoutMs + GUARD_MS} ms`,
+            detail: null,
+          },
+        });
+      }, timeoutMs + GUARD_MS);
+      const settle = (r: CheckResult) => {
+        if (settled) return;
+        settled = true;
+        this.#clock.clearTimeout(guard);
+        resolve(r);
+      };
+      this.#checker
+        .check(timeoutMs)
+        .then(settle, (err: unknown) =>
+          settle({ ok: false, latencyMs: 0, failure: classify(err, this.#checker.address ?? "") }),
+        );
     });
   }
 
@@ -214,7 +252,7 @@ export class HealthMonitor {
     this.#state = "final";
     if (this.#watchdog !== null) this.#clock.clearTimeout(this.#watchdog);
     this.#watchdog = null;
-    const result = await this.#checker.check(this.#timing.finalTimeoutMs);
+    const result = await this.#guardedCheck(this.#timing.finalTimeoutMs);
     if (gen !== this.#generation) return;
     const now = this.#clock.now();
     this.#emit({ type: "check", at: now, final: true, result });
