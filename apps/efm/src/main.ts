@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { runClusterStatus, runNodeStatus, runPrivileged, runPromote } from "./admin.ts";
 import { type Io, runEncrypt } from "./encrypt.ts";
 import { configDir } from "./paths.ts";
 import { runPropCheck } from "./prop-check.ts";
@@ -23,17 +24,28 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .argument("<address>", "IP address of the node allowed to join")
     .argument("[priority]", "failover priority of a standby: 1 is promoted first")
     .description("allow a node to join the cluster, optionally with its standby priority")
-    .action(notYet("add-node", done));
+    .action((cluster: string, address: string, priority: string | undefined) =>
+      run(() => {
+        const p = priority === undefined ? undefined : parsePriority(priority, io);
+        if (p === null) return 1;
+        return runPrivileged(
+          dir(),
+          cluster,
+          { command: "add-node", address, ...(p ? { priority: p } : {}) },
+          io,
+        );
+      })(),
+    );
   program
     .command("cluster-status")
     .argument("<cluster>", "cluster name")
     .description("show the status of every node, database and the promotion readiness")
-    .action(notYet("cluster-status", done));
+    .action((cluster: string) => run(() => runClusterStatus(dir(), cluster, false, io))());
   program
     .command("cluster-status-json")
     .argument("<cluster>", "cluster name")
     .description("the cluster status as JSON")
-    .action(notYet("cluster-status-json", done));
+    .action((cluster: string) => run(() => runClusterStatus(dir(), cluster, true, io))());
   program
     .command("encrypt")
     .argument("<cluster>", "cluster name")
@@ -50,43 +62,53 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .argument("<cluster>", "cluster name")
     .option("--force", "promote even when no standby is up to date with the master")
     .description("switch the master role to the best standby (manual failover)")
-    .action(notYet("promote", done));
+    .action((cluster: string, opts: { force?: boolean }) =>
+      run(() => runPromote(dir(), cluster, opts.force === true, io))(),
+    );
   program
     .command("remove-node")
     .argument("<cluster>", "cluster name")
     .argument("<address>", "IP address of the node")
     .description("remove a node from the allowed host list and the failover priority list")
-    .action(notYet("remove-node", done));
+    .action((cluster: string, address: string) =>
+      run(() => runPrivileged(dir(), cluster, { command: "remove-node", address }, io))(),
+    );
   program
     .command("resume")
     .argument("<cluster>", "cluster name")
     .description("resume monitoring the local database after it was stopped or failed")
-    .action(notYet("resume", done));
+    .action((cluster: string) => run(() => runPrivileged(dir(), cluster, { command: "resume" }, io))());
   program
     .command("stop-cluster")
     .argument("<cluster>", "cluster name")
     .description("stop the agents on every node; databases keep running without failover protection")
-    .action(notYet("stop-cluster", done));
+    .action((cluster: string) => run(() => runPrivileged(dir(), cluster, { command: "stop-cluster" }, io))());
   program
     .command("node-status-json")
     .argument("<cluster>", "cluster name")
     .description("the local node's status as JSON; exit 0 when healthy")
-    .action(notYet("node-status-json", done));
+    .action((cluster: string) => run(() => runNodeStatus(dir(), cluster, io))());
   program
     .command("set-priority")
     .argument("<cluster>", "cluster name")
     .argument("<address>", "IP address of a standby")
     .argument("<priority>", "1 is promoted first")
     .description("move a standby in the failover priority list")
-    .action(notYet("set-priority", done));
+    .action((cluster: string, address: string, priority: string) =>
+      run(() => {
+        const p = parsePriority(priority, io);
+        if (p === null) return 1;
+        return runPrivileged(dir(), cluster, { command: "set-priority", address, priority: p }, io);
+      })(),
+    );
   return program;
 }
 
-function notYet(name: string, done: (status: number) => void) {
-  return () => {
-    process.stderr.write(`efm ${name}: not implemented yet\n`);
-    done(2);
-  };
+/** A priority is a whole number from 1 (promoted first); null after printing why not. */
+function parsePriority(text: string, io: Io): number | null {
+  if (/^\d{1,4}$/.test(text) && Number(text) >= 1) return Number(text);
+  io.output.write(`priority "${text}" must be a whole number of 1 or more (1 is promoted first)\n`);
+  return null;
 }
 
 /** Entry point of `bin/efm`. */

@@ -1,0 +1,544 @@
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
+import {
+  type FailoverConfig,
+  type FailoverEvent,
+  initialState,
+  type LocalFailure,
+  type Reachability,
+  type ScriptKind,
+  snapshot,
+  step,
+} from "@efm/failover-core";
+import { createMember, hostOf, type Member, type MemberEvent, type PersistedState } from "@efm/membership";
+import { clusterLogSink, createNotifier, emailSink, type Notifier, scriptSink } from "@efm/notifier";
+import { decrypt, PasswordCryptoError } from "@efm/password-crypto";
+import {
+  type EfmConfig,
+  formatHostPort,
+  formatProblem,
+  PropertiesError,
+  readConfig,
+  readNodes,
+  writeFileAtomic,
+  writeNodes,
+} from "@efm/properties-parser";
+import {
+  fence,
+  type HelperOptions,
+  promote,
+  reconfigure,
+  runUserScript,
+  type ScriptEvent,
+} from "@efm/scripts-runner";
+import { assign, isHeldLocally, isReachable, release } from "@efm/vip";
+import type { Logger } from "pino";
+import { adminHandler } from "./admin/handler.ts";
+import { startAdminServer, writeTokenFile } from "./admin/server.ts";
+import { agentFiles, resolveDirs } from "./dirs.ts";
+import { AgentError } from "./errors.ts";
+import { acquireLock, type LockHandle } from "./lock.ts";
+import { type AgentLoggers, createLoggers } from "./logging.ts";
+import { EventLoop, type Executors } from "./loop.ts";
+import { parsePeerMessage } from "./peer-message.ts";
+import { readAgentState } from "./state.ts";
+
+/** How to start an agent: the cluster name and where its files are. */
+export interface AgentOptions {
+  cluster: string;
+  configDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Also print readable log lines here (a terminal). */
+  tty?: NodeJS.WritableStream;
+}
+
+/** A running agent; `done` resolves with the exit code when it has stopped. */
+export interface RunningAgent {
+  done: Promise<number>;
+  /** Leave the cluster cleanly and exit (SIGTERM). */
+  shutdown(): void;
+}
+
+const SCRIPT_EVENT: Record<ScriptKind, ScriptEvent> = {
+  fence: "fence",
+  postPromotion: "post.promotion",
+  dbFailure: "db.failure",
+  masterIsolated: "master.isolated",
+};
+
+const LOCAL_FAILURE: Partial<Record<FailureCode, LocalFailure>> = {
+  REFUSED: "refused",
+  TIMEOUT: "timeout",
+  INVALID_PASSWORD: "authentication",
+  INVALID_AUTHORIZATION: "authentication",
+  MAX_CONNECTIONS: "tooManyConnections",
+  NOT_ACCEPTING: "notAccepting",
+};
+
+/** Load and check everything a start needs; any problem is one AgentError naming it. */
+function loadConfig(opts: AgentOptions): { config: EfmConfig; seeds: string[]; problems: string[] } {
+  const propertiesPath = `${opts.configDir}/${opts.cluster}.properties`;
+  const nodesPath = `${opts.configDir}/${opts.cluster}.nodes`;
+  try {
+    const r = readConfig(propertiesPath);
+    const n = readNodes(nodesPath);
+    const errors = [...r.errors, ...n.errors];
+    if (!r.config || errors.length > 0) {
+      throw new AgentError("CONFIG_INVALID", errors.map(formatProblem).join("\n"));
+    }
+    return {
+      config: r.config,
+      seeds: n.nodes.map(formatHostPort),
+      problems: [...r.warnings, ...n.warnings].map(formatProblem),
+    };
+  } catch (err) {
+    if (err instanceof PropertiesError) throw new AgentError("CONFIG_INVALID", err.message, { cause: err });
+    throw err;
+  }
+}
+
+/** The engine's configuration from the properties and the membership timers. */
+function failoverConfig(
+  cluster: string,
+  self: string,
+  c: EfmConfig,
+  member: Member,
+  lists: { allowed: string[]; priority: string[] },
+): FailoverConfig {
+  const t = member.timing;
+  return {
+    self,
+    clusterName: cluster,
+    isWitness: c.isWitness,
+    autoFailover: c.autoFailover,
+    autoReconfigure: c.autoReconfigure,
+    virtualIp: c.virtualIp?.address ?? null,
+    pingServer: c.pingServerIp,
+    scripts: {
+      fence: c.scriptFence ?? null,
+      postPromotion: c.scriptPostPromotion ?? null,
+      dbFailure: c.scriptDbFailure ?? null,
+      masterIsolated: c.scriptMasterIsolated ?? null,
+    },
+    localPeriodMs: c.localPeriod * 1000,
+    localTimeoutMs: c.localTimeout * 1000,
+    localTimeoutFinalMs: c.localTimeoutFinal * 1000,
+    remoteTimeoutMs: c.remoteTimeout * 1000,
+    leaseMs: t.lease,
+    takeoverMarginMs: t.driftMargin,
+    messageSlackMs: Math.max(2000, c.jgroupsTimeout),
+    // A promotion runs the fence script, pg_ctl promote (bounded by local.timeout), the VIP
+    // and the post-promotion script: give the candidate that long before giving up on it.
+    promotionTimeoutMs: (2 * c.scriptTimeout + c.localTimeout) * 1000 + 30_000,
+    allowed: lists.allowed,
+    priority: lists.priority,
+  };
+}
+
+/** Build the notifier's sinks from the properties. */
+function buildNotifier(
+  cluster: string,
+  c: EfmConfig,
+  clusterLogPath: string,
+  self: string,
+  log: Logger,
+): Notifier {
+  const from = c.fromEmail ?? `efm@${hostname()}`;
+  const sinks = [
+    clusterLogSink({ path: clusterLogPath }),
+    emailSink({
+      host: c.notificationSmtpHost,
+      port: c.notificationSmtpPort,
+      from,
+      recipients: c.userEmail,
+      minSeverity: c.notificationLevel,
+    }),
+    ...(c.scriptNotification
+      ? [
+          scriptSink({
+            path: c.scriptNotification,
+            minSeverity: c.notificationLevel,
+            timeoutMs: c.scriptTimeout * 1000,
+          }),
+        ]
+      : []),
+  ];
+  return createNotifier({
+    context: {
+      nodeAddress: self,
+      clusterName: cluster,
+      databaseName: c.dbDatabase,
+      vipEnabled: c.virtualIp !== undefined,
+      ...(c.notificationTextPrefix ? { textPrefix: c.notificationTextPrefix } : {}),
+    },
+    sinks,
+    logger: log.child({ component: "notifier" }),
+  });
+}
+
+/**
+ * Start an agent for one cluster: validate the files, decrypt the password, take the lock,
+ * join the cluster and run the failover engine until it exits.
+ */
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  const { cluster } = opts;
+  const { config: c, seeds, problems } = loadConfig(opts);
+  const dirs = resolveDirs(c, opts.env);
+  const files = agentFiles(dirs, cluster);
+  const logs: AgentLoggers = createLoggers({
+    logFile: files.log,
+    startupFile: files.startupLog,
+    efmLevel: c.efmLoglevel,
+    jgroupsLevel: c.jgroupsLoglevel,
+    ...(opts.tty ? { tty: opts.tty } : {}),
+  });
+  const log = logs.efm;
+  const startup = logs.startup;
+  for (const p of problems) startup.warn(p);
+  startup.info({ cluster, configDir: opts.configDir, dirs }, `starting agent for cluster ${cluster}`);
+
+  let password: string;
+  try {
+    password = decrypt(c.dbPasswordEncrypted, cluster);
+  } catch (err) {
+    if (err instanceof PasswordCryptoError) {
+      startup.error(`db.password.encrypted: ${err.message}`);
+      logs.flush();
+      throw new AgentError("PASSWORD", `db.password.encrypted: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+
+  let lock: LockHandle;
+  try {
+    lock = acquireLock(files.lock);
+  } catch (err) {
+    startup.error((err as Error).message);
+    logs.flush();
+    throw err;
+  }
+
+  const self = formatHostPort(c.bindAddress);
+  const selfHost = c.bindAddress.host;
+  const saved = readAgentState(files.state);
+  const persisted = readJson<PersistedState>(files.membership);
+  const member = createMember({
+    bindAddress: self,
+    clusterName: cluster,
+    dbPassword: password,
+    timeout: c.jgroupsTimeout,
+    maxTries: c.jgroupsMaxTries,
+    seeds,
+    // A new cluster admits this host and the hosts of the members file; later nodes need
+    // `efm add-node` first, as in guide 4.1.2.
+    initialAllowed: [...new Set([selfHost, ...seeds.map(hostOf)])],
+    persisted,
+    logger: logs.jgroups,
+  });
+
+  const notifier = buildNotifier(cluster, c, files.clusterLog, selfHost, log);
+  const db = (host: string): DbConnectionOptions => ({
+    host,
+    port: c.dbPort,
+    user: c.dbUser,
+    password,
+    database: c.dbDatabase,
+    ssl: c.jdbcSsl,
+  });
+  const localChecker = c.isWitness
+    ? null
+    : new PgChecker(db(selfHost), { reuseCount: c.dbReuseConnectionCount });
+  const dataDir = c.dbDataDir ?? c.dbRecoveryConfDir ?? "";
+  const helper: HelperOptions = {
+    owner: c.dbServiceOwner ?? "postgres",
+    bin: c.dbBin ?? "",
+    dbUser: c.dbUser,
+    dbName: c.dbDatabase,
+  };
+  const vip = c.virtualIp;
+  const pingCommand = c.pingServerCommand.join(" ");
+  const pendingReplies = new Map<string, (r: { ok: boolean; message: string }) => void>();
+
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => {
+    resolveDone = r;
+  });
+  let exiting = false;
+  let loop: EventLoop;
+
+  const exec: Executors = {
+    send: (to, message) => member.send(to, message),
+    broadcast: (message) => {
+      for (const m of member.view()?.members ?? []) if (m !== self) member.send(m, message);
+    },
+    checkLocalRole: async () => {
+      if (!localChecker) return "unreachable";
+      const r = await localChecker.check(c.localTimeout * 1000);
+      return r.ok ? (r.inRecovery ? "recovery" : "primary") : "unreachable";
+    },
+    checkLocalDb: async (timeoutMs) => {
+      if (!localChecker) return { ok: true };
+      const r = await localChecker.check(timeoutMs);
+      if (r.ok) return { ok: true };
+      log.warn(
+        { failure: r.failure.code, detail: r.failure.detail },
+        `local database check failed: ${r.failure.message}`,
+      );
+      return { ok: false, failure: LOCAL_FAILURE[r.failure.code] ?? "timeout" };
+    },
+    checkRemoteDb: async (target, timeoutMs): Promise<Reachability> => {
+      const r = await remoteCheck(db(hostOf(target)), timeoutMs);
+      if (r.ok) return "reachable";
+      log.info(
+        { target, failure: r.failure.code },
+        `database of ${target} not reachable: ${r.failure.message}`,
+      );
+      // Answered but refused us (password, limits): the server is up, we just cannot use it.
+      const answered = ["INVALID_PASSWORD", "INVALID_AUTHORIZATION", "MAX_CONNECTIONS", "DATABASE_MISSING"];
+      return answered.includes(r.failure.code) ? "unknown" : "unreachable";
+    },
+    queryLsn: async () => {
+      const f = await readFacts(db(selfHost), c.remoteTimeout * 1000);
+      return f.position?.toString() ?? null;
+    },
+    ping: (address) => isReachable(address, pingCommand),
+    runScript: async (kind, path) => {
+      const known = snapshot(loop.current);
+      const r = await runUserScript(
+        SCRIPT_EVENT[kind],
+        path,
+        {
+          cluster,
+          node: selfHost,
+          ...(known.promoting ? { newMaster: hostOf(known.promoting) } : {}),
+          ...(vip ? { vip: vip.address } : {}),
+        },
+        { timeoutMs: c.scriptTimeout * 1000 },
+      );
+      const output = `${r.stdout}${r.stderr}`.trim();
+      return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 128), output };
+    },
+    promoteDb: async () => {
+      await promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout });
+    },
+    fenceDb: async (newMaster) => {
+      // With no new master known (isolation) point at ourselves: what matters is that the
+      // database can only come back in recovery, never as a second master.
+      await fence(dataDir, newMaster ? hostOf(newMaster) : selfHost, { ...helper, port: c.dbPort });
+    },
+    reconfigureDb: async (newMaster) => {
+      await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });
+    },
+    assignVip: async (address) => {
+      if (!vip) return { ok: false, output: "no virtual IP is configured" };
+      const r = await assign(vip.interface, address, String(vip.prefix));
+      return {
+        ok: true,
+        output: r.changed ? `assigned ${address}/${r.prefix} to ${r.device}` : "already assigned",
+      };
+    },
+    releaseVip: async (address) => {
+      if (!vip) return { ok: true, output: "no virtual IP is configured" };
+      const changed = await release(vip.interface, address);
+      return { ok: true, output: changed ? `released ${address}` : "was not assigned here" };
+    },
+    notify: (action) => {
+      const snap = snapshot(loop.current);
+      notifier.notify(
+        action,
+        snap.members.map((m) => ({
+          role: m.role ?? "Unknown",
+          address: hostOf(m.address),
+          agent: m.agent,
+          db: m.db,
+        })),
+      );
+    },
+    writeState: (allowed, priority) => {
+      try {
+        writeFileAtomic(files.state, `${JSON.stringify({ allowed, priority }, null, 2)}\n`, 0o640);
+      } catch (err) {
+        log.error({ err }, `cannot write the state file ${files.state}`);
+      }
+    },
+    respond: (requestId, ok, message) => {
+      pendingReplies.get(requestId)?.({ ok, message });
+      pendingReplies.delete(requestId);
+    },
+    exit: (code, reason) => {
+      void finish(code, reason);
+    },
+  };
+
+  const lists = saved ?? { allowed: [selfHost, ...seeds.map(hostOf)], priority: [] };
+  loop = new EventLoop(initialState(failoverConfig(cluster, self, c, member, lists)), step, exec, log, () =>
+    member.now(),
+  );
+
+  /** Stop everything once; the engine's exit action or a signal gets here. */
+  async function finish(code: number, reason: string, how: "leave" | "stop" = "leave"): Promise<void> {
+    if (exiting) return;
+    exiting = true;
+    log.info({ code, reason }, `agent exiting: ${reason}`);
+    loop.stop();
+    clearInterval(watchdog);
+    admin.close();
+    try {
+      if (how === "leave") await member.leave();
+      else await member.stop();
+    } catch (err) {
+      log.warn({ err }, "leaving the cluster failed");
+    }
+    await localChecker?.close().catch(() => {});
+    await notifier.close(5000);
+    lock.release();
+    logs.flush();
+    resolveDone(code);
+  }
+
+  const onMember = (e: MemberEvent) => {
+    const now = member.now();
+    const dispatch = (ev: FailoverEvent) => loop.dispatch(ev);
+    switch (e.type) {
+      case "viewInstalled":
+        return dispatch({
+          type: "viewInstalled",
+          now,
+          view: {
+            epoch: e.view.epoch,
+            members: e.view.members.map((address) => ({ address })),
+            coordinator: e.view.coordinator,
+            quorate: e.view.quorate,
+            voters: member.config().voters,
+            subgroups: e.view.subgroups,
+          },
+        });
+      case "memberLeft":
+        return dispatch({ type: "memberGone", now, address: e.member, how: "left", lastHeardAt: now });
+      case "memberRemoved":
+        return dispatch({
+          type: "memberGone",
+          now,
+          address: e.member,
+          how: "removed",
+          lastHeardAt: e.lastHeard ?? now,
+        });
+      case "memberSuspected":
+        return dispatch({ type: "memberSuspected", now, address: e.member });
+      case "quorumGained":
+        return dispatch({ type: "quorumGained", now });
+      case "quorumLost":
+        return dispatch({ type: "quorumLost", now });
+      case "leaseValid":
+        return dispatch({ type: "leaseValid", now, until: e.until });
+      case "leaseLost":
+        return dispatch({ type: "leaseLost", now });
+      case "message": {
+        const message = parsePeerMessage(e.payload);
+        if (message) dispatch({ type: "messageReceived", now, from: e.from, message });
+        else logs.jgroups.warn({ from: e.from }, "dropped a malformed failover message");
+        return;
+      }
+      case "admissionRefused":
+        log.warn({ by: e.by, reason: e.reason }, `not admitted to the cluster by ${e.by}: ${e.reason}`);
+        return;
+      case "persist":
+        try {
+          writeFileAtomic(files.membership, `${JSON.stringify(e.state)}\n`, 0o640);
+        } catch (err) {
+          log.error({ err }, `cannot write ${files.membership}`);
+        }
+        return;
+      case "membersFileRewrite":
+        try {
+          writeNodes(
+            `${opts.configDir}/${cluster}.nodes`,
+            e.addresses.map((a) => ({ host: hostOf(a), port: Number(a.slice(a.lastIndexOf(":") + 1)) })),
+          );
+        } catch (err) {
+          log.error({ err }, "cannot rewrite the members file");
+        }
+        return;
+      case "clusterStopping":
+        return dispatch({ type: "messageReceived", now, from: e.by, message: { type: "stop" } });
+      case "halted":
+        if (e.reason === "stopCluster")
+          dispatch({ type: "messageReceived", now, from: self, message: { type: "stop" } });
+        return;
+      default:
+        return;
+    }
+  };
+  member.on("event", onMember);
+
+  const token = writeTokenFile(files.token);
+  const admin = await startAdminServer({
+    port: c.adminPort,
+    token,
+    logger: log,
+    handle: adminHandler({
+      cluster,
+      self,
+      member,
+      loop,
+      pendingReplies,
+      stopCluster: async () => {
+        await member.stopCluster();
+      },
+    }),
+  });
+
+  // The lock file is how operators and init scripts see a running agent: warn if it vanishes.
+  let lockWarned = false;
+  const watchdog = setInterval(() => {
+    if (!lock.stillHeld() && !lockWarned) {
+      lockWarned = true;
+      notifier.notify({
+        id: "lockFileRemoved",
+        params: { clusterName: cluster, pathName: files.lock, nodeAddress: selfHost },
+      });
+      log.warn(`lock file ${files.lock} was removed`);
+    }
+    // A VIP held here by a node that is not the master must go (guide 7, WARNING table).
+    if (
+      vip &&
+      loop.current.phase === "running" &&
+      loop.current.role !== "Master" &&
+      loop.current.role !== "Promoting"
+    ) {
+      void isHeldLocally(vip.address).then((held) => {
+        if (held && loop.current.role !== "Master" && loop.current.role !== "Promoting") {
+          notifier.notify({ id: "vipAssignedToNonMaster", params: {} });
+          void release(vip.interface, vip.address).catch((err) =>
+            log.error({ err }, "cannot release the VIP"),
+          );
+        }
+      });
+    }
+  }, 5000);
+  watchdog.unref();
+
+  await member.start();
+  startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);
+  logs.flush();
+  loop.dispatch({ type: "started", now: member.now() });
+
+  return {
+    done,
+    shutdown: () => {
+      if (exiting) return;
+      loop.dispatch({ type: "shutdown", now: member.now() });
+      // The engine answers shutdown with an exit action; make sure we stop even if it did not.
+      setTimeout(() => void finish(0, "stopped"), 2000).unref();
+    },
+  };
+}
+
+function readJson<T>(path: string): T | null {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,60 @@
+import type { PeerMessage } from "@efm/failover-core";
+import { z } from "zod";
+
+const role = z.enum(["Master", "Standby", "Witness", "Idle", "Promoting"]);
+const db = z.enum(["UP", "DOWN", "UNKNOWN"]);
+const reach = z.enum(["reachable", "unreachable", "unknown"]);
+const str = z.string().max(1024);
+const command = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("promote"), force: z.boolean() }),
+  z.object({ kind: z.literal("resume") }),
+  z.object({ kind: z.literal("addNode"), address: str, priority: z.number().int().optional() }),
+  z.object({ kind: z.literal("removeNode"), address: str }),
+  z.object({ kind: z.literal("stopCluster") }),
+]);
+
+/**
+ * The failover messages agents exchange, checked field by field: a frame that passed the
+ * cluster's HMAC can still come from an agent of another version or a bug, and must not reach
+ * the engine half-formed.
+ */
+const peerMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("status"), role, db }),
+  z.object({ type: z.literal("dbFailed"), role }),
+  z.object({ type: z.literal("checkDb"), token: str, target: str }),
+  z.object({ type: z.literal("checkDbReply"), token: str, result: reach }),
+  z.object({ type: z.literal("dbFailureVerdict"), token: str, confirmed: z.boolean() }),
+  z.object({ type: z.literal("fenced"), token: str }),
+  z.object({ type: z.literal("switchover"), token: str }),
+  z.object({ type: z.literal("queryLsn"), token: str }),
+  z.object({ type: z.literal("lsnReply"), token: str, lsn: str.nullable(), role }),
+  z.object({
+    type: z.literal("promote"),
+    token: str,
+    epoch: z.number(),
+    oldMaster: str.nullable(),
+    checkMaster: z.boolean(),
+  }),
+  z.object({
+    type: z.literal("promotionResult"),
+    token: str,
+    ok: z.boolean(),
+    reason: z.string().max(65536),
+  }),
+  z.object({ type: z.literal("newMaster"), address: str }),
+  z.object({ type: z.literal("lists"), allowed: z.array(str).max(1000), priority: z.array(str).max(1000) }),
+  z.object({ type: z.literal("command"), requestId: str, command }),
+  z.object({
+    type: z.literal("commandReply"),
+    requestId: str,
+    ok: z.boolean(),
+    message: z.string().max(65536),
+  }),
+  z.object({ type: z.literal("stop") }),
+]);
+
+/** A failover message from a peer, or null when it is not one. */
+export function parsePeerMessage(payload: unknown): PeerMessage | null {
+  const r = peerMessage.safeParse(payload);
+  return r.success ? (r.data as PeerMessage) : null;
+}

@@ -1,0 +1,211 @@
+import { adminRequest, AgentError, agentFiles, type ClusterStatus, readToken, resolveDirs } from "@efm/agent";
+import { DbProbeError, describeFailure, FAILURE_CODES, type FailureCode, readFacts } from "@efm/db-probe";
+import { decrypt } from "@efm/password-crypto";
+import { type EfmConfig, formatProblem, PropertiesError, readConfig } from "@efm/properties-parser";
+import type { Io, Outcome } from "./encrypt.ts";
+import { clusterFiles } from "./paths.ts";
+import { type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status.ts";
+
+/** Read the cluster's properties for a command that talks to the agent; null after printing why not. */
+function loadProperties(dir: string, cluster: string, io: Io): EfmConfig | null {
+  try {
+    const r = readConfig(clusterFiles(dir, cluster).properties);
+    for (const p of r.errors) io.output.write(`ERROR: ${formatProblem(p)}\n`);
+    return r.config;
+  } catch (err) {
+    if (err instanceof PropertiesError) {
+      io.output.write(`${err.message}\n`);
+      return null;
+    }
+    throw err;
+  }
+}
+
+function fail(io: Io, err: unknown): Outcome {
+  if (err instanceof AgentError) {
+    io.output.write(`${err.message}\n`);
+    return 1;
+  }
+  throw err;
+}
+
+/** Query every database of the report directly from this host (guide 4.2.1 "Promote Status"). */
+async function queryDatabases(
+  c: EfmConfig,
+  cluster: string,
+  status: ClusterStatus,
+): Promise<DbQuery[] | string> {
+  let password: string;
+  try {
+    password = decrypt(c.dbPasswordEncrypted, cluster);
+  } catch (err) {
+    return `Cannot decrypt the database password of cluster ${cluster}: ${(err as Error).message}`;
+  }
+  const targets = status.nodes.filter((n) => n.type !== "Witness");
+  return Promise.all(
+    targets.map(async (n): Promise<DbQuery> => {
+      try {
+        const f = await readFacts(
+          {
+            host: n.address,
+            port: c.dbPort,
+            user: c.dbUser,
+            password,
+            database: c.dbDatabase,
+            ssl: c.jdbcSsl,
+          },
+          c.remoteTimeout * 1000,
+        );
+        return {
+          address: n.address,
+          ok: true,
+          inRecovery: f.inRecovery,
+          lsn: f.position?.toString() ?? "UNKNOWN",
+        };
+      } catch (err) {
+        const code = err instanceof DbProbeError ? err.code : undefined;
+        const known = code !== undefined && (FAILURE_CODES as readonly string[]).includes(code);
+        return {
+          address: n.address,
+          ok: false,
+          error: known ? describeFailure(code as FailureCode, c.dbUser) : (err as Error).message,
+        };
+      }
+    }),
+  );
+}
+
+/** `efm cluster-status` and `efm cluster-status-json`. */
+export async function runClusterStatus(
+  dir: string,
+  cluster: string,
+  json: boolean,
+  io: Io,
+): Promise<Outcome> {
+  const c = loadProperties(dir, cluster, io);
+  if (!c) return 1;
+  let status: ClusterStatus;
+  try {
+    status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
+  } catch (err) {
+    return fail(io, err);
+  }
+  const queries = await queryDatabases(c, cluster, status);
+  if (typeof queries === "string") {
+    io.output.write(`${queries}\n`);
+    return 1;
+  }
+  const out = json ? renderClusterStatusJson(status, queries) : renderClusterStatus(status, queries);
+  io.output.write(out.text);
+  return out.exitCode;
+}
+
+/** `efm node-status-json`: the local node only; exit 0 when healthy. */
+export async function runNodeStatus(dir: string, cluster: string, io: Io): Promise<Outcome> {
+  const c = loadProperties(dir, cluster, io);
+  if (!c) return 1;
+  try {
+    const r = (await adminRequest(c.adminPort, { command: "node-status" })) as { healthy: boolean };
+    io.output.write(`${JSON.stringify(r, null, 4)}\n`);
+    return r.healthy ? 0 : 1;
+  } catch (err) {
+    return fail(io, err);
+  }
+}
+
+type Privileged =
+  | { command: "add-node"; address: string; priority?: number }
+  | { command: "remove-node"; address: string }
+  | { command: "set-priority"; address: string; priority: number }
+  | { command: "resume" }
+  | { command: "stop-cluster" }
+  | { command: "promote"; force: boolean };
+
+/** Send a command that needs root, efm or the efm group (guide 4.1); print the agent's answer. */
+export async function runPrivileged(dir: string, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
+  const c = loadProperties(dir, cluster, io);
+  if (!c) return 1;
+  const token = readToken(agentFiles(resolveDirs(c, io.env), cluster).token);
+  if (token === undefined) {
+    io.output.write("This command must be run by root, efm or a member of the efm group.\n");
+    return 1;
+  }
+  let progress: NodeJS.Timeout | undefined;
+  if (req.command === "promote") {
+    io.output.write(
+      "Promote command accepted by local agent. Proceeding with promotion and waiting for it to complete",
+    );
+    progress = setInterval(() => io.output.write("."), 2000);
+  }
+  try {
+    const message = await adminRequest(
+      c.adminPort,
+      { ...req, token },
+      req.command === "promote" ? 11 * 60_000 : 70_000,
+    );
+    if (progress) io.output.write("\n");
+    io.output.write(`${String(message)}\n`);
+    return 0;
+  } catch (err) {
+    if (progress) io.output.write("\n");
+    return fail(io, err);
+  } finally {
+    if (progress) clearInterval(progress);
+  }
+}
+
+/** `efm promote`: check that a standby is up to date first; ask on a terminal, refuse otherwise unless --force. */
+export async function runPromote(dir: string, cluster: string, force: boolean, io: Io): Promise<Outcome> {
+  const c = loadProperties(dir, cluster, io);
+  if (!c) return 1;
+  if (!force) {
+    let status: ClusterStatus;
+    try {
+      status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
+    } catch (err) {
+      return fail(io, err);
+    }
+    const queries = await queryDatabases(c, cluster, status);
+    const master = typeof queries === "string" ? undefined : queries.find((q) => q.ok && !q.inRecovery);
+    const upToDate =
+      typeof queries !== "string" &&
+      master?.ok === true &&
+      queries.some(
+        (q) =>
+          q.ok &&
+          q.inRecovery &&
+          status.nodes.some((n) => n.address === q.address && n.type === "Standby") &&
+          q.lsn === master.lsn,
+      );
+    if (!upToDate) {
+      io.output.write("There is no standby that is up to date with the master; a promotion may lose data.\n");
+      if (!io.input.isTTY) {
+        io.output.write("Not promoting. Run 'efm promote' on a terminal to confirm, or use --force.\n");
+        return 1;
+      }
+      io.output.write("Continue with the promotion anyway? (y/n) ");
+      const answer = await readAnswer(io.input);
+      if (!/^y(es)?$/i.test(answer.trim())) {
+        io.output.write("Promotion cancelled.\n");
+        return 1;
+      }
+    }
+  }
+  return runPrivileged(dir, cluster, { command: "promote", force: true }, io);
+}
+
+function readAnswer(input: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve) => {
+    let buf = "";
+    const onData = (c: Buffer | string) => {
+      buf += c.toString();
+      if (buf.includes("\n")) {
+        input.off("data", onData);
+        (input as NodeJS.ReadStream).pause?.();
+        resolve(buf.split("\n")[0] ?? "");
+      }
+    };
+    input.on("data", onData);
+    input.resume();
+  });
+}
