@@ -345,8 +345,18 @@ export class Ctx {
 
   /** Arms the lease timer for a master; never for a time already past (that would fire forever). */
   armLease(): void {
-    const at = (this.s.leaseAt ?? this.now) + this.s.config.leaseMs;
-    if (this.s.role === "Master" && at > this.now) this.timer("lease", at);
+    const at = this.s.leaseUntil;
+    if (this.s.role === "Master" && at !== null && at > this.now) this.timer("lease", at);
+  }
+
+  /**
+   * Becoming master inside a quorate view: any view removing us is committed after now, so the
+   * majority cannot take over before now + L + margin; holding the role until now + L is safe.
+   */
+  provisionalLease(): void {
+    const until = this.now + this.s.config.leaseMs;
+    if (this.s.leaseUntil === null || this.s.leaseUntil < until) this.s.leaseUntil = until;
+    this.armLease();
   }
 
   /** Standby priority list kept by the coordinator: every standby is a candidate. */

@@ -187,6 +187,8 @@ export class Harness {
     for (const n of this.nodes.values()) this.deliverNow(n.address, { type: "started", now: this.now });
     this.drain();
     this.installViews();
+    // Let the start-up role exchange and database checks finish.
+    this.tick(harnessTimings.messageSlackMs);
   }
 
   private db(address: string): FakeDb {
@@ -323,7 +325,12 @@ export class Harness {
       const quorate = comp.length > this.voters.length / 2;
       for (const a of comp) {
         this.lastHeard.set(a, this.now);
-        if (quorate) this.queue.push({ to: a, event: { type: "leaseValid", now: this.now } });
+        if (quorate) {
+          this.queue.push({
+            to: a,
+            event: { type: "leaseValid", now: this.now, until: this.now + harnessTimings.leaseMs },
+          });
+        }
       }
     }
     this.drain();

@@ -41,7 +41,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     priority: [...config.priority],
     lastReason: "not started",
     seq: 0,
-    leaseAt: null,
+    leaseUntil: null,
     knownMaster: null,
     failoverDisabled: false,
     isolated: false,

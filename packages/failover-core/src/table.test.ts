@@ -83,6 +83,13 @@ const FULL: [string, AgentRole][] = [
   ["w", "Witness"],
 ];
 
+/** A quorate view arrives, then the start-up role exchange window closes: returns that second step. */
+function joinView(state: FailoverState, v: ViewInfo, now: number): StepResult {
+  const joined = run(state, { type: "viewInstalled", now, view: v });
+  expect(rules(joined)).toEqual(["join.quorate"]);
+  return run(joined.state, { type: "timer", now: now + 1, name: "startupChecks" });
+}
+
 /** Boots one agent through start-up with every database reachable. */
 function boot(
   self: string,
@@ -93,7 +100,7 @@ function boot(
   let s = initialState(config(self, { isWitness: kind === "witness", ...patch }));
   s = run(s, { type: "started", now: 0 }).state;
   if (kind !== "witness") s = run(s, { type: "localRoleChecked", now: 0, result: kind }).state;
-  const r = run(s, { type: "viewInstalled", now: 0, view: v });
+  const r = joinView(s, v, 0);
   s = r.state;
   for (const a of r.actions) {
     if (a.type === "checkRemoteDb") {
@@ -127,8 +134,8 @@ describe("start-up (4.1.1)", () => {
     });
     expect(rules(minority)).toEqual(["join.minority"]);
     expect(minority.state.phase).toBe("joining");
-    const r = run(minority.state, { type: "viewInstalled", now: 2, view: view(2, FULL) });
-    expect(rules(r)).toEqual(["join.check"]);
+    const r = joinView(minority.state, view(2, FULL), 2);
+    expect(rules(r)).toEqual(["check.begin"]);
     expect(
       r.actions.filter((a) => a.type === "checkRemoteDb").map((a) => (a as { target: string }).target),
     ).toEqual(["a", "c"]);
@@ -139,23 +146,23 @@ describe("start-up (4.1.1)", () => {
   it("a second master joining stays Idle", () => {
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
-    const r = run(s, { type: "viewInstalled", now: 1, view: view(1, [...FULL, ["x", null]]) });
-    expect(rules(r)).toEqual(["join.secondMaster"]);
+    const r = joinView(s, view(1, [...FULL, ["x", null]]), 1);
+    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
     expect(r.state.role).toBe("Idle");
   });
 
   it("a master alone with a witness starts at once and assigns the VIP", () => {
     let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
-    const r = run(s, {
-      type: "viewInstalled",
-      now: 1,
-      view: view(1, [
+    const r = joinView(
+      s,
+      view(1, [
         ["a", "Master"],
         ["w", "Witness"],
       ]),
-    });
-    expect(rules(r)).toEqual(["join.alone"]);
+      1,
+    );
+    expect(rules(r)).toEqual(["check.begin.none"]);
     expect(notified(r)).toEqual(["masterAgentRunning"]);
     expect(find(r, "assignVip").vip).toBe("10.0.0.100");
   });
@@ -163,7 +170,7 @@ describe("start-up (4.1.1)", () => {
   it("exits with a notification when a cluster database is unreachable", () => {
     let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;
-    const r1 = run(s, { type: "viewInstalled", now: 1, view: view(1, FULL) });
+    const r1 = joinView(s, view(1, FULL), 1);
     const chk = find(r1, "checkRemoteDb");
     const r = run(r1.state, {
       type: "remoteDbChecked",
@@ -219,10 +226,16 @@ describe("quorum and the master lease", () => {
 
   it("the lease timer fences a master that has not heard a majority for L", () => {
     const s = master();
-    const early = run(s, { type: "timer", now: harnessTimings.leaseMs - 1, name: "lease" });
+    const until = s.leaseUntil!;
+    expect(until).toBe(harnessTimings.leaseMs);
+    const early = run(s, { type: "timer", now: until - 1, name: "lease" });
     expect(rules(early)).toEqual(["lease.timer"]);
     expect(early.state.role).toBe("Master");
-    const r = run(s, { type: "timer", now: harnessTimings.leaseMs, name: "lease" });
+    const renewed = run(s, { type: "leaseValid", now: until - 1, until: until + 500 });
+    expect(rules(renewed)).toEqual(["lease.valid"]);
+    expect(find(renewed, "setTimer")).toEqual({ type: "setTimer", name: "lease", at: until + 500 });
+    expect(rules(run(renewed.state, { type: "timer", now: until, name: "lease" }))).toEqual(["lease.timer"]);
+    const r = run(s, { type: "timer", now: until, name: "lease" });
     expect(rules(r)).toEqual(["lease.expired"]);
     expect(r.state.role).toBe("Idle");
   });
@@ -674,7 +687,7 @@ describe("promotion (candidate side)", () => {
     expect(rules(minority)).toEqual(["view.minority.candidate"]);
     expect(minority.state.role).toBe("Standby");
     const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
-    expect(rules(moved)).toEqual(["view.coordinatorChanged.candidate"]);
+    expect(rules(moved)).toEqual(["view.changed.candidate"]);
   });
 });
 

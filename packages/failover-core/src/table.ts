@@ -62,8 +62,7 @@ function finishStartup(c: Ctx): void {
   else if (role === "Standby") c.notify("standbyAgentRunning", c.node());
   c.broadcast({ type: "status", role: role ?? "Idle", db: c.s.db });
   if (role === "Master") {
-    c.s.leaseAt = c.now;
-    c.armLease();
+    c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
   if (role === "Master" || role === "Standby") c.startLocalMonitoring();
@@ -99,7 +98,6 @@ function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
     }
   }
   c.s.peers = peers;
-  if (view.quorate) c.s.leaseAt = e.now;
 }
 
 function fenceForIsolation(c: Ctx, why: string): void {
@@ -155,8 +153,7 @@ function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: string): vo
   c.s.local = { token: null, final: false, firstFailure: null, reported: false };
   c.setRole(role);
   if (role === "Master") {
-    c.s.leaseAt = c.now;
-    c.armLease();
+    c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
   c.startLocalMonitoring();
@@ -166,6 +163,18 @@ function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: string): vo
 function exitAgent(c: Ctx, code: number, reason: string): void {
   c.setPhase("exited");
   c.act({ type: "exit", code, reason });
+}
+
+/** Asks each member for its WAL position (ourselves directly) and bounds the wait. */
+function queryPositions(c: Ctx, token: string, ask: readonly string[]): void {
+  for (const a of ask) {
+    if (a === c.self) {
+      const t = c.token("lsn");
+      c.s.lsnQueries = { ...c.s.lsnQueries, [t]: token };
+      c.act({ type: "queryLsn", token: t });
+    } else c.send(a, { type: "queryLsn", token });
+  }
+  c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
 }
 
 function pendingPromoteTarget(c: Ctx): string {
@@ -258,51 +267,57 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => adoptView(c, e),
   }),
   row({
-    id: "join.secondMaster",
+    id: "join.quorate",
     from: ["joining"],
     on: "viewInstalled",
-    guard: "we are Master and the view already has a Master",
+    guard: "view quorate",
     to: "checking",
-    actions: "become Idle; check every cluster database",
-    reason: "another master agent is already running: do not take the master role, stay Idle",
-    when: (c, e) =>
-      c.s.role === "Master" && e.view.members.some((m) => m.address !== c.self && m.role === "Master"),
+    actions: "announce our role; collect the others' roles briefly",
+    reason: "joined the cluster: learn every member's role before checking their databases",
+    when: (_c, e) => e.view.quorate,
     run: (c, e) => {
       adoptView(c, e);
-      c.s.role = "Idle";
       c.setPhase("checking");
+      c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
+      c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "check.begin.secondMaster",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard: "we are Master and another member is Master or Promoting",
+    to: "Idle",
+    actions: "become Idle; check every cluster database",
+    reason: "another master agent is already running: do not take the master role, stay Idle",
+    when: (c) =>
+      c.s.role === "Master" && c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")),
+    run: (c) => {
+      c.s.role = "Idle";
       beginStartupChecks(c);
       if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
     },
   }),
   row({
-    id: "join.check",
-    from: ["joining"],
-    on: "viewInstalled",
-    guard: "quorate view with other databases",
+    id: "check.begin",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard: "other members have databases",
     to: "checking",
     actions: "checkRemoteDb for every other database",
-    reason: "joined the cluster: check we can connect to every database in it (4.1.1)",
-    when: (c, e) =>
-      e.view.members.some((m) => m.address !== c.self && (m.role === "Master" || m.role === "Standby")),
-    run: (c, e) => {
-      adoptView(c, e);
-      c.setPhase("checking");
-      beginStartupChecks(c);
-    },
+    reason: "check we can connect to every database in the cluster (4.1.1)",
+    when: (c) => c.others().some((a) => c.roleOf(a) === "Master" || c.roleOf(a) === "Standby"),
+    run: (c) => beginStartupChecks(c),
   }),
   row({
-    id: "join.alone",
-    from: ["joining"],
-    on: "viewInstalled",
-    guard: "quorate view, no other database to check",
+    id: "check.begin.none",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard: "no other database to check",
     to: "running",
     actions: "notify agent running; master assigns the VIP; start monitoring",
     reason: "joined the cluster and there is no other database to check",
-    run: (c, e) => {
-      adoptView(c, e);
-      finishStartup(c);
-    },
+    run: (c) => finishStartup(c),
   }),
   row({
     id: "check.failed",
@@ -408,20 +423,20 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
-    id: "view.coordinatorChanged.candidate",
+    id: "view.changed.candidate",
     from: ["Promoting"],
     on: "viewInstalled",
-    guard: "new coordinator, database not yet promoted",
+    guard: "view changed (new epoch), database not yet promoted",
     to: "Standby",
     actions: "abort the promotion",
-    reason: "the coordinator that asked for this promotion is gone: abort so only one promotion runs",
+    reason: "the view changed under the promotion (a member came or went): abort, the coordinator re-decides",
     when: (c, e) =>
       c.s.candidacy !== null &&
-      e.view.coordinator !== c.s.candidacy.coordinator &&
+      e.view.epoch !== c.s.candidacy.epoch &&
       ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
     run: (c, e) => {
       adoptView(c, e);
-      c.abortCandidacy("coordinator changed before promoting");
+      c.abortCandidacy("view changed before promoting");
     },
   }),
   row({
@@ -556,8 +571,6 @@ export const transitions: readonly TransitionRow[] = [
     reason: "quorum regained",
     run: (c) => {
       if (c.s.view) c.s.view = { ...c.s.view, quorate: true };
-      c.s.leaseAt = c.now;
-      c.armLease();
     },
   }),
   row({
@@ -568,8 +581,8 @@ export const transitions: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "master re-arms the lease timer",
     reason: "a majority heard us: lease renewed",
-    run: (c) => {
-      c.s.leaseAt = c.now;
+    run: (c, e) => {
+      c.s.leaseUntil = Math.max(c.s.leaseUntil ?? e.until, e.until);
       c.armLease();
     },
   }),
@@ -605,8 +618,7 @@ export const transitions: readonly TransitionRow[] = [
     to: "Idle",
     actions: "release VIP, fence, script.master.isolated",
     reason: "master has not heard from a majority for L: fence itself (DESIGN 4 safety rule)",
-    when: (c, e) =>
-      c.s.leaseAt !== null && e.now >= c.s.leaseAt + c.s.config.leaseMs && c.quorumWithoutSelfPossible(),
+    when: (c, e) => (c.s.leaseUntil === null || e.now >= c.s.leaseUntil) && c.quorumWithoutSelfPossible(),
     run: (c) => {
       fenceForIsolation(c, "lease expired");
       minorityNotice(c);
@@ -640,7 +652,11 @@ export const transitions: readonly TransitionRow[] = [
       c.s.knownMaster = { address: e.address, lastHeardAt: e.lastHeardAt };
       if (e.how === "removed")
         c.notify("masterBeingFenced", { clusterName: c.s.config.clusterName, ipAddress: e.address });
-      startMasterLost(c, e.address, e.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs);
+      startMasterLost(
+        c,
+        e.address,
+        e.takeoverAllowedAt ?? e.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+      );
     },
   }),
   row({
@@ -1052,21 +1068,21 @@ export const transitions: readonly TransitionRow[] = [
     on: "message:fenced",
     guard: "manual promotion waiting for the master to step down",
     to: "unchanged",
-    actions: "send promote to the candidate (no master-database check)",
-    reason: "the master stepped down for a manual promotion (4.1.4)",
+    actions: "query the standbys' positions again (the master no longer writes)",
+    reason: "the master stepped down for a manual promotion (4.1.4): pick the candidate on final positions",
     when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
     run: (c) => {
       const p = c.s.promotion!;
-      c.setPromotion({ ...p, stage: "promoting" });
-      c.notify("promotionStarted", c.cluster());
-      c.send(p.candidate!, {
-        type: "promote",
-        token: p.token,
-        epoch: p.epoch,
-        oldMaster: p.oldMaster,
-        checkMaster: false,
+      const ask = c.membersWithRole("Standby");
+      c.setPromotion({
+        ...p,
+        stage: "queryLsn",
+        switchedOver: true,
+        awaiting: ask,
+        lsns: {},
+        candidate: null,
       });
-      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+      queryPositions(c, p.token, ask);
     },
   }),
   row({
@@ -1515,15 +1531,9 @@ export const transitions: readonly TransitionRow[] = [
         candidate: null,
         request: e.request,
         epoch: c.s.view?.epoch ?? 0,
+        switchedOver: false,
       });
-      for (const a of ask) {
-        if (a === c.self) {
-          const t = c.token("lsn");
-          c.s.lsnQueries = { ...c.s.lsnQueries, [t]: token };
-          c.act({ type: "queryLsn", token: t });
-        } else c.send(a, { type: "queryLsn", token });
-      }
-      c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+      queryPositions(c, token, ask);
     },
   }),
   row({
@@ -1636,7 +1646,7 @@ export const transitions: readonly TransitionRow[] = [
     reason: "no standby is up to date with the master: promoting would lose data",
     when: (c) => {
       const p = c.s.promotion;
-      if (!p?.manual || p.force || p.masterLsn === null) return false;
+      if (!p?.manual || p.force || p.switchedOver || p.masterLsn === null) return false;
       const best = c.rankCandidates(p.lsns)[0]!;
       return (
         p.lsns[best] !== p.masterLsn &&
@@ -1658,7 +1668,8 @@ export const transitions: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "ask the master to release the VIP and fence itself",
     reason: "manual promotion: the master steps down first (4.1.4)",
-    when: (c) => c.s.promotion?.manual === true && c.s.promotion.oldMaster !== null,
+    when: (c) =>
+      c.s.promotion?.manual === true && c.s.promotion.oldMaster !== null && !c.s.promotion.switchedOver,
     run: (c) => {
       const p = c.s.promotion!;
       const candidate = c.rankCandidates(p.lsns)[0]!;
@@ -1683,9 +1694,9 @@ export const transitions: readonly TransitionRow[] = [
       c.send(candidate, {
         type: "promote",
         token: p.token,
-        epoch: p.epoch,
+        epoch: c.s.view?.epoch ?? p.epoch,
         oldMaster: p.oldMaster,
-        checkMaster: true,
+        checkMaster: !p.switchedOver,
       });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
     },
@@ -1983,8 +1994,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.setRole("Master");
       c.s.db = "UP";
-      c.s.leaseAt = c.now;
-      c.armLease();
+      c.provisionalLease();
       c.advanceCandidacy("promote");
     },
   }),

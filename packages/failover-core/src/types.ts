@@ -134,11 +134,14 @@ export type FailoverEvent =
       readonly how: "left" | "removed";
       /** When this agent last heard anything from that member. */
       readonly lastHeardAt: number;
+      /** From membership's committed removal view: when its role may be taken over (overrides lastHeardAt + L + margin). */
+      readonly takeoverAllowedAt?: number;
     }
   | { readonly type: "memberSuspected"; readonly now: number; readonly address: string }
   | { readonly type: "quorumLost"; readonly now: number }
   | { readonly type: "quorumGained"; readonly now: number }
-  | { readonly type: "leaseValid"; readonly now: number }
+  /** A majority acknowledged us: our master lease runs until `until` (membership's leaseUntil). */
+  | { readonly type: "leaseValid"; readonly now: number; readonly until: number }
   | { readonly type: "leaseLost"; readonly now: number }
   | { readonly type: "timer"; readonly now: number; readonly name: string }
   | {
@@ -277,6 +280,8 @@ export interface Promotion {
   readonly force: boolean;
   readonly oldMaster: string | null;
   readonly stage: "queryLsn" | "switchover" | "promoting";
+  /** Manual promotion: the master has stepped down, positions were queried again. */
+  readonly switchedOver: boolean;
   readonly awaiting: readonly string[];
   readonly lsns: Readonly<Record<string, string | null>>;
   readonly masterLsn: string | null;
@@ -315,8 +320,8 @@ export interface FailoverState {
   readonly priority: readonly string[];
   readonly lastReason: string;
   readonly seq: number;
-  /** When a majority was last known to hear us (lease). */
-  readonly leaseAt: number | null;
+  /** Until when a majority is known to hear us (the master lease); null before any. */
+  readonly leaseUntil: number | null;
   /** Last master this agent knew of, and when it was last heard. */
   readonly knownMaster: { readonly address: string; readonly lastHeardAt: number } | null;
   readonly failoverDisabled: boolean;
