@@ -340,6 +340,28 @@ describe("local health monitor on a real server", () => {
     }
   });
 
+  it("reports slow (Agent is timing out) when the server answers the final check after a hang", async () => {
+    // local.period=1, local.timeout=3, local.timeout.final=4: resume mid-way through the final check.
+    const monitor = new HealthMonitor({ ...timingFromSeconds(1, 3, 4), checker: new PgChecker(conn("b")) });
+    const events: MonitorEvent[] = [];
+    monitor.on((e) => events.push(e));
+    try {
+      const healthy = waitEvent(monitor, "healthy", 10_000);
+      monitor.start();
+      await healthy;
+      const slow = waitEvent(monitor, "slow", 20_000);
+      lab.hangDb("b");
+      await new Promise((r) => setTimeout(r, 4_000));
+      lab.resumeDb("b");
+      const e = (await slow) as Extract<MonitorEvent, { type: "slow" }>;
+      expect(e.silentForMs).toBeGreaterThanOrEqual(3_000);
+      expect(events.some((x) => x.type === "failed")).toBe(false);
+    } finally {
+      lab.resumeDb("b");
+      await monitor.stop();
+    }
+  });
+
   it("reports an authentication failure as invalid password", async () => {
     const monitor = new HealthMonitor({
       ...timingFromSeconds(0.2, 1, 0.5),
