@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { type DbConnectionOptions, PgChecker, remoteCheck } from "../packages/db-probe/src/index.ts";
+import { PgChecker, remoteCheck } from "../packages/db-probe/src/index.ts";
 import { type Cluster, createCluster, downCluster } from "../tooling/lab/src/index.ts";
 
 // Reserved for this bench: loopback 127.0.2.111 on port 15412, /tmp/efm-lab-bench-dbprobe.
@@ -31,7 +31,7 @@ describe("db-probe local check round-trip", () => {
   const n = 1000;
   for (const reuseCount of [0, 100]) {
     it(`db.reuse.connection.count=${reuseCount}`, async () => {
-      const checker = new PgChecker(lab.efmConnection("a") as DbConnectionOptions, { reuseCount });
+      const checker = new PgChecker(lab.efmConnection("a"), { reuseCount });
       for (let i = 0; i < 20; i++) await checker.check(5_000); // warm-up
       const lat: number[] = [];
       for (let i = 0; i < n; i++) {
@@ -51,7 +51,7 @@ describe("db-probe local check round-trip", () => {
     const lat: number[] = [];
     for (let i = 0; i < 300; i++) {
       const t = performance.now();
-      await remoteCheck(lab.efmConnection("a") as DbConnectionOptions, 5_000);
+      await remoteCheck(lab.efmConnection("a"), 5_000);
       lat.push(performance.now() - t);
     }
     console.log(`db-probe remote check: ${stats(lat)}`);

@@ -53,7 +53,7 @@ function makeCert(): void {
 }
 
 const conn = (host: string, extra: Partial<DbConnectionOptions> = {}): DbConnectionOptions => ({
-  ...(lab.efmConnection(host) as DbConnectionOptions),
+  ...lab.efmConnection(host),
   ...extra,
 });
 

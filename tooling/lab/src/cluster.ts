@@ -61,6 +61,15 @@ export interface ClusterOptions {
   log?: (line: string) => void;
 }
 
+/** How agents reach a host's database (fits pg.ClientConfig and @efm/db-probe's options). */
+export interface EfmConnection {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
 /** A host of a running cluster as callers see it. */
 export interface LabHost {
   readonly name: string;
@@ -291,7 +300,7 @@ export class Cluster {
   }
 
   /** Connection settings the agents use: TCP to the host's address as the efm user. */
-  efmConnection(name: string): pg.ClientConfig {
+  efmConnection(name: string): EfmConnection {
     const h = this.#h(name);
     return {
       host: h.address,

@@ -4,6 +4,7 @@ export {
   type ClusterOptions,
   createCluster,
   downCluster,
+  type EfmConnection,
   type HostSpec,
   type LabHost,
   planCluster,
