@@ -383,6 +383,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log.info({ code, reason }, `agent exiting: ${reason}`);
     loop.stop();
     clearInterval(watchdog);
+    clearInterval(leasePoll);
     admin.close();
     try {
       if (how === "leave") await member.leave();
@@ -518,6 +519,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
   }, 5000);
   watchdog.unref();
+
+  // membership announces the lease only when it starts or ends; the engine also wants to know
+  // each time a majority's acknowledgements push the lease further.
+  let leaseSeen = Number.NEGATIVE_INFINITY;
+  const leasePoll = setInterval(
+    () => {
+      const until = member.leaseUntil();
+      if (until > leaseSeen && until > member.now() && Number.isFinite(until)) {
+        leaseSeen = until;
+        loop.dispatch({ type: "leaseValid", now: member.now(), until });
+      }
+    },
+    Math.max(50, Math.floor(c.jgroupsTimeout / 4)),
+  );
+  leasePoll.unref();
 
   await member.start();
   startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);

@@ -40,7 +40,7 @@ function terminalStream(out: NodeJS.WritableStream): DestinationStream {
           reason?: string;
         };
         const t = new Date(o.time).toISOString().slice(11, 23);
-        const extra = o.reason ? ` (${o.reason})` : "";
+        const extra = o.reason && o.reason !== o.msg ? ` (${o.reason})` : "";
         out.write(
           `${t} ${(LABELS[o.level] ?? "INFO").padEnd(7)} ${o.component ? `[${o.component}] ` : ""}${o.msg ?? ""}${extra}\n`,
         );

@@ -31,6 +31,14 @@ export interface Executors {
   exit(code: number, reason: string): void;
 }
 
+const ROUTINE = new Set<FailoverAction["type"]>([
+  "setTimer",
+  "cancelTimer",
+  "checkLocalDb",
+  "send",
+  "broadcast",
+]);
+
 type Step = (state: FailoverState, event: FailoverEvent) => StepResult;
 
 /**
@@ -89,8 +97,12 @@ export class EventLoop {
           continue;
         }
         this.state = result.state;
+        // Routine steps (timers, periodic checks, lease renewals) go to debug; a step that
+        // changes a role or does something visible is logged at info with its reason.
+        const notable = result.actions.some((x) => !ROUTINE.has(x.type));
         for (const t of result.transitions) {
-          this.log.info({ rule: t.rule, from: t.from, to: t.to, reason: t.reason }, t.reason);
+          const level = notable || t.from !== t.to ? "info" : "debug";
+          this.log[level]({ rule: t.rule, from: t.from, to: t.to, event: ev.type }, t.reason);
         }
         for (const a of result.actions) this.run(a);
       }
