@@ -27,6 +27,8 @@ export type InternalEvent =
       readonly force: boolean;
       readonly oldMaster: string | null;
       readonly request: { readonly requestId: string; readonly origin: string } | null;
+      /** The old master is known to have fenced itself: skip the master-database check. */
+      readonly masterFenced?: boolean;
     }
   | { readonly type: "lsnsCollected"; readonly now: number }
   | {
@@ -96,6 +98,7 @@ export class Ctx {
 
   setRole(role: AgentRole): void {
     this.s.role = role;
+    if (role === "Master") this.s.fencedForIsolation = false;
     if (role === "Master") this.s.knownMaster = { address: this.self, lastHeardAt: this.now };
     this.broadcast({ type: "status", role, db: this.s.db });
   }

@@ -45,6 +45,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     knownMaster: null,
     failoverDisabled: false,
     isolated: false,
+    fencedForIsolation: false,
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,
     remoteChecks: {},

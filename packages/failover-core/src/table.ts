@@ -62,6 +62,7 @@ function finishStartup(c: Ctx): void {
   else if (role === "Standby") c.notify("standbyAgentRunning", c.node());
   c.broadcast({ type: "status", role: role ?? "Idle", db: c.s.db });
   if (role === "Master") {
+    c.s.knownMaster = { address: c.self, lastHeardAt: c.now };
     c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
@@ -100,8 +101,24 @@ function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
   c.s.peers = peers;
 }
 
+function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
+  adoptView(c, e);
+  if (c.s.isolated) {
+    c.s.isolated = false;
+    c.notify("nodeNoLongerIsolated", c.cluster());
+  }
+  c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
+  if (c.s.role === "Master") c.armLease();
+  if (c.isCoordinator()) {
+    c.raise({ type: "reviewSize", now: c.now });
+    c.raise({ type: "reviewStandbys", now: c.now });
+    c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+  }
+}
+
 function fenceForIsolation(c: Ctx, why: string): void {
   c.beginSelfFence("isolation", null);
+  c.s.fencedForIsolation = true;
   c.s.lastReason = why;
 }
 
@@ -440,6 +457,21 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "view.quorate.fencedMaster",
+    from: ["Idle"],
+    on: "viewInstalled",
+    guard: "view quorate; we fenced ourselves as an isolated master and nobody took over",
+    to: "unchanged",
+    actions: "tell the coordinator the old master is fenced",
+    reason:
+      "back in a majority after fencing: the coordinator may promote without waiting for our database to vanish",
+    when: (c, e) => e.view.quorate && c.s.fencedForIsolation && c.s.selfFence === null,
+    run: (c, e) => {
+      quorateView(c, e);
+      c.send(e.view.coordinator, { type: "fencedMasterBack" });
+    },
+  }),
+  row({
     id: "view.quorate",
     from: RUNNING,
     on: "viewInstalled",
@@ -448,20 +480,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "announce status; coordinator reviews size and standbys, reconciles after a delay",
     reason: "new majority view installed",
     when: (_c, e) => e.view.quorate,
-    run: (c, e) => {
-      adoptView(c, e);
-      if (c.s.isolated) {
-        c.s.isolated = false;
-        c.notify("nodeNoLongerIsolated", c.cluster());
-      }
-      c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
-      if (c.s.role === "Master") c.armLease();
-      if (c.isCoordinator()) {
-        c.raise({ type: "reviewSize", now: c.now });
-        c.raise({ type: "reviewStandbys", now: c.now });
-        c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
-      }
-    },
+    run: (c, e) => quorateView(c, e),
   }),
   row({
     id: "review.belowThree",
@@ -770,6 +789,41 @@ export const transitions: readonly TransitionRow[] = [
   }),
 
   // ---- checking a database on the coordinator's behalf ----
+  row({
+    id: "coord.fencedMasterBack",
+    from: RUNNING,
+    on: "message:fencedMasterBack",
+    guard: "coordinator; it was the last master; no master, promotion or check in progress",
+    to: "unchanged",
+    actions: "request a promotion that skips the master-database check",
+    reason: "the old master fenced itself and nobody took over: fail over to the best standby",
+    when: (c, e) =>
+      c.isCoordinator() &&
+      c.s.knownMaster?.address === e.from &&
+      c.membersWithRole("Master", "Promoting").length === 0 &&
+      c.s.promotion === null &&
+      c.s.investigations.length === 0,
+    run: (c, e) =>
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: e.from,
+        request: null,
+        masterFenced: true,
+      }),
+  }),
+  row({
+    id: "coord.fencedMasterBack.ignore",
+    from: ["*"],
+    on: "message:fencedMasterBack",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "a master already exists or a decision is in progress (or we are not the coordinator)",
+    run: () => {},
+  }),
   row({
     id: "peer.status",
     from: ["*"],
@@ -1531,7 +1585,7 @@ export const transitions: readonly TransitionRow[] = [
         candidate: null,
         request: e.request,
         epoch: c.s.view?.epoch ?? 0,
-        switchedOver: false,
+        switchedOver: e.masterFenced === true,
       });
       queryPositions(c, token, ask);
     },
@@ -2144,6 +2198,7 @@ export const transitions: readonly TransitionRow[] = [
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       c.s.failoverDisabled = false;
+      c.s.fencedForIsolation = false;
     },
   }),
   row({

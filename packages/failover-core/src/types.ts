@@ -115,7 +115,9 @@ export type PeerMessage =
       readonly ok: boolean;
       readonly message: string;
     }
-  | { readonly type: "stop" };
+  | { readonly type: "stop" }
+  /** An old master that fenced itself in a minority is back in a majority view. */
+  | { readonly type: "fencedMasterBack" };
 
 /** Inputs to `step`. Every event carries the current time: the engine never reads a clock. */
 export type FailoverEvent =
@@ -326,6 +328,8 @@ export interface FailoverState {
   readonly knownMaster: { readonly address: string; readonly lastHeardAt: number } | null;
   readonly failoverDisabled: boolean;
   readonly isolated: boolean;
+  /** We were master and fenced ourselves for isolation; nobody has taken over yet. */
+  readonly fencedForIsolation: boolean;
   readonly local: {
     readonly token: string | null;
     readonly final: boolean;
