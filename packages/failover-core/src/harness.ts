@@ -514,6 +514,7 @@ const QUIET = new Set([
   "dbFailed.retry.stop",
   "verdict.retry.stop",
   "promo.timer.stale",
+  "fencedRetry.stop",
   "lists.update",
 ]);
 

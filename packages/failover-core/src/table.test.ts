@@ -425,7 +425,8 @@ describe("self-fencing results and scripts", () => {
     });
     const fence = find(r2, "fenceDb");
     const r3 = run(r2.state, { type: "dbFenced", now: 7, token: fence.token, ok: false, error: "disk full" });
-    expect(rules(r3)).toEqual(["selfFence.failed"]);
+    // the fenced master reports to the coordinator (itself here, still in the old majority view)
+    expect(rules(r3)).toEqual(["selfFence.failed", "coord.fencedMasterBack", "promo.start"]);
     expect(notified(r3)).toEqual(["recoveryConfCreateError"]);
     const script = find(r3, "runScript");
     expect(script.script).toBe("masterIsolated");
@@ -458,6 +459,41 @@ describe("self-fencing results and scripts", () => {
       output: "released",
     });
     expect(rules(r6)).toEqual(["vip.released"]);
+  });
+});
+
+describe("an old master fenced for isolation", () => {
+  it("reminds the coordinator until a new master exists", () => {
+    const s = boot(
+      "b",
+      "primary",
+      view(1, [
+        ["a", "Standby"],
+        ["b", "Master"],
+        ["c", "Standby"],
+        ["w", "Witness"],
+      ]),
+    );
+    const lost = run(s, { type: "leaseLost", now: 5 });
+    const rel = find(lost, "releaseVip");
+    const r2 = run(lost.state, {
+      type: "vipDone",
+      now: 6,
+      token: rel.token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    const r3 = run(r2.state, { type: "dbFenced", now: 7, token: find(r2, "fenceDb").token, ok: true });
+    expect(rules(r3)).toEqual(["selfFence.done"]);
+    expect(find(r3, "send")).toEqual({ type: "send", to: "a", message: { type: "fencedMasterBack" } });
+    const again = run(r3.state, { type: "timer", now: 9000, name: "fencedRetry" });
+    expect(rules(again)).toEqual(["fencedRetry.again"]);
+    const taken = run(again.state, msg(9001, "c", { type: "newMaster", address: "c" }));
+    expect(taken.state.fencedForIsolation).toBe(false);
+    expect(rules(run(taken.state, { type: "timer", now: 20000, name: "fencedRetry" }))).toEqual([
+      "fencedRetry.stop",
+    ]);
   });
 });
 

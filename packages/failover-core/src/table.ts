@@ -143,6 +143,14 @@ function completeSelfFence(c: Ctx): void {
   c.s.selfFence = null;
   selfFenceScript(c, f.purpose);
   if (f.replyTo) c.send(f.replyTo.to, { type: "fenced", token: f.replyTo.token });
+  if (f.purpose === "isolation") reportFencedMaster(c);
+}
+
+/** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */
+function reportFencedMaster(c: Ctx): void {
+  const coord = c.coordinator();
+  if (coord) c.send(coord, { type: "fencedMasterBack" });
+  c.timer("fencedRetry", c.now + c.s.config.promotionTimeoutMs);
 }
 
 function reportDbFailure(c: Ctx): void {
@@ -468,7 +476,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (c, e) => e.view.quorate && c.s.fencedForIsolation && c.s.selfFence === null,
     run: (c, e) => {
       quorateView(c, e);
-      c.send(e.view.coordinator, { type: "fencedMasterBack" });
+      reportFencedMaster(c);
     },
   }),
   row({
@@ -789,6 +797,27 @@ export const transitions: readonly TransitionRow[] = [
   }),
 
   // ---- checking a database on the coordinator's behalf ----
+  row({
+    id: "fencedRetry.again",
+    from: ["Idle"],
+    on: "timer:fencedRetry",
+    guard: "still fenced for isolation and nobody took over",
+    to: "unchanged",
+    actions: "report fenced to the coordinator again",
+    reason: "no new master yet: remind the coordinator this old master is fenced",
+    when: (c) => c.s.fencedForIsolation,
+    run: (c) => reportFencedMaster(c),
+  }),
+  row({
+    id: "fencedRetry.stop",
+    from: ["*"],
+    on: "timer:fencedRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "a new master exists (or we resumed): nothing to report",
+    run: () => {},
+  }),
   row({
     id: "coord.fencedMasterBack",
     from: RUNNING,
