@@ -139,8 +139,22 @@ export class Ctx {
     return this.s.view?.quorate === true;
   }
 
+  /**
+   * Coordinator of a majority view that a majority still hears (lease): a view can be stale for up
+   * to the detection time, the lease cannot, so a cut-off coordinator stops deciding within L.
+   */
   isCoordinator(): boolean {
-    return this.s.phase === "running" && this.quorate() && this.s.view?.coordinator === this.self;
+    return (
+      this.s.phase === "running" &&
+      this.quorate() &&
+      this.s.view?.coordinator === this.self &&
+      this.leaseValid()
+    );
+  }
+
+  /** A majority of the voters acknowledged us less than L ago (as membership reports it). */
+  leaseValid(): boolean {
+    return this.s.leaseUntil !== null && this.now < this.s.leaseUntil;
   }
 
   coordinator(): string | null {
@@ -269,6 +283,11 @@ export class Ctx {
     for (let i = start; i < order.length; i++) {
       const stage = order[i]!;
       const action = this.candidacyAction(c, stage);
+      if (action && stage === "promote" && !this.leaseValid()) {
+        // The irreversible step needs a majority that still hears us.
+        this.abortCandidacy("lease expired before promoting");
+        return;
+      }
       if (action) {
         this.s.candidacy = { ...c, stage };
         this.act(action);
@@ -357,8 +376,8 @@ export class Ctx {
    * majority cannot take over before now + L + margin; holding the role until now + L is safe.
    */
   provisionalLease(): void {
-    const until = this.now + this.s.config.leaseMs;
-    if (this.s.leaseUntil === null || this.s.leaseUntil < until) this.s.leaseUntil = until;
+    // Only when membership has not reported a lease yet: never extend a lease membership gave.
+    if (this.s.leaseUntil === null) this.s.leaseUntil = this.now + this.s.config.leaseMs;
     this.armLease();
   }
 

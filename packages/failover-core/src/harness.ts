@@ -246,6 +246,10 @@ export class Harness {
       for (const a of comp) {
         const n = this.nodes.get(a)!;
         const before = n.state.view?.members.map((m) => m.address) ?? [];
+        // A majority that just installed a view with us acknowledged us: membership's lease.
+        if (view.quorate) {
+          this.deliverNow(a, { type: "leaseValid", now: this.now, until: this.now + harnessTimings.leaseMs });
+        }
         this.deliverNow(a, { type: "viewInstalled", now: this.now, view });
         for (const b of before) {
           if (!comp.includes(b)) {
@@ -315,12 +319,18 @@ export class Harness {
       }
       if (!next) break;
       this.now = Math.max(this.now, next.at);
+      this.renewLeases();
       next.node.timers.delete(next.name);
       this.deliverNow(next.node.address, { type: "timer", now: this.now, name: next.name });
       this.drain();
     }
     this.now = end;
-    // Leases of connected masters are renewed by membership heartbeats in real life.
+    this.renewLeases();
+    this.drain();
+  }
+
+  /** Membership heartbeats: every member of a quorate component is heard by a majority until now + L. */
+  private renewLeases(): void {
     for (const comp of this.components()) {
       const quorate = comp.length > this.voters.length / 2;
       for (const a of comp) {
@@ -333,7 +343,6 @@ export class Harness {
         }
       }
     }
-    this.drain();
   }
 
   private deliverNow(to: string, event: FailoverEvent): void {

@@ -76,6 +76,8 @@ function msg(now: number, from: string, message: PeerMessage): FailoverEvent {
   return { type: "messageReceived", now, from, message };
 }
 
+const LEASE = 1_000_000;
+
 const FULL: [string, AgentRole][] = [
   ["a", "Master"],
   ["b", "Standby"],
@@ -100,6 +102,8 @@ function boot(
   let s = initialState(config(self, { isWitness: kind === "witness", ...patch }));
   s = run(s, { type: "started", now: 0 }).state;
   if (kind !== "witness") s = run(s, { type: "localRoleChecked", now: 0, result: kind }).state;
+  // membership reports the lease a majority granted us (every member heartbeats)
+  s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
   const r = joinView(s, v, 0);
   s = r.state;
   for (const a of r.actions) {
@@ -227,7 +231,7 @@ describe("quorum and the master lease", () => {
   it("the lease timer fences a master that has not heard a majority for L", () => {
     const s = master();
     const until = s.leaseUntil!;
-    expect(until).toBe(harnessTimings.leaseMs);
+    expect(until).toBe(LEASE);
     const early = run(s, { type: "timer", now: until - 1, name: "lease" });
     expect(rules(early)).toEqual(["lease.timer"]);
     expect(early.state.role).toBe("Master");
@@ -722,6 +726,10 @@ describe("promotion (candidate side)", () => {
     });
     expect(rules(minority)).toEqual(["view.minority.candidate"]);
     expect(minority.state.role).toBe("Standby");
+    const lost = run(r.state, { type: "leaseLost", now: 2 });
+    expect(rules(lost)).toEqual(["lease.lost.candidate"]);
+    expect(lost.state.role).toBe("Standby");
+    expect(find(lost, "send").message).toMatchObject({ type: "promotionResult", ok: false });
     const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
     expect(rules(moved)).toEqual(["view.changed.candidate"]);
   });

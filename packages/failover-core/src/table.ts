@@ -628,6 +628,19 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "lease.lost.candidate",
+    from: ["Promoting"],
+    on: "leaseLost",
+    guard: "database not yet promoted",
+    to: "Standby",
+    actions: "abort the promotion",
+    reason:
+      "lost the majority's acknowledgements before promoting: a promotion needs a majority that hears us",
+    when: (c) =>
+      c.s.candidacy !== null && ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
+    run: (c) => c.abortCandidacy("lease lost before promoting"),
+  }),
+  row({
     id: "lease.lost",
     from: ["*"],
     on: "leaseLost",
@@ -1889,12 +1902,13 @@ export const transitions: readonly TransitionRow[] = [
     id: "cand.accept",
     from: ["Standby"],
     on: "message:promote",
-    guard: "quorate view of the same epoch, sender is its coordinator",
+    guard: "quorate view of the same epoch, sender is its coordinator, our lease valid",
     to: "Promoting",
     actions: "start the pre-promotion checks",
     reason: "chosen as the most up-to-date standby: start promoting",
     when: (c, e) =>
       c.quorate() &&
+      c.leaseValid() &&
       c.s.view?.epoch === e.message.epoch &&
       c.s.view.coordinator === e.from &&
       !c.s.local.reported,
