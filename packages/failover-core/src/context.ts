@@ -100,7 +100,17 @@ export class Ctx {
     this.s.role = role;
     if (role === "Master") this.s.fencedForIsolation = false;
     if (role === "Master") this.s.knownMaster = { address: this.self, lastHeardAt: this.now };
-    this.broadcast({ type: "status", role, db: this.s.db });
+    this.broadcast(this.status());
+  }
+
+  /** Our status announcement: role, database, and the master we know of. */
+  status(): PeerMessage {
+    return {
+      type: "status",
+      role: this.s.role ?? "Idle",
+      db: this.s.db,
+      master: this.s.knownMaster?.address ?? null,
+    };
   }
 
   setPhase(phase: Phase): void {
@@ -349,7 +359,7 @@ export class Ctx {
   beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"]): void {
     const token = this.token("fence");
     this.s.role = "Idle";
-    this.broadcast({ type: "status", role: "Idle", db: this.s.db });
+    this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
     if (vip) {
       this.s.selfFence = { token, purpose, stage: "releaseVip", replyTo };

@@ -60,7 +60,7 @@ function finishStartup(c: Ctx): void {
   if (role === "Witness") c.notify("witnessAgentRunning", c.node());
   else if (role === "Master") c.notify("masterAgentRunning", c.node());
   else if (role === "Standby") c.notify("standbyAgentRunning", c.node());
-  c.broadcast({ type: "status", role: role ?? "Idle", db: c.s.db });
+  c.broadcast(c.status());
   if (role === "Master") {
     c.s.knownMaster = { address: c.self, lastHeardAt: c.now };
     c.provisionalLease();
@@ -107,7 +107,7 @@ function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
     c.s.isolated = false;
     c.notify("nodeNoLongerIsolated", c.cluster());
   }
-  c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
+  c.broadcast(c.status());
   if (c.s.role === "Master") c.armLease();
   if (c.isCoordinator()) {
     c.raise({ type: "reviewSize", now: c.now });
@@ -303,7 +303,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => {
       adoptView(c, e);
       c.setPhase("checking");
-      c.broadcast({ type: "status", role: c.s.role ?? "Idle", db: c.s.db });
+      c.broadcast(c.status());
       c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
     },
   }),
@@ -311,12 +311,20 @@ export const transitions: readonly TransitionRow[] = [
     id: "check.begin.secondMaster",
     from: ["checking"],
     on: "timer:startupChecks",
-    guard: "we are Master and another member is Master or Promoting",
+    guard: "we are Master and another member is Master or Promoting, or the others know another master",
     to: "Idle",
     actions: "become Idle; check every cluster database",
-    reason: "another master agent is already running: do not take the master role, stay Idle",
+    reason:
+      "another master agent is running or the cluster failed over to another master: do not take the master role",
     when: (c) =>
-      c.s.role === "Master" && c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")),
+      c.s.role === "Master" &&
+      c.others().some((a) => {
+        const m = c.s.peers[a]?.master;
+        return (
+          ["Master", "Promoting"].includes(c.roleOf(a) ?? "") ||
+          (m !== undefined && m !== null && m !== c.self)
+        );
+      }),
     run: (c) => {
       c.s.role = "Idle";
       beginStartupChecks(c);
@@ -875,7 +883,10 @@ export const transitions: readonly TransitionRow[] = [
     actions: "coordinator appends a new standby to the priority list",
     reason: "a peer announced its role",
     run: (c, e) => {
-      c.s.peers = { ...c.s.peers, [e.from]: { role: e.message.role, db: e.message.db } };
+      c.s.peers = {
+        ...c.s.peers,
+        [e.from]: { role: e.message.role, db: e.message.db, master: e.message.master ?? null },
+      };
       if (e.message.role === "Master") {
         c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
         c.s.failoverDisabled = false;

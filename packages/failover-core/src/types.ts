@@ -79,7 +79,13 @@ export type Command =
 
 /** Messages agents exchange (sent via membership request/response). */
 export type PeerMessage =
-  | { readonly type: "status"; readonly role: AgentRole; readonly db: DbStatus }
+  | {
+      readonly type: "status";
+      readonly role: AgentRole;
+      readonly db: DbStatus;
+      /** The master the sender knows of (so a restarting old master learns it was replaced). */
+      readonly master?: string | null;
+    }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
   | { readonly type: "checkDb"; readonly token: string; readonly target: string }
   | { readonly type: "checkDbReply"; readonly token: string; readonly result: Reachability }
@@ -258,6 +264,8 @@ export type FailoverAction =
 export interface PeerInfo {
   readonly role: AgentRole | null;
   readonly db: DbStatus;
+  /** The master that peer knows of, from its last status. */
+  readonly master?: string | null;
 }
 
 /** A coordinator-side check of one database by every member of the view. */
