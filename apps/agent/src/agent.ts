@@ -345,8 +345,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     notify: (action) => {
       const snap = snapshot(loop.current);
+      // The engine names agents by `ip:port`; notifications name nodes by address, as EFM does.
+      const known = new Set([self, ...member.config().voters, ...(member.view()?.members ?? [])]);
+      const params = Object.fromEntries(
+        Object.entries(action.params).map(([k, v]) => [
+          k,
+          typeof v === "string" && known.has(v) ? hostOf(v) : v,
+        ]),
+      );
       notifier.notify(
-        action,
+        { ...action, params } as typeof action,
         snap.members.map((m) => ({
           role: m.role ?? "Unknown",
           address: hostOf(m.address),

@@ -1,0 +1,222 @@
+#!/usr/bin/env node
+/**
+ * The README's main job: a 3-host PostgreSQL cluster on loopback with an agent on each
+ * host, a live failover after the master database is killed, and a clean teardown.
+ * `--keep` leaves everything running and prints how to use it.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, openSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Cluster, createCluster, downCluster } from "@efm/lab";
+import { encrypt } from "@efm/password-crypto";
+import { SMTPServer } from "smtp-server";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const efmBin = join(repo, "bin", "efm");
+const agentBin = join(repo, "bin", "efm-agent");
+const CLUSTER = "acctg";
+const keep = process.argv.includes("--keep");
+const runDir = process.env.EFM_DEMO_DIR ?? "/tmp/efm-demo";
+const hostNames = ["db1", "db2", "db3"];
+
+const say = (s: string) => process.stdout.write(`\n\x1b[1m== ${s}\x1b[0m\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A mail server on loopback that prints every notification it receives. */
+async function startMailSink(): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS"],
+    logger: false,
+    onData(stream, _session, done) {
+      let raw = "";
+      stream.on("data", (c: Buffer) => {
+        raw += c.toString("utf8");
+      });
+      stream.on("end", () => {
+        const subject = /^Subject: (.*)$/m.exec(raw)?.[1] ?? "(no subject)";
+        process.stdout.write(`   \x1b[36m[mail]\x1b[0m ${subject}\n`);
+        done();
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.server.address() as { port: number }).port;
+  return { port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+function efm(configDir: string, runFolder: string, args: string[]): { status: number; out: string } {
+  try {
+    const out = execFileSync(efmBin, ["--config-dir", configDir, ...args], {
+      env: { ...process.env, EFM_RUN_DIR: runFolder },
+      encoding: "utf8",
+    });
+    return { status: 0, out };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string };
+    return { status: e.status ?? 1, out: e.stdout ?? "" };
+  }
+}
+
+interface Node {
+  name: string;
+  configDir: string;
+  runFolder: string;
+  agent: ChildProcess | null;
+}
+
+function startAgent(n: Node): void {
+  mkdirSync(n.runFolder, { recursive: true });
+  const out = openSync(join(n.runFolder, "agent.out"), "a");
+  n.agent = spawn(agentBin, ["start", CLUSTER, "--config-dir", n.configDir], {
+    env: {
+      ...process.env,
+      EFM_LOCK_DIR: n.runFolder,
+      EFM_LOG_DIR: n.runFolder,
+      EFM_RUN_DIR: n.runFolder,
+      EFM_STATE_DIR: n.runFolder,
+    },
+    stdio: ["ignore", out, out],
+    detached: keep,
+  });
+  if (keep) n.agent.unref();
+}
+
+type JsonStatus = { nodes: Record<string, { type: string; agent: string; db: string }> };
+
+function statusJson(n: Node): JsonStatus | null {
+  const r = efm(n.configDir, n.runFolder, ["cluster-status-json", CLUSTER]);
+  try {
+    return JSON.parse(r.out) as JsonStatus;
+  } catch {
+    return null;
+  }
+}
+
+async function main(): Promise<void> {
+  let cluster: Cluster | null = null;
+  const nodes: Node[] = [];
+  const mail = await startMailSink();
+  const cleanup = async () => {
+    for (const n of nodes) n.agent?.kill("SIGTERM");
+    await sleep(1500);
+    for (const n of nodes) n.agent?.kill("SIGKILL");
+    await mail.close();
+    await downCluster(join(runDir, "lab"));
+  };
+  process.on("SIGINT", () => {
+    void cleanup().then(() => process.exit(130));
+  });
+
+  try {
+    say("Building a 3-host PostgreSQL 15 cluster on 127.0.10.11-13 (a master and two streaming standbys)");
+    cluster = await createCluster({
+      name: "efmdemo",
+      mode: "loopback",
+      addressBase: "127.0.10",
+      firstOctet: 11,
+      port: 15444,
+      runDir: join(runDir, "lab"),
+      hosts: [
+        { name: "db1", role: "master" },
+        { name: "db2", role: "standby" },
+        { name: "db3", role: "standby" },
+      ],
+      log: (l) => process.stdout.write(`   ${l}\n`),
+    });
+    const files = cluster.writeEfmFiles(CLUSTER, {
+      passwordEncrypted: encrypt(cluster.efmPassword, CLUSTER),
+      agentPort: 17800,
+      adminPort: 17809,
+      nodes: "others",
+      properties: {
+        "user.email": "dba@example.com",
+        "notification.smtp.host": "127.0.0.1",
+        "notification.smtp.port": String(mail.port),
+        // Fast settings so the demo takes seconds, not minutes; the defaults suit production.
+        "local.period": "1",
+        "local.timeout": "5",
+        "local.timeout.final": "2",
+        "remote.timeout": "3",
+        "jgroups.timeout": "500",
+        "jgroups.max.tries": "4",
+        pingServerIp: "127.0.0.1",
+      },
+    });
+    for (const name of hostNames) {
+      const f = files[name];
+      if (!f) throw new Error(`no files for ${name}`);
+      nodes.push({ name, configDir: f.dir, runFolder: join(runDir, "agents", name), agent: null });
+    }
+    const [n1] = nodes as [Node, Node, Node];
+
+    say(`Starting one agent per host (bin/efm-agent start ${CLUSTER})`);
+    for (const n of nodes) startAgent(n);
+    // Ready when every agent has finished its start-up checks (node-status-json exits 0).
+    for (let i = 0; i < 60; i++) {
+      await sleep(1000);
+      if (nodes.every((n) => efm(n.configDir, n.runFolder, ["node-status-json", CLUSTER]).status === 0))
+        break;
+    }
+    say(`bin/efm cluster-status ${CLUSTER}`);
+    process.stdout.write(efm(n1.configDir, n1.runFolder, ["cluster-status", CLUSTER]).out);
+
+    say("Writing 100 rows on the master, then killing its postmaster with SIGKILL");
+    await cluster.write("db1", 100);
+    await cluster.killDb("db1");
+
+    say("Watching the agents (from db2's point of view)");
+    const watcher = nodes[1]!;
+    let last = "";
+    for (let i = 0; i < 90; i++) {
+      await sleep(1000);
+      const s = statusJson(watcher);
+      if (!s) continue;
+      const line = Object.entries(s.nodes)
+        .map(([a, n]) => `${a} ${n.type}/${n.db}`)
+        .join("   ");
+      if (line !== last) {
+        process.stdout.write(`   ${new Date().toISOString().slice(11, 19)}  ${line}\n`);
+        last = line;
+      }
+      const masters = Object.values(s.nodes).filter((n) => n.type === "Master" && n.db === "UP");
+      if (masters.length === 1 && Object.values(s.nodes).some((n) => n.type === "Idle")) break;
+    }
+    await sleep(3000);
+    say(`bin/efm cluster-status ${CLUSTER} after the failover`);
+    process.stdout.write(efm(watcher.configDir, watcher.runFolder, ["cluster-status", CLUSTER]).out);
+    const newMaster = hostNames.find((h) => h !== "db1" && cluster?.isRunning(h));
+    if (newMaster && !(await cluster.inRecovery(newMaster))) {
+      process.stdout.write(`\n   ${newMaster} is writable; rows on it: ${await cluster.count(newMaster)}\n`);
+    }
+
+    if (keep) {
+      say("Left running (--keep)");
+      process.stdout.write(
+        [
+          `   status:   EFM_RUN_DIR=${n1.runFolder} ${efmBin} --config-dir ${n1.configDir} cluster-status ${CLUSTER}`,
+          `   logs:     ${join(runDir, "agents")}/<host>/${CLUSTER}.log`,
+          `   stop all: EFM_RUN_DIR=${watcher.runFolder} ${efmBin} --config-dir ${watcher.configDir} stop-cluster ${CLUSTER}`,
+          `   then:     node ${join(repo, "tooling/lab/dist/cli.js")} down --run-dir ${join(runDir, "lab")}`,
+          "",
+        ].join("\n"),
+      );
+      await mail.close();
+      return;
+    }
+    say("Stopping the cluster (bin/efm stop-cluster) and removing everything");
+    process.stdout.write(efm(watcher.configDir, watcher.runFolder, ["stop-cluster", CLUSTER]).out);
+    await sleep(2000);
+  } finally {
+    if (!keep) await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`demo failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
