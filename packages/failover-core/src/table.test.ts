@@ -567,7 +567,31 @@ describe("promotion (coordinator side)", () => {
         ),
       ),
     ).toEqual(["lsn.stale"]);
-    const to = run(t.state, { type: "timer", now: inv.notBefore + 5000, name: `promotion:${p.token}` });
+    // silent standbys still in the view are asked again (one of them may be the most up to date)
+    const retry = run(t.state, { type: "timer", now: inv.notBefore + 5000, name: `promotion:${p.token}` });
+    expect(rules(retry)).toEqual(["promo.lsn.retry"]);
+    expect(retry.actions.filter((a) => a.type === "send").map((a) => (a as { to: string }).to)).toEqual([
+      "b",
+      "c",
+    ]);
+    // b answers without a position (database down); c leaves the view: nobody left to ask
+    const b = run(
+      retry.state,
+      msg(inv.notBefore + 5001, "b", { type: "lsnReply", token: p.token, lsn: null, role: "Standby" }),
+    );
+    const gone = run(b.state, {
+      type: "viewInstalled",
+      now: inv.notBefore + 5002,
+      view: view(
+        3,
+        [
+          ["w", "Witness"],
+          ["b", "Standby"],
+        ],
+        { voters: ["a", "b", "c", "w"], coordinator: "w", quorate: true },
+      ),
+    });
+    const to = run(gone.state, { type: "timer", now: inv.notBefore + 9000, name: `promotion:${p.token}` });
     expect(rules(to)).toEqual(["promo.timeout.lsn", "promo.noCandidate"]);
     expect(notified(to)).toEqual(["failoverNotOccurred"]);
   });

@@ -1809,6 +1809,27 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.lsn.retry",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "still collecting positions; a standby that has not answered is still in the view",
+    to: "unchanged",
+    actions: "ask the silent standbys again",
+    reason:
+      "a standby of this view has not reported its WAL position: it may be the most up to date, ask again",
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      e.name === `promotion:${c.s.promotion.token}` &&
+      c.isCoordinator() &&
+      c.s.promotion.awaiting.some((a) => c.members().includes(a) && c.roleOf(a) === "Standby"),
+    run: (c) => {
+      const p = c.s.promotion!;
+      const silent = p.awaiting.filter((a) => c.members().includes(a) && c.roleOf(a) === "Standby");
+      c.setPromotion({ ...p, awaiting: silent });
+      queryPositions(c, p.token, silent);
+    },
+  }),
+  row({
     id: "promo.timeout.lsn",
     from: ["*"],
     on: "timer:promotion",
