@@ -544,7 +544,12 @@ describe("promotion (coordinator side)", () => {
     });
     expect(rules(r)).toContain("promo.noStandby");
     expect(find(r, "respond").ok).toBe(false);
-    let s = run(coordinator(), {
+    const withoutA = run(coordinator(), {
+      type: "viewInstalled",
+      now: 9,
+      view: view(2, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    let s = run(withoutA, {
       type: "memberGone",
       now: 10,
       address: "a",

@@ -190,6 +190,14 @@ function exitAgent(c: Ctx, code: number, reason: string): void {
   c.act({ type: "exit", code, reason });
 }
 
+/** Standbys of the view, and members whose role has not reached us yet (a joiner's status may be in flight). */
+function possibleStandbys(c: Ctx): string[] {
+  return c.members().filter((a) => {
+    const r = c.roleOf(a);
+    return r === "Standby" || r === null;
+  });
+}
+
 /** Asks each member for its WAL position (ourselves directly) and bounds the wait. */
 function queryPositions(c: Ctx, token: string, ask: readonly string[]): void {
   for (const a of ask) {
@@ -1180,7 +1188,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
     run: (c) => {
       const p = c.s.promotion!;
-      const ask = c.membersWithRole("Standby");
+      const ask = possibleStandbys(c);
       c.setPromotion({
         ...p,
         stage: "queryLsn",
@@ -1625,7 +1633,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => {
       const token = c.token("promo");
       const master = c.membersWithRole("Master")[0] ?? null;
-      const ask = [...c.membersWithRole("Standby"), ...(e.manual && master ? [master] : [])];
+      const ask = [...possibleStandbys(c), ...(e.manual && master ? [master] : [])];
       c.setPromotion({
         token,
         manual: e.manual,
@@ -1821,10 +1829,10 @@ export const transitions: readonly TransitionRow[] = [
       c.s.promotion?.stage === "queryLsn" &&
       e.name === `promotion:${c.s.promotion.token}` &&
       c.isCoordinator() &&
-      c.s.promotion.awaiting.some((a) => c.members().includes(a) && c.roleOf(a) === "Standby"),
+      c.s.promotion.awaiting.some((a) => possibleStandbys(c).includes(a)),
     run: (c) => {
       const p = c.s.promotion!;
-      const silent = p.awaiting.filter((a) => c.members().includes(a) && c.roleOf(a) === "Standby");
+      const silent = p.awaiting.filter((a) => possibleStandbys(c).includes(a));
       c.setPromotion({ ...p, awaiting: silent });
       queryPositions(c, p.token, silent);
     },
