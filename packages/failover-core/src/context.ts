@@ -225,12 +225,20 @@ export class Ctx {
       notBefore,
       deadline,
     });
+    // Is the old master still serving as a master? A database that came back in recovery is not.
+    const asMaster = kind === "masterLost";
     for (const a of askers) {
       if (a === this.self) {
         const t = this.token("chk");
         this.s.remoteChecks = { ...this.s.remoteChecks, [t]: { replyTo: this.self, token } };
-        this.act({ type: "checkRemoteDb", token: t, target, timeoutMs: this.s.config.remoteTimeoutMs });
-      } else this.send(a, { type: "checkDb", token, target });
+        this.act({
+          type: "checkRemoteDb",
+          token: t,
+          target,
+          timeoutMs: this.s.config.remoteTimeoutMs,
+          asMaster,
+        });
+      } else this.send(a, { type: "checkDb", token, target, asMaster });
     }
     this.timer(`investigation:${token}`, deadline);
     if (notBefore > this.now) this.timer(`notBefore:${token}`, notBefore);
@@ -318,7 +326,13 @@ export class Ctx {
         return cfg.pingServer ? { type: "pingServer", token, server: cfg.pingServer } : null;
       case "master":
         return c.checkMaster && c.oldMaster
-          ? { type: "checkRemoteDb", token, target: c.oldMaster, timeoutMs: cfg.remoteTimeoutMs }
+          ? {
+              type: "checkRemoteDb",
+              token,
+              target: c.oldMaster,
+              timeoutMs: cfg.remoteTimeoutMs,
+              asMaster: true,
+            }
           : null;
       case "fence":
         return cfg.scripts.fence

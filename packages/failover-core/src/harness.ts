@@ -420,6 +420,15 @@ export class Harness {
         });
       }
       case "checkRemoteDb":
+        if (a.asMaster && this.nodes.get(a.target)?.db?.inRecovery) {
+          return this.result(n, {
+            type: "remoteDbChecked",
+            now,
+            token: a.token,
+            target: a.target,
+            result: "unreachable",
+          });
+        }
         return this.result(n, {
           type: "remoteDbChecked",
           now,

@@ -797,14 +797,15 @@ export const transitions: readonly TransitionRow[] = [
     id: "reconcile.noMaster",
     from: RUNNING,
     on: "timer:reconcile",
-    guard: "coordinator; no master or promotion anywhere; failover not disabled",
+    guard: "coordinator; last master gone or no longer master; no master, promotion or check anywhere",
     to: "unchanged",
     actions: "investigate the last known master (lease wait from now)",
     reason: "new coordinator sees no master: re-run the master-loss checks it may have missed",
     when: (c) =>
       c.isCoordinator() &&
       c.s.knownMaster !== null &&
-      !c.members().includes(c.s.knownMaster.address) &&
+      (!c.members().includes(c.s.knownMaster.address) ||
+        ["Standby", "Idle", "Witness"].includes(c.roleOf(c.s.knownMaster.address) ?? "")) &&
       c.membersWithRole("Master", "Promoting").length === 0 &&
       c.s.promotion === null &&
       !c.s.failoverDisabled &&
@@ -927,6 +928,7 @@ export const transitions: readonly TransitionRow[] = [
         token: t,
         target: e.message.target,
         timeoutMs: c.s.config.remoteTimeoutMs,
+        asMaster: e.message.asMaster === true,
       });
     },
   }),

@@ -87,7 +87,7 @@ export type PeerMessage =
       readonly master?: string | null;
     }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
-  | { readonly type: "checkDb"; readonly token: string; readonly target: string }
+  | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
   | { readonly type: "checkDbReply"; readonly token: string; readonly result: Reachability }
   | { readonly type: "dbFailureVerdict"; readonly token: string; readonly confirmed: boolean }
   | { readonly type: "fenced"; readonly token: string }
@@ -243,6 +243,8 @@ export type FailoverAction =
       readonly token: string;
       readonly target: string;
       readonly timeoutMs: number;
+      /** Count it reachable only if it runs as a master (pg_is_in_recovery() = false). */
+      readonly asMaster?: boolean;
     }
   | { readonly type: "queryLsn"; readonly token: string }
   | { readonly type: "pingVip"; readonly token: string; readonly vip: string }
