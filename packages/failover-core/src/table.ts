@@ -1700,7 +1700,7 @@ export const transitions: readonly TransitionRow[] = [
       c.s.promotion.awaiting.includes(e.from),
     run: (c, e) => {
       const p = c.s.promotion!;
-      const isMaster = e.message.role === "Master" || e.from === p.oldMaster;
+      const isMaster = e.message.role === "Master";
       c.setPromotion({
         ...p,
         awaiting: p.awaiting.filter((a) => a !== e.from),
