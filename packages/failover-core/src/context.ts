@@ -105,12 +105,10 @@ export class Ctx {
 
   /** Our status announcement: role, database, and the master we know of. */
   status(): PeerMessage {
-    return {
-      type: "status",
-      role: this.s.role ?? "Idle",
-      db: this.s.db,
-      master: this.s.knownMaster?.address ?? null,
-    };
+    const known = this.s.knownMaster?.address ?? null;
+    // A fenced old master must not keep advertising itself.
+    const master = known === this.self && this.s.role !== "Master" ? null : known;
+    return { type: "status", role: this.s.role ?? "Idle", db: this.s.db, master };
   }
 
   setPhase(phase: Phase): void {

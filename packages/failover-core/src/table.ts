@@ -327,11 +327,11 @@ export const transitions: readonly TransitionRow[] = [
     when: (c) =>
       c.s.role === "Master" &&
       c.others().some((a) => {
+        if (["Master", "Promoting"].includes(c.roleOf(a) ?? "")) return true;
+        // a master the others know of counts unless it is here and no longer master
         const m = c.s.peers[a]?.master;
-        return (
-          ["Master", "Promoting"].includes(c.roleOf(a) ?? "") ||
-          (m !== undefined && m !== null && m !== c.self)
-        );
+        if (m === undefined || m === null || m === c.self) return false;
+        return !c.members().includes(m) || !["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "");
       }),
     run: (c) => {
       c.s.role = "Idle";
