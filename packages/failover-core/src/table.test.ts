@@ -268,6 +268,13 @@ describe("quorum and the master lease", () => {
 });
 
 describe("coordinator decisions", () => {
+  it("waits for its lease before reconciling a fresh view", () => {
+    const s = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+    const r = run(s, { type: "timer", now: LEASE + 1, name: "reconcile" });
+    expect(rules(r)).toEqual(["reconcile.wait"]);
+    expect(find(r, "setTimer").name).toBe("reconcile");
+  });
+
   it("notifies when an Idle agent leaves and when the last standby leaves", () => {
     let s = boot("a", "primary", view(1, [...FULL, ["i", "Idle"]]));
     s = run(s, msg(1, "b", { type: "status", role: "Standby", db: "UP" })).state;

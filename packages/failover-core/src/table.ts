@@ -112,6 +112,9 @@ function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
   if (c.isCoordinator()) {
     c.raise({ type: "reviewSize", now: c.now });
     c.raise({ type: "reviewStandbys", now: c.now });
+  }
+  // Reconcile even if our lease is not established yet (acks of a fresh view are still in flight).
+  if (e.view.coordinator === c.self) {
     c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
   }
 }
@@ -814,6 +817,17 @@ export const transitions: readonly TransitionRow[] = [
       const m = c.s.knownMaster!;
       startMasterLost(c, m.address, c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs);
     },
+  }),
+  row({
+    id: "reconcile.wait",
+    from: RUNNING,
+    on: "timer:reconcile",
+    guard: "coordinator of a quorate view without a lease yet",
+    to: "unchanged",
+    actions: "try again later",
+    reason: "a majority has not acknowledged us yet: reconcile once it has",
+    when: (c) => c.quorate() && c.s.view?.coordinator === c.self && !c.leaseValid(),
+    run: (c) => c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs),
   }),
   row({
     id: "reconcile.ok",
