@@ -104,11 +104,11 @@ export class Ctx {
   }
 
   /** Our status announcement: role, database, and the master we know of. */
-  status(): PeerMessage {
+  status(ask = false): PeerMessage {
     const known = this.s.knownMaster?.address ?? null;
     // A fenced old master must not keep advertising itself.
     const master = known === this.self && this.s.role !== "Master" ? null : known;
-    return { type: "status", role: this.s.role ?? "Idle", db: this.s.db, master };
+    return { type: "status", role: this.s.role ?? "Idle", db: this.s.db, master, ...(ask ? { ask } : {}) };
   }
 
   setPhase(phase: Phase): void {

@@ -48,6 +48,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     fencedForIsolation: false,
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,
+    joinedAt: null,
     remoteChecks: {},
     investigations: [],
     promotion: null,

@@ -147,6 +147,31 @@ describe("start-up (4.1.1)", () => {
     expect(rules(again)).toEqual(["check.view"]);
   });
 
+  it("waits for every member's status before deciding its role, and asks again", () => {
+    let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
+    const joined = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(1, [
+        ["x", null],
+        ["b", null],
+      ]),
+    });
+    expect(find(joined, "broadcast").message).toMatchObject({ type: "status", ask: true });
+    const wait = run(joined.state, { type: "timer", now: 60, name: "startupChecks" });
+    expect(rules(wait)).toEqual(["check.begin.wait"]);
+    // b answers: it knows another master (y), which is not in the view: x must not take the role
+    const st = run(
+      wait.state,
+      msg(70, "b", { type: "status", role: "Standby", db: "UP", master: "y", ask: true }),
+    );
+    expect(find(st, "send")).toMatchObject({ to: "b", message: { type: "status", role: "Master" } });
+    const r = run(st.state, { type: "timer", now: 120, name: "startupChecks" });
+    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
+  });
+
   it("a second master joining stays Idle", () => {
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;

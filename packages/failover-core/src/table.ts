@@ -314,7 +314,24 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => {
       adoptView(c, e);
       c.setPhase("checking");
-      c.broadcast(c.status());
+      c.s.joinedAt = c.now;
+      c.broadcast(c.status(true));
+      c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "check.begin.wait",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard: "a member's role has not reached us yet (bounded by promotion.timeout)",
+    to: "checking",
+    actions: "ask for statuses again; wait",
+    reason: "deciding our role needs every member's status (a lost one could hide a newer master)",
+    when: (c) =>
+      c.others().some((a) => c.roleOf(a) === null) &&
+      c.now < (c.s.joinedAt ?? c.now) + c.s.config.promotionTimeoutMs,
+    run: (c) => {
+      c.broadcast(c.status(true));
       c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
     },
   }),
@@ -906,6 +923,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "coordinator appends a new standby to the priority list",
     reason: "a peer announced its role",
     run: (c, e) => {
+      if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
       c.s.peers = {
         ...c.s.peers,
         [e.from]: { role: e.message.role, db: e.message.db, master: e.message.master ?? null },

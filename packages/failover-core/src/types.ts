@@ -85,6 +85,8 @@ export type PeerMessage =
       readonly db: DbStatus;
       /** The master the sender knows of (so a restarting old master learns it was replaced). */
       readonly master?: string | null;
+      /** The sender is starting and asks every member for its status. */
+      readonly ask?: boolean;
     }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
   | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
@@ -347,6 +349,8 @@ export interface FailoverState {
     readonly reported: boolean;
   };
   readonly startupChecks: Readonly<Record<string, string>> | null;
+  /** When we joined a quorate view at start-up (bounds the wait for the others' roles). */
+  readonly joinedAt: number | null;
   readonly remoteChecks: Readonly<Record<string, { readonly replyTo: string; readonly token: string }>>;
   readonly investigations: readonly Investigation[];
   readonly promotion: Promotion | null;
