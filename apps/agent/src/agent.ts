@@ -400,8 +400,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       log.warn({ err }, "leaving the cluster failed");
     }
     await localChecker?.close().catch(() => {});
-    await notifier.close(5000);
+    // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
+    await notifier.close(5000);
     logs.flush();
     resolveDone(code);
   }
@@ -419,7 +420,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
             members: e.view.members.map((address) => ({ address })),
             coordinator: e.view.coordinator,
             quorate: e.view.quorate,
-            voters: member.config().voters,
+            // A member that left gracefully leaves the voter set too; the change commits a
+            // moment after this view, so do not count it as a voter that is merely DOWN.
+            voters: member.config().voters.filter((v) => !e.left.includes(v)),
             subgroups: e.view.subgroups,
           },
         });
