@@ -4,7 +4,7 @@
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNotifier, notifierOptionsFromProperties } from "@efm/notifier";
+import { clusterLogSink, createNotifier, emailSink } from "@efm/notifier";
 import { SMTPServer } from "smtp-server";
 
 const smtp = new SMTPServer({
@@ -22,17 +22,21 @@ const smtp = new SMTPServer({
 await new Promise((resolve) => smtp.listen(0, "127.0.0.1", resolve));
 
 const logDir = await mkdtemp(join(tmpdir(), "efm-example-"));
-const notifier = createNotifier(
-  notifierOptionsFromProperties(
-    {
-      "user.email": "dba@example.com",
-      "notification.smtp.host": "127.0.0.1",
-      "notification.smtp.port": String(smtp.server.address().port),
-      "db.database": "postgres",
-    },
-    { clusterName: "acctg", nodeAddress: "10.0.1.11", clusterLogPath: join(logDir, "acctg.log") },
-  ),
-);
+// The agent takes these values from @efm/properties-parser's EfmConfig (user.email,
+// from.email, notification.smtp.host/port, notification.level, db.database, virtualIp, ...).
+const notifier = createNotifier({
+  context: { nodeAddress: "10.0.1.11", clusterName: "acctg", databaseName: "postgres", vipEnabled: false },
+  sinks: [
+    clusterLogSink({ path: join(logDir, "acctg.log") }),
+    emailSink({
+      recipients: ["dba@example.com"],
+      from: "efm@db1.example.com",
+      host: "127.0.0.1",
+      port: smtp.server.address().port,
+      minSeverity: "INFO",
+    }),
+  ],
+});
 
 notifier.notify({ id: "masterAgentExited", params: { nodeAddress: "10.0.1.11", clusterName: "acctg" } }, [
   { role: "Standby", address: "10.0.1.12", agent: "UP", db: "UP" },

@@ -22,8 +22,6 @@ export type { MessageContext, RenderedNotification, SnapshotNode } from "./messa
 export { renderNotification, renderSnapshot } from "./message.ts";
 export type { FlushResult, Logger, Notifier, NotifierOptions, NotifierStats, SinkStats } from "./notifier.ts";
 export { createNotifier, silentLogger } from "./notifier.ts";
-export type { NotifierEnvironment } from "./properties.ts";
-export { notifierOptionsFromProperties, parseRecipients } from "./properties.ts";
 export type {
   ClusterLogSinkOptions,
   EmailSinkOptions,

@@ -10,8 +10,7 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Notification } from "./catalogue.ts";
 import { createNotifier, type Notifier } from "./notifier.ts";
-import { notifierOptionsFromProperties } from "./properties.ts";
-import { parseClusterLogLine } from "./sinks.ts";
+import { clusterLogSink, emailSink, parseClusterLogLine } from "./sinks.ts";
 
 interface Received {
   mailFrom: string;
@@ -125,24 +124,24 @@ describe("e-mail through a real SMTP server", () => {
   });
 
   it("delivers a sample of all three severities with recipients, sender, subject and body header", async () => {
-    notifier = createNotifier(
-      notifierOptionsFromProperties(
-        {
-          "user.email": "dba@example.com, oncall@example.com",
-          "notification.smtp.host": "127.0.0.1",
-          "notification.smtp.port": String(smtpPort),
-          "notification.text.prefix": "[acctg]",
-          "db.database": "postgres",
-          virtualIp: "10.0.1.50",
-        },
-        {
-          clusterName: "acctg",
-          nodeAddress: "10.0.1.11",
-          clusterLogPath: logPath(),
-          hostname: "db1.example.com",
-        },
-      ),
-    );
+    notifier = createNotifier({
+      context: {
+        nodeAddress: "10.0.1.11",
+        clusterName: "acctg",
+        databaseName: "postgres",
+        vipEnabled: true,
+        textPrefix: "[acctg]",
+      },
+      sinks: [
+        clusterLogSink({ path: logPath() }),
+        emailSink({
+          recipients: ["dba@example.com", "oncall@example.com"],
+          from: "efm@db1.example.com",
+          host: "127.0.0.1",
+          port: smtpPort,
+        }),
+      ],
+    });
     received.length = 0;
     for (const n of sample) {
       notifier.notify(n, [
@@ -193,20 +192,21 @@ describe("e-mail through a real SMTP server", () => {
     expect(notifier.stats().sinks.email).toMatchObject({ delivered: 6, dropped: 0, failedAttempts: 0 });
   });
 
-  it("mails only notifications at or above notification.level, but logs all", async () => {
+  it("mails only notifications at or above the e-mail sink's minSeverity, but logs all", async () => {
     const path = join(dir, "level", "acctg.log");
-    const n = createNotifier(
-      notifierOptionsFromProperties(
-        {
-          "user.email": "dba@example.com",
-          "from.email": "failover@example.com",
-          "notification.smtp.host": "127.0.0.1",
-          "notification.smtp.port": String(smtpPort),
-          "notification.level": "SEVERE",
-        },
-        { clusterName: "acctg", nodeAddress: "10.0.1.11", clusterLogPath: path },
-      ),
-    );
+    const n = createNotifier({
+      context: { nodeAddress: "10.0.1.11", clusterName: "acctg", databaseName: "", vipEnabled: false },
+      sinks: [
+        clusterLogSink({ path }),
+        emailSink({
+          recipients: ["dba@example.com"],
+          from: "failover@example.com",
+          host: "127.0.0.1",
+          port: smtpPort,
+          minSeverity: "SEVERE",
+        }),
+      ],
+    });
     received.length = 0;
     for (const x of sample) n.notify(x);
     await n.close(20_000);
@@ -223,23 +223,21 @@ describe("with the SMTP server down", () => {
   it("accepts 1,000 notifications at once, logs every one to the cluster log, and logs each delivery error", async () => {
     const path = join(dir, "down", "acctg.log");
     const { logger, records } = capturingLogger();
-    const n = createNotifier(
-      notifierOptionsFromProperties(
-        {
-          "user.email": "dba@example.com",
-          "notification.smtp.host": "127.0.0.1",
-          "notification.smtp.port": String(closedPort),
-        },
-        {
-          clusterName: "acctg",
-          nodeAddress: "10.0.1.11",
-          clusterLogPath: path,
-          logger,
-          emailRetry: { attempts: 2, initialDelayMs: 5, maxDelayMs: 5 },
-          emailTimeoutMs: 2000,
-        },
-      ),
-    );
+    const n = createNotifier({
+      context: { nodeAddress: "10.0.1.11", clusterName: "acctg", databaseName: "", vipEnabled: false },
+      sinks: [
+        clusterLogSink({ path }),
+        emailSink({
+          recipients: ["dba@example.com"],
+          from: "efm@db1.example.com",
+          host: "127.0.0.1",
+          port: closedPort,
+          retry: { attempts: 2, initialDelayMs: 5, maxDelayMs: 5 },
+          timeoutMs: 2000,
+        }),
+      ],
+      logger,
+    });
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     const started = performance.now();
