@@ -92,7 +92,7 @@ function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
   for (const m of view.members) {
     if (m.address === c.self) continue;
     const old = c.s.peers[m.address];
-    peers[m.address] = { role: m.role ?? old?.role ?? null, db: old?.db ?? "UNKNOWN" };
+    peers[m.address] = { ...old, role: m.role ?? old?.role ?? null, db: old?.db ?? "UNKNOWN" };
     if ((m.role ?? old?.role) === "Master") {
       c.s.knownMaster = { address: m.address, lastHeardAt: e.now };
       c.s.failoverDisabled = false;
