@@ -1,0 +1,80 @@
+import { parseArgs } from "node:util";
+import { runClusterSim } from "./cluster-sim.ts";
+
+/**
+ * `pnpm sim --seeds N [--seed S] [--nodes K] [--transcript] [--skip-lease-wait]`: run the combined
+ * simulator over seeds S..S+N-1; a failing seed is printed with its transcript and replays exactly.
+ */
+export function main(argv: readonly string[]): number {
+  let values: {
+    seeds?: string;
+    seed?: string;
+    nodes?: string;
+    transcript?: boolean;
+    "skip-lease-wait"?: boolean;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        seeds: { type: "string" },
+        seed: { type: "string" },
+        nodes: { type: "string" },
+        transcript: { type: "boolean" },
+        "skip-lease-wait": { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`sim: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const int = (name: string, v: string | undefined, dflt: number, lo: number, hi: number): number | null => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) {
+      process.stderr.write(`sim: --${name} must be an integer from ${lo} to ${hi}, got "${v}"\n`);
+      return null;
+    }
+    return n;
+  };
+  const seeds = int("seeds", values.seeds, values.seed === undefined ? 100 : 1, 1, 10_000_000);
+  const first = int("seed", values.seed, 1, 0, 2 ** 31 - 1);
+  const nodes = values.nodes === undefined ? undefined : int("nodes", values.nodes, 5, 2, 15);
+  if (seeds === null || first === null || nodes === null) return 2;
+  const started = Date.now();
+  let failed = 0;
+  let steps = 0;
+  let promotions = 0;
+  for (let seed = first; seed < first + seeds; seed++) {
+    const opts = {
+      ...(nodes !== undefined ? { nodes } : {}),
+      ...(values["skip-lease-wait"] ? { skipLeaseWait: true } : {}),
+    };
+    const r = runClusterSim(seed, { ...opts, transcript: values.transcript === true });
+    steps += r.steps;
+    promotions += r.promotions;
+    if (r.violations.length > 0 || values.transcript) {
+      if (r.violations.length > 0) failed++;
+      const replay = r.transcript.length > 0 ? r : runClusterSim(seed, { ...opts, transcript: true });
+      process.stdout.write(
+        `${r.violations.length > 0 ? "FAIL" : "ok"} seed=${seed} nodes=${r.nodes} auto.failover=${r.autoFailover}\n`,
+      );
+      for (const v of r.violations) process.stdout.write(`  ${v}\n`);
+      for (const line of replay.transcript) process.stdout.write(`    ${line}\n`);
+      if (r.violations.length > 0) {
+        process.stdout.write(
+          `  reproduce with: pnpm sim --seed ${seed}${nodes !== undefined ? ` --nodes ${nodes}` : ""}\n`,
+        );
+      }
+    }
+  }
+  const secs = (Date.now() - started) / 1000;
+  process.stdout.write(
+    `${seeds} seed(s), ${failed} failed, ${promotions} promotions, ${steps} steps in ${secs.toFixed(1)} s\n`,
+  );
+  return failed > 0 ? 1 : 0;
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  process.exitCode = main(process.argv.slice(2));
+}

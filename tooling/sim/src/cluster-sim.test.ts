@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { runClusterSim } from "./cluster-sim.ts";
+import { main } from "./cli.ts";
+
+const SEEDS = Number(process.env.CLUSTER_SEEDS ?? 2000);
+const FIRST = Number(process.env.CLUSTER_SEED ?? 1);
+
+/** Failures of a seed range, each with the command that replays it. */
+function failures(first: number, count: number, opts: Parameters<typeof runClusterSim>[1] = {}): string[] {
+  const out: string[] = [];
+  for (let seed = first; seed < first + count; seed++) {
+    const r = runClusterSim(seed, opts);
+    if (r.violations.length > 0) out.push(`${r.violations[0]} -- replay: pnpm sim --seed ${seed}`);
+  }
+  return out;
+}
+
+describe("combined simulation (membership core + failover-core)", () => {
+  it(`keeps every invariant and settles after the faults over ${SEEDS} seeds (3-7 nodes)`, () => {
+    expect(failures(FIRST, SEEDS).slice(0, 10)).toEqual([]);
+  }, 300_000);
+
+  it("replays a seed exactly", () => {
+    const a = runClusterSim(4242, { transcript: true });
+    const b = runClusterSim(4242, { transcript: true });
+    expect(b).toEqual(a);
+    expect(a.steps).toBeGreaterThan(500);
+    expect(a.transcript.length).toBeGreaterThan(20);
+  });
+
+  it("actually fails over: promotions happen across seeds", () => {
+    let promotions = 0;
+    for (let seed = 1; seed <= 50; seed++) promotions += runClusterSim(seed).promotions;
+    expect(promotions).toBeGreaterThan(10);
+  });
+
+  it("catches a takeover that does not wait out the old master's lease", () => {
+    const splitBrain = (f: string) => f.includes("two writable masters") || f.includes("two VIP holders");
+    const caught = failures(1, 300, { skipLeaseWait: true }).filter(splitBrain);
+    const baseline = failures(1, 300).filter(splitBrain);
+    expect(baseline).toEqual([]);
+    expect(caught.length).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("the CLI reports a clean range with exit code 0 and rejects bad arguments with 2", () => {
+    const write = process.stdout.write.bind(process.stdout);
+    const errWrite = process.stderr.write.bind(process.stderr);
+    const lines: string[] = [];
+    process.stdout.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
+    try {
+      expect(main(["--seeds", "3", "--seed", "10"])).toBe(0);
+      expect(main(["--seeds", "zero"])).toBe(2);
+      expect(main(["--nodes", "1"])).toBe(2);
+      expect(main(["--bogus"])).toBe(2);
+    } finally {
+      process.stdout.write = write;
+      process.stderr.write = errWrite;
+    }
+    expect(lines.join("")).toContain("3 seed(s), 0 failed");
+    expect(lines.join("")).toContain("--seeds must be an integer");
+  });
+});

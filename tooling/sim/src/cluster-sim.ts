@@ -1,0 +1,854 @@
+import {
+  type AgentRole,
+  type Command,
+  type FailoverAction,
+  type FailoverConfig,
+  type FailoverEvent,
+  type FailoverState,
+  formatLsn,
+  initialState,
+  type PeerMessage,
+  step,
+} from "@efm/failover-core";
+import {
+  type Effect,
+  deriveTiming,
+  hostOf,
+  MembershipCore,
+  type MembershipEvent,
+  type Msg,
+  type NodeId,
+  type PersistedState,
+  type Timing,
+} from "@efm/membership";
+import { type EventHandle, VirtualClock } from "./clock.ts";
+import { VirtualNetwork } from "./network.ts";
+import { createRng, type Rng } from "./rng.ts";
+
+/** What travels on the virtual network between membership cores. */
+interface Frame {
+  readonly from: NodeId;
+  readonly msg: Msg;
+}
+
+/** A fake PostgreSQL: up/down/hang, in recovery or not, a WAL position, fenced or not. */
+export interface FakeDb {
+  state: "up" | "down" | "hang";
+  inRecovery: boolean;
+  fenced: boolean;
+  lsn: bigint;
+  /** The master this standby streams from (null: none). */
+  following: string | null;
+  /** Probability per replication tick that this standby catches up (lagging standbys are low). */
+  catchUp: number;
+}
+
+/** One simulated host: agent (membership core + failover engine), its database, its disk. */
+export interface ClusterNode {
+  readonly addr: string;
+  readonly witness: boolean;
+  hostUp: boolean;
+  agentUp: boolean;
+  gen: number;
+  core: MembershipCore;
+  fs: FailoverState;
+  persisted: PersistedState | null;
+  lists: { allowed: readonly string[]; priority: readonly string[] };
+  timers: Map<string, EventHandle>;
+  ftimers: Map<string, EventHandle>;
+  db: FakeDb | null;
+  leaseFed: number;
+}
+
+/** Options of one combined simulation. */
+export interface ClusterSimOptions {
+  readonly seed: number;
+  /** Number of hosts (3-7 when drawn from the seed). */
+  readonly nodes?: number;
+  /**
+   * Deliberately broken rule for the checker's own test: take over a removed master's role as
+   * soon as its removal is committed, without waiting out its lease (L + margin).
+   */
+  readonly skipLeaseWait?: boolean;
+  /** Keep a readable transcript (slower); failing seeds are replayed with it on. */
+  readonly transcript?: boolean;
+}
+
+/** Result of one seeded run. */
+export interface ClusterSimResult {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly autoFailover: boolean;
+  readonly violations: readonly string[];
+  readonly promotions: number;
+  readonly steps: number;
+  readonly transcript: readonly string[];
+}
+
+const VIP = "10.0.9.100";
+
+/**
+ * N agents (membership core + failover-core) on one virtual clock and network, with fake
+ * databases and the VIP as a shared register. Invariants are checked after every event.
+ */
+export class ClusterSim {
+  readonly clock = new VirtualClock();
+  readonly rng: Rng;
+  readonly net: VirtualNetwork<Frame>;
+  readonly timing: Timing;
+  readonly nodes = new Map<string, ClusterNode>();
+  readonly violations: string[] = [];
+  readonly transcript: string[] = [];
+  vipHolder: string | null = null;
+  promotions = 0;
+  manualCommands = 0;
+  readonly autoFailover: boolean;
+  private readonly failRng: Rng;
+  private readonly netRng: Rng;
+  private readonly addrs: string[];
+  private reqSeq = 0;
+
+  constructor(
+    readonly opts: ClusterSimOptions,
+    layout: { addrs: string[]; witnesses: Set<string>; autoFailover: boolean; maxTries: number },
+  ) {
+    this.rng = createRng(opts.seed);
+    this.netRng = this.rng.fork();
+    this.failRng = this.rng.fork();
+    this.timing = deriveTiming(100, layout.maxTries);
+    this.net = new VirtualNetwork<Frame>(this.clock, this.netRng, { minDelay: 1, maxDelay: 5, loss: 0 });
+    this.addrs = layout.addrs;
+    this.autoFailover = layout.autoFailover;
+    for (const [i, addr] of layout.addrs.entries()) {
+      const witness = layout.witnesses.has(addr);
+      const db: FakeDb | null = witness
+        ? null
+        : {
+            state: "up",
+            inRecovery: i !== 0,
+            fenced: false,
+            lsn: 0x3000000n,
+            following: i === 0 ? null : layout.addrs[0]!,
+            catchUp: this.rng.pick([1, 1, 0.5, 0.1]),
+          };
+      const node: ClusterNode = {
+        addr,
+        witness,
+        hostUp: false,
+        agentUp: false,
+        gen: 0,
+        core: this.newCore(addr, null),
+        fs: initialState(this.failoverConfig(addr, witness, { allowed: [], priority: [] })),
+        persisted: null,
+        lists: { allowed: [], priority: [] },
+        timers: new Map(),
+        ftimers: new Map(),
+        db,
+        leaseFed: Number.NEGATIVE_INFINITY,
+      };
+      this.nodes.set(addr, node);
+    }
+    this.clock.at(0, () => this.walTick());
+  }
+
+  private failoverConfig(
+    addr: string,
+    witness: boolean,
+    lists: { allowed: readonly string[]; priority: readonly string[] },
+  ): FailoverConfig {
+    return {
+      self: addr,
+      clusterName: "sim",
+      isWitness: witness,
+      autoFailover: this.autoFailover,
+      autoReconfigure: true,
+      virtualIp: VIP,
+      pingServer: "8.8.8.8",
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      localPeriodMs: 200,
+      localTimeoutMs: 300,
+      localTimeoutFinalMs: 100,
+      remoteTimeoutMs: 100,
+      leaseMs: this.timing.lease,
+      takeoverMarginMs: this.timing.driftMargin,
+      messageSlackMs: 50,
+      promotionTimeoutMs: 2000,
+      allowed: lists.allowed,
+      priority: lists.priority,
+    };
+  }
+
+  private newCore(addr: string, persisted: PersistedState | null): MembershipCore {
+    return new MembershipCore({
+      self: addr,
+      incarnation: this.rng.hex(8),
+      timing: this.timing,
+      seeds: this.addrs.filter((a) => a !== addr),
+      initialAllowed: this.addrs.map(hostOf),
+      persisted,
+    });
+  }
+
+  /** Append a line to the transcript (when enabled). */
+  log(line: string): void {
+    if (this.opts.transcript) this.transcript.push(`t=${this.clock.now().toFixed(1)} ${line}`);
+  }
+
+  node(addr: string): ClusterNode {
+    const n = this.nodes.get(addr);
+    if (!n) throw new Error(`no simulated node ${addr}`);
+    return n;
+  }
+
+  // ---------------------------------------------------------------- faults and life cycle
+
+  /** Boot the host (its database starts; a fenced database comes up in recovery) and the agent. */
+  startHost(addr: string): void {
+    const n = this.node(addr);
+    if (!n.hostUp && n.db) {
+      n.db.state = "up";
+      if (n.db.fenced) n.db.inRecovery = true;
+    }
+    n.hostUp = true;
+    this.startAgent(addr);
+  }
+
+  /** Start (or restart) the agent: a new membership incarnation and a fresh failover engine. */
+  startAgent(addr: string): void {
+    const n = this.node(addr);
+    if (!n.hostUp || n.agentUp) return;
+    n.gen++;
+    n.agentUp = true;
+    n.core = this.newCore(addr, n.persisted);
+    n.fs = initialState(this.failoverConfig(addr, n.witness, n.lists));
+    n.leaseFed = Number.NEGATIVE_INFINITY;
+    const gen = n.gen;
+    this.net.attach(addr, (_from, frame) =>
+      this.membership(n, gen, { type: "frame", from: frame.from, msg: frame.msg }),
+    );
+    this.log(`${addr}: agent start`);
+    this.membership(n, gen, { type: "start" });
+    this.failover(n, gen, { type: "started", now: this.clock.now() });
+  }
+
+  /** Kill the agent process only; the database keeps running. */
+  crashAgent(addr: string): void {
+    const n = this.node(addr);
+    if (!n.agentUp) return;
+    n.agentUp = false;
+    n.gen++;
+    for (const t of n.timers.values()) t.cancel();
+    for (const t of n.ftimers.values()) t.cancel();
+    n.timers.clear();
+    n.ftimers.clear();
+    this.net.detach(addr);
+    this.log(`${addr}: agent crash`);
+  }
+
+  /** Lose the whole host: agent, database and the VIP alias it held. */
+  crashHost(addr: string): void {
+    const n = this.node(addr);
+    this.crashAgent(addr);
+    n.hostUp = false;
+    if (n.db) n.db.state = "down";
+    if (this.vipHolder === addr) this.vipHolder = null;
+    this.log(`${addr}: host crash`);
+  }
+
+  setDb(addr: string, state: FakeDb["state"]): void {
+    const db = this.node(addr).db;
+    if (db) db.state = state;
+    this.log(`${addr}: database ${state}`);
+  }
+
+  /** Issue an efm command on a node (the admin channel). */
+  command(addr: string, command: Command): void {
+    const n = this.node(addr);
+    if (!n.agentUp) return;
+    if (command.kind === "promote") this.manualCommands++;
+    this.reqSeq++;
+    this.log(`${addr}: efm ${command.kind}`);
+    this.failover(n, n.gen, {
+      type: "command",
+      now: this.clock.now(),
+      requestId: `r${this.reqSeq}`,
+      command,
+    });
+  }
+
+  // ---------------------------------------------------------------- databases
+
+  private linked(a: string, b: string): boolean {
+    return a === b || (!this.net.isCut(a, b) && !this.net.isCut(b, a));
+  }
+
+  private writable(n: ClusterNode): boolean {
+    return n.hostUp && n.db !== null && n.db.state === "up" && !n.db.inRecovery && !n.db.fenced;
+  }
+
+  /** The master writes; standbys stream from whoever they follow, some lagging. */
+  private walTick(): void {
+    for (const n of this.nodes.values()) if (this.writable(n)) n.db!.lsn += BigInt(this.failRng.int(1, 64));
+    for (const n of this.nodes.values()) {
+      const db = n.db;
+      if (!db || !n.hostUp || db.state !== "up" || !db.inRecovery || !db.following) continue;
+      const src = this.nodes.get(db.following);
+      if (!src || !this.writable(src) || !this.linked(src.addr, n.addr)) continue;
+      if (src.db!.lsn > db.lsn && this.failRng.chance(db.catchUp)) db.lsn = src.db!.lsn;
+    }
+    this.clock.after(20, () => this.walTick());
+  }
+
+  /** A connection from `from` to the database on `target`; `asMaster`: it must also be serving as a master. */
+  private reach(from: string, target: string, asMaster = false): "reachable" | "unreachable" {
+    const t = this.nodes.get(target);
+    if (!t?.db || !t.hostUp || t.db.state !== "up" || !this.linked(from, target)) return "unreachable";
+    // In this model a fenced database no longer serves (it stopped writing and shipping WAL).
+    if (asMaster && (t.db.inRecovery || t.db.fenced)) return "unreachable";
+    return "reachable";
+  }
+
+  // ---------------------------------------------------------------- membership glue
+
+  private membership(n: ClusterNode, gen: number, input: Parameters<MembershipCore["handle"]>[1]): void {
+    if (gen !== n.gen || !n.agentUp) return;
+    const effects = n.core.handle(this.clock.now(), input);
+    for (const e of effects) this.applyMembership(n, gen, e);
+    const until = n.core.leaseUntil();
+    if (Number.isFinite(until) && until !== n.leaseFed && until > this.clock.now()) {
+      n.leaseFed = until;
+      this.failover(n, gen, { type: "leaseValid", now: this.clock.now(), until });
+    }
+  }
+
+  private applyMembership(n: ClusterNode, gen: number, e: Effect): void {
+    switch (e.type) {
+      case "send":
+        this.net.send(n.addr, e.to, { from: n.core.self, msg: e.msg });
+        return;
+      case "setTimer": {
+        n.timers.get(e.id)?.cancel();
+        n.timers.set(
+          e.id,
+          this.clock.at(e.at, () => {
+            n.timers.delete(e.id);
+            this.membership(n, gen, { type: "timer", id: e.id });
+          }),
+        );
+        return;
+      }
+      case "cancelTimer":
+        n.timers.get(e.id)?.cancel();
+        n.timers.delete(e.id);
+        return;
+      case "emit":
+        this.fromMembership(n, gen, e.event);
+        return;
+      case "persist":
+        n.persisted = e.state;
+        return;
+      case "halt":
+        this.crashAgent(n.addr);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Translate membership events into failover-core events (what the agent daemon does). */
+  private fromMembership(n: ClusterNode, gen: number, ev: MembershipEvent): void {
+    const now = this.clock.now();
+    switch (ev.type) {
+      case "viewInstalled": {
+        const v = ev.view;
+        this.failover(n, gen, {
+          type: "viewInstalled",
+          now,
+          view: {
+            epoch: v.epoch,
+            members: v.members.map((address) => ({ address })),
+            coordinator: v.coordinator,
+            quorate: v.quorate,
+            voters: n.core.clusterConfig().voters,
+            subgroups: v.subgroups,
+          },
+        });
+        for (const l of ev.left) {
+          this.failover(n, gen, { type: "memberGone", now, address: l, how: "left", lastHeardAt: now });
+        }
+        return;
+      }
+      case "viewCommitted":
+        for (const r of ev.removed) {
+          const takeoverAllowedAt = this.opts.skipLeaseWait ? ev.committedAt : r.takeoverAllowedAt;
+          this.failover(n, gen, {
+            type: "memberGone",
+            now,
+            address: r.member,
+            how: "removed",
+            lastHeardAt: ev.committedAt,
+            takeoverAllowedAt,
+          });
+        }
+        return;
+      case "memberSuspected":
+        this.failover(n, gen, { type: "memberSuspected", now, address: ev.member });
+        return;
+      case "quorumLost":
+        this.failover(n, gen, { type: "quorumLost", now });
+        return;
+      case "quorumGained":
+        this.failover(n, gen, { type: "quorumGained", now });
+        return;
+      case "leaseLost":
+        n.leaseFed = Number.NEGATIVE_INFINITY;
+        this.failover(n, gen, { type: "leaseLost", now });
+        return;
+      case "message":
+        this.failover(n, gen, {
+          type: "messageReceived",
+          now,
+          from: ev.from,
+          message: ev.payload as PeerMessage,
+        });
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- failover glue
+
+  private failover(n: ClusterNode, gen: number, event: FailoverEvent): void {
+    if (gen !== n.gen || !n.agentUp) return;
+    const r = step(n.fs, event);
+    n.fs = r.state;
+    if (this.opts.transcript) {
+      for (const t of r.transitions) {
+        if (QUIET.has(t.rule)) continue;
+        this.log(`${n.addr}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
+      }
+    }
+    for (const a of r.actions) this.perform(n, gen, a);
+  }
+
+  /** Deliver an action's result later (databases and scripts take time). */
+  private later(n: ClusterNode, gen: number, delay: number, make: () => FailoverEvent): void {
+    this.clock.after(delay, () => this.failover(n, gen, make()));
+  }
+
+  private perform(n: ClusterNode, gen: number, a: FailoverAction): void {
+    const now = () => this.clock.now();
+    const me = n.addr;
+    switch (a.type) {
+      case "send":
+        this.membership(n, gen, { type: "send", to: a.to, payload: a.message });
+        return;
+      case "broadcast":
+        for (const m of n.fs.view?.members ?? []) {
+          if (m.address !== me) this.membership(n, gen, { type: "send", to: m.address, payload: a.message });
+        }
+        return;
+      case "checkLocalRole": {
+        const db = n.db;
+        const delay = db?.state === "hang" ? n.fs.config.localTimeoutMs : 1;
+        this.later(n, gen, delay, () => ({
+          type: "localRoleChecked",
+          now: now(),
+          result: db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary",
+        }));
+        return;
+      }
+      case "checkLocalDb": {
+        const db = n.db;
+        const state = db?.state ?? "down";
+        this.later(n, gen, state === "hang" ? a.timeoutMs : 1 + this.failRng.int(0, 2), () =>
+          n.db?.state === "up"
+            ? { type: "localDbChecked", now: now(), token: a.token, ok: true }
+            : {
+                type: "localDbChecked",
+                now: now(),
+                token: a.token,
+                ok: false,
+                failure: n.db?.state === "hang" ? "timeout" : "refused",
+              },
+        );
+        return;
+      }
+      case "checkRemoteDb": {
+        const result = this.reach(me, a.target);
+        const t = this.nodes.get(a.target);
+        const quick =
+          result === "reachable" || (t?.hostUp && this.linked(me, a.target) && t.db?.state === "down");
+        this.later(n, gen, quick ? 1 + this.failRng.int(0, 4) : a.timeoutMs, () => ({
+          type: "remoteDbChecked",
+          now: now(),
+          token: a.token,
+          target: a.target,
+          result: this.reach(me, a.target, a.asMaster === true),
+        }));
+        return;
+      }
+      case "queryLsn":
+        this.later(n, gen, 1, () => ({
+          type: "lsnQueried",
+          now: now(),
+          token: a.token,
+          lsn: n.db?.state === "up" ? formatLsn(n.db.lsn) : null,
+        }));
+        return;
+      case "pingVip":
+        this.later(n, gen, 2, () => {
+          const h = this.vipHolder;
+          const reachable = h !== null && h !== me && this.node(h).hostUp && this.linked(me, h);
+          return { type: "vipPinged", now: now(), token: a.token, reachable };
+        });
+        return;
+      case "pingServer":
+        this.later(n, gen, 2, () => ({
+          type: "pingServerPinged",
+          now: now(),
+          token: a.token,
+          reachable: true,
+        }));
+        return;
+      case "runScript":
+        this.later(n, gen, 2, () => ({
+          type: "scriptDone",
+          now: now(),
+          token: a.token,
+          script: a.script,
+          exitCode: 0,
+          output: "ok",
+        }));
+        return;
+      case "promoteDb":
+        this.checkPromotion(n);
+        this.later(n, gen, 5, () => {
+          const db = n.db;
+          const ok = db !== null && db.state === "up";
+          if (ok) {
+            db.inRecovery = false;
+            db.fenced = false;
+            db.following = null;
+            this.promotions++;
+            this.log(`${me}: DATABASE PROMOTED at ${formatLsn(db.lsn)}`);
+          }
+          return { type: "dbPromoted", now: now(), token: a.token, ok };
+        });
+        return;
+      case "fenceDb":
+        this.later(n, gen, 2, () => {
+          if (n.db) n.db.fenced = true;
+          this.log(`${me}: database fenced`);
+          return { type: "dbFenced", now: now(), token: a.token, ok: n.db !== null };
+        });
+        return;
+      case "reconfigureDb":
+        this.later(n, gen, 3, () => {
+          if (n.db) n.db.following = a.newMaster;
+          return { type: "dbReconfigured", now: now(), token: a.token, ok: n.db?.state === "up" };
+        });
+        return;
+      case "assignVip":
+        this.later(n, gen, 1, () => {
+          if (this.vipHolder !== null && this.vipHolder !== me && this.node(this.vipHolder).hostUp) {
+            this.violate(`${me} assigned the VIP while ${this.vipHolder} still holds it (two VIP holders)`);
+          }
+          this.vipHolder = me;
+          this.log(`${me}: VIP assigned`);
+          return { type: "vipDone", now: now(), token: a.token, op: "assign", ok: true, output: "ok" };
+        });
+        return;
+      case "releaseVip":
+        this.later(n, gen, 1, () => {
+          if (this.vipHolder === me) this.vipHolder = null;
+          this.log(`${me}: VIP released`);
+          return { type: "vipDone", now: now(), token: a.token, op: "release", ok: true, output: "ok" };
+        });
+        return;
+      case "notify":
+        this.log(`${me}: notify ${a.id}`);
+        return;
+      case "writeState":
+        n.lists = { allowed: a.allowed, priority: a.priority };
+        return;
+      case "respond":
+        this.log(`${me}: respond ${a.ok ? "ok" : "error"}: ${a.message}`);
+        return;
+      case "setTimer": {
+        n.ftimers.get(a.name)?.cancel();
+        n.ftimers.set(
+          a.name,
+          this.clock.at(a.at, () => {
+            n.ftimers.delete(a.name);
+            this.failover(n, gen, { type: "timer", now: now(), name: a.name });
+          }),
+        );
+        return;
+      }
+      case "cancelTimer":
+        n.ftimers.get(a.name)?.cancel();
+        n.ftimers.delete(a.name);
+        return;
+      case "exit":
+        this.log(`${me}: agent exit ${a.code} (${a.reason})`);
+        this.crashAgent(me);
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------- invariants
+
+  private violate(what: string): void {
+    if (this.violations.length < 5)
+      this.violations.push(`seed ${this.opts.seed} t=${this.clock.now()}: ${what}`);
+    this.log(`!! VIOLATION: ${what}`);
+  }
+
+  /** At the moment a standby decides to promote: majority view, best position, auto.failover respected. */
+  private checkPromotion(c: ClusterNode): void {
+    if (!c.core.isQuorate()) this.violate(`${c.addr} promotes outside a majority view`);
+    if (!this.autoFailover && this.manualCommands === 0) {
+      this.violate(`${c.addr} promotes although auto.failover=false and nobody ran efm promote`);
+    }
+    const cand = c.fs.candidacy;
+    const coord = cand ? this.nodes.get(cand.coordinator) : undefined;
+    const priority = coord?.fs.priority ?? c.fs.priority;
+    const mine = c.db?.lsn ?? -1n;
+    const members = new Set(c.core.currentView()?.members ?? []);
+    for (const s of this.nodes.values()) {
+      if (s === c || !s.agentUp || !s.hostUp || !members.has(s.addr) || !this.linked(c.addr, s.addr))
+        continue;
+      if (s.fs.phase !== "running" || s.fs.role !== "Standby" || s.db?.state !== "up" || !s.db.inRecovery)
+        continue;
+      // reachable = both sides see each other in their views (membership drops traffic otherwise)
+      if (!s.core.currentView()?.members.includes(c.addr)) continue;
+      if (s.db.lsn > mine) {
+        this.violate(`${c.addr} promoted at ${formatLsn(mine)} but ${s.addr} had ${formatLsn(s.db.lsn)}`);
+      } else if (s.db.lsn === mine) {
+        const pi = (a: string) => (priority.indexOf(a) < 0 ? Number.MAX_SAFE_INTEGER : priority.indexOf(a));
+        if (pi(s.addr) < pi(c.addr) || (pi(s.addr) === pi(c.addr) && s.addr < c.addr)) {
+          this.violate(`${c.addr} promoted but ${s.addr} is as up to date and first in the priority list`);
+        }
+      }
+    }
+  }
+
+  /** Agents acting as master (running, role Master) whose database accepts writes. */
+  writableMasters(): string[] {
+    return [...this.nodes.values()]
+      .filter((n) => n.agentUp && n.fs.phase === "running" && n.fs.role === "Master" && this.writable(n))
+      .map((n) => n.addr);
+  }
+
+  /** Checked after every event. */
+  check(): void {
+    const masters = this.writableMasters();
+    if (masters.length > 1) this.violate(`two writable masters acting: ${masters.join(", ")}`);
+  }
+
+  roles(): string {
+    return [...this.nodes.values()]
+      .map((n) => {
+        const role = !n.hostUp
+          ? "host-down"
+          : !n.agentUp
+            ? "agent-down"
+            : n.fs.phase === "running"
+              ? n.fs.role
+              : n.fs.phase;
+        const db = n.db
+          ? ` ${n.db.state}${n.db.inRecovery ? "/rec" : ""}${n.db.fenced ? "/fenced" : ""} ${formatLsn(n.db.lsn)}`
+          : "";
+        return `${n.addr}=${role}${db}`;
+      })
+      .join("  ");
+  }
+
+  /** Run until virtual time `t`, checking the invariants after every event. */
+  runUntil(t: number): void {
+    this.clock.runUntil(t, () => this.check());
+  }
+
+  /** Run until `pred` holds or time `t`; returns whether it held. */
+  runUntilTrue(t: number, pred: () => boolean): boolean {
+    for (;;) {
+      if (pred()) return true;
+      if (this.clock.now() >= t) return false;
+      const before = this.clock.now();
+      this.clock.runUntil(Math.min(t, before + 10), () => this.check());
+    }
+  }
+
+  /** Every live agent in one quorate view holding exactly the live agents. */
+  converged(): boolean {
+    const live = [...this.nodes.values()].filter((n) => n.agentUp);
+    const want = live
+      .map((n) => n.addr)
+      .sort()
+      .join(",");
+    let epoch: number | null = null;
+    for (const n of live) {
+      const v = n.core.currentView();
+      if (!v?.quorate || [...v.members].sort().join(",") !== want) return false;
+      if (epoch !== null && v.epoch !== epoch) return false;
+      epoch = v.epoch;
+    }
+    return live.length > 0;
+  }
+}
+
+/** Periodic rows that would drown a transcript. */
+const QUIET = new Set([
+  "local.tick",
+  "local.ok",
+  "local.tick.skip",
+  "lease.valid",
+  "peer.status",
+  "reconcile.ok",
+  "investigation.timer.stale",
+  "dbFailed.retry.stop",
+  "verdict.retry.stop",
+  "promo.timer.stale",
+  "lists.update",
+  "checkDb.request",
+  "checkDb.answer",
+  "checkDb.reply",
+  "lsn.request",
+  "lsn.answer",
+  "lsn.reply",
+  "review.size.ok",
+  "review.standbys.ok",
+  "gone.record",
+]);
+
+/** The roles each agent plays, for reports. */
+export type RoleMap = Record<string, AgentRole | null>;
+
+const addrOf = (i: number): string => `10.0.1.${i + 1}:7800`;
+
+/**
+ * One seeded run: form the cluster, inject faults (partitions, one-way cuts, host and agent
+ * crashes, database failures and hangs, message loss, manual promotions), then heal and check
+ * the cluster settles. Same seed, same run.
+ */
+export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "seed"> = {}): ClusterSimResult {
+  const setup = createRng(seed ^ 0xc1a5);
+  const n = options.nodes ?? setup.int(3, 7);
+  const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+  const witnesses = new Set<string>(n >= 3 && setup.chance(0.5) ? [addrs[n - 1]!] : []);
+  const autoFailover = !setup.chance(0.1);
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses, autoFailover, maxTries: setup.pick([3, 3, 4, 5]) },
+  );
+  const fail = (what: string): void => {
+    sim.violations.push(`seed ${seed} t=${sim.clock.now()}: ${what}`);
+  };
+  for (const a of addrs) sim.clock.at(setup.int(0, 60), () => sim.startHost(a));
+  const formBy = 3000;
+  if (
+    !sim.runUntilTrue(formBy, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
+  ) {
+    fail(`cluster did not form with one master by ${formBy} ms: ${sim.roles()}`);
+  }
+  // ---- safety phase: faults
+  const t0 = sim.clock.now();
+  const faults = setup.int(1, 4);
+  let dbFaults = false;
+  const master = (): string => sim.writableMasters()[0] ?? addrs[0]!;
+  const kinds = Array.from({ length: faults }, () => setup.int(0, 8));
+  // A master whose agent died cannot fence itself; if the network also splits, only a real STONITH
+  // could stop it (EFM's documented limit), so such seeds crash only non-master agents.
+  const netFaults = kinds.some((k) => k <= 2);
+  for (const kind of kinds) {
+    const at = t0 + setup.int(0, 2500);
+    const a = setup.pick(addrs);
+    const b = setup.pick(addrs.filter((x) => x !== a));
+    if (kind === 4 || kind === 5) dbFaults = true;
+    sim.clock.at(at, () => {
+      switch (kind) {
+        case 0: {
+          const order = setup.shuffle(addrs);
+          const cut = setup.int(1, n - 1);
+          sim.net.partition([order.slice(0, cut), order.slice(cut)]);
+          sim.log(`partition ${order.slice(0, cut).join(",")} | ${order.slice(cut).join(",")}`);
+          return;
+        }
+        case 1: {
+          // isolate the master (with maybe one companion): the 8.6 scenario
+          const m = master();
+          const group = setup.chance(0.5) ? [m] : [m, b === m ? a : b];
+          sim.net.partition([group, addrs.filter((x) => !group.includes(x))]);
+          sim.log(`isolate ${group.join(",")}`);
+          return;
+        }
+        case 2:
+          sim.net.cutOneWay(a, b);
+          sim.log(`cut ${a} -> ${b}`);
+          return;
+        case 3: {
+          const victim = setup.chance(0.5) ? master() : a;
+          sim.crashHost(victim);
+          sim.clock.after(setup.int(200, 1500), () => sim.startHost(victim));
+          return;
+        }
+        case 4:
+          sim.setDb(setup.chance(0.6) ? master() : a, setup.chance(0.8) ? "down" : "hang");
+          return;
+        case 5:
+          sim.setDb(a, "down");
+          return;
+        case 6: {
+          const others = addrs.filter((x) => x !== master());
+          const victim = netFaults ? setup.pick(others) : setup.chance(0.5) ? master() : a;
+          sim.crashAgent(victim);
+          sim.clock.after(setup.int(200, 1500), () => sim.startAgent(victim));
+          return;
+        }
+        case 7:
+          sim.net.setDefaults({ minDelay: 1, maxDelay: 20, loss: 0.05 });
+          sim.log("lossy network");
+          return;
+        default:
+          sim.command(setup.pick(addrs), { kind: "promote", force: true });
+          return;
+      }
+    });
+  }
+  sim.runUntil(t0 + 3000);
+  // ---- liveness phase: heal everything but failed databases
+  sim.net.heal();
+  sim.net.setDefaults({ minDelay: 1, maxDelay: 5, loss: 0 });
+  sim.log("heal");
+  for (const a of addrs) {
+    const x = sim.node(a);
+    if (!x.hostUp) sim.startHost(a);
+    else if (!x.agentUp) sim.startAgent(a);
+  }
+  const bound = sim.clock.now() + 12 * sim.timing.suspectAfter + 6000;
+  const settled = sim.runUntilTrue(bound, () => {
+    if (!sim.converged()) return false;
+    const live = [...sim.nodes.values()].filter((x) => x.agentUp);
+    if (live.some((x) => x.fs.role === "Promoting" || x.fs.phase !== "running")) return false;
+    const masters = sim.writableMasters().length;
+    // Without a healthy standby there is nothing to promote (EFM: "Failover has not occurred").
+    const healthyStandby = live.some((x) => x.fs.role === "Standby" && x.db?.state === "up");
+    return masters === 1 || (masters === 0 && (dbFaults || !autoFailover || !healthyStandby));
+  });
+  if (!settled) fail(`did not settle after the faults stopped: ${sim.roles()}`);
+  return {
+    seed,
+    nodes: n,
+    autoFailover,
+    violations: sim.violations,
+    promotions: sim.promotions,
+    steps: sim.clock.steps,
+    transcript: sim.transcript,
+  };
+}
+
+function allRunning(sim: ClusterSim): boolean {
+  return [...sim.nodes.values()].every((n) => n.agentUp && n.fs.phase === "running");
+}
