@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
-import { copyFile, open, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { copyFile, open, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { writeFileAtomic } from "@efm/properties-parser";
 import { ScriptsRunnerError } from "./errors.ts";
 
 async function fsyncPath(path: string, flags: number): Promise<void> {
@@ -13,31 +14,14 @@ async function fsyncPath(path: string, flags: number): Promise<void> {
 }
 
 /**
- * Replaces `path` with `content` so that a crash leaves either the old or the new file,
- * never a torn one: temp file in the same directory, fsync, rename, fsync of the directory.
- * Keeps the old file's mode (default 0600, what PostgreSQL expects in a data directory).
+ * Replaces `path` with `content` through `@efm/properties-parser`'s `writeFileAtomic` (temp
+ * file, fsync, rename, fsync of the directory; an existing file keeps its mode). A new file gets
+ * 0600, what PostgreSQL expects in a data directory; a failure is a typed `IO_FAILED`.
  */
-export async function writeFileAtomic(path: string, content: string): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.efm-tmp-${process.pid}`);
-  let mode = 0o600;
+export function replaceFile(path: string, content: string): void {
   try {
-    mode = (await stat(path)).mode & 0o7777;
-  } catch {
-    // new file
-  }
-  try {
-    const handle = await open(temp, "w", mode);
-    try {
-      await handle.writeFile(content, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-    await fsyncPath(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    writeFileAtomic(path, content, 0o600);
   } catch (cause) {
-    await rm(temp, { force: true });
     throw new ScriptsRunnerError("IO_FAILED", `cannot write ${path}: ${(cause as Error).message}`, { cause });
   }
 }

@@ -2,7 +2,7 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { backupFile, writeFileAtomic } from "./atomic.ts";
+import { backupFile, replaceFile } from "./atomic.ts";
 import { conninfoValue, formatConninfo, setConninfoHost } from "./conninfo.ts";
 import { ScriptsRunnerError } from "./errors.ts";
 import type { HelperCommand } from "./helper-grammar.ts";
@@ -190,12 +190,12 @@ async function fence(
     const next = current === undefined ? fresh() : setConninfoHost(current, command.newMaster);
     const backup = await backupFile(autoPath);
     if (backup !== null) report.backups.push(backup);
-    await writeFileAtomic(autoPath, setConfigValue(autoText, autoPath, "primary_conninfo", next));
+    replaceFile(autoPath, setConfigValue(autoText, autoPath, "primary_conninfo", next));
     report.primaryConninfo = next;
     report.actions.push(`primary_conninfo in ${autoPath} points at ${command.newMaster}`);
     const signalPath = join(command.dataDir, "standby.signal");
     if ((await readText(signalPath)) === undefined) {
-      await writeFileAtomic(signalPath, "");
+      replaceFile(signalPath, "");
       report.actions.push(`wrote ${signalPath}`);
     }
     return;
@@ -209,7 +209,7 @@ async function fence(
   text = setConfigValue(text, rcPath, "standby_mode", "on");
   text = setConfigValue(text, rcPath, "primary_conninfo", next);
   text = setConfigValue(text, rcPath, "recovery_target_timeline", "latest");
-  await writeFileAtomic(rcPath, text);
+  replaceFile(rcPath, text);
   report.primaryConninfo = next;
   report.actions.push(`wrote ${rcPath} following ${command.newMaster}`);
 }
@@ -245,7 +245,7 @@ async function reconfigure(
   if (next !== current || configValue(text ?? "", file, "primary_conninfo") === undefined) {
     const backup = await backupFile(file);
     if (backup !== null) report.backups.push(backup);
-    await writeFileAtomic(file, setConfigValue(text ?? "", file, "primary_conninfo", next));
+    replaceFile(file, setConfigValue(text ?? "", file, "primary_conninfo", next));
     report.actions.push(`primary_conninfo in ${file} points at ${command.newMaster}`);
   }
   if (report.version >= 13) {

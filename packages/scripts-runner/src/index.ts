@@ -1,4 +1,4 @@
-export { backupFile, writeFileAtomic } from "./atomic.ts";
+export { backupFile } from "./atomic.ts";
 export { BoundedCapture } from "./capture.ts";
 export {
   type ConninfoEntry,
