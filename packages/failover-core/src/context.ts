@@ -403,6 +403,21 @@ export class Ctx {
     this.armLease();
   }
 
+  /**
+   * The coordinator puts every allowed standby it knows of on the priority list (guide 5.3: all
+   * standbys are candidates). Statuses that arrived before we could coordinate (start-up, lease
+   * not yet granted) are caught up here, so a cluster started all at once still lists them.
+   */
+  adoptStandbys(): void {
+    if (!this.isCoordinator()) return;
+    const missing = this.membersWithRole("Standby").filter(
+      (a) => !this.s.priority.includes(a) && (this.s.allowed.length === 0 || this.s.allowed.includes(a)),
+    );
+    if (missing.length === 0) return;
+    this.s.priority = [...this.s.priority, ...missing];
+    this.publishLists();
+  }
+
   /** Standby priority list kept by the coordinator: every standby is a candidate. */
   publishLists(): void {
     this.act({ type: "writeState", allowed: this.s.allowed, priority: this.s.priority });

@@ -647,6 +647,8 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => {
       c.s.leaseUntil = Math.max(c.s.leaseUntil ?? e.until, e.until);
       c.armLease();
+      // Standbys that announced themselves before we could coordinate join the list now.
+      c.adoptStandbys();
     },
   }),
   row({
@@ -1672,7 +1674,8 @@ export const transitions: readonly TransitionRow[] = [
         token,
         manual: e.manual,
         force: e.force,
-        oldMaster: e.manual ? master : e.oldMaster,
+        // Without a master in the view, the last known one is checked by the candidate like on failover.
+        oldMaster: e.manual ? (master ?? c.s.knownMaster?.address ?? null) : e.oldMaster,
         stage: "queryLsn",
         awaiting: ask,
         lsns: {},
@@ -1818,7 +1821,10 @@ export const transitions: readonly TransitionRow[] = [
     actions: "ask the master to release the VIP and fence itself",
     reason: "manual promotion: the master steps down first (4.1.4)",
     when: (c) =>
-      c.s.promotion?.manual === true && c.s.promotion.oldMaster !== null && !c.s.promotion.switchedOver,
+      c.s.promotion?.manual === true &&
+      c.s.promotion.oldMaster !== null &&
+      c.membersWithRole("Master").includes(c.s.promotion.oldMaster) &&
+      !c.s.promotion.switchedOver,
     run: (c) => {
       const p = c.s.promotion!;
       const candidate = c.rankCandidates(p.lsns)[0]!;
