@@ -219,6 +219,14 @@ describe("parseConfig", () => {
     expect(r.errors[1]?.message).toContain("bind.address");
   });
 
+  test("user.email takes several recipients separated by commas, semicolons or blanks", () => {
+    const r = parse(VALID.replace("user.email=dba@example.com", "user.email=a@x.org, b@y.org;c@z.org  d@w.org"));
+    expect(r.config?.userEmail).toEqual(["a@x.org", "b@y.org", "c@z.org", "d@w.org"]);
+    expect(r.config?.notificationLevel).toBe("INFO");
+    const bad = parse(VALID.replace("user.email=dba@example.com", "user.email=a@x.org, not-an-address"));
+    expect(bad.errors).toMatchObject([{ property: "user.email", line: 12 }]);
+  });
+
   test("script paths must be absolute", () => {
     const r = parse(`${VALID}script.fence=fence.sh\n`);
     expect(r.errors).toMatchObject([{ property: "script.fence", value: "fence.sh", line: 13 }]);
