@@ -379,7 +379,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
   };
 
-  const lists = saved ?? { allowed: [selfHost, ...seeds.map(hostOf)], priority: [] };
+  // The engine names members `ip:port` (as membership does), in the allowed list too: a list of
+  // bare hosts would never match a member, and no standby would enter the priority list.
+  const lists = saved ?? { allowed: [...new Set([self, ...seeds])], priority: [] };
   loop = new EventLoop(initialState(failoverConfig(cluster, self, c, member, lists)), step, exec, log, () =>
     member.now(),
   );
