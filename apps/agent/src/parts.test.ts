@@ -1,0 +1,167 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterAll, describe, expect, test } from "vitest";
+import { adminRequest } from "./admin/client.ts";
+import { resolveAddress } from "./admin/handler.ts";
+import { startAdminServer } from "./admin/server.ts";
+import { resolveDirs } from "./dirs.ts";
+import { AgentError } from "./errors.ts";
+import { acquireLock } from "./lock.ts";
+import { parsePeerMessage } from "./peer-message.ts";
+import { statusFromSnapshot } from "./state.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "efm-agent-parts-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("lock file", () => {
+  test("a live holder refuses a second agent; a dead holder's lock is taken over", async () => {
+    const path = join(dir, "acctg.lock");
+    const lock = acquireLock(path);
+    expect(() => acquireLock(path)).toThrow(AgentError);
+    expect(() => acquireLock(path)).toThrow(/already runs this cluster/);
+    expect(lock.stillHeld()).toBe(true);
+    lock.release();
+    // A pid that no longer exists: a crashed agent.
+    const child = spawn(process.execPath, ["-e", ""]);
+    const pid = child.pid ?? 0;
+    await new Promise((r) => child.on("exit", r));
+    writeFileSync(path, `${pid}\n`);
+    const again = acquireLock(path);
+    expect(again.stillHeld()).toBe(true);
+    unlinkSync(path);
+    expect(again.stillHeld()).toBe(false);
+  });
+});
+
+test("directories: environment, then properties, then FHS defaults", () => {
+  expect(resolveDirs({}, {})).toEqual({
+    lockDir: "/var/lock/efm",
+    logDir: "/var/log/efm",
+    runDir: "/run/efm",
+    stateDir: "/var/lib/efm",
+  });
+  expect(resolveDirs({ logDir: "/srv/log" }, { EFM_RUN_DIR: "/tmp/r" })).toMatchObject({
+    logDir: "/srv/log",
+    runDir: "/tmp/r",
+  });
+  expect(resolveDirs({ logDir: "/srv/log" }, { EFM_LOG_DIR: "/tmp/l" }).logDir).toBe("/tmp/l");
+});
+
+test("CLI addresses resolve to members' ip:port", () => {
+  const known = ["10.0.1.8:7800", "10.0.1.9:7801"];
+  expect(resolveAddress("10.0.1.9", "10.0.1.8:7800", known)).toBe("10.0.1.9:7801");
+  expect(resolveAddress("10.0.1.9:7805", "10.0.1.8:7800", known)).toBe("10.0.1.9:7805");
+  expect(resolveAddress("10.0.1.20", "10.0.1.8:7800", known)).toBe("10.0.1.20:7800");
+  expect(resolveAddress("fd00::5", "[fd00::1]:7800", [])).toBe("[fd00::5]:7800");
+});
+
+test("peer messages are checked field by field", () => {
+  expect(parsePeerMessage({ type: "status", role: "Standby", db: "UP" })).toEqual({
+    type: "status",
+    role: "Standby",
+    db: "UP",
+  });
+  expect(parsePeerMessage({ type: "status", role: "King", db: "UP" })).toBeNull();
+  expect(parsePeerMessage({ type: "promote", token: "t" })).toBeNull();
+  expect(parsePeerMessage("stop")).toBeNull();
+  expect(parsePeerMessage(null)).toBeNull();
+  expect(
+    parsePeerMessage({
+      type: "command",
+      requestId: "r",
+      command: { kind: "addNode", address: "a", priority: 2 },
+    }),
+  ).not.toBeNull();
+});
+
+test("status shows nodes by address and lists the messages an operator needs", () => {
+  const s = statusFromSnapshot(
+    {
+      clusterName: "acctg",
+      self: "10.0.1.8:7800",
+      phase: "running",
+      role: "Master",
+      epoch: 3,
+      coordinator: "10.0.1.8:7800",
+      quorate: true,
+      members: [
+        { address: "10.0.1.8:7800", role: "Master", agent: "UP", db: "UP" },
+        { address: "10.0.1.9:7800", role: "Standby", agent: "UP", db: "UP" },
+        { address: "10.0.1.10:7800", role: null, agent: "DOWN", db: "UNKNOWN" },
+      ],
+      allowed: [],
+      priority: ["10.0.1.9:7800"],
+      promoting: null,
+      failoverDisabled: true,
+      lastReason: "",
+    },
+    ["10.0.1.8", "10.0.1.9", "10.0.1.10"],
+  );
+  expect(s.nodes.map((n) => [n.address, n.type, n.agent])).toEqual([
+    ["10.0.1.8", "Master", "UP"],
+    ["10.0.1.9", "Standby", "UP"],
+    ["10.0.1.10", "Idle", "DOWN"],
+  ]);
+  expect(s.failoverPriority).toEqual(["10.0.1.9"]);
+  expect(s.messages).toContain("Failover is disabled until the master agent is restarted.");
+});
+
+describe("admin server", () => {
+  const send = (port: number, text: string) =>
+    new Promise<string>((resolve) => {
+      const sock = connect({ host: "127.0.0.1", port });
+      let buf = "";
+      sock.on("connect", () => sock.write(text));
+      sock.on("data", (c) => {
+        buf += c.toString();
+      });
+      sock.on("close", () => resolve(buf));
+      sock.on("error", () => resolve(buf));
+    });
+
+  test("open commands answer; privileged ones need the token; garbage gets an error, not a crash", async () => {
+    const seen: string[] = [];
+    const server = await startAdminServer({
+      port: 0,
+      token: "s3cret",
+      logger: pino({ level: "silent" }),
+      handle: async (req) => {
+        seen.push(req.command);
+        return req.command === "stop-cluster" ? "stopping" : { ok: 1 };
+      },
+    });
+    const port = (server.address() as { port: number }).port;
+    try {
+      expect(await adminRequest(port, { command: "cluster-status" })).toEqual({ ok: 1 });
+      await expect(adminRequest(port, { command: "stop-cluster", token: "wrong" })).rejects.toMatchObject({
+        code: "UNAUTHORIZED",
+      });
+      expect(await adminRequest(port, { command: "stop-cluster", token: "s3cret" })).toBe("stopping");
+      expect(JSON.parse(await send(port, "{not json\n"))).toMatchObject({
+        ok: false,
+        error: { code: "BAD_REQUEST" },
+      });
+      expect(JSON.parse(await send(port, '{"command":"format-disk"}\n'))).toMatchObject({ ok: false });
+      expect(
+        JSON.parse(await send(port, '{"command":"add-node","token":"s3cret","address":5}\n')),
+      ).toMatchObject({
+        ok: false,
+        error: { code: "BAD_REQUEST" },
+      });
+      expect(JSON.parse(await send(port, `${"x".repeat(70_000)}`))).toMatchObject({ ok: false });
+      expect(seen).toEqual(["cluster-status", "stop-cluster"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("no agent listening: a clear message", async () => {
+    await expect(adminRequest(1, { command: "cluster-status" })).rejects.toThrow(
+      /is the local agent running\?/,
+    );
+  });
+});
