@@ -108,7 +108,15 @@ export class Ctx {
     const known = this.s.knownMaster?.address ?? null;
     // A fenced old master must not keep advertising itself.
     const master = known === this.self && this.s.role !== "Master" ? null : known;
-    return { type: "status", role: this.s.role ?? "Idle", db: this.s.db, master, ...(ask ? { ask } : {}) };
+    const starting = this.s.phase !== "running";
+    return {
+      type: "status",
+      role: this.s.role ?? "Idle",
+      db: this.s.db,
+      master,
+      ...(ask ? { ask } : {}),
+      ...(starting ? { starting } : {}),
+    };
   }
 
   setPhase(phase: Phase): void {

@@ -930,7 +930,8 @@ export const transitions: readonly TransitionRow[] = [
         ...c.s.peers,
         [e.from]: { role: e.message.role, db: e.message.db, master: e.message.master ?? null },
       };
-      if (e.message.role === "Master") {
+      // A starting agent's role is tentative: it is not the cluster's master until it runs.
+      if (e.message.role === "Master" && !e.message.starting) {
         c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
         c.s.failoverDisabled = false;
       }

@@ -87,6 +87,8 @@ export type PeerMessage =
       readonly master?: string | null;
       /** The sender is starting and asks every member for its status. */
       readonly ask?: boolean;
+      /** The sender has not finished start-up: its role is tentative. */
+      readonly starting?: boolean;
     }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
   | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
