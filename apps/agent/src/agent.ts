@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
 import {
@@ -183,7 +183,25 @@ function buildNotifier(
  */
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const { cluster } = opts;
-  const { config: c, seeds, problems } = loadConfig(opts);
+  let loaded: ReturnType<typeof loadConfig>;
+  try {
+    loaded = loadConfig(opts);
+  } catch (err) {
+    // No valid log.dir yet: the startup log goes where the environment or the default says,
+    // so that `startup-<cluster>.log` explains a failed start as the guide promises.
+    const logDir = resolveDirs({}, opts.env).logDir;
+    try {
+      mkdirSync(logDir, { recursive: true });
+      appendFileSync(
+        `${logDir}/startup-${cluster}.log`,
+        `${new Date().toISOString()} SEVERE cannot start cluster ${cluster}:\n${(err as Error).message}\n`,
+      );
+    } catch {
+      // The message still reaches stderr through the caller.
+    }
+    throw err;
+  }
+  const { config: c, seeds, problems } = loaded;
   const dirs = resolveDirs(c, opts.env);
   const files = agentFiles(dirs, cluster);
   const logs: AgentLoggers = createLoggers({
