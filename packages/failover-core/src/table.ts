@@ -93,7 +93,7 @@ function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
     if (m.address === c.self) continue;
     const old = c.s.peers[m.address];
     peers[m.address] = { ...old, role: m.role ?? old?.role ?? null, db: old?.db ?? "UNKNOWN" };
-    if ((m.role ?? old?.role) === "Master") {
+    if (m.role === "Master") {
       c.s.knownMaster = { address: m.address, lastHeardAt: e.now };
       c.s.failoverDisabled = false;
     }
