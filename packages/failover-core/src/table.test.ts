@@ -128,6 +128,14 @@ describe("start-up (4.1.1)", () => {
     expect([s.role, s.db, s.phase]).toEqual(["Idle", "DOWN", "joining"]);
   });
 
+  it("joins a quorate view that arrived while it was still probing its database", () => {
+    let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
+    const early = run(s, { type: "viewInstalled", now: 1, view: view(1, FULL) });
+    expect(rules(early)).toEqual(["start.view"]);
+    s = run(early.state, { type: "localRoleChecked", now: 2, result: "recovery" }).state;
+    expect(s.phase).toBe("checking");
+  });
+
   it("waits in a minority view, then checks every database once quorate", () => {
     let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;

@@ -69,6 +69,20 @@ function finishStartup(c: Ctx): void {
   if (role === "Master" || role === "Standby") c.startLocalMonitoring();
 }
 
+/** Joined a quorate view: announce our (tentative) role and ask for everyone's before checking databases. */
+function joinQuorate(c: Ctx): void {
+  c.setPhase("checking");
+  c.s.joinedAt = c.now;
+  c.broadcast(c.status(true));
+  c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
+}
+
+/** After learning our role: if the quorate view already arrived while we probed, join it now. */
+function afterRoleKnown(c: Ctx): void {
+  c.setPhase("joining");
+  if (c.s.view?.quorate) joinQuorate(c);
+}
+
 function beginStartupChecks(c: Ctx): void {
   const targets = c.others().filter((a) => {
     const r = c.roleOf(a);
@@ -234,7 +248,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.role = "Witness";
       c.s.db = "UNKNOWN";
-      c.setPhase("joining");
+      afterRoleKnown(c);
     },
   }),
   row({
@@ -259,7 +273,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.role = "Master";
       c.s.db = "UP";
-      c.setPhase("joining");
+      afterRoleKnown(c);
     },
   }),
   row({
@@ -274,7 +288,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.role = "Standby";
       c.s.db = "UP";
-      c.setPhase("joining");
+      afterRoleKnown(c);
     },
   }),
   row({
@@ -288,8 +302,18 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.role = "Idle";
       c.s.db = "DOWN";
-      c.setPhase("joining");
+      afterRoleKnown(c);
     },
+  }),
+  row({
+    id: "start.view",
+    from: ["starting"],
+    on: "viewInstalled",
+    guard: "a view arrived while we still probe the local database",
+    to: "starting",
+    actions: "remember it",
+    reason: "keep the view: we join it as soon as we know our role",
+    run: (c, e) => adoptView(c, e),
   }),
   row({
     id: "join.minority",
@@ -313,10 +337,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (_c, e) => e.view.quorate,
     run: (c, e) => {
       adoptView(c, e);
-      c.setPhase("checking");
-      c.s.joinedAt = c.now;
-      c.broadcast(c.status(true));
-      c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
+      joinQuorate(c);
     },
   }),
   row({
