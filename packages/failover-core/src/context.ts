@@ -379,6 +379,7 @@ export class Ctx {
   beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"]): void {
     const token = this.token("fence");
     this.s.role = "Idle";
+    this.s.fencedForIsolation = true;
     this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
     if (vip) {

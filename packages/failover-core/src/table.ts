@@ -135,7 +135,6 @@ function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
 
 function fenceForIsolation(c: Ctx, why: string): void {
   c.beginSelfFence("isolation", null);
-  c.s.fencedForIsolation = true;
   c.s.lastReason = why;
 }
 
@@ -160,7 +159,9 @@ function completeSelfFence(c: Ctx): void {
   c.s.selfFence = null;
   selfFenceScript(c, f.purpose);
   if (f.replyTo) c.send(f.replyTo.to, { type: "fenced", token: f.replyTo.token });
-  if (f.purpose === "isolation") reportFencedMaster(c);
+  // Whatever the reason, until someone takes over the coordinator must know this master is fenced:
+  // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried.
+  reportFencedMaster(c);
 }
 
 /** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */

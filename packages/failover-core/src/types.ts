@@ -342,7 +342,7 @@ export interface FailoverState {
   readonly knownMaster: { readonly address: string; readonly lastHeardAt: number } | null;
   readonly failoverDisabled: boolean;
   readonly isolated: boolean;
-  /** We were master and fenced ourselves for isolation; nobody has taken over yet. */
+  /** We were master and fenced ourselves (isolation, failure, switchover); nobody has taken over yet. */
   readonly fencedForIsolation: boolean;
   readonly local: {
     readonly token: string | null;
