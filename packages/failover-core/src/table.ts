@@ -160,8 +160,10 @@ function completeSelfFence(c: Ctx): void {
   selfFenceScript(c, f.purpose);
   if (f.replyTo) c.send(f.replyTo.to, { type: "fenced", token: f.replyTo.token });
   // Whatever the reason, until someone takes over the coordinator must know this master is fenced:
-  // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried.
-  reportFencedMaster(c);
+  // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried. When the
+  // coordinator asked for the fencing it is already promoting: only remind it later.
+  if (f.replyTo) c.timer("fencedRetry", c.now + c.s.config.promotionTimeoutMs);
+  else reportFencedMaster(c);
 }
 
 /** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */
