@@ -958,6 +958,10 @@ export const transitions: readonly TransitionRow[] = [
       if (e.message.role === "Master" && !e.message.starting) {
         c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
         c.s.failoverDisabled = false;
+      } else if (!e.message.starting && c.s.knownMaster?.address === e.from && c.s.failoverDisabled) {
+        // "Failover is disabled until the master agent is restarted": it restarted, but not as master.
+        c.s.failoverDisabled = false;
+        if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
       }
       if (
         c.isCoordinator() &&
