@@ -69,6 +69,30 @@ function finishStartup(c: Ctx): void {
   if (role === "Master" || role === "Standby") c.startLocalMonitoring();
 }
 
+/**
+ * Should a starting agent with a primary database stay Idle? Yes if a running peer is master or
+ * promoting, if running peers know a master other than us that is not here as a non-master, or if
+ * another starting agent also claims Master and no running peer vouches for us.
+ */
+function anotherMaster(c: Ctx): boolean {
+  const others = c.others();
+  const peer = (a: string) => c.s.peers[a];
+  if (others.some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "") && !peer(a)?.starting))
+    return true;
+  const reports = others
+    .filter((a) => !peer(a)?.starting)
+    .map((a) => peer(a)?.master)
+    .filter((m): m is string => typeof m === "string");
+  const elsewhere = reports.some(
+    (m) =>
+      m !== c.self &&
+      (!c.members().includes(m) || !["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "")),
+  );
+  if (elsewhere) return true;
+  const rival = others.some((a) => c.roleOf(a) === "Master" && peer(a)?.starting);
+  return rival && !reports.includes(c.self);
+}
+
 /** Joined a quorate view: announce our (tentative) role and ask for everyone's before checking databases. */
 function joinQuorate(c: Ctx): void {
   c.setPhase("checking");
@@ -368,15 +392,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "become Idle; check every cluster database",
     reason:
       "another master agent is running or the cluster failed over to another master: do not take the master role",
-    when: (c) =>
-      c.s.role === "Master" &&
-      c.others().some((a) => {
-        if (["Master", "Promoting"].includes(c.roleOf(a) ?? "")) return true;
-        // a master the others know of counts unless it is here and no longer master
-        const m = c.s.peers[a]?.master;
-        if (m === undefined || m === null || m === c.self) return false;
-        return !c.members().includes(m) || !["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "");
-      }),
+    when: (c) => c.s.role === "Master" && anotherMaster(c),
     run: (c) => {
       c.s.role = "Idle";
       beginStartupChecks(c);
@@ -952,7 +968,12 @@ export const transitions: readonly TransitionRow[] = [
       if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
       c.s.peers = {
         ...c.s.peers,
-        [e.from]: { role: e.message.role, db: e.message.db, master: e.message.master ?? null },
+        [e.from]: {
+          role: e.message.role,
+          db: e.message.db,
+          master: e.message.master ?? null,
+          starting: e.message.starting === true,
+        },
       };
       // A starting agent's role is tentative: it is not the cluster's master until it runs.
       if (e.message.role === "Master" && !e.message.starting) {

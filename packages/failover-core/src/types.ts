@@ -272,6 +272,8 @@ export interface PeerInfo {
   readonly db: DbStatus;
   /** The master that peer knows of, from its last status. */
   readonly master?: string | null;
+  /** That peer had not finished start-up when it last announced itself (its role is tentative). */
+  readonly starting?: boolean;
 }
 
 /** A coordinator-side check of one database by every member of the view. */
