@@ -99,6 +99,7 @@ export class Ctx {
   setRole(role: AgentRole): void {
     this.s.role = role;
     if (role === "Master") this.s.fencedForIsolation = false;
+    if (role !== "Idle") this.s.idleForConflict = false;
     if (role === "Master") this.s.knownMaster = { address: this.self, lastHeardAt: this.now };
     this.broadcast(this.status());
   }

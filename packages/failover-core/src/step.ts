@@ -46,6 +46,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     failoverDisabled: false,
     isolated: false,
     fencedForIsolation: false,
+    idleForConflict: false,
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,
     joinedAt: null,

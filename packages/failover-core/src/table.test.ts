@@ -180,6 +180,35 @@ describe("start-up (4.1.1)", () => {
     expect(rules(r)).toEqual(["check.begin.secondMaster"]);
   });
 
+  it("two restarting primaries: both stay Idle until a running peer vouches for one of them", () => {
+    const v = view(1, [
+      ["x", null],
+      ["y", null],
+      ["b", null],
+    ]);
+    let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
+    s = run(s, { type: "viewInstalled", now: 1, view: v }).state;
+    s = run(s, msg(2, "y", { type: "status", role: "Master", db: "UP", master: null, starting: true })).state;
+    s = run(s, msg(2, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: null })).state;
+    const r = run(s, { type: "timer", now: 60, name: "startupChecks" });
+    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
+    const chk = find(r, "checkRemoteDb");
+    s = run(r.state, {
+      type: "remoteDbChecked",
+      now: 61,
+      token: chk.token,
+      target: "y",
+      result: "reachable",
+    }).state;
+    expect([s.phase, s.role]).toEqual(["running", "Idle"]);
+    const vouched = run(s, msg(70, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: "x" }));
+    expect(rules(vouched)).toEqual(["idle.vouched"]);
+    expect(vouched.state.role).toBe("Master");
+    expect(find(vouched, "assignVip").vip).toBe("10.0.0.100");
+  });
+
   it("a second master joining stays Idle", () => {
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;

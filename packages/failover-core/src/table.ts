@@ -93,6 +93,39 @@ function anotherMaster(c: Ctx): boolean {
   return rival && !reports.includes(c.self);
 }
 
+/** Bookkeeping for a peer's status: its role, its known master, the priority list. */
+function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
+  if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
+  c.s.peers = {
+    ...c.s.peers,
+    [e.from]: {
+      role: e.message.role,
+      db: e.message.db,
+      master: e.message.master ?? null,
+      starting: e.message.starting === true,
+    },
+  };
+  // A starting agent's role is tentative: it is not the cluster's master until it runs.
+  if (e.message.role === "Master" && !e.message.starting) {
+    c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
+    c.s.failoverDisabled = false;
+  } else if (!e.message.starting && c.s.knownMaster?.address === e.from && c.s.failoverDisabled) {
+    // "Failover is disabled until the master agent is restarted": it restarted, but not as master.
+    c.s.failoverDisabled = false;
+    if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
+  }
+  if (
+    c.isCoordinator() &&
+    e.message.role === "Standby" &&
+    !c.s.priority.includes(e.from) &&
+    (c.s.allowed.length === 0 || c.s.allowed.includes(e.from))
+  ) {
+    c.s.priority = [...c.s.priority, e.from];
+    c.publishLists();
+  }
+  if (c.isCoordinator() && e.message.role === "Standby") c.s.hadStandby = true;
+}
+
 /** Joined a quorate view: announce our (tentative) role and ask for everyone's before checking databases. */
 function joinQuorate(c: Ctx): void {
   c.setPhase("checking");
@@ -395,6 +428,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (c) => c.s.role === "Master" && anotherMaster(c),
     run: (c) => {
       c.s.role = "Idle";
+      c.s.idleForConflict = true;
       beginStartupChecks(c);
       if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
     },
@@ -957,6 +991,31 @@ export const transitions: readonly TransitionRow[] = [
     run: () => {},
   }),
   row({
+    id: "idle.vouched",
+    from: ["Idle"],
+    on: "message:status",
+    guard:
+      "Idle because of a master conflict at start-up; a running peer names us the master; no master here",
+    to: "Master",
+    actions: "take the master role: lease, VIP, monitoring",
+    reason: "the cluster vouches for us as its master and nobody else holds the role: resume as master",
+    when: (c, e) =>
+      c.s.idleForConflict &&
+      !e.message.starting &&
+      e.message.master === c.self &&
+      c.quorate() &&
+      c.leaseValid() &&
+      !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "") && !c.s.peers[a]?.starting),
+    run: (c, e) => {
+      recordStatus(c, e);
+      c.s.idleForConflict = false;
+      c.setRole("Master");
+      c.provisionalLease();
+      if (c.s.config.virtualIp)
+        c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+    },
+  }),
+  row({
     id: "peer.status",
     from: ["*"],
     on: "message:status",
@@ -965,35 +1024,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "coordinator appends a new standby to the priority list",
     reason: "a peer announced its role",
     run: (c, e) => {
-      if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
-      c.s.peers = {
-        ...c.s.peers,
-        [e.from]: {
-          role: e.message.role,
-          db: e.message.db,
-          master: e.message.master ?? null,
-          starting: e.message.starting === true,
-        },
-      };
-      // A starting agent's role is tentative: it is not the cluster's master until it runs.
-      if (e.message.role === "Master" && !e.message.starting) {
-        c.s.knownMaster = { address: e.from, lastHeardAt: e.now };
-        c.s.failoverDisabled = false;
-      } else if (!e.message.starting && c.s.knownMaster?.address === e.from && c.s.failoverDisabled) {
-        // "Failover is disabled until the master agent is restarted": it restarted, but not as master.
-        c.s.failoverDisabled = false;
-        if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
-      }
-      if (
-        c.isCoordinator() &&
-        e.message.role === "Standby" &&
-        !c.s.priority.includes(e.from) &&
-        (c.s.allowed.length === 0 || c.s.allowed.includes(e.from))
-      ) {
-        c.s.priority = [...c.s.priority, e.from];
-        c.publishLists();
-      }
-      if (c.isCoordinator() && e.message.role === "Standby") c.s.hadStandby = true;
+      recordStatus(c, e);
     },
   }),
   row({

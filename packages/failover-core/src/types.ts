@@ -344,6 +344,8 @@ export interface FailoverState {
   readonly knownMaster: { readonly address: string; readonly lastHeardAt: number } | null;
   readonly failoverDisabled: boolean;
   readonly isolated: boolean;
+  /** Started with a primary database but stayed Idle because another master was claimed. */
+  readonly idleForConflict: boolean;
   /** We were master and fenced ourselves (isolation, failure, switchover); nobody has taken over yet. */
   readonly fencedForIsolation: boolean;
   readonly local: {
