@@ -240,6 +240,16 @@ function anyReached(inv: Investigation): boolean {
   return Object.values(inv.results).includes("reachable");
 }
 
+/** The last master we know of, or (after our own restart) the one a running peer reports. */
+function lastMaster(c: Ctx): string | null {
+  if (c.s.knownMaster) return c.s.knownMaster.address;
+  for (const a of c.others()) {
+    const p = c.s.peers[a];
+    if (p && !p.starting && p.master) return p.master;
+  }
+  return null;
+}
+
 function startMasterLost(c: Ctx, address: string, notBefore: number): void {
   if (c.s.investigations.some((i) => i.kind === "masterLost" && i.target === address)) return;
   c.startInvestigation("masterLost", address, "Master", notBefore);
@@ -897,19 +907,19 @@ export const transitions: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "investigate the last known master (lease wait from now)",
     reason: "new coordinator sees no master: re-run the master-loss checks it may have missed",
-    when: (c) =>
-      c.isCoordinator() &&
-      c.s.knownMaster !== null &&
-      (!c.members().includes(c.s.knownMaster.address) ||
-        ["Standby", "Idle", "Witness"].includes(c.roleOf(c.s.knownMaster.address) ?? "")) &&
-      c.membersWithRole("Master", "Promoting").length === 0 &&
-      c.s.promotion === null &&
-      !c.s.failoverDisabled &&
-      c.s.investigations.length === 0,
-    run: (c) => {
-      const m = c.s.knownMaster!;
-      startMasterLost(c, m.address, c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs);
+    when: (c) => {
+      const m = lastMaster(c);
+      return (
+        c.isCoordinator() &&
+        m !== null &&
+        (!c.members().includes(m) || ["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "")) &&
+        c.membersWithRole("Master", "Promoting").length === 0 &&
+        c.s.promotion === null &&
+        !c.s.failoverDisabled &&
+        c.s.investigations.length === 0
+      );
     },
+    run: (c) => startMasterLost(c, lastMaster(c)!, c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs),
   }),
   row({
     id: "reconcile.wait",
