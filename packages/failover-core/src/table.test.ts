@@ -711,6 +711,10 @@ describe("promotion (coordinator side)", () => {
       s2 = run(s2, msg(2, who, { type: "lsnReply", token: tok, lsn, role })).state;
     }
     expect(s2.promotion?.stage).toBe("switchover");
+    // the master's reminder stands in for a lost 'fenced' answer
+    const reminded = run(s2, msg(3, "a", { type: "fencedMasterBack" }));
+    expect(rules(reminded)).toEqual(["coord.fencedMasterBack.switchover"]);
+    expect(reminded.state.promotion).toMatchObject({ stage: "queryLsn", switchedOver: true });
     const late = run(s2, { type: "timer", now: 99999, name: `promotion:${tok}` });
     expect(rules(late)).toEqual(["promo.timeout"]);
     expect(rules(run(late.state, { type: "timer", now: 99999, name: `promotion:${tok}` }))).toEqual([

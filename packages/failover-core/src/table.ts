@@ -126,6 +126,21 @@ function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
   if (c.isCoordinator() && e.message.role === "Standby") c.s.hadStandby = true;
 }
 
+/** The master stepped down for a manual promotion: ask the standbys' final positions. */
+function afterSwitchover(c: Ctx): void {
+  const p = c.s.promotion!;
+  const ask = possibleStandbys(c);
+  c.setPromotion({
+    ...p,
+    stage: "queryLsn",
+    switchedOver: true,
+    awaiting: ask,
+    lsns: {},
+    candidate: null,
+  });
+  queryPositions(c, p.token, ask);
+}
+
 /** Joined a quorate view: announce our (tentative) role and ask for everyone's before checking databases. */
 function joinQuorate(c: Ctx): void {
   c.setPhase("checking");
@@ -219,7 +234,7 @@ function completeSelfFence(c: Ctx): void {
   // Whatever the reason, until someone takes over the coordinator must know this master is fenced:
   // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried. When the
   // coordinator asked for the fencing it is already promoting: only remind it later.
-  if (f.replyTo) c.timer("fencedRetry", c.now + c.s.config.promotionTimeoutMs);
+  if (f.replyTo) c.timer("fencedRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
   else reportFencedMaster(c);
 }
 
@@ -966,6 +981,18 @@ export const transitions: readonly TransitionRow[] = [
     run: () => {},
   }),
   row({
+    id: "coord.fencedMasterBack.switchover",
+    from: RUNNING,
+    on: "message:fencedMasterBack",
+    guard: "coordinator waiting for exactly this master to step down for a manual promotion",
+    to: "unchanged",
+    actions: "continue the promotion",
+    reason: "its 'fenced' answer was lost, this reminder says the same: the master has stepped down",
+    when: (c, e) =>
+      c.isCoordinator() && c.s.promotion?.stage === "switchover" && c.s.promotion.oldMaster === e.from,
+    run: (c) => afterSwitchover(c),
+  }),
+  row({
     id: "coord.fencedMasterBack",
     from: RUNNING,
     on: "message:fencedMasterBack",
@@ -1313,19 +1340,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "query the standbys' positions again (the master no longer writes)",
     reason: "the master stepped down for a manual promotion (4.1.4): pick the candidate on final positions",
     when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
-    run: (c) => {
-      const p = c.s.promotion!;
-      const ask = possibleStandbys(c);
-      c.setPromotion({
-        ...p,
-        stage: "queryLsn",
-        switchedOver: true,
-        awaiting: ask,
-        lsns: {},
-        candidate: null,
-      });
-      queryPositions(c, p.token, ask);
-    },
+    run: (c) => afterSwitchover(c),
   }),
   row({
     id: "fenced.stale",
@@ -1986,11 +2001,12 @@ export const transitions: readonly TransitionRow[] = [
     guard: "candidate or master did not answer in time",
     to: "unchanged",
     actions: "drop the promotion",
-    reason: "the promotion did not complete in time; a later view change re-evaluates",
+    reason: "the promotion did not complete in time; re-evaluate the cluster shortly",
     when: (c, e) => c.s.promotion !== null && e.name === `promotion:${c.s.promotion.token}`,
     run: (c) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
+      if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
       if (p.request)
         c.reply(p.request.origin, p.request.requestId, false, "The promotion did not complete in time.");
     },
