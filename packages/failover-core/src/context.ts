@@ -423,8 +423,11 @@ export class Ctx {
     const missing = this.membersWithRole("Standby").filter(
       (a) => !this.s.priority.includes(a) && (this.s.allowed.length === 0 || this.s.allowed.includes(a)),
     );
-    if (missing.length === 0) return;
-    this.s.priority = [...this.s.priority, ...missing];
+    // A promoted standby is the master now, no longer a candidate (guide 4.2.1 lists standbys only).
+    const masters = new Set(this.membersWithRole("Master"));
+    const kept = this.s.priority.filter((a) => !masters.has(a));
+    if (missing.length === 0 && kept.length === this.s.priority.length) return;
+    this.s.priority = [...kept, ...missing];
     this.publishLists();
   }
 
