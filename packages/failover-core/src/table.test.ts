@@ -209,9 +209,49 @@ describe("start-up (4.1.1)", () => {
     expect(find(vouched, "assignVip").vip).toBe("10.0.0.100");
   });
 
+  it("takes no role while the view is not quorate or a would-be master has no lease", () => {
+    let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "viewInstalled", now: 1, view: view(1, FULL) }).state;
+    const noLease = run(s, { type: "timer", now: 60, name: "startupChecks" });
+    expect(rules(noLease)).toEqual(["check.begin.noMajority"]);
+    s = run(noLease.state, { type: "leaseValid", now: 61, until: LEASE }).state;
+    const begin = run(s, { type: "timer", now: 110, name: "startupChecks" });
+    expect(rules(begin)).toEqual(["check.begin"]);
+    s = run(begin.state, {
+      type: "viewInstalled",
+      now: 111,
+      view: view(2, [["a", "Master"]], { voters: ["a", "b", "c", "w"] }),
+    }).state;
+    const checks = begin.actions.filter((x) => x.type === "checkRemoteDb") as {
+      token: string;
+      target: string;
+    }[];
+    for (const chk of checks.slice(0, -1)) {
+      s = run(s, {
+        type: "remoteDbChecked",
+        now: 112,
+        token: chk.token,
+        target: chk.target,
+        result: "reachable",
+      }).state;
+    }
+    const last = checks.at(-1)!;
+    const r = run(s, {
+      type: "remoteDbChecked",
+      now: 113,
+      token: last.token,
+      target: last.target,
+      result: "reachable",
+    });
+    expect(rules(r)).toEqual(["check.done.noMajority"]);
+    expect(r.state.phase).toBe("checking");
+  });
+
   it("a second master joining stays Idle", () => {
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
     const r = joinView(s, view(1, [...FULL, ["x", null]]), 1);
     expect(rules(r)).toEqual(["check.begin.secondMaster"]);
     expect(r.state.role).toBe("Idle");
@@ -220,6 +260,7 @@ describe("start-up (4.1.1)", () => {
   it("a master alone with a witness starts at once and assigns the VIP", () => {
     let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
     const r = joinView(
       s,
       view(1, [

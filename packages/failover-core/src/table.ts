@@ -426,6 +426,17 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "check.begin.noMajority",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard: "the view is no longer quorate, or we would be master without a lease",
+    to: "checking",
+    actions: "wait",
+    reason: "a role is only taken inside a majority that hears us",
+    when: (c) => !c.quorate() || (c.s.role === "Master" && !c.leaseValid()),
+    run: (c) => c.timer("startupChecks", c.now + c.s.config.messageSlackMs),
+  }),
+  row({
     id: "check.begin.wait",
     from: ["checking"],
     on: "timer:startupChecks",
@@ -516,10 +527,25 @@ export const transitions: readonly TransitionRow[] = [
     to: "running",
     actions: "notify agent running; master assigns the VIP; start monitoring",
     reason: "every database of the cluster is reachable: start monitoring",
-    when: (c, e) => c.s.startupChecks?.[e.token] !== undefined,
+    when: (c, e) =>
+      c.s.startupChecks?.[e.token] !== undefined && c.quorate() && (c.s.role !== "Master" || c.leaseValid()),
     run: (c) => {
       c.s.startupChecks = null;
       finishStartup(c);
+    },
+  }),
+  row({
+    id: "check.done.noMajority",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard: "last check done but the majority (or our lease) was lost meanwhile",
+    to: "checking",
+    actions: "start over once a majority hears us",
+    reason: "a role is only taken inside a majority that hears us",
+    when: (c, e) => c.s.startupChecks?.[e.token] !== undefined,
+    run: (c) => {
+      c.s.startupChecks = null;
+      c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
     },
   }),
   row({
