@@ -706,8 +706,19 @@ describe("promotion (coordinator side)", () => {
         { voters: ["a", "b", "c", "w"], coordinator: "w", quorate: true },
       ),
     });
-    const to = run(gone.state, { type: "timer", now: inv.notBefore + 9000, name: `promotion:${p.token}` });
-    expect(rules(to)).toEqual(["promo.timeout.lsn", "promo.noCandidate"]);
+    // the view changed during the query: ask the new view's standbys (b again)
+    const changed = run(gone.state, {
+      type: "timer",
+      now: inv.notBefore + 9000,
+      name: `promotion:${p.token}`,
+    });
+    expect(rules(changed)).toEqual(["promo.timeout.lsn", "promo.viewChanged"]);
+    const b2 = run(
+      changed.state,
+      msg(inv.notBefore + 9001, "b", { type: "lsnReply", token: p.token, lsn: null, role: "Standby" }),
+    );
+    expect(rules(b2)).toEqual(["lsn.reply", "promo.noCandidate"]);
+    const to = b2;
     expect(notified(to)).toEqual(["failoverNotOccurred"]);
   });
 

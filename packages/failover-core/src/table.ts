@@ -1904,6 +1904,29 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.viewChanged",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "the view changed while positions were collected",
+    to: "unchanged",
+    actions: "ask the new view's standbys again",
+    reason: "members came or went during the query: a newcomer may be the most up to date, ask again",
+    when: (c) => c.s.promotion !== null && c.s.view !== null && c.s.promotion.epoch !== c.s.view.epoch,
+    run: (c) => {
+      const p = c.s.promotion!;
+      const ask = possibleStandbys(c).filter((a) => !(p.manual && a === p.oldMaster && !p.switchedOver));
+      const master = p.manual && !p.switchedOver && p.oldMaster ? [p.oldMaster] : [];
+      c.setPromotion({
+        ...p,
+        epoch: c.s.view!.epoch,
+        awaiting: [...ask, ...master],
+        lsns: {},
+        masterLsn: null,
+      });
+      queryPositions(c, p.token, [...ask, ...master]);
+    },
+  }),
+  row({
     id: "promo.noCandidate",
     from: ["*"],
     on: "lsnsCollected",
