@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runClusterSim } from "./cluster-sim.ts";
+import { runCascadeSim, runClusterSim } from "./cluster-sim.ts";
 import { main } from "./cli.ts";
 
 const SEEDS = Number(process.env.CLUSTER_SEEDS ?? 2000);
@@ -19,6 +19,19 @@ describe("combined simulation (membership core + failover-core)", () => {
   it(`keeps every invariant and settles after the faults over ${SEEDS} seeds (3-7 nodes)`, () => {
     expect(failures(FIRST, SEEDS).slice(0, 10)).toEqual([]);
   }, 300_000);
+
+  it("stays safe through the cascading split {A,B,C}|{D,E} then {A,B}|{C,D,E}", () => {
+    const bad: string[] = [];
+    let promotions = 0;
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = runCascadeSim(seed);
+      promotions += r.promotions;
+      if (r.violations.length > 0) bad.push(`${r.violations[0]} (cascade seed ${seed})`);
+    }
+    expect(bad).toEqual([]);
+    // the majority C,D,E really takes over from the isolated master
+    expect(promotions).toBeGreaterThan(50);
+  }, 120_000);
 
   it("replays a seed exactly", () => {
     const a = runClusterSim(4242, { transcript: true });

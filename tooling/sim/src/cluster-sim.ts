@@ -852,3 +852,48 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
 function allRunning(sim: ClusterSim): boolean {
   return [...sim.nodes.values()].every((n) => n.agentUp && n.fs.phase === "running");
 }
+
+/**
+ * The cascading split where the lease wait matters: five nodes split {A,B,C} | {D,E} (A is the
+ * master), then C moves: {A,B} | {C,D,E}. C, D and E merge into a majority at once (no silence
+ * detection needed) and remove A while A may still hold the lease C's last acknowledgements gave it.
+ * Taking over before lease + margin then yields two writable masters.
+ */
+export function runCascadeSim(seed: number, options: Omit<ClusterSimOptions, "seed"> = {}): ClusterSimResult {
+  const setup = createRng(seed ^ 0xca5c);
+  const addrs = Array.from({ length: 5 }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  for (const a of addrs) sim.clock.at(setup.int(0, 60), () => sim.startHost(a));
+  if (
+    !sim.runUntilTrue(3000, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
+  ) {
+    sim.violations.push(`seed ${seed}: cluster did not form: ${sim.roles()}`);
+  }
+  const [A, B, C, D, E] = addrs as [string, string, string, string, string];
+  const t0 = sim.clock.now();
+  sim.net.partition([
+    [A, B, C],
+    [D, E],
+  ]);
+  sim.log("partition A,B,C | D,E");
+  sim.runUntil(t0 + setup.int(200, 1500));
+  sim.net.heal();
+  sim.net.partition([
+    [A, B],
+    [C, D, E],
+  ]);
+  sim.log("partition A,B | C,D,E");
+  sim.runUntil(sim.clock.now() + 4000);
+  return {
+    seed,
+    nodes: 5,
+    autoFailover: true,
+    violations: sim.violations,
+    promotions: sim.promotions,
+    steps: sim.clock.steps,
+    transcript: sim.transcript,
+  };
+}
