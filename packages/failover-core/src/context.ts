@@ -377,18 +377,18 @@ export class Ctx {
   // ---- fencing ourselves ----
 
   /** Stops acting as master now; release the VIP, fence the database, run the script, then report. */
-  beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"]): void {
+  beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"], newMaster?: string): void {
     const token = this.token("fence");
     this.s.role = "Idle";
     this.s.fencedForIsolation = true;
     this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
     if (vip) {
-      this.s.selfFence = { token, purpose, stage: "releaseVip", replyTo };
+      this.s.selfFence = { token, purpose, stage: "releaseVip", replyTo, newMaster: newMaster ?? null };
       this.act({ type: "releaseVip", token, vip });
     } else {
-      this.s.selfFence = { token, purpose, stage: "fenceDb", replyTo };
-      this.act({ type: "fenceDb", token, newMaster: null });
+      this.s.selfFence = { token, purpose, stage: "fenceDb", replyTo, newMaster: newMaster ?? null };
+      this.act({ type: "fenceDb", token, newMaster: newMaster ?? null });
     }
   }
 

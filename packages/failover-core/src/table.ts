@@ -241,7 +241,11 @@ function completeSelfFence(c: Ctx): void {
 /** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */
 function reportFencedMaster(c: Ctx): void {
   const coord = c.coordinator();
-  if (coord) c.send(coord, { type: "fencedMasterBack" });
+  if (coord) {
+    // our status first (same connection, in order): the coordinator may still think we are Master
+    if (coord !== c.self) c.send(coord, c.status());
+    c.send(coord, { type: "fencedMasterBack" });
+  }
   c.timer("fencedRetry", c.now + c.s.config.promotionTimeoutMs);
 }
 
@@ -1627,7 +1631,7 @@ export const transitions: readonly TransitionRow[] = [
         scriptResults: e.output,
       });
       c.s.selfFence = { ...f, stage: "fenceDb" };
-      c.act({ type: "fenceDb", token: f.token, newMaster: null });
+      c.act({ type: "fenceDb", token: f.token, newMaster: f.newMaster ?? null });
     },
   }),
   row({
@@ -1984,7 +1988,7 @@ export const transitions: readonly TransitionRow[] = [
       const p = c.s.promotion!;
       const candidate = c.rankCandidates(p.lsns)[0]!;
       c.setPromotion({ ...p, stage: "switchover", candidate });
-      c.send(p.oldMaster!, { type: "switchover", token: p.token });
+      c.send(p.oldMaster!, { type: "switchover", token: p.token, newMaster: candidate });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
     },
   }),
@@ -2529,7 +2533,8 @@ export const transitions: readonly TransitionRow[] = [
     actions: "release VIP, fence; report fenced",
     reason: "manual promotion: the master releases the VIP, fences its database and goes Idle",
     when: (c, e) => c.coordinator() === e.from,
-    run: (c, e) => c.beginSelfFence("switchover", { to: e.from, token: e.message.token }),
+    run: (c, e) =>
+      c.beginSelfFence("switchover", { to: e.from, token: e.message.token }, e.message.newMaster),
   }),
   row({
     id: "switchover.ignore",

@@ -95,7 +95,7 @@ export type PeerMessage =
   | { readonly type: "checkDbReply"; readonly token: string; readonly result: Reachability }
   | { readonly type: "dbFailureVerdict"; readonly token: string; readonly confirmed: boolean }
   | { readonly type: "fenced"; readonly token: string }
-  | { readonly type: "switchover"; readonly token: string }
+  | { readonly type: "switchover"; readonly token: string; readonly newMaster?: string }
   | { readonly type: "queryLsn"; readonly token: string }
   | {
       readonly type: "lsnReply";
@@ -324,6 +324,8 @@ export interface SelfFence {
   readonly purpose: "dbFailure" | "switchover" | "isolation";
   readonly stage: "releaseVip" | "fenceDb";
   readonly replyTo: { readonly to: string; readonly token: string } | null;
+  /** Where the fenced database must point (a switchover names the candidate); null: unknown. */
+  readonly newMaster?: string | null;
 }
 
 /** The whole agent state: plain data, safe to serialise and to compare. */
