@@ -25,7 +25,7 @@ const peerMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("checkDbReply"), token: str, result: reach }),
   z.object({ type: z.literal("dbFailureVerdict"), token: str, confirmed: z.boolean() }),
   z.object({ type: z.literal("fenced"), token: str }),
-  z.object({ type: z.literal("switchover"), token: str }),
+  z.object({ type: z.literal("switchover"), token: str, newMaster: str.optional() }),
   z.object({ type: z.literal("queryLsn"), token: str }),
   z.object({ type: z.literal("lsnReply"), token: str, lsn: str.nullable(), role }),
   z.object({
