@@ -427,6 +427,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     resolveDone(code);
   }
 
+  const refusedLogged = new Map<string, number>();
   const onMember = (e: MemberEvent) => {
     const now = member.now();
     const dispatch = (ev: FailoverEvent) => loop.dispatch(ev);
@@ -473,7 +474,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         return;
       }
       case "admissionRefused":
-        log.warn({ by: e.by, reason: e.reason }, `not admitted to the cluster by ${e.by}: ${e.reason}`);
+        if (e.address === self) {
+          // Refused by the coordinator (guide 4.1.7: a removed node may not rejoin). Retrying
+          // would only spin; fail the start as the guide's init script does, saying why.
+          if (loop.current.phase !== "running") {
+            const why = `this node is not allowed to join cluster ${cluster} (refused by ${e.by}: ${e.reason}); run 'efm add-node ${cluster} ${selfHost}' on a member first`;
+            startup.error(why);
+            void finish(1, why, "stop");
+          }
+          return;
+        }
+        // We refused someone: say so once a minute per host, not on every retry.
+        if ((refusedLogged.get(e.address) ?? 0) + 60_000 <= Date.now()) {
+          refusedLogged.set(e.address, Date.now());
+          log.warn({ address: e.address, reason: e.reason }, `refused ${e.address}: ${e.reason}`);
+        }
         return;
       case "persist":
         try {
