@@ -203,6 +203,16 @@ describe("start-up (4.1.1)", () => {
       result: "reachable",
     }).state;
     expect([s.phase, s.role]).toEqual(["running", "Idle"]);
+    // while y runs a promotion, b's vouching does not count; once y gives up, the periodic re-check settles it
+    let p = run(s, msg(63, "y", { type: "status", role: "Promoting", db: "UP", master: null })).state;
+    p = run(p, msg(64, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: "x" })).state;
+    expect(rules(run(p, { type: "timer", now: 65, name: "conflictRecheck" }))).toEqual([
+      "conflict.recheck.wait",
+    ]);
+    p = run(p, msg(66, "y", { type: "status", role: "Standby", db: "UP", master: null })).state;
+    const recheck = run(p, { type: "timer", now: 67, name: "conflictRecheck" });
+    expect(rules(recheck)).toEqual(["conflict.recheck.vouched"]);
+    expect(recheck.state.role).toBe("Master");
     const vouched = run(s, msg(70, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: "x" }));
     expect(rules(vouched)).toEqual(["idle.vouched"]);
     expect(vouched.state.role).toBe("Master");

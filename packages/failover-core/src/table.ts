@@ -469,6 +469,7 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.role = "Idle";
       c.s.idleForConflict = true;
+      c.timer("conflictRecheck", c.now + c.s.config.promotionTimeoutMs);
       beginStartupChecks(c);
       if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
     },
@@ -1080,6 +1081,41 @@ export const transitions: readonly TransitionRow[] = [
       c.provisionalLease();
       if (c.s.config.virtualIp)
         c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+    },
+  }),
+  row({
+    id: "conflict.recheck.vouched",
+    from: ["Idle"],
+    on: "timer:conflictRecheck",
+    guard: "still Idle for a start-up conflict; the rival is gone; a running peer names us the master",
+    to: "Master",
+    actions: "take the master role: lease, VIP, monitoring",
+    reason: "the conflict that kept us Idle is over and the cluster names us its master",
+    when: (c) =>
+      c.s.idleForConflict &&
+      c.quorate() &&
+      c.leaseValid() &&
+      !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")) &&
+      c.others().some((a) => !c.s.peers[a]?.starting && c.s.peers[a]?.master === c.self),
+    run: (c) => {
+      c.s.idleForConflict = false;
+      c.setRole("Master");
+      c.provisionalLease();
+      if (c.s.config.virtualIp)
+        c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+    },
+  }),
+  row({
+    id: "conflict.recheck.wait",
+    from: ["*"],
+    on: "timer:conflictRecheck",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "check again later while still Idle for a conflict",
+    reason: "the start-up conflict is not resolved yet",
+    run: (c) => {
+      if (c.s.idleForConflict && c.s.role === "Idle")
+        c.timer("conflictRecheck", c.now + c.s.config.promotionTimeoutMs);
     },
   }),
   row({
