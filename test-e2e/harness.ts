@@ -229,6 +229,12 @@ export interface EfmClusterOptions {
   adminPort: number;
   smtp: SmtpSink;
   properties?: Record<string, string>;
+  /**
+   * Folder holding one agent folder per host (`<agentRoot>/<host>`); several clusters given the
+   * same root share their hosts' lock/log/run/state folders, as on a real host. Default: inside
+   * each lab host's folder.
+   */
+  agentRoot?: string;
 }
 
 /** One EFM cluster (properties, agents, CLI) over the hosts of a lab cluster. */
@@ -236,6 +242,7 @@ export class EfmCluster {
   readonly agents = new Map<string, AgentProcess>();
   readonly files: Record<string, EfmHostFiles>;
   readonly smtp: SmtpSink;
+  private readonly agentRoot: string | undefined;
 
   constructor(
     readonly lab: Cluster,
@@ -243,6 +250,7 @@ export class EfmCluster {
     opts: EfmClusterOptions,
   ) {
     this.smtp = opts.smtp;
+    this.agentRoot = opts.agentRoot;
     this.files = lab.writeEfmFiles(name, {
       passwordEncrypted: encrypt(lab.efmPassword, name),
       agentPort: opts.agentPort,
@@ -259,7 +267,7 @@ export class EfmCluster {
 
   /** The folder standing for /var/lock/efm, /var/log/efm, /run/efm and /var/lib/efm on a host. */
   agentDir(host: string): string {
-    return join(this.lab.host(host).dir, "agent");
+    return this.agentRoot ? join(this.agentRoot, host) : join(this.lab.host(host).dir, "agent");
   }
 
   /** The environment of an agent or CLI on `host` (its EFM_*_DIR folders). */
@@ -425,7 +433,8 @@ export class EfmCluster {
   keepLogs(): void {
     for (const h of this.lab.hosts) {
       const from = this.agentDir(h.name);
-      if (existsSync(from)) cpSync(from, join(`${this.lab.runDir}-logs`, h.name), { recursive: true });
+      if (existsSync(from))
+        cpSync(from, join(`${this.lab.runDir}-logs`, h.name), { recursive: true, force: true });
     }
   }
 
