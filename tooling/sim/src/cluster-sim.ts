@@ -107,6 +107,7 @@ export class ClusterSim {
   private readonly netRng: Rng;
   private readonly addrs: string[];
   private reqSeq = 0;
+  private readonly rankedWith = new Map<string, readonly string[]>();
 
   constructor(
     readonly opts: ClusterSimOptions,
@@ -442,6 +443,8 @@ export class ClusterSim {
     const me = n.addr;
     switch (a.type) {
       case "send":
+        // the priority list the coordinator ranked with, for the promotion invariant
+        if (a.message.type === "promote") this.rankedWith.set(a.message.token, n.fs.priority);
         this.membership(n, gen, { type: "send", to: a.to, payload: a.message });
         return;
       case "broadcast":
@@ -614,7 +617,7 @@ export class ClusterSim {
     }
     const cand = c.fs.candidacy;
     const coord = cand ? this.nodes.get(cand.coordinator) : undefined;
-    const priority = coord?.fs.priority ?? c.fs.priority;
+    const priority = (cand && this.rankedWith.get(cand.token)) ?? coord?.fs.priority ?? c.fs.priority;
     const mine = c.db?.lsn ?? -1n;
     const members = new Set(c.core.currentView()?.members ?? []);
     for (const s of this.nodes.values()) {
