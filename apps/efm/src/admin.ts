@@ -1,4 +1,11 @@
-import { adminRequest, AgentError, agentFiles, type ClusterStatus, readToken, resolveDirs } from "@efm/agent";
+import {
+  adminRequest,
+  AgentError,
+  agentFiles,
+  type ClusterStatus,
+  readToken,
+  resolveDirs,
+} from "@efm/agent/client";
 import { DbProbeError, describeFailure, FAILURE_CODES, type FailureCode, readFacts } from "@efm/db-probe";
 import { decrypt } from "@efm/password-crypto";
 import { type EfmConfig, formatProblem, PropertiesError, readConfig } from "@efm/properties-parser";

@@ -1,4 +1,4 @@
-import type { ClusterStatus } from "@efm/agent";
+import type { ClusterStatus } from "@efm/agent/client";
 import { describe, expect, test } from "vitest";
 import { compareLsn, type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status.ts";
 

@@ -1,4 +1,4 @@
-import type { ClusterStatus, NodeStatus } from "@efm/agent";
+import type { ClusterStatus, NodeStatus } from "@efm/agent/client";
 
 /** A direct query from this host to one database (guide 4.2.1 "Promote Status"). */
 export type DbQuery =
