@@ -93,6 +93,7 @@ describe("cluster commands", () => {
     expect(suite.smtp.since(mark, "Failover has completed on cluster acctg").length).toBeGreaterThan(0);
     const s = await efm.status("b");
     expect(s.json?.failoverpriority).toEqual([B]);
+    expect(s.json?.nodes[A]).toMatchObject({ type: "Idle", agent: "UP" });
   });
 
   it("remove-node keeps the node out once its agent restarts", async () => {
@@ -127,5 +128,9 @@ describe("cluster commands", () => {
       expect(exited?.code).toBe(0);
     }
     for (const h of ["a", "b", "c"]) expect(readFileSync(efm.files[h]!.nodesFile, "utf8")).toBe(before[h]);
+    // With no agent left the CLI says so and fails.
+    const none = await efm.efm("c", ["cluster-status", "acctg"]);
+    expect(none.code).not.toBe(0);
+    expect(none.stdout + none.stderr).toContain("is the local agent running?");
   });
 });

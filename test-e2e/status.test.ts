@@ -4,7 +4,7 @@
  * lock file, the admin token), and finally a master database failure that must not promote.
  */
 import { createConnection } from "node:net";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EfmCluster, Suite, sleep, threeHosts } from "./harness.ts";
 
@@ -150,11 +150,16 @@ describe("guards of a running agent", () => {
     const second = efm.spawnAgent("a");
     const { code } = await second.exited;
     expect(code).not.toBe(0);
-    const { readFileSync } = await import("node:fs");
     const out = readFileSync(second.outFile, "utf8");
     expect(out).toMatch(/another agent \(pid \d+\) already runs this cluster on this host/);
-    // The first agent is unharmed and still the master.
+    // The first agent is unharmed: it still holds the lock and its token still works.
     expect(efm.agents.get("a")?.running).toBe(true);
+    expect(readFileSync(`${efm.agentDir("a")}/acctg.lock`, "utf8").trim()).toBe(
+      String(efm.agents.get("a")?.pid),
+    );
+    const node = await efm.efm("a", ["node-status-json", "acctg"]);
+    expect(node.code, node.stdout).toBe(0);
+    expect(JSON.parse(node.stdout)).toMatchObject({ type: "Master", healthy: true });
     await efm.waitTypes("b", { a: "Master" });
   });
 
