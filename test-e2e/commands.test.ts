@@ -100,8 +100,18 @@ describe("cluster commands", () => {
     const r = await efm.efm("c", ["remove-node", "acctg", B]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     await efm.waitStatus("a", "b no longer allowed", (s) => !s.allowednodes.includes(B));
-    // remove-node does not stop a running agent (4.1.7): stop and restart it.
+    // remove-node does not stop a running agent (4.1.7): stop and restart it. SIGTERM leaves
+    // cleanly: the others say so and drop it from their members files (4.1.5).
+    const mark = suite.smtp.mark();
     await efm.kill("b", "SIGTERM");
+    await suite.smtp.waitFor(`Standby agent exited on ${B} for cluster acctg`, 30_000, mark);
+    for (const h of ["a", "c"]) {
+      const dropped = await waitUntil(
+        () => !readFileSync(efm.files[h]!.nodesFile, "utf8").includes(`${B}:`),
+        30_000,
+      );
+      expect(dropped, `${h}.nodes still lists ${B}`).toBe(true);
+    }
     const again = efm.start("b");
     // The restarted agent is refused: its start fails, saying why, and it never shows up.
     const exited = await Promise.race([again.exited, sleep(60_000).then(() => null)]);

@@ -4,7 +4,7 @@
  * lock file, the admin token), and finally a master database failure that must not promote.
  */
 import { createConnection } from "node:net";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EfmCluster, Suite, sleep, threeHosts } from "./harness.ts";
 
@@ -182,6 +182,15 @@ describe("guards of a running agent", () => {
     const s = await efm.status("b");
     expect(s.json?.allowednodes).not.toContain("127.0.5.99");
     for (const h of ["a", "b", "c"]) expect(efm.agents.get(h)?.running).toBe(true);
+  });
+});
+
+describe("the lock file (guide 7)", () => {
+  it("warns when the lock file of a running agent is removed", async () => {
+    const mark = suite.smtp.mark();
+    rmSync(`${efm.agentDir("b")}/acctg.lock`);
+    await suite.smtp.waitFor("Lock file for cluster acctg has been removed", 30_000, mark);
+    expect(efm.agents.get("b")?.running).toBe(true);
   });
 });
 
