@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runCascadeSim, runClusterSim } from "./cluster-sim.ts";
+import { runCascadeSim, runClusterSim, runOneWayCutSim } from "./cluster-sim.ts";
 import { main } from "./cli.ts";
 
 const SEEDS = Number(process.env.CLUSTER_SEEDS ?? 2000);
@@ -31,6 +31,18 @@ describe("combined simulation (membership core + failover-core)", () => {
     expect(bad).toEqual([]);
     // the majority C,D,E really takes over from the isolated master
     expect(promotions).toBeGreaterThan(50);
+  }, 120_000);
+
+  it("a one-way cut from the master to the coordinator causes no failover (the others still reach its database)", () => {
+    const bad: string[] = [];
+    let promotions = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      const r = runOneWayCutSim(seed);
+      promotions += r.promotions;
+      if (r.violations.length > 0) bad.push(`${r.violations[0]} (one-way seed ${seed})`);
+    }
+    expect(bad).toEqual([]);
+    expect(promotions).toBe(0);
   }, 120_000);
 
   it("replays a seed exactly", () => {

@@ -900,3 +900,45 @@ export function runCascadeSim(seed: number, options: Omit<ClusterSimOptions, "se
     transcript: sim.transcript,
   };
 }
+
+/**
+ * A one-way cut from the master to the coordinator: the coordinator stops hearing the master and
+ * removes it, while the master still hears (and is acknowledged by) the others for a while. The
+ * coordinator, itself a standby, cannot reach the master's database or VIP either, so only the
+ * lease wait keeps it from promoting while the old master is still writable.
+ */
+export function runOneWayCutSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0x1ca7);
+  const n = setup.int(4, 6);
+  const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = addrs[0]!;
+  const coordinator = addrs[1]!;
+  // the coordinator (oldest member) is a standby: it starts first
+  sim.clock.at(0, () => sim.startHost(coordinator));
+  for (const a of addrs) if (a !== coordinator) sim.clock.at(setup.int(40, 80), () => sim.startHost(a));
+  if (
+    !sim.runUntilTrue(3000, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
+  ) {
+    sim.violations.push(`seed ${seed}: cluster did not form: ${sim.roles()}`);
+  }
+  sim.runUntil(sim.clock.now() + setup.int(0, 300));
+  sim.net.cutOneWay(master, coordinator);
+  sim.log(`cut ${master} -> ${coordinator}`);
+  sim.runUntil(sim.clock.now() + 4000);
+  return {
+    seed,
+    nodes: n,
+    autoFailover: true,
+    violations: sim.violations,
+    promotions: sim.promotions,
+    steps: sim.clock.steps,
+    transcript: sim.transcript,
+  };
+}
