@@ -432,8 +432,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const now = member.now();
     const dispatch = (ev: FailoverEvent) => loop.dispatch(ev);
     switch (e.type) {
+      // The same translation as tooling/sim's ClusterSim.fromMembership, so the agent runs the
+      // composition the simulator verifies: departures come with the view that records them,
+      // removals only once the removing view is committed, with its takeover time.
       case "viewInstalled":
-        return dispatch({
+        dispatch({
           type: "viewInstalled",
           now,
           view: {
@@ -441,22 +444,25 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
             members: e.view.members.map((address) => ({ address })),
             coordinator: e.view.coordinator,
             quorate: e.view.quorate,
-            // A member that left gracefully leaves the voter set too; the change commits a
-            // moment after this view, so do not count it as a voter that is merely DOWN.
-            voters: member.config().voters.filter((v) => !e.left.includes(v)),
+            voters: member.config().voters,
             subgroups: e.view.subgroups,
           },
         });
-      case "memberLeft":
-        return dispatch({ type: "memberGone", now, address: e.member, how: "left", lastHeardAt: now });
-      case "memberRemoved":
-        return dispatch({
-          type: "memberGone",
-          now,
-          address: e.member,
-          how: "removed",
-          lastHeardAt: e.lastHeard ?? now,
-        });
+        for (const address of e.left)
+          dispatch({ type: "memberGone", now, address, how: "left", lastHeardAt: now });
+        return;
+      case "viewCommitted":
+        for (const r of e.removed) {
+          dispatch({
+            type: "memberGone",
+            now,
+            address: r.member,
+            how: "removed",
+            lastHeardAt: e.committedAt,
+            takeoverAllowedAt: r.takeoverAllowedAt,
+          });
+        }
+        return;
       case "memberSuspected":
         return dispatch({ type: "memberSuspected", now, address: e.member });
       case "quorumGained":

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ClusterSnapshot } from "@efm/failover-core";
 import pino from "pino";
 import { afterAll, describe, expect, test } from "vitest";
 import { adminRequest } from "./admin/client.ts";
@@ -79,27 +80,29 @@ test("peer messages are checked field by field", () => {
 });
 
 test("status shows nodes by address and lists the messages an operator needs", () => {
+  const snap: ClusterSnapshot = {
+    clusterName: "acctg",
+    self: "10.0.1.8:7800",
+    phase: "running",
+    role: "Master",
+    epoch: 3,
+    coordinator: "10.0.1.8:7800",
+    quorate: true,
+    members: [
+      { address: "10.0.1.8:7800", role: "Master", agent: "UP", db: "UP" },
+      { address: "10.0.1.9:7800", role: "Standby", agent: "UP", db: "UP" },
+      { address: "10.0.1.10:7800", role: null, agent: "DOWN", db: "UNKNOWN" },
+    ],
+    allowed: [],
+    priority: ["10.0.1.9:7800"],
+    promoting: null,
+    failoverDisabled: true,
+    lastReason: "",
+  };
   const s = statusFromSnapshot(
-    {
-      clusterName: "acctg",
-      self: "10.0.1.8:7800",
-      phase: "running",
-      role: "Master",
-      epoch: 3,
-      coordinator: "10.0.1.8:7800",
-      quorate: true,
-      members: [
-        { address: "10.0.1.8:7800", role: "Master", agent: "UP", db: "UP" },
-        { address: "10.0.1.9:7800", role: "Standby", agent: "UP", db: "UP" },
-        { address: "10.0.1.10:7800", role: null, agent: "DOWN", db: "UNKNOWN" },
-      ],
-      allowed: [],
-      priority: ["10.0.1.9:7800"],
-      promoting: null,
-      failoverDisabled: true,
-      lastReason: "",
-    },
+    snap,
     ["10.0.1.8", "10.0.1.9", "10.0.1.10"],
+    ["10.0.1.8:7800", "10.0.1.9:7800", "10.0.1.10:7800"],
   );
   expect(s.nodes.map((n) => [n.address, n.type, n.agent])).toEqual([
     ["10.0.1.8", "Master", "UP"],
@@ -107,6 +110,10 @@ test("status shows nodes by address and lists the messages an operator needs", (
     ["10.0.1.10", "Idle", "DOWN"],
   ]);
   expect(s.failoverPriority).toEqual(["10.0.1.9"]);
+  // A DOWN member that is no longer a voter (it left gracefully) is not shown at all.
+  expect(statusFromSnapshot({ ...snap, failoverDisabled: false }, [], ["10.0.1.8:7800"]).nodes).toHaveLength(
+    2,
+  );
   expect(s.messages).toContain("Failover is disabled until the master agent is restarted.");
 });
 

@@ -17,8 +17,14 @@ export function readAgentState(path: string): { allowed: string[]; priority: str
 }
 
 /** The engine's snapshot as the admin channel's ClusterStatus; addresses shown by host, as EFM does. */
-export function statusFromSnapshot(snap: ClusterSnapshot, allowedHosts: readonly string[]): ClusterStatus {
-  const nodes: NodeStatus[] = snap.members.map((m) => ({
+export function statusFromSnapshot(
+  snap: ClusterSnapshot,
+  allowedHosts: readonly string[],
+  voters: readonly string[],
+): ClusterStatus {
+  // An agent that left gracefully is out of the voter set: it is gone, not DOWN.
+  const shown = snap.members.filter((m) => m.agent === "UP" || voters.includes(m.address));
+  const nodes: NodeStatus[] = shown.map((m) => ({
     address: hostOf(m.address),
     type: m.role ?? "Idle",
     agent: m.agent,

@@ -53,7 +53,11 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
   return async (req) => {
     switch (req.command) {
       case "cluster-status":
-        return statusFromSnapshot(snapshot(deps.loop.current), deps.member.config().allowed);
+        return statusFromSnapshot(
+          snapshot(deps.loop.current),
+          deps.member.config().allowed,
+          deps.member.config().voters,
+        );
       case "node-status": {
         const s = deps.loop.current;
         const healthy =
