@@ -323,7 +323,7 @@ export class MembershipCore {
 
   private onStart(): void {
     this.started = true;
-    this.hbDue = this.now + this.timing.timeout;
+    this.hbDue = this.now + this.timing.heartbeatInterval;
     this.setTimer("hb", this.hbDue);
     this.discoverRound();
   }
@@ -605,7 +605,7 @@ export class MembershipCore {
       // We were paused (GC, SIGSTOP, VM migration): the silence is ours, not theirs.
       for (const m of this.others()) this.lastHeard.set(m, this.now);
     }
-    this.hbDue = this.now + this.timing.timeout;
+    this.hbDue = this.now + this.timing.heartbeatInterval;
     this.setTimer("hb", this.hbDue);
     if (!this.view) return;
     const cfg = this.isCoord() ? this.config : null;

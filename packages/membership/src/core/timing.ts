@@ -22,6 +22,12 @@ export interface Timing {
   readonly pauseThreshold: number;
   /** The master lease L = suspectAfter - timeout. */
   readonly lease: number;
+  /**
+   * Heartbeats go out twice per jgroups.timeout: the lease is renewed by acknowledged
+   * heartbeats, and with jgroups.max.tries=2 (L = one timeout) a heartbeat only every timeout
+   * would let a healthy master's lease lapse for a round trip after each one.
+   */
+  readonly heartbeatInterval: number;
   /** Extra wait on top of L before another node may take over a removed master's role. */
   readonly driftMargin: number;
   /** How long a graceful leave waits for the coordinator's view before leaving anyway. */
@@ -55,6 +61,7 @@ export function deriveTiming(
     mergeTimeout: 2 * timeout,
     pauseThreshold: timeout,
     lease: leaseDuration(timeout, maxTries),
+    heartbeatInterval: Math.ceil(timeout / 2),
     // Clock rates differ by far less than 1 %; one heartbeat interval also covers message delay.
     driftMargin: timeout + Math.ceil(suspectAfter / 100),
     leaveTimeout: 2 * timeout,
