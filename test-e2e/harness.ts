@@ -327,13 +327,18 @@ export class EfmCluster {
     const mark = this.smtp.mark();
     for (const h of hosts) this.start(h);
     for (const h of hosts) {
-      await this.smtp.waitFor(
-        new RegExp(
-          `agent running on ${this.address(h).replace(/\./g, "\\.")}\\b.* for cluster ${this.name}$`,
-        ),
-        timeoutMs,
-        mark,
+      const running = new RegExp(
+        `agent running on ${this.address(h).replace(/\./g, "\\.")}\\b.* for cluster ${this.name}$`,
       );
+      const started = () => this.smtp.mails.slice(mark).some((m) => running.test(m.subject));
+      await waitUntil(() => started() || !this.agents.get(h)?.running, timeoutMs, 200);
+      if (!started()) {
+        const why = this.agents.get(h)?.running ? "timed out" : "it exited";
+        const mails = this.smtp.subjects().slice(mark).join(" | ");
+        throw new Error(
+          `agent ${h} of ${this.name} did not finish starting (${why}); mails: ${mails}\n${this.logTails()}`,
+        );
+      }
     }
     return this.waitTypes(hosts[0] as string, want, timeoutMs);
   }
