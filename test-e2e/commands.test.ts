@@ -66,6 +66,40 @@ describe("cluster commands", () => {
     await efm.waitStatus("b", "c first again", (s) => s.failoverpriority.join(" ") === `${C} ${B}`);
   });
 
+  it("promote refuses without a terminal when no standby is up to date", async () => {
+    // Both standbys stop receiving WAL (their receivers point where nothing listens); then the
+    // master writes, so neither is in sync.
+    const saved: Record<string, string> = {};
+    for (const h of ["b", "c"]) {
+      const [row] = await efm.lab.psql(h, "show primary_conninfo");
+      saved[h] = String(row?.primary_conninfo ?? "");
+      const broken = saved[h].replace(`host=${A}`, "host=127.0.7.99").replace(/'/g, "''");
+      await efm.lab.psql(h, `alter system set primary_conninfo = '${broken}'`);
+      await efm.lab.psql(h, "select pg_reload_conf()");
+    }
+    expect(
+      await waitUntil(
+        async () => (await senderHost("b")) === null && (await senderHost("c")) === null,
+        30_000,
+      ),
+    ).toBe(true);
+    await efm.lab.write("a", 10);
+    const r = await efm.efm("b", ["promote", "acctg"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toContain("There is no standby that is up to date with the master");
+    expect(r.stdout).toContain("Not promoting.");
+    const s = await efm.status("a");
+    expect(s.json?.nodes[A]?.type).toBe("Master");
+    expect(await efm.lab.inRecovery("b")).toBe(true);
+    expect(await efm.lab.inRecovery("c")).toBe(true);
+    // Streaming again: the standbys catch up.
+    for (const h of ["b", "c"]) {
+      await efm.lab.psql(h, `alter system set primary_conninfo = '${saved[h]!.replace(/'/g, "''")}'`);
+      await efm.lab.psql(h, "select pg_reload_conf()");
+    }
+    await efm.lab.waitStreaming("a", ["b", "c"]);
+  });
+
   it("promote switches the master over as guide 4.1.4 describes", async () => {
     const lsn = await efm.lab.write("a", 20);
     await efm.lab.waitReplayed("b", lsn);
