@@ -123,4 +123,14 @@ describe("kill -9 of the master agent with its database running (guide 8.3)", ()
     const lsn = await efm.lab.write("b", 1);
     await efm.lab.waitReplayed("a", lsn);
   });
+
+  it("restarting the master agent re-enables failover", async () => {
+    const mark = suite.smtp.mark();
+    efm.start("b");
+    await suite.smtp.waitFor(`Master agent running on ${B} for cluster acctg`, 60_000, mark);
+    await efm.waitTypes("a", { a: "Standby", b: "Master", c: "Standby" });
+    for (const h of ["a", "b", "c"]) {
+      await efm.waitStatus(h, "failover enabled again", (st, code) => code === 0 && st.messages.length === 0);
+    }
+  });
 });
