@@ -117,6 +117,7 @@ export class Ctx {
       master,
       ...(ask ? { ask } : {}),
       ...(starting ? { starting } : {}),
+      ...(this.s.idleForConflict && this.s.role === "Idle" ? { conflict: true } : {}),
     };
   }
 

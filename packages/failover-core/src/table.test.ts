@@ -219,6 +219,39 @@ describe("start-up (4.1.1)", () => {
     expect(find(vouched, "assignVip").vip).toBe("10.0.0.100");
   });
 
+  it("a restarting primary whose rival already stepped aside to Idle stays Idle too (sim seed 66)", () => {
+    // y (the newer master) restarted first, saw x claim Master and went Idle; x decides later, after
+    // waiting for its lease. Reading y's Idle role as "no other master" made the stale x master while
+    // y's database stayed a primary holding the VIP.
+    let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
+    s = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(
+        1,
+        [
+          ["x", null],
+          ["y", null],
+        ],
+        { voters: ["x", "y", "b"] },
+      ),
+    }).state;
+    const y: PeerMessage = { type: "status", role: "Idle", db: "UP", master: null, conflict: true };
+    s = run(s, msg(2, "y", y)).state;
+    const r = run(s, { type: "timer", now: 60, name: "startupChecks" });
+    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
+    expect(r.state.role).toBe("Idle");
+    expect(r.actions.some((a) => a.type === "assignVip")).toBe(false);
+    // y announces the conflict while it is Idle for it
+    const yState = run(
+      r.state,
+      msg(3, "b", { type: "status", role: "Standby", db: "UP", master: null, ask: true }),
+    );
+    expect(find(yState, "send").message).toMatchObject({ role: "Idle", conflict: true });
+  });
+
   it("takes no role while the view is not quorate or a would-be master has no lease", () => {
     let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;

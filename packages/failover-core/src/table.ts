@@ -72,7 +72,8 @@ function finishStartup(c: Ctx): void {
 /**
  * Should a starting agent with a primary database stay Idle? Yes if a running peer is master or
  * promoting, if running peers know a master other than us that is not here as a non-master, or if
- * another starting agent also claims Master and no running peer vouches for us.
+ * another starting agent also claims Master (or sits Idle over such a conflict) and no running
+ * peer vouches for us.
  */
 function anotherMaster(c: Ctx): boolean {
   const others = c.others();
@@ -89,7 +90,12 @@ function anotherMaster(c: Ctx): boolean {
       (!c.members().includes(m) || !["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "")),
   );
   if (elsewhere) return true;
-  const rival = others.some((a) => c.roleOf(a) === "Master" && peer(a)?.starting);
+  // A rival primary: a starting agent claiming Master, or one that already stepped aside to Idle
+  // over this same conflict (its database is still a primary; whichever of us decides later must
+  // not read its Idle role as "no other master", or the stale primary of the two wins).
+  const rival = others.some(
+    (a) => (c.roleOf(a) === "Master" && peer(a)?.starting) || (c.roleOf(a) === "Idle" && peer(a)?.conflict),
+  );
   return rival && !reports.includes(c.self);
 }
 
@@ -103,6 +109,7 @@ function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
       db: e.message.db,
       master: e.message.master ?? null,
       starting: e.message.starting === true,
+      conflict: e.message.conflict === true,
     },
   };
   // A starting agent's role is tentative: it is not the cluster's master until it runs.

@@ -89,6 +89,8 @@ export type PeerMessage =
       readonly ask?: boolean;
       /** The sender has not finished start-up: its role is tentative. */
       readonly starting?: boolean;
+      /** The sender stays Idle over a start-up master conflict: its database is a primary too. */
+      readonly conflict?: boolean;
     }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
   | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
@@ -274,6 +276,8 @@ export interface PeerInfo {
   readonly master?: string | null;
   /** That peer had not finished start-up when it last announced itself (its role is tentative). */
   readonly starting?: boolean;
+  /** That peer is Idle over a start-up master conflict: it holds an unresolved primary database. */
+  readonly conflict?: boolean;
 }
 
 /** A coordinator-side check of one database by every member of the view. */
