@@ -220,7 +220,9 @@ describe("parseConfig", () => {
   });
 
   test("user.email takes several recipients separated by commas, semicolons or blanks", () => {
-    const r = parse(VALID.replace("user.email=dba@example.com", "user.email=a@x.org, b@y.org;c@z.org  d@w.org"));
+    const r = parse(
+      VALID.replace("user.email=dba@example.com", "user.email=a@x.org, b@y.org;c@z.org  d@w.org"),
+    );
     expect(r.config?.userEmail).toEqual(["a@x.org", "b@y.org", "c@z.org", "d@w.org"]);
     expect(r.config?.notificationLevel).toBe("INFO");
     const bad = parse(VALID.replace("user.email=dba@example.com", "user.email=a@x.org, not-an-address"));
