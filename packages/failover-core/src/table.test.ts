@@ -772,6 +772,52 @@ describe("promotion (coordinator side)", () => {
     expect(notified(to)).toEqual(["failoverNotOccurred"]);
   });
 
+  it("a lost master that rejoins ends the wait on its old removal (sim seed 11943)", () => {
+    const withoutA = run(coordinator(), {
+      type: "viewInstalled",
+      now: 9,
+      view: view(2, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    let s = run(withoutA, {
+      type: "memberGone",
+      now: 10,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 10,
+      takeoverAllowedAt: 5000,
+    }).state;
+    const inv = s.investigations[0]!;
+    for (const who of ["b", "c"])
+      s = run(s, msg(11, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    const self = Object.keys(s.remoteChecks)[0]!;
+    s = run(s, { type: "remoteDbChecked", now: 12, token: self, target: "a", result: "unreachable" }).state;
+    // a's host restarts and its agent rejoins: it may hold a fresh lease, its old removal says nothing
+    s = run(s, {
+      type: "viewInstalled",
+      now: 100,
+      view: view(3, FULL, { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    expect(s.investigations).toEqual([]);
+    const t = run(s, { type: "timer", now: 5000, name: `notBefore:${inv.token}` });
+    expect(rules(t)).not.toContain("inv.masterLost.unreachable");
+    expect(t.state.promotion).toBeNull();
+    // lost again: a new removal starts a new investigation that waits for its own takeoverAllowedAt
+    s = run(t.state, {
+      type: "viewInstalled",
+      now: 5100,
+      view: view(4, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    s = run(s, {
+      type: "memberGone",
+      now: 5101,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 5101,
+      takeoverAllowedAt: 9000,
+    }).state;
+    expect(s.investigations.map((i) => [i.kind, i.target, i.notBefore])).toEqual([["masterLost", "a", 9000]]);
+  });
+
   it("refuses a manual promotion right after the master vanished (lease wait)", () => {
     let s = coordinator();
     s = run(s, { type: "memberGone", now: 100, address: "a", how: "removed", lastHeardAt: 100 }).state;

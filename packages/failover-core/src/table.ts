@@ -192,6 +192,13 @@ function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
     }
   }
   c.s.peers = peers;
+  // A lost member is back (a restarted agent or a merge): the removal an investigation waited on no
+  // longer bounds its lease, since it may have earned a fresh one since. Deciding on that old
+  // removal's takeoverAllowedAt (and on database checks made while it was down) let a coordinator
+  // promote over a master that had restarted and was then isolated (sim seed 11943, 5 nodes). If
+  // it is lost again, its new removal starts a new investigation with a new takeoverAllowedAt.
+  const back = new Set(view.members.map((m) => m.address));
+  c.s.investigations = c.s.investigations.filter((i) => i.kind === "dbFailure" || !back.has(i.target));
 }
 
 function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
