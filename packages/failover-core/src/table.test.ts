@@ -818,6 +818,34 @@ describe("promotion (coordinator side)", () => {
     expect(s.investigations.map((i) => [i.kind, i.target, i.notBefore])).toEqual([["masterLost", "a", 9000]]);
   });
 
+  it("a lost master that rejoins as a standby makes the coordinator check again (sim seed 21)", () => {
+    let s = run(coordinator(), {
+      type: "viewInstalled",
+      now: 9,
+      view: view(2, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    s = run(s, {
+      type: "memberGone",
+      now: 10,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 10,
+      takeoverAllowedAt: 5000,
+    }).state;
+    s = run(s, {
+      type: "viewInstalled",
+      now: 100,
+      view: view(3, FULL, { coordinator: "w", voters: ["a", "b", "c", "w"] }),
+    }).state;
+    expect(s.investigations).toEqual([]);
+    // its fenced database came back in recovery: it runs as a standby, so nobody is master
+    const st = run(s, msg(200, "a", { type: "status", role: "Standby", db: "UP", master: null }));
+    expect(find(st, "setTimer").name).toBe("reconcile");
+    const r = run(st.state, { type: "timer", now: 300, name: "reconcile" });
+    expect(rules(r)).toEqual(["reconcile.noMaster"]);
+    expect(r.state.investigations.map((i) => [i.kind, i.target])).toEqual([["masterLost", "a"]]);
+  });
+
   it("refuses a manual promotion right after the master vanished (lease wait)", () => {
     let s = coordinator();
     s = run(s, { type: "memberGone", now: 100, address: "a", how: "removed", lastHeardAt: 100 }).state;

@@ -102,6 +102,7 @@ function anotherMaster(c: Ctx): boolean {
 /** Bookkeeping for a peer's status: its role, its known master, the priority list. */
 function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
   if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
+  const prev = c.s.peers[e.from];
   c.s.peers = {
     ...c.s.peers,
     [e.from]: {
@@ -120,6 +121,15 @@ function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
     // "Failover is disabled until the master agent is restarted": it restarted, but not as master.
     c.s.failoverDisabled = false;
     if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
+  } else if (
+    !e.message.starting &&
+    c.s.knownMaster?.address === e.from &&
+    (prev === undefined || prev.starting || prev.role !== e.message.role) &&
+    c.s.view?.coordinator === c.self
+  ) {
+    // The last master is back (its investigation ended when it rejoined) and runs as something
+    // else: nobody may be master now, so check again (the reconcile rows decide, lease wait included).
+    c.timer("reconcile", c.now + c.s.config.messageSlackMs);
   }
   if (
     c.isCoordinator() &&
