@@ -1,15 +1,25 @@
 import { parseArgs } from "node:util";
-import { runClusterSim } from "./cluster-sim.ts";
+import { runCascadeSim, runClusterSim, runLeaseWaitSim, runOneWayCutSim } from "./cluster-sim.ts";
+
+/** Seed families the CLI can run: the random fault mix and the targeted scenarios. */
+const SCENARIOS = {
+  random: runClusterSim,
+  "lease-wait": runLeaseWaitSim,
+  cascade: runCascadeSim,
+  "one-way": runOneWayCutSim,
+} as const;
 
 /**
- * `pnpm sim --seeds N [--seed S] [--nodes K] [--transcript] [--skip-lease-wait]`: run the combined
- * simulator over seeds S..S+N-1; a failing seed is printed with its transcript and replays exactly.
+ * `pnpm sim --seeds N [--seed S] [--nodes K] [--scenario NAME] [--transcript] [--skip-lease-wait]`:
+ * run the combined simulator over seeds S..S+N-1; a failing seed is printed with its transcript and
+ * replays exactly. NAME: random (default), lease-wait, cascade, one-way (these pick their own size).
  */
 export function main(argv: readonly string[]): number {
   let values: {
     seeds?: string;
     seed?: string;
     nodes?: string;
+    scenario?: string;
     transcript?: boolean;
     "skip-lease-wait"?: boolean;
   };
@@ -20,6 +30,7 @@ export function main(argv: readonly string[]): number {
         seeds: { type: "string" },
         seed: { type: "string" },
         nodes: { type: "string" },
+        scenario: { type: "string" },
         transcript: { type: "boolean" },
         "skip-lease-wait": { type: "boolean" },
       },
@@ -41,6 +52,14 @@ export function main(argv: readonly string[]): number {
   const first = int("seed", values.seed, 1, 0, 2 ** 31 - 1);
   const nodes = values.nodes === undefined ? undefined : int("nodes", values.nodes, 5, 2, 15);
   if (seeds === null || first === null || nodes === null) return 2;
+  const name = values.scenario ?? "random";
+  if (!Object.hasOwn(SCENARIOS, name)) {
+    process.stderr.write(
+      `sim: --scenario must be one of ${Object.keys(SCENARIOS).join(", ")}, got "${name}"\n`,
+    );
+    return 2;
+  }
+  const run = SCENARIOS[name as keyof typeof SCENARIOS];
   const started = Date.now();
   let failed = 0;
   let steps = 0;
@@ -50,12 +69,12 @@ export function main(argv: readonly string[]): number {
       ...(nodes !== undefined ? { nodes } : {}),
       ...(values["skip-lease-wait"] ? { skipLeaseWait: true } : {}),
     };
-    const r = runClusterSim(seed, { ...opts, transcript: values.transcript === true });
+    const r = run(seed, { ...opts, transcript: values.transcript === true });
     steps += r.steps;
     promotions += r.promotions;
     if (r.violations.length > 0 || values.transcript) {
       if (r.violations.length > 0) failed++;
-      const replay = r.transcript.length > 0 ? r : runClusterSim(seed, { ...opts, transcript: true });
+      const replay = r.transcript.length > 0 ? r : run(seed, { ...opts, transcript: true });
       process.stdout.write(
         `${r.violations.length > 0 ? "FAIL" : "ok"} seed=${seed} nodes=${r.nodes} auto.failover=${r.autoFailover}\n`,
       );
@@ -63,7 +82,9 @@ export function main(argv: readonly string[]): number {
       for (const line of replay.transcript) process.stdout.write(`    ${line}\n`);
       if (r.violations.length > 0) {
         process.stdout.write(
-          `  reproduce with: pnpm sim --seed ${seed}${nodes !== undefined ? ` --nodes ${nodes}` : ""}\n`,
+          `  reproduce with: pnpm sim --seed ${seed}${nodes !== undefined ? ` --nodes ${nodes}` : ""}${
+            name !== "random" ? ` --scenario ${name}` : ""
+          }${values["skip-lease-wait"] ? " --skip-lease-wait" : ""}\n`,
         );
       }
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runCascadeSim, runClusterSim, runOneWayCutSim } from "./cluster-sim.ts";
+import { runCascadeSim, runClusterSim, runLeaseWaitSim, runOneWayCutSim } from "./cluster-sim.ts";
 import { main } from "./cli.ts";
 
 const SEEDS = Number(process.env.CLUSTER_SEEDS ?? 2000);
@@ -59,12 +59,26 @@ describe("combined simulation (membership core + failover-core)", () => {
     expect(promotions).toBeGreaterThan(10);
   });
 
-  it("catches a takeover that does not wait out the old master's lease", () => {
-    const splitBrain = (f: string) => f.includes("two writable masters") || f.includes("two VIP holders");
-    const caught = failures(1, 300, { skipLeaseWait: true }).filter(splitBrain);
-    const baseline = failures(1, 300).filter(splitBrain);
-    expect(baseline).toEqual([]);
-    expect(caught.length).toBeGreaterThan(0);
+  it("fails over safely when the coordinator removes a master that the others still acknowledged", () => {
+    const bad: string[] = [];
+    let promotions = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = runLeaseWaitSim(seed);
+      promotions += r.promotions;
+      if (r.violations.length > 0) bad.push(`${r.violations[0]} (lease-wait seed ${seed})`);
+    }
+    expect(bad).toEqual([]);
+    // every run really fails over, after the wait
+    expect(promotions).toBe(40);
+  }, 120_000);
+
+  it("catches a takeover that does not wait out the old master's lease, in every run built for it", () => {
+    const splitBrain = (v: string) => v.includes("two writable masters") || v.includes("two VIP holders");
+    const missed: number[] = [];
+    for (let seed = 1; seed <= 40; seed++) {
+      if (!runLeaseWaitSim(seed, { skipLeaseWait: true }).violations.some(splitBrain)) missed.push(seed);
+    }
+    expect(missed).toEqual([]);
   }, 120_000);
 
   it("the CLI reports a clean range with exit code 0 and rejects bad arguments with 2", () => {
@@ -78,11 +92,16 @@ describe("combined simulation (membership core + failover-core)", () => {
       expect(main(["--seeds", "zero"])).toBe(2);
       expect(main(["--nodes", "1"])).toBe(2);
       expect(main(["--bogus"])).toBe(2);
+      expect(main(["--scenario", "nope"])).toBe(2);
+      expect(main(["--scenario", "lease-wait", "--seed", "1", "--skip-lease-wait"])).toBe(1);
     } finally {
       process.stdout.write = write;
       process.stderr.write = errWrite;
     }
     expect(lines.join("")).toContain("3 seed(s), 0 failed");
     expect(lines.join("")).toContain("--seeds must be an integer");
+    expect(lines.join("")).toContain(
+      "reproduce with: pnpm sim --seed 1 --scenario lease-wait --skip-lease-wait",
+    );
   });
 });

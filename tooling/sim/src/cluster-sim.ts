@@ -684,6 +684,15 @@ export class ClusterSim {
     }
   }
 
+  /** Run event by event until `pred` holds right after one (or time `t`); returns whether it held. */
+  runUntilEvent(t: number, pred: () => boolean): boolean {
+    while (!pred()) {
+      if (this.clock.now() >= t || !this.clock.step()) return false;
+      this.check();
+    }
+    return true;
+  }
+
   /** Every live agent in one quorate view holding exactly the live agents. */
   converged(): boolean {
     const live = [...this.nodes.values()].filter((n) => n.agentUp);
@@ -931,6 +940,63 @@ export function runOneWayCutSim(
   sim.runUntil(sim.clock.now() + setup.int(0, 300));
   sim.net.cutOneWay(master, coordinator);
   sim.log(`cut ${master} -> ${coordinator}`);
+  sim.runUntil(sim.clock.now() + 4000);
+  return {
+    seed,
+    nodes: n,
+    autoFailover: true,
+    violations: sim.violations,
+    promotions: sim.promotions,
+    steps: sim.clock.steps,
+    transcript: sim.transcript,
+  };
+}
+
+/**
+ * The case the master lease exists for, built deterministically: the master's traffic to the
+ * coordinator is cut one way, so the coordinator removes the master while the other members still
+ * hear it and acknowledge its heartbeats, renewing its lease until they install the view without
+ * it. At that very moment (before anyone checks its database) the master is isolated completely:
+ * the majority can no longer reach its database and fails over, and the old master, which hears
+ * nobody, keeps a valid lease for about L after the removal. Only waiting for takeoverAllowedAt
+ * (committedAt + L + margin) keeps the promotion after the old master fenced itself; with
+ * `skipLeaseWait` the promotion lands inside the old lease and two writable masters coexist.
+ */
+export function runLeaseWaitSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0x1ea5e);
+  const n = setup.int(3, 6);
+  const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+  // max.tries >= 5 (8 is the default): the lease L = (max.tries - 1) x T outlasts the path from
+  // removal to promotion (about two remote.timeouts here, 250 ms), so a takeover that skips the
+  // wait always lands inside the old master's lease.
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([5, 6, 8]) },
+  );
+  const master = addrs[0]!;
+  // The standbys found the cluster first, so the coordinator (its oldest member) is a standby.
+  for (const a of addrs.slice(1)) sim.clock.at(setup.int(0, 40), () => sim.startHost(a));
+  sim.clock.at(setup.int(400, 500), () => sim.startHost(master));
+  if (
+    !sim.runUntilTrue(3000, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
+  ) {
+    sim.violations.push(`seed ${seed}: cluster did not form: ${sim.roles()}`);
+  }
+  sim.runUntil(sim.clock.now() + setup.int(0, 300));
+  const coordinator = sim.node(master).core.currentView()?.coordinator ?? addrs[1]!;
+  if (coordinator === master) sim.violations.push(`seed ${seed}: the master coordinates: ${sim.roles()}`);
+  sim.net.cutOneWay(master, coordinator);
+  sim.log(`cut ${master} -> ${coordinator}`);
+  const removed = sim.runUntilEvent(sim.clock.now() + 3000, () => {
+    const v = sim.node(coordinator).core.currentView();
+    return v !== null && !v.members.includes(master);
+  });
+  if (!removed) sim.violations.push(`seed ${seed}: the coordinator never removed the master: ${sim.roles()}`);
+  sim.net.partition([[master], addrs.filter((a) => a !== master)]);
+  sim.log(`isolate ${master}`);
   sim.runUntil(sim.clock.now() + 4000);
   return {
     seed,

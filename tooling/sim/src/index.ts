@@ -14,4 +14,4 @@ export { VirtualNetwork } from "./network.ts";
 export type { Rng } from "./rng.ts";
 export { createRng } from "./rng.ts";
 export type { ClusterNode, ClusterSimOptions, ClusterSimResult, FakeDb } from "./cluster-sim.ts";
-export { ClusterSim, runCascadeSim, runClusterSim, runOneWayCutSim } from "./cluster-sim.ts";
+export { ClusterSim, runCascadeSim, runClusterSim, runLeaseWaitSim, runOneWayCutSim } from "./cluster-sim.ts";
