@@ -106,9 +106,21 @@ export class Ctx {
 
   /** Our status announcement: role, database, and the master we know of. */
   status(ask = false): PeerMessage {
-    const known = this.s.knownMaster?.address ?? null;
+    // A coordinator that knows no master itself (it restarted) names the one its running peers
+    // report, so an agent Idle over a start-up conflict can be vouched for.
+    const heard =
+      this.s.view?.coordinator === this.self
+        ? (this.others()
+            .map((a) => this.s.peers[a])
+            .find((p) => p && !p.starting && typeof p.master === "string" && p.master !== this.self)
+            ?.master ?? null)
+        : null;
+    const known = this.s.knownMaster?.address ?? heard;
     // A fenced old master must not keep advertising itself.
-    const master = known === this.self && this.s.role !== "Master" ? null : known;
+    // A coordinator names no master while its promotion runs: an agent Idle over a start-up
+    // conflict takes the master role on the coordinator's word.
+    const master =
+      (known === this.self && this.s.role !== "Master") || this.s.promotion !== null ? null : known;
     const starting = this.s.phase !== "running";
     return {
       type: "status",

@@ -180,12 +180,16 @@ describe("start-up (4.1.1)", () => {
     expect(rules(r)).toEqual(["check.begin.secondMaster"]);
   });
 
-  it("two restarting primaries: both stay Idle until a running peer vouches for one of them", () => {
-    const v = view(1, [
-      ["x", null],
-      ["y", null],
-      ["b", null],
-    ]);
+  it("two restarting primaries: both stay Idle until the coordinator vouches for one of them", () => {
+    const v = view(
+      1,
+      [
+        ["x", null],
+        ["y", null],
+        ["b", null],
+      ],
+      { coordinator: "b" },
+    );
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
     s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
@@ -213,6 +217,10 @@ describe("start-up (4.1.1)", () => {
     const recheck = run(p, { type: "timer", now: 67, name: "conflictRecheck" });
     expect(rules(recheck)).toEqual(["conflict.recheck.vouched"]);
     expect(recheck.state.role).toBe("Master");
+    // a member that does not coordinate cannot vouch: only the coordinator runs promotions (sim seed 13580)
+    expect(rules(run(s, msg(69, "y", { type: "status", role: "Standby", db: "UP", master: "x" })))).toEqual([
+      "peer.status",
+    ]);
     const vouched = run(s, msg(70, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: "x" }));
     expect(rules(vouched)).toEqual(["idle.vouched"]);
     expect(vouched.state.role).toBe("Master");

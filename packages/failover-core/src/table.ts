@@ -1087,13 +1087,17 @@ export const transitions: readonly TransitionRow[] = [
     from: ["Idle"],
     on: "message:status",
     guard:
-      "Idle because of a master conflict at start-up; a running peer names us the master; no master here",
+      "Idle because of a master conflict at start-up; the coordinator names us the master; no master here",
     to: "Master",
     actions: "take the master role: lease, VIP, monitoring",
-    reason: "the cluster vouches for us as its master and nobody else holds the role: resume as master",
+    reason: "the coordinator vouches for us as its master and nobody else holds the role: resume as master",
+    // Only the coordinator's word counts: it alone runs promotions and names no master while one is
+    // in flight. A standby's word let an old primary resume while the coordinator was promoting
+    // another standby (sim seed 13580, 7 nodes: two writable masters).
     when: (c, e) =>
       c.s.idleForConflict &&
       !e.message.starting &&
+      e.from === c.s.view?.coordinator &&
       e.message.master === c.self &&
       c.quorate() &&
       c.leaseValid() &&
@@ -1111,16 +1115,26 @@ export const transitions: readonly TransitionRow[] = [
     id: "conflict.recheck.vouched",
     from: ["Idle"],
     on: "timer:conflictRecheck",
-    guard: "still Idle for a start-up conflict; the rival is gone; a running peer names us the master",
+    guard: "still Idle for a start-up conflict; the rival is gone; the coordinator names us the master",
     to: "Master",
     actions: "take the master role: lease, VIP, monitoring",
-    reason: "the conflict that kept us Idle is over and the cluster names us its master",
-    when: (c) =>
-      c.s.idleForConflict &&
-      c.quorate() &&
-      c.leaseValid() &&
-      !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")) &&
-      c.others().some((a) => !c.s.peers[a]?.starting && c.s.peers[a]?.master === c.self),
+    reason: "the conflict that kept us Idle is over and the coordinator names us its master",
+    when: (c) => {
+      const coord = c.s.view?.coordinator;
+      // as coordinator ourselves: what our running peers report, and no promotion of ours in flight
+      const vouched =
+        coord === c.self
+          ? c.s.promotion === null &&
+            c.others().some((a) => !c.s.peers[a]?.starting && c.s.peers[a]?.master === c.self)
+          : coord !== undefined && !c.s.peers[coord]?.starting && c.s.peers[coord]?.master === c.self;
+      return (
+        c.s.idleForConflict &&
+        c.quorate() &&
+        c.leaseValid() &&
+        !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")) &&
+        vouched
+      );
+    },
     run: (c) => {
       c.s.idleForConflict = false;
       c.setRole("Master");
@@ -1135,11 +1149,15 @@ export const transitions: readonly TransitionRow[] = [
     on: "timer:conflictRecheck",
     guard: "otherwise",
     to: "unchanged",
-    actions: "check again later while still Idle for a conflict",
+    actions: "check again later while still Idle for a conflict; ask the coordinator's status",
     reason: "the start-up conflict is not resolved yet",
     run: (c) => {
-      if (c.s.idleForConflict && c.s.role === "Idle")
+      if (c.s.idleForConflict && c.s.role === "Idle") {
         c.timer("conflictRecheck", c.now + c.s.config.promotionTimeoutMs);
+        // statuses are sent on changes only: ask the coordinator again for the master it names
+        const coord = c.s.view?.coordinator;
+        if (coord && coord !== c.self && c.members().includes(coord)) c.send(coord, c.status(true));
+      }
     },
   }),
   row({
