@@ -108,6 +108,8 @@ export class ClusterSim {
   private readonly addrs: string[];
   private reqSeq = 0;
   private readonly rankedWith = new Map<string, readonly string[]>();
+  /** Every database's WAL position when the coordinator sent a promotion (by promotion token). */
+  private readonly positionsAt = new Map<string, ReadonlyMap<string, bigint>>();
 
   constructor(
     readonly opts: ClusterSimOptions,
@@ -571,6 +573,12 @@ export class ClusterSim {
         });
         return;
       case "notify":
+        // promo.send: the coordinator has just chosen (also when it chose itself, with no message)
+        if (a.id === "promotionStarted" && n.fs.promotion) {
+          const at = new Map<string, bigint>();
+          for (const x of this.nodes.values()) if (x.db) at.set(x.addr, x.db.lsn);
+          this.positionsAt.set(n.fs.promotion.token, at);
+        }
         this.log(`${me}: notify ${a.id}`);
         return;
       case "writeState":
@@ -618,7 +626,14 @@ export class ClusterSim {
     const cand = c.fs.candidacy;
     const coord = cand ? this.nodes.get(cand.coordinator) : undefined;
     const priority = (cand && this.rankedWith.get(cand.token)) ?? coord?.fs.priority ?? c.fs.priority;
-    const mine = c.db?.lsn ?? -1n;
+    // Positions as they were when the coordinator chose: WAL a standby receives after that can
+    // only come from a primary the cluster already gave up (an old master's host that rebooted
+    // with its database still a primary, or one Idle over a start-up conflict). No choice made
+    // then could include it, and the failover discards it in any real cluster; stopping that
+    // writer is script.fence's job. Without a recorded choice (a manual promote of ourselves) use now.
+    const at = cand ? this.positionsAt.get(cand.token) : undefined;
+    const pos = (x: ClusterNode): bigint => at?.get(x.addr) ?? x.db?.lsn ?? -1n;
+    const mine = pos(c);
     const members = new Set(c.core.currentView()?.members ?? []);
     for (const s of this.nodes.values()) {
       if (s === c || !s.agentUp || !s.hostUp || !members.has(s.addr) || !this.linked(c.addr, s.addr))
@@ -627,9 +642,9 @@ export class ClusterSim {
         continue;
       // reachable = both sides see each other in their views (membership drops traffic otherwise)
       if (!s.core.currentView()?.members.includes(c.addr)) continue;
-      if (s.db.lsn > mine) {
-        this.violate(`${c.addr} promoted at ${formatLsn(mine)} but ${s.addr} had ${formatLsn(s.db.lsn)}`);
-      } else if (s.db.lsn === mine) {
+      if (pos(s) > mine) {
+        this.violate(`${c.addr} promoted at ${formatLsn(mine)} but ${s.addr} had ${formatLsn(pos(s))}`);
+      } else if (pos(s) === mine) {
         const pi = (a: string) => (priority.indexOf(a) < 0 ? Number.MAX_SAFE_INTEGER : priority.indexOf(a));
         if (pi(s.addr) < pi(c.addr) || (pi(s.addr) === pi(c.addr) && s.addr < c.addr)) {
           this.violate(`${c.addr} promoted but ${s.addr} is as up to date and first in the priority list`);
