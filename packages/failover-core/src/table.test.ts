@@ -672,6 +672,28 @@ describe("an old master fenced for isolation", () => {
 describe("promotion (coordinator side)", () => {
   const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
 
+  it("a coordinator that never knew the master trusts the fenced master's report (sim seed 10461)", () => {
+    const v = view(
+      1,
+      [
+        ["w", "Witness"],
+        ["a", "Idle"],
+        ["b", "Standby"],
+        ["c", "Standby"],
+      ],
+      { coordinator: "w" },
+    );
+    const fresh = boot("w", "witness", v);
+    expect(fresh.knownMaster).toBeNull();
+    const r = run(fresh, msg(1, "a", { type: "fencedMasterBack" }));
+    expect(rules(r)).toEqual(["coord.fencedMasterBack", "promo.start"]);
+    // but not when a running peer names another master
+    const told = run(fresh, msg(1, "b", { type: "status", role: "Standby", db: "UP", master: "x" })).state;
+    expect(rules(run(told, msg(2, "a", { type: "fencedMasterBack" })))).toEqual([
+      "coord.fencedMasterBack.ignore",
+    ]);
+  });
+
   it("refuses a second promotion while one runs", () => {
     let s = coordinator();
     s = run(s, {

@@ -1051,13 +1051,17 @@ export const transitions: readonly TransitionRow[] = [
     id: "coord.fencedMasterBack",
     from: RUNNING,
     on: "message:fencedMasterBack",
-    guard: "coordinator; it was the last master; no master, promotion or check in progress",
+    guard:
+      "coordinator; it was the last master (or we know no other); no master, promotion or check in progress",
     to: "unchanged",
     actions: "request a promotion that skips the master-database check",
     reason: "the old master fenced itself and nobody took over: fail over to the best standby",
+    // A coordinator that restarted while the master was cut off never learned it: with no other
+    // master known here or reported by running peers, the fenced master's own word is the best
+    // knowledge (sim seed 10461, 3 nodes: the cluster otherwise stayed without a master for good).
     when: (c, e) =>
       c.isCoordinator() &&
-      c.s.knownMaster?.address === e.from &&
+      (lastMaster(c) ?? e.from) === e.from &&
       c.membersWithRole("Master", "Promoting").length === 0 &&
       c.s.promotion === null &&
       c.s.investigations.length === 0,
