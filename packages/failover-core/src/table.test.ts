@@ -260,6 +260,36 @@ describe("start-up (4.1.1)", () => {
     expect(find(yState, "send").message).toMatchObject({ role: "Idle", conflict: true });
   });
 
+  it("an agent that finishes start-up as coordinator reconciles once (sim seed 22604)", () => {
+    let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
+    const v = view(
+      1,
+      [
+        ["a", "Standby"],
+        ["b", null],
+        ["c", "Standby"],
+        ["w", "Witness"],
+      ],
+      { coordinator: "b" },
+    );
+    const r = joinView(s, v, 0);
+    let last: StepResult = r;
+    for (const a of r.actions) {
+      if (a.type !== "checkRemoteDb") continue;
+      last = run(last.state, {
+        type: "remoteDbChecked",
+        now: 2,
+        token: a.token,
+        target: a.target,
+        result: "reachable",
+      });
+    }
+    expect(rules(last)).toEqual(["check.done"]);
+    expect(last.actions.some((a) => a.type === "setTimer" && a.name === "reconcile")).toBe(true);
+  });
+
   it("takes no role while the view is not quorate or a would-be master has no lease", () => {
     let s = run(initialState(config("a")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;

@@ -67,6 +67,16 @@ function finishStartup(c: Ctx): void {
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
   if (role === "Master" || role === "Standby") c.startLocalMonitoring();
+  // A coordinator that just started (its view arrived while it was still starting) reconciles once
+  // like one that gained the role in a view: the cluster may have no master (sim seed 22604, 4 nodes:
+  // the fenced old master restarted as a standby and became coordinator; nobody else decides).
+  if (
+    c.quorate() &&
+    c.s.view?.coordinator === c.self &&
+    c.membersWithRole("Master", "Promoting").length === 0
+  ) {
+    c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+  }
 }
 
 /**
