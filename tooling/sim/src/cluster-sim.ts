@@ -100,6 +100,8 @@ export class ClusterSim {
   readonly violations: string[] = [];
   readonly transcript: string[] = [];
   vipHolder: string | null = null;
+  /** Agents that exited at start-up because a cluster database was unreachable (4.1.1). */
+  readonly startupExits = new Set<string>();
   promotions = 0;
   manualCommands = 0;
   readonly autoFailover: boolean;
@@ -222,6 +224,7 @@ export class ClusterSim {
     if (!n.hostUp || n.agentUp) return;
     n.gen++;
     n.agentUp = true;
+    this.startupExits.delete(addr);
     n.core = this.newCore(addr, n.persisted);
     n.fs = initialState(this.failoverConfig(addr, n.witness, n.lists));
     n.leaseFed = Number.NEGATIVE_INFINITY;
@@ -605,6 +608,7 @@ export class ClusterSim {
       case "exit":
         this.log(`${me}: agent exit ${a.code} (${a.reason})`);
         this.crashAgent(me);
+        if (a.reason.startsWith("cannot connect to the database")) this.startupExits.add(me);
         return;
     }
   }
@@ -856,6 +860,10 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
   }
   const bound = sim.clock.now() + 12 * sim.timing.suspectAfter + 6000;
   const settled = sim.runUntilTrue(bound, () => {
+    // 4.1.1: an agent that cannot reach every cluster database at start-up exits, so a database
+    // that stays failed keeps restarted agents down until the operator repairs it (EFM does the same).
+    const down = [...sim.nodes.values()].filter((x) => x.hostUp && !x.agentUp);
+    if (dbFaults && down.length > 0 && down.every((x) => sim.startupExits.has(x.addr))) return true;
     if (!sim.converged()) return false;
     const live = [...sim.nodes.values()].filter((x) => x.agentUp);
     if (live.some((x) => x.fs.role === "Promoting" || x.fs.phase !== "running")) return false;
