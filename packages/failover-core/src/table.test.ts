@@ -590,6 +590,37 @@ describe("coordinator decisions", () => {
     expect(rules(done)).toEqual(["fenced.dbFailure", "promo.start"]);
   });
 
+  it("a master that stops writing during a promotion's position query makes it ask again (sim seed 20599)", () => {
+    let s = boot("c", "recovery", view(1, FULL, { coordinator: "c" }));
+    // a manual promotion starts collecting positions while the master still writes
+    const manual = run(s, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: true },
+    });
+    expect(rules(manual)).toContain("promo.start");
+    s = manual.state;
+    const first = s.promotion!.token;
+    s = run(s, msg(2, "b", { type: "lsnReply", token: first, lsn: "0/100", role: "Standby" })).state;
+    // then its database fails, everyone confirms, and it fences itself
+    s = run(s, msg(3, "a", { type: "dbFailed", role: "Master" })).state;
+    const inv = s.investigations[0]!;
+    s = run(s, msg(4, "b", { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    s = run(s, msg(4, "w", { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    for (const t of Object.keys(s.remoteChecks))
+      s = run(s, { type: "remoteDbChecked", now: 5, token: t, target: "a", result: "unreachable" }).state;
+    const done = run(s, msg(6, "a", { type: "fenced", token: inv.token }));
+    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.requery.masterStopped"]);
+    const p = done.state.promotion!;
+    expect(p.token).not.toBe(first);
+    expect([p.stage, p.lsns]).toEqual(["queryLsn", {}]);
+    // b's answer from before the master stopped no longer counts
+    expect(
+      rules(run(done.state, msg(7, "b", { type: "lsnReply", token: first, lsn: "0/100", role: "Standby" }))),
+    ).toEqual(["lsn.stale"]);
+  });
+
   it("a refuted database failure drops the investigation; its late timers do nothing", () => {
     const s = boot("a", "primary", view(1, FULL));
     const s2 = run(s, msg(1, "b", { type: "dbFailed", role: "Standby" })).state;

@@ -1820,6 +1820,38 @@ export const transitions: readonly TransitionRow[] = [
 
   // ---- promotion, coordinator side ----
   row({
+    id: "promo.requery.masterStopped",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "positions being collected for a promotion from this same master, which has now stopped writing",
+    to: "unchanged",
+    actions: "ask every standby for its position again (new token)",
+    reason:
+      "the old master stopped writing while positions were collected: rank the standbys on their final positions",
+    // Sim seed 20599 (7 nodes): a manual promotion collected positions while the master still wrote;
+    // its database then failed and it fenced itself, and the standby that answered last looked best
+    // although another, first in the priority list, had caught up to the same final position.
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      !e.manual &&
+      e.oldMaster !== null &&
+      e.oldMaster === c.s.promotion.oldMaster,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const token = c.token("promo");
+      const ask = possibleStandbys(c);
+      c.setPromotion({
+        ...p,
+        token,
+        awaiting: ask,
+        lsns: {},
+        candidate: null,
+        switchedOver: p.switchedOver || e.masterFenced === true,
+      });
+      queryPositions(c, token, ask);
+    },
+  }),
+  row({
     id: "promo.busy",
     from: ["*"],
     on: "promotionRequested",
