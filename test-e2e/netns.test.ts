@@ -151,6 +151,8 @@ describe.skipIf(!isRoot)("minority isolation with a virtual IP (network namespac
     expect(await waitUntil(() => existsSync(join(aData, "standby.signal")), 30_000, 500), logs()).toBe(true);
     expect(await waitUntil(() => existsSync(join(RUN, "isolated-marker")), 30_000, 500), logs()).toBe(true);
     expect(readFileSync(join(RUN, "isolated-marker"), "utf8")).toContain("master.isolated");
+    // ... and restarted its database so that it no longer takes writes (in recovery).
+    expect(await waitUntil(() => lab.inRecovery("a").catch(() => false), 60_000, 1000), logs()).toBe(true);
     const selfView = await status("a");
     expect(typeOf(selfView, "a")).not.toBe("Master");
 

@@ -29,6 +29,7 @@ import {
   type HelperOptions,
   promote,
   reconfigure,
+  restart,
   runUserScript,
   type ScriptEvent,
 } from "@efm/scripts-runner";
@@ -305,9 +306,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       );
       return { ok: false, failure: LOCAL_FAILURE[r.failure.code] ?? "timeout" };
     },
-    checkRemoteDb: async (target, timeoutMs): Promise<Reachability> => {
+    checkRemoteDb: async (target, timeoutMs, asMaster): Promise<Reachability> => {
       const r = await remoteCheck(db(hostOf(target)), timeoutMs);
-      if (r.ok) return "reachable";
+      if (r.ok) return asMaster && r.inRecovery ? "unreachable" : "reachable";
       log.info(
         { target, failure: r.failure.code },
         `database of ${target} not reachable: ${r.failure.message}`,
@@ -344,6 +345,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       // With no new master known (isolation) point at ourselves: what matters is that the
       // database can only come back in recovery, never as a second master.
       await fence(dataDir, newMaster ? hostOf(newMaster) : selfHost, { ...helper, port: c.dbPort });
+      // The fencing settings take effect at the next start. A database that still runs (a
+      // switchover, a master cut off from the majority) is restarted now, so it stops taking
+      // writes at once instead of whenever someone restarts it; a failed one is left down.
+      const running = await remoteCheck(db(selfHost), Math.min(5000, c.localTimeout * 1000));
+      if (running.ok && !running.inRecovery) {
+        log.warn("restarting the fenced database so that it comes back read-only, in recovery");
+        try {
+          // fast first: on a switchover it lets the WAL senders hand the standbys every last record.
+          await restart(dataDir, c.localTimeout, helper);
+        } catch (err) {
+          // A fast shutdown waits for the WAL senders, which a cut network never lets finish.
+          log.warn({ err: (err as Error).message }, "fast restart failed; stopping the database immediately");
+          await restart(dataDir, c.localTimeout, { ...helper, mode: "immediate" });
+        }
+      }
     },
     reconfigureDb: async (newMaster) => {
       await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });

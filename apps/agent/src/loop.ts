@@ -16,7 +16,8 @@ export interface Executors {
   broadcast(message: PeerMessage): void;
   checkLocalRole(): Promise<"primary" | "recovery" | "unreachable">;
   checkLocalDb(timeoutMs: number): Promise<{ ok: boolean; failure?: LocalFailure }>;
-  checkRemoteDb(target: string, timeoutMs: number): Promise<Reachability>;
+  /** `asMaster`: count it reachable only if it serves as a master (not in recovery). */
+  checkRemoteDb(target: string, timeoutMs: number, asMaster: boolean): Promise<Reachability>;
   queryLsn(): Promise<string | null>;
   ping(address: string): Promise<boolean>;
   runScript(kind: ScriptKind, path: string): Promise<{ exitCode: number; output: string }>;
@@ -150,7 +151,7 @@ export class EventLoop {
         );
       case "checkRemoteDb":
         return later(
-          this.exec.checkRemoteDb(a.target, a.timeoutMs),
+          this.exec.checkRemoteDb(a.target, a.timeoutMs, a.asMaster === true),
           (result) => ({ type: "remoteDbChecked", now: now(), token: a.token, target: a.target, result }),
           () => ({
             type: "remoteDbChecked",

@@ -19,9 +19,17 @@ const command = z.discriminatedUnion("kind", [
  * the engine half-formed.
  */
 const peerMessage = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("status"), role, db }),
+  z.object({
+    type: z.literal("status"),
+    role,
+    db,
+    master: str.nullable().optional(),
+    ask: z.boolean().optional(),
+    starting: z.boolean().optional(),
+    conflict: z.boolean().optional(),
+  }),
   z.object({ type: z.literal("dbFailed"), role }),
-  z.object({ type: z.literal("checkDb"), token: str, target: str }),
+  z.object({ type: z.literal("checkDb"), token: str, target: str, asMaster: z.boolean().optional() }),
   z.object({ type: z.literal("checkDbReply"), token: str, result: reach }),
   z.object({ type: z.literal("dbFailureVerdict"), token: str, confirmed: z.boolean() }),
   z.object({ type: z.literal("fenced"), token: str }),
@@ -51,10 +59,23 @@ const peerMessage = z.discriminatedUnion("type", [
     message: z.string().max(65536),
   }),
   z.object({ type: z.literal("stop") }),
+  z.object({ type: z.literal("fencedMasterBack") }),
 ]);
+
+type Parsed = z.infer<typeof peerMessage>;
+// Drift guard: zod drops fields it does not know, so a field the engine adds to a message
+// would silently never arrive. These fail to compile unless the schema has exactly the
+// engine's message types and fields.
+type FieldsOf<U, K> = U extends { type: K } ? keyof U : never;
+type Fields<U extends { type: string }> = { [K in U["type"]]: FieldsOf<U, K> };
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const sameFields: Same<Fields<Parsed>, Fields<PeerMessage>> = true;
+const toEngine = (m: Parsed): PeerMessage => m;
+void sameFields;
+void toEngine;
 
 /** A failover message from a peer, or null when it is not one. */
 export function parsePeerMessage(payload: unknown): PeerMessage | null {
   const r = peerMessage.safeParse(payload);
-  return r.success ? (r.data as PeerMessage) : null;
+  return r.success ? r.data : null;
 }

@@ -52,6 +52,10 @@ describe("helper grammar", () => {
       timeoutSeconds: 30,
       logFile: "/var/log/pg.log",
     });
+    expect(parseHelperArgs(["restart", "/d", "30", ...BIN, "--mode", "immediate"])).toMatchObject({
+      verb: "restart",
+      mode: "immediate",
+    });
   });
 
   it.each([
@@ -68,6 +72,8 @@ describe("helper grammar", () => {
     [["fence", "/d", "h", ...BIN, "--timeout", "5"], 'does not take "--timeout"'],
     [["restart", "/d", "0", ...BIN], "from 1 to"],
     [["restart", "/d", "1e3", ...BIN], "whole number"],
+    [["restart", "/d", "5", ...BIN, "--mode", "smart"], "not fast or immediate"],
+    [["promote", "/d", ...BIN, "--mode", "fast"], 'does not take "--mode"'],
     [["promote", "/d", ...BIN, ...BIN], "given twice"],
     [["promote", "/d", ...BIN, "--timeout"], "needs a value"],
     [["promote", "/d", ...BIN, "--db-user", "x y"], "not a role name"],
@@ -117,6 +123,7 @@ describe("helper grammar", () => {
         dataDir: path,
         timeoutSeconds: fc.integer({ min: 1, max: 999 }),
         bin: path,
+        mode: fc.constantFrom("fast" as const, "immediate" as const),
       }),
     );
     fc.assert(

@@ -31,7 +31,17 @@ export type HelperCommand =
       readonly newMaster: string;
       readonly timeoutSeconds: number;
     })
-  | (HelperCommon & { readonly verb: "restart"; readonly dataDir: string; readonly timeoutSeconds: number });
+  | (HelperCommon & {
+      readonly verb: "restart";
+      readonly dataDir: string;
+      readonly timeoutSeconds: number;
+      /**
+       * pg_ctl shutdown mode, default "fast". "immediate" is for fencing a master cut off from
+       * its standbys: a fast shutdown waits for the WAL senders to deliver, which a dead
+       * network never lets finish.
+       */
+      readonly mode?: "fast" | "immediate";
+    });
 
 /** The helper's verbs. */
 export type HelperVerb = HelperCommand["verb"];
@@ -41,7 +51,7 @@ export const HELPER_USAGE = [
   "usage: efm-helper promote <datadir> --bin <dir> [--timeout <s>] [common]",
   "       efm-helper fence <datadir> <new-master-host> --bin <dir> [--port <n>] [--replication-user <role>] [common]",
   "       efm-helper reconfigure <datadir> <new-master-host> --bin <dir> [--timeout <s>] [common]",
-  "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [common]",
+  "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [--mode fast|immediate] [common]",
   "common: [--db-user <role>] [--db-name <name>] [--log-file <path>]",
 ].join("\n");
 
@@ -56,7 +66,7 @@ const OPTIONS: Record<HelperVerb, readonly string[]> = {
   promote: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
   fence: ["--bin", "--port", "--replication-user", "--db-user", "--db-name", "--log-file"],
   reconfigure: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
-  restart: ["--bin", "--db-user", "--db-name", "--log-file"],
+  restart: ["--bin", "--mode", "--db-user", "--db-name", "--log-file"],
 };
 
 function usage(message: string): ScriptsRunnerError {
@@ -151,13 +161,19 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
         timeoutSeconds: timeout,
         ...common,
       };
-    case "restart":
+    case "restart": {
+      const mode = options.get("--mode");
+      if (mode !== undefined && mode !== "fast" && mode !== "immediate") {
+        throw usage(`--mode: ${JSON.stringify(mode)} is not fast or immediate`);
+      }
       return {
         verb: v,
         dataDir,
         timeoutSeconds: checkInt("timeout-seconds", positional[1]!, 1, 86_400),
+        ...(mode !== undefined ? { mode } : {}),
         ...common,
       };
+    }
   }
 }
 
@@ -174,6 +190,7 @@ export function formatHelperArgs(command: HelperCommand): string[] {
     if (command.port !== undefined) argv.push("--port", String(command.port));
     if (command.replicationUser !== undefined) argv.push("--replication-user", command.replicationUser);
   }
+  if (command.verb === "restart" && command.mode !== undefined) argv.push("--mode", command.mode);
   if (command.dbUser !== undefined) argv.push("--db-user", command.dbUser);
   if (command.dbName !== undefined) argv.push("--db-name", command.dbName);
   if (command.logFile !== undefined) argv.push("--log-file", command.logFile);

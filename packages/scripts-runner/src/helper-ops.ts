@@ -299,12 +299,13 @@ async function restart(
   report: Mutable<HelperReport>,
 ): Promise<void> {
   const log = await serverLog(command);
+  const mode = command.mode ?? "fast";
   await pgCtl(
     command,
-    ["restart", "-m", "fast", "-w", "-t", String(command.timeoutSeconds), "-l", log],
+    ["restart", "-m", mode, "-w", "-t", String(command.timeoutSeconds), "-l", log],
     command.timeoutSeconds,
   );
-  report.actions.push("restarted the server (-m fast)");
+  report.actions.push(`restarted the server (-m ${mode})`);
   report.inRecovery = await waitUntil(command.timeoutSeconds, "server accepting connections", () =>
     inRecovery(command),
   );

@@ -172,10 +172,16 @@ export function reconfigure(
 export function restart(
   dataDir: string,
   timeoutSeconds: number,
-  options: HelperOptions,
+  options: HelperOptions & { mode?: "fast" | "immediate" },
 ): Promise<HelperReport> {
   return runHelper(
-    { verb: "restart", dataDir, timeoutSeconds, ...common(options) },
+    {
+      verb: "restart",
+      dataDir,
+      timeoutSeconds,
+      ...(options.mode ? { mode: options.mode } : {}),
+      ...common(options),
+    },
     options,
     (2 * timeoutSeconds + 30) * 1000,
   );
