@@ -82,6 +82,16 @@ async function queryDatabases(
   );
 }
 
+/** The agent's view plus a direct query of every database; a string says why not. */
+async function fetchStatus(
+  c: EfmConfig,
+  cluster: string,
+): Promise<{ status: ClusterStatus; queries: DbQuery[] } | string> {
+  const status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
+  const queries = await queryDatabases(c, cluster, status);
+  return typeof queries === "string" ? queries : { status, queries };
+}
+
 /** `efm cluster-status` and `efm cluster-status-json`. */
 export async function runClusterStatus(
   dir: string,
@@ -91,17 +101,17 @@ export async function runClusterStatus(
 ): Promise<Outcome> {
   const c = loadProperties(dir, cluster, io);
   if (!c) return 1;
-  let status: ClusterStatus;
+  let got: Awaited<ReturnType<typeof fetchStatus>>;
   try {
-    status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
+    got = await fetchStatus(c, cluster);
   } catch (err) {
     return fail(io, err);
   }
-  const queries = await queryDatabases(c, cluster, status);
-  if (typeof queries === "string") {
-    io.output.write(`${queries}\n`);
+  if (typeof got === "string") {
+    io.output.write(`${got}\n`);
     return 1;
   }
+  const { status, queries } = got;
   const out = json ? renderClusterStatusJson(status, queries) : renderClusterStatus(status, queries);
   io.output.write(out.text);
   return out.exitCode;
@@ -166,22 +176,21 @@ export async function runPromote(dir: string, cluster: string, force: boolean, i
   const c = loadProperties(dir, cluster, io);
   if (!c) return 1;
   if (!force) {
-    let status: ClusterStatus;
+    let got: Awaited<ReturnType<typeof fetchStatus>>;
     try {
-      status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
+      got = await fetchStatus(c, cluster);
     } catch (err) {
       return fail(io, err);
     }
-    const queries = await queryDatabases(c, cluster, status);
-    const master = typeof queries === "string" ? undefined : queries.find((q) => q.ok && !q.inRecovery);
+    const master = typeof got === "string" ? undefined : got.queries.find((q) => q.ok && !q.inRecovery);
     const upToDate =
-      typeof queries !== "string" &&
+      typeof got !== "string" &&
       master?.ok === true &&
-      queries.some(
+      got.queries.some(
         (q) =>
           q.ok &&
           q.inRecovery &&
-          status.nodes.some((n) => n.address === q.address && n.type === "Standby") &&
+          got.status.nodes.some((n) => n.address === q.address && n.type === "Standby") &&
           q.lsn === master.lsn,
       );
     if (!upToDate) {
