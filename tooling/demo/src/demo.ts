@@ -186,9 +186,10 @@ async function main(): Promise<void> {
     await sleep(3000);
     say(`bin/efm cluster-status ${CLUSTER} after the failover`);
     process.stdout.write(efm(watcher.configDir, watcher.runFolder, ["cluster-status", CLUSTER]).out);
-    const newMaster = hostNames.find((h) => h !== "db1" && cluster?.isRunning(h));
-    if (newMaster && !(await cluster.inRecovery(newMaster))) {
-      process.stdout.write(`\n   ${newMaster} is writable; rows on it: ${await cluster.count(newMaster)}\n`);
+    for (const h of hostNames.filter((x) => x !== "db1" && cluster?.isRunning(x))) {
+      if (!(await cluster.inRecovery(h))) {
+        process.stdout.write(`\n   ${h} is the writable master now; rows on it: ${await cluster.count(h)}\n`);
+      }
     }
 
     if (keep) {
