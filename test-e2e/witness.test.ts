@@ -24,7 +24,7 @@ beforeAll(async () => {
     addressBase: "127.0.13",
     runDir: "/tmp/efm-e2e-witness",
   });
-  efm = suite.efmCluster(lab, "acctg", { agentPort: 17540, adminPort: 17640 });
+  efm = suite.efmCluster(lab, "acctg", { agentPort: 17550, adminPort: 17650 });
   await efm.startAll(["a", "b", "w"], { a: "Master", b: "Standby", w: "Witness" });
 });
 
