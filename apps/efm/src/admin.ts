@@ -141,7 +141,10 @@ type Privileged =
 /** Send a command that needs root, efm or the efm group (guide 4.1); print the agent's answer. */
 export async function runPrivileged(dir: string, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
   const c = loadProperties(dir, cluster, io);
-  if (!c) return 1;
+  return c ? sendPrivileged(c, cluster, req, io) : 1;
+}
+
+async function sendPrivileged(c: EfmConfig, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
   const token = readToken(agentFiles(resolveDirs(c, io.env), cluster).token);
   if (token === undefined) {
     io.output.write("This command must be run by root, efm or a member of the efm group.\n");
@@ -207,7 +210,7 @@ export async function runPromote(dir: string, cluster: string, force: boolean, i
       }
     }
   }
-  return runPrivileged(dir, cluster, { command: "promote", force: true }, io);
+  return sendPrivileged(c, cluster, { command: "promote", force: true }, io);
 }
 
 function readAnswer(input: NodeJS.ReadableStream): Promise<string> {
