@@ -1,11 +1,16 @@
 import { Command } from "commander";
 import { startAgent } from "./agent.ts";
 import { AgentError } from "./errors.ts";
+import { packageVersion } from "./version.ts";
 
-/** Entry point of `bin/efm-agent start <cluster> [--config-dir DIR]`. */
-export async function main(argv: string[]): Promise<void> {
+/**
+ * The `efm-agent` program. Built apart from `main` so that the man page generator and its test
+ * read the same definitions that `--help` prints.
+ */
+export function buildProgram(): Command {
   const program = new Command("efm-agent")
     .description("The failover manager agent: joins the cluster and watches the local database.")
+    .version(`efm-agent ${packageVersion()}`, "-V, --version", "print the version and exit")
     .showHelpAfterError();
   program
     .command("start")
@@ -32,5 +37,10 @@ export async function main(argv: string[]): Promise<void> {
         process.exit(1);
       }
     });
-  await program.parseAsync(argv);
+  return program;
+}
+
+/** Entry point of `bin/efm-agent start <cluster> [--config-dir DIR]`. */
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
 }

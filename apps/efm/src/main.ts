@@ -3,11 +3,13 @@ import { runClusterStatus, runNodeStatus, runPrivileged, runPromote } from "./ad
 import { type Io, runEncrypt } from "./encrypt.ts";
 import { configDir } from "./paths.ts";
 import { runPropCheck } from "./prop-check.ts";
+import { packageVersion } from "./version.ts";
 
 /** Build the `efm` program; actions resolve to an exit status through `done`. */
 export function buildProgram(io: Io, done: (status: number) => void): Command {
   const program = new Command("efm")
     .description("Manage a failover manager cluster through the local agent.")
+    .version(`efm ${packageVersion()}`, "-V, --version", "print the version and exit")
     .option(
       "--config-dir <dir>",
       "directory of <cluster>.properties and <cluster>.nodes (env EFM_CONFIG_DIR)",
