@@ -12,9 +12,18 @@ export {
   type LogLevel,
   NOTIFICATION_LEVELS,
   type NotificationLevel,
+  SSL_MODES,
+  type SslMode,
   netmaskToPrefix,
   PROPERTIES,
   parseHostPort,
   prefixToNetmask,
   type VirtualIp,
 } from "./schema.ts";
+export {
+  checkTlsFiles,
+  defaultTlsPaths,
+  effectiveSslMode,
+  type TlsSettings,
+  tlsSettings,
+} from "./tls.ts";

@@ -4,6 +4,7 @@ import { type Problem, PropertiesError } from "./errors.ts";
 import { escapeProperty, type PropertyEntry, parseJavaProperties } from "./java-properties.ts";
 import {
   type EfmConfig,
+  formatHostPort,
   IGNORED_KEYS,
   netmaskToPrefix,
   PROPERTIES,
@@ -13,6 +14,7 @@ import {
   type VirtualIp,
 } from "./schema.ts";
 import { isIP } from "node:net";
+import { checkTlsFiles, checkTlsProperties } from "./tls.ts";
 
 /** The outcome of reading a properties file: a config only when there are no errors. */
 export interface ConfigResult {
@@ -32,8 +34,12 @@ export function clusterNameFromPath(path: string): string {
   return basename(path).replace(/\.properties$/, "");
 }
 
-/** Read and validate a properties file, reporting every problem at once. */
-export function readConfig(path: string): ConfigResult {
+/**
+ * Read and validate a properties file, reporting every problem at once. Unlike `parseConfig`
+ * this also checks the files the properties name (TLS certificates and keys) as the calling
+ * user, whose home directory holds libpq's default certificate files.
+ */
+export function readConfig(path: string, options: { home?: string } = {}): ConfigResult {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -47,11 +53,18 @@ export function readConfig(path: string): ConfigResult {
       },
     );
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, { checkFiles: true, ...options });
 }
 
-/** Validate properties text; `file` is used in messages only. */
-export function parseConfig(text: string, file: string): ConfigResult {
+/**
+ * Validate properties text; `file` is used in messages only. With `checkFiles` the files the
+ * properties name are checked too (see `checkTlsFiles`), `home` standing for `~`.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  options: { checkFiles?: boolean; home?: string } = {},
+): ConfigResult {
   const { entries, problems } = parseJavaProperties(text, file);
   const errors: Problem[] = [...problems];
   const warnings: Problem[] = [];
@@ -170,6 +183,9 @@ export function parseConfig(text: string, file: string): ConfigResult {
   if (errors.length === 0) {
     crossCheck(config, byKey, file, errors, warnings);
   }
+  if (errors.length === 0 && options.checkFiles === true) {
+    errors.push(...checkTlsFiles(config, file, (k) => byKey.get(k)?.line, options.home));
+  }
   errors.sort(byLine);
   warnings.sort(byLine);
   return { config: errors.length === 0 ? config : null, warnings, errors };
@@ -255,6 +271,17 @@ function crossCheck(
       message: "admin.port must differ from the port of bind.address",
     });
   }
+  const http = c.httpBindAddress;
+  if (http && (http.port === c.adminPort || http.port === c.bindAddress.port)) {
+    errors.push({
+      code: "INCONSISTENT_PROPERTIES",
+      file,
+      ...optLine(lineOf("http.bind.address")),
+      property: "http.bind.address",
+      value: formatHostPort(http),
+      message: `its port ${http.port} is already taken by ${http.port === c.adminPort ? "admin.port" : "bind.address"}`,
+    });
+  }
   if (!c.isWitness && c.localTimeoutFinal > c.localTimeout) {
     warnings.push({
       code: "INCONSISTENT_PROPERTIES",
@@ -265,6 +292,7 @@ function crossCheck(
       message: "is longer than local.timeout; the final check usually takes less time than local.timeout",
     });
   }
+  checkTlsProperties(c, file, lineOf, errors, warnings);
 }
 
 function optLine(line: number | undefined): { line?: number } {

@@ -9,6 +9,10 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const NOTIFICATION_LEVELS = ["INFO", "WARNING", "SEVERE"] as const;
 export type NotificationLevel = (typeof NOTIFICATION_LEVELS)[number];
 
+/** libpq's sslmode values, weakest first (jdbc.sslmode). */
+export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
 /** A `host:port` pair as written in `bind.address` and the members file. */
 export interface HostPort {
   host: string;
@@ -32,7 +36,17 @@ export interface EfmConfig {
   dbDatabase: string;
   dbReuseConnectionCount: number;
   jdbcSsl: boolean;
+  /** jdbc.sslmode; absent = decided by jdbc.ssl (see `tlsSettings`). */
+  jdbcSslmode?: SslMode;
+  jdbcSslrootcert?: string;
+  jdbcSslcert?: string;
+  jdbcSslkey?: string;
   adminPort: number;
+  /**
+   * http.bind.address: where the agent serves /health, /primary, /replica, /status and
+   * /metrics. Absent (the default) = no HTTP server, as in 2.0.3.
+   */
+  httpBindAddress?: HostPort;
   localPeriod: number;
   localTimeout: number;
   localTimeoutFinal: number;
@@ -100,6 +114,12 @@ const text: ValueType<string> = { expected: "a value", parse: z.string().min(1),
 const absolutePath: ValueType<string> = {
   expected: "an absolute path",
   parse: z.string().startsWith("/"),
+  print: (v) => v,
+};
+
+const sslMode: ValueType<SslMode> = {
+  expected: SSL_MODES.join(", "),
+  parse: z.enum(SSL_MODES),
   print: (v) => v,
 };
 
@@ -219,7 +239,12 @@ export const PROPERTIES: readonly AnySpec[] = [
     default: 0,
   }),
   spec({ key: "jdbc.ssl", field: "jdbcSsl", type: bool, need: "optional", default: false }),
+  spec({ key: "jdbc.sslmode", field: "jdbcSslmode", type: sslMode, need: "optional" }),
+  spec({ key: "jdbc.sslrootcert", field: "jdbcSslrootcert", type: absolutePath, need: "optional" }),
+  spec({ key: "jdbc.sslcert", field: "jdbcSslcert", type: absolutePath, need: "optional" }),
+  spec({ key: "jdbc.sslkey", field: "jdbcSslkey", type: absolutePath, need: "optional" }),
   spec({ key: "admin.port", field: "adminPort", type: port, need: "always" }),
+  spec({ key: "http.bind.address", field: "httpBindAddress", type: hostPort, need: "optional" }),
   spec({ key: "local.period", field: "localPeriod", type: int(1, 86_400), need: "optional", default: 10 }),
   spec({ key: "local.timeout", field: "localTimeout", type: int(1, 86_400), need: "optional", default: 60 }),
   spec({
