@@ -8,6 +8,7 @@ import type {
   ScriptKind,
   StepResult,
 } from "@efm/failover-core";
+import { armTimerAt, type TimerHandle } from "@efm/membership";
 import type { Logger } from "pino";
 
 /** Everything the agent does to its host and its peers, one method per failover-core action. */
@@ -50,7 +51,7 @@ type Step = (state: FailoverState, event: FailoverEvent) => StepResult;
 export class EventLoop {
   private queue: FailoverEvent[] = [];
   private draining = false;
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, TimerHandle>();
   private stopped = false;
 
   constructor(
@@ -80,7 +81,7 @@ export class EventLoop {
   /** Stop accepting events and clear every timer. */
   stop(): void {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
     this.queue = [];
   }
@@ -227,21 +228,28 @@ export class EventLoop {
       case "respond":
         return this.exec.respond(a.requestId, a.ok, a.message);
       case "setTimer": {
-        const old = this.timers.get(a.name);
-        if (old) clearTimeout(old);
-        const delay = Math.max(0, a.at - now());
-        this.timers.set(
-          a.name,
-          setTimeout(() => {
-            this.timers.delete(a.name);
-            this.dispatch({ type: "timer", now: now(), name: a.name });
-          }, delay),
-        );
+        this.timers.get(a.name)?.cancel();
+        this.timers.delete(a.name);
+        try {
+          this.timers.set(
+            a.name,
+            armTimerAt(
+              now,
+              a.at,
+              () => {
+                this.timers.delete(a.name);
+                this.dispatch({ type: "timer", now: now(), name: a.name });
+              },
+              a.name,
+            ),
+          );
+        } catch (err) {
+          this.log.error({ err, timer: a.name }, "failover engine asked for an invalid timer");
+        }
         return;
       }
       case "cancelTimer": {
-        const t = this.timers.get(a.name);
-        if (t) clearTimeout(t);
+        this.timers.get(a.name)?.cancel();
         this.timers.delete(a.name);
         return;
       }

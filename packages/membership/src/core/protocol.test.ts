@@ -51,6 +51,8 @@ class Mini {
   }
   apply(a: string, self: NodeId, e: Effect): void {
     this.effects.get(a)!.push(e);
+    // Every timer the core asks for is at a finite time: the runtime arms real timers from it.
+    if (e.type === "setTimer" && !Number.isFinite(e.at)) throw new Error(`${a}: timer ${e.id} at ${e.at}`);
     if (e.type === "send" && this.nodes.has(e.to))
       this.push(this.now + 2, e.to, { type: "frame", from: self, msg: e.msg });
     if (e.type === "setTimer") {
@@ -91,6 +93,66 @@ describe("quorum rule", () => {
     expect(majorityOfVoters(["a", "b", "c"], R, null)).toBe(true);
     expect(majorityOfVoters(["a", "x", "y"], ["a", "b", "c"], null)).toBe(false);
     expect(majorityOfVoters(["a"], [], null)).toBe(false);
+  });
+});
+
+describe("the master lease", () => {
+  const leaseEvents = (m: Mini, a: string) =>
+    m.events.get(a)!.filter((e) => e.type === "leaseValid" || e.type === "leaseLost");
+
+  it("a lone voter's lease is finite and renewed by its own heartbeat tick", () => {
+    const m = new Mini([A], { seeds: () => [] });
+    m.start(A);
+    m.run(500);
+    const core = m.nodes.get(A)!;
+    expect(core.clusterConfig().voters).toEqual([A]);
+    for (let t = 500; t <= 5000; t += 97) {
+      m.run(t);
+      const until = core.leaseUntil();
+      expect(Number.isFinite(until)).toBe(true);
+      expect(until).toBeGreaterThan(m.now);
+      // Never more than one lease length beyond the last heartbeat tick.
+      expect(until).toBeLessThanOrEqual(m.now + timing.lease);
+    }
+    // Held the whole time: exactly one leaseValid, no loss.
+    expect(leaseEvents(m, A).map((e) => e.type)).toEqual(["leaseValid"]);
+    const leaseTimers = m.effects.get(A)!.filter((e) => e.type === "setTimer" && e.id === "lease");
+    expect(leaseTimers.length).toBeGreaterThan(10);
+  });
+
+  it("a lone voter that stops running loses its lease by time, and regains it when it runs again", () => {
+    const m = new Mini([A], { seeds: () => [] });
+    m.start(A);
+    m.run(500);
+    const core = m.nodes.get(A)!;
+    const until = core.leaseUntil();
+    // Its heartbeat timer fires far too late (SIGSTOP, swap): the lease ran out meanwhile.
+    const late = core.handle(until + 5 * timing.lease, { type: "timer", id: "hb" });
+    const types = late.flatMap((e) => (e.type === "emit" ? [e.event.type] : []));
+    expect(types.filter((t) => t === "leaseLost" || t === "leaseValid")).toEqual(["leaseLost", "leaseValid"]);
+    expect(core.leaseUntil()).toBe(until + 5 * timing.lease + timing.lease);
+    // Its own lease timer, fired at the end without a tick in between, ends the lease.
+    const expired = core.handle(core.leaseUntil(), { type: "timer", id: "lease" });
+    expect(expired).toContainEqual({ type: "emit", event: { type: "leaseLost" } });
+    expect(core.leaseValidAt(core.leaseUntil())).toBe(false);
+  });
+
+  it("a voter among three loses its lease one lease length after the others stop acknowledging", () => {
+    const m = new Mini([A, B, C]);
+    for (const a of [A, B, C]) m.start(a);
+    m.run(1000);
+    expect(leaseEvents(m, A).map((e) => e.type)).toEqual(["leaseValid"]);
+    const core = m.nodes.get(A)!;
+    const before = core.leaseUntil();
+    expect(Number.isFinite(before)).toBe(true);
+    m.down.add(B);
+    m.down.add(C);
+    const downAt = m.now;
+    m.run(downAt + timing.lease + timing.heartbeatInterval + 10);
+    expect(leaseEvents(m, A).map((e) => e.type)).toEqual(["leaseValid", "leaseLost"]);
+    // Our own ticks went on; they alone are no majority of three.
+    expect(core.leaseUntil()).toBeLessThanOrEqual(downAt + timing.lease);
+    expect(core.leaseValidAt(m.now)).toBe(false);
   });
 });
 

@@ -120,6 +120,12 @@ export class MembershipCore {
   private readonly lastHeard = new Map<string, number>();
   private readonly suspects = new Map<string, Suspicion>();
   private readonly leaseAcks = new Map<string, number>();
+  /**
+   * When we last acknowledged ourselves: our own heartbeat tick (or a view install). We count
+   * as one voter of our majority only as recently as we ran, so a lone voter's lease is
+   * finite and lapses if the process stops running, like everyone else's.
+   */
+  private selfAck = Number.NEGATIVE_INFINITY;
   private leaseUntilValue = Number.NEGATIVE_INFINITY;
   private leaseHeld = false;
   private leaseTimerAt: number | null = null;
@@ -608,6 +614,10 @@ export class MembershipCore {
     this.hbDue = this.now + this.timing.heartbeatInterval;
     this.setTimer("hb", this.hbDue);
     if (!this.view) return;
+    // Judge the lease by time before our own tick renews our share of it: after a pause longer
+    // than L the lease did lapse, and the failover layer must hear so.
+    this.evalLease();
+    this.selfAck = this.now;
     const cfg = this.isCoord() ? this.config : null;
     for (const m of this.others()) this.send(m, { t: "hb", viewId: this.view.id, sentAt: this.now, cfg });
     for (const m of this.others()) {
@@ -775,6 +785,8 @@ export class MembershipCore {
     const prev = this.view;
     this.prevMembers = prev ? addrs(prev.members) : null;
     this.view = view;
+    // Installing a view is running: a founder holds its own share of the lease at once.
+    this.selfAck = this.now;
     if (config.version > this.config.version) this.config = config;
     this.lastEpoch = Math.max(this.lastEpoch, view.id.epoch);
     this.persist();
@@ -909,7 +921,7 @@ export class MembershipCore {
       const need = Math.floor(voters.length / 2) + 1;
       const times = voters
         .map((v) => {
-          if (v === this.self.addr) return Number.POSITIVE_INFINITY;
+          if (v === this.self.addr) return this.selfAck + this.timing.lease;
           if (!this.isMemberAddr(v)) return Number.NEGATIVE_INFINITY;
           return (this.leaseAcks.get(v) ?? Number.NEGATIVE_INFINITY) + this.timing.lease;
         })

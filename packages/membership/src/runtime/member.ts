@@ -14,13 +14,17 @@ import type {
   ViewInfo,
 } from "../core/types.ts";
 import { MembershipError } from "../errors.ts";
+import { armTimerAt, type TimerHandle } from "./timer.ts";
+import { DEFAULT_MAX_FRAME_BYTES, deriveClusterKey, FrameDecoder, PRE_AUTH_MAX_BYTES } from "./frame.ts";
 import {
-  DEFAULT_MAX_FRAME_BYTES,
-  deriveClusterKey,
-  encodeFrame,
-  FrameDecoder,
-  WIRE_VERSION,
-} from "./frame.ts";
+  decodeHello,
+  decodeWelcome,
+  encodeHello,
+  encodeWelcome,
+  freshNonce,
+  Session,
+  sessionKeys,
+} from "./session.ts";
 
 /** The subset of a pino logger we use (pino itself fits). */
 export interface Logger {
@@ -53,13 +57,32 @@ export interface MemberOptions {
   readonly maxFrameBytes?: number;
   /** Testing hook, see QuorumRule. */
   readonly quorumRule?: QuorumRule;
+  /**
+   * The cluster key itself (32 bytes), instead of deriving it from the database password;
+   * `dbPassword` is then ignored.
+   */
+  readonly clusterKey?: Buffer;
+  /** How long a connection may take to authenticate (ms, default 1000). */
+  readonly preAuthMs?: number;
+  /** Cap on inbound connections in total (default 64). */
+  readonly maxInbound?: number;
+  /** Cap on inbound connections from one host (default 16; several members may share a host). */
+  readonly maxInboundPerHost?: number;
+  /**
+   * Store the state durably before anything that depends on it goes out (an acknowledgement of
+   * a view or of a configuration change). It must throw when the state is not on disk; the
+   * member then withholds those acknowledgements, stops like a crashed member and emits
+   * `persistFailed`. Without it, the state only goes out as `persist` events.
+   */
+  readonly persist?: (state: PersistedState) => void;
 }
 
 /** Runtime-only events, next to the protocol's MembershipEvent. */
 export type RuntimeEvent =
   | { readonly type: "persist"; readonly state: PersistedState }
   | { readonly type: "membersFileRewrite"; readonly addresses: readonly string[] }
-  | { readonly type: "halted"; readonly reason: "left" | "stopCluster" };
+  | { readonly type: "halted"; readonly reason: "left" | "stopCluster" }
+  | { readonly type: "persistFailed"; readonly error: string };
 
 /** Everything a member emits. */
 export type MemberEvent = MembershipEvent | RuntimeEvent;
@@ -105,13 +128,30 @@ export interface Member {
 
 interface Conn {
   socket: net.Socket;
+  /** The peer's address: the dialed one, or (inbound) the one its hello claimed once proven. */
   peer: string | null;
+  /** The peer's incarnation, from the handshake. */
+  peerInc: string | null;
+  /** Inbound: the address the hello claimed, until the first session frame proves it. */
+  claimed: string | null;
+  /** The remote host as TCP reports it. */
+  host: string;
   outbound: boolean;
+  /** Inbound from a host that is neither allowed nor a seed (see admit()). */
+  stranger: boolean;
   decoder: FrameDecoder;
   superseded: boolean;
-  pending: Buffer[];
+  /** Message bodies waiting for the session. */
+  pending: unknown[];
   connected: boolean;
   lastRx: number;
+  /** Our fresh nonce of this connection's handshake (dialer side). */
+  nonce: string;
+  session: Session | null;
+  /** The peer has proven it holds this connection's session keys. */
+  authed: boolean;
+  /** Bytes received before authenticating. */
+  rxBytes: number;
 }
 
 /** Parse `ip:port` / `[v6]:port`; null when it is not an address. */
@@ -143,7 +183,17 @@ export function createMember(options: MemberOptions): Member {
     throw new MembershipError("INVALID_OPTIONS", (e as Error).message, { cause: e });
   }
   const log = options.logger ?? silent;
-  const key = deriveClusterKey(options.clusterName, options.dbPassword);
+  if (options.clusterKey !== undefined && options.clusterKey.length !== 32)
+    throw new MembershipError("INVALID_OPTIONS", "the cluster key must be 32 bytes");
+  const key = options.clusterKey ?? deriveClusterKey(options.clusterName, options.dbPassword);
+  const preAuthMs = options.preAuthMs ?? 1000;
+  const maxInbound = options.maxInbound ?? 64;
+  const maxInboundPerHost = options.maxInboundPerHost ?? 16;
+  // Connections from hosts that are neither allowed nor seeds get this many slots in all, so
+  // that a node refused by the cluster still hears why (guide 4.1.7) while strangers cannot
+  // hold more than these few short-lived connections.
+  const maxStrangers = 2;
+  const maxPreAuthPerHost = 4;
   const maxFrame = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const self = { addr: options.bindAddress, inc: randomBytes(8).toString("hex") };
   const core = new MembershipCore({
@@ -157,7 +207,7 @@ export function createMember(options: MemberOptions): Member {
   });
   const emitter = new EventEmitter();
   emitter.setMaxListeners(0);
-  const timers = new Map<string, NodeJS.Timeout>();
+  const timers = new Map<string, TimerHandle>();
   const conns = new Map<string, Conn>(); // canonical connection per peer address
   const all = new Set<Conn>();
   const dialBackoff = new Map<string, number>();
@@ -201,7 +251,12 @@ export function createMember(options: MemberOptions): Member {
       log.warn({ err: String(err), input: input.type }, "membership: core rejected an input");
       return;
     }
-    for (const e of effects) apply(e);
+    // A failed durable write stops the member in the middle of a batch: nothing after it (the
+    // acknowledgements that promise the state is stored) may go out.
+    for (const e of effects) {
+      if (!running) break;
+      apply(e);
+    }
   };
 
   const apply = (e: Effect): void => {
@@ -210,22 +265,30 @@ export function createMember(options: MemberOptions): Member {
         sendTo(e.to, e.msg);
         return;
       case "setTimer": {
-        const old = timers.get(e.id);
-        if (old) clearTimeout(old);
-        const h = setTimeout(
-          () => {
-            timers.delete(e.id);
-            feed({ type: "timer", id: e.id });
-          },
-          Math.max(0, e.at - now()),
-        );
-        h.unref?.();
+        timers.get(e.id)?.cancel();
+        timers.delete(e.id);
+        let h: TimerHandle;
+        try {
+          h = armTimerAt(
+            now,
+            e.at,
+            () => {
+              timers.delete(e.id);
+              feed({ type: "timer", id: e.id });
+            },
+            `membership ${e.id}`,
+            { unref: true },
+          );
+        } catch (err) {
+          // Only a bug in the core gets here: say so, and leave that timer unarmed.
+          log.warn({ err: String(err), timer: e.id }, "membership: core asked for an invalid timer");
+          return;
+        }
         timers.set(e.id, h);
         return;
       }
       case "cancelTimer": {
-        const old = timers.get(e.id);
-        if (old) clearTimeout(old);
+        timers.get(e.id)?.cancel();
         timers.delete(e.id);
         return;
       }
@@ -234,6 +297,17 @@ export function createMember(options: MemberOptions): Member {
         publish(e.event);
         return;
       case "persist":
+        if (options.persist) {
+          try {
+            options.persist(e.state);
+          } catch (err) {
+            const error = (err as Error).message;
+            log.warn({ err: error }, "membership: cannot store the membership state; stopping");
+            void shutdown();
+            publish({ type: "persistFailed", error });
+            return;
+          }
+        }
         publish({ type: "persist", state: e.state });
         return;
       case "rewriteMembersFile":
@@ -273,14 +347,10 @@ export function createMember(options: MemberOptions): Member {
     }
   };
 
-  const envelope = (body: unknown): Buffer =>
-    encodeFrame(key, {
-      v: WIRE_VERSION,
-      cluster: options.clusterName,
-      from: self,
-      viewId: core.rawView()?.id ?? null,
-      body,
-    });
+  /** Frame one message on an authenticated connection. */
+  const write = (c: Conn, body: unknown): void => {
+    c.socket.write(c.session!.seal(body));
+  };
 
   const sendTo = (to: string, msg: unknown): void => {
     if (!running) return;
@@ -290,9 +360,8 @@ export function createMember(options: MemberOptions): Member {
       if (!d) return;
       c = d;
     }
-    const frame = envelope(msg);
-    if (c.connected) c.socket.write(frame);
-    else if (c.pending.length < 1000) c.pending.push(frame);
+    if (c.authed) write(c, msg);
+    else if (c.pending.length < 1000) c.pending.push(msg);
   };
 
   const dial = (to: string): Conn | null => {
@@ -318,24 +387,42 @@ export function createMember(options: MemberOptions): Member {
     socket.once("connect", () => {
       c.connected = true;
       socket.setNoDelay(true);
-      // First frame identifies us to the peer even if the core has nothing to say yet.
-      socket.write(envelope({ t: "hello" }));
-      for (const f of c.pending) socket.write(f);
-      c.pending = [];
+      socket.write(encodeHello(key, options.clusterName, self, to, c.nonce));
+      limitPreAuth(c);
     });
     return c;
+  };
+
+  /** A connection that has not authenticated within preAuthMs is closed. */
+  const limitPreAuth = (c: Conn): void => {
+    const t = setTimeout(() => {
+      if (!c.authed) {
+        logDrop(c.peer ?? c.host, `no authenticated frame within ${preAuthMs} ms`);
+        c.socket.destroy();
+      }
+    }, preAuthMs);
+    t.unref?.();
+    c.socket.once("close", () => clearTimeout(t));
   };
 
   const attach = (socket: net.Socket, outbound: boolean, peer: string | null): Conn => {
     const c: Conn = {
       socket,
       peer,
+      peerInc: null,
+      claimed: null,
+      host: normHost(socket.remoteAddress),
       outbound,
-      decoder: new FrameDecoder(key, options.clusterName, maxFrame),
+      stranger: false,
+      decoder: new FrameDecoder(PRE_AUTH_MAX_BYTES),
       superseded: false,
       pending: [],
       connected: !outbound,
       lastRx: now(),
+      nonce: freshNonce(),
+      session: null,
+      authed: false,
+      rxBytes: 0,
     };
     all.add(c);
     socket.on("data", (chunk: Buffer) => onData(c, chunk));
@@ -357,38 +444,93 @@ export function createMember(options: MemberOptions): Member {
 
   const onData = (c: Conn, chunk: Buffer): void => {
     c.lastRx = now();
-    const { envelopes, faults } = c.decoder.push(chunk);
-    for (const f of faults) {
-      logDrop(c.peer ?? normHost(c.socket.remoteAddress), f.reason);
-      if (f.kind === "close") {
+    if (!c.authed) {
+      // Before authenticating, a peer gets a few KiB in all, not a frame's worth per chunk.
+      c.rxBytes += chunk.length;
+      if (c.rxBytes > PRE_AUTH_MAX_BYTES) {
+        logDrop(c.peer ?? c.host, `more than ${PRE_AUTH_MAX_BYTES} bytes before authenticating`);
         c.socket.destroy();
         return;
       }
     }
-    for (const env of envelopes) {
-      if (c.peer === null || !c.outbound) {
+    const { frames, fault } = c.decoder.push(chunk);
+    for (const f of frames) {
+      if (c.socket.destroyed) return;
+      const bad = onFrame(c, f);
+      if (bad !== null) {
+        logDrop(c.peer ?? c.host, bad);
+        c.socket.destroy();
+        return;
+      }
+    }
+    if (fault) {
+      logDrop(c.peer ?? c.host, fault.reason);
+      c.socket.destroy();
+    }
+  };
+
+  /** Mark a connection authenticated: full frame size, and it no longer counts as pending. */
+  const authenticate = (c: Conn): void => {
+    c.authed = true;
+    c.decoder.setLimit(maxFrame);
+  };
+
+  /** Handle one complete frame; returns why the connection must close, or null. */
+  const onFrame = (c: Conn, f: Buffer): string | null => {
+    if (c.session === null) {
+      if (!c.outbound) {
+        const h = decodeHello(key, options.clusterName, self.addr, f);
+        if (typeof h === "string") return h;
         // The sender's claimed host must be the host the TCP connection comes from.
-        const claimed = parseAddress(env.from.addr);
-        if (!claimed || normHost(c.socket.remoteAddress) !== claimed.host.replace(/^::ffff:/, "")) {
-          logDrop(normHost(c.socket.remoteAddress), `frame claims to come from ${env.from.addr}`);
-          c.socket.destroy();
-          return;
-        }
-        if (c.peer === null) adopt(c, env.from.addr);
-        else if (c.peer !== env.from.addr) {
-          logDrop(c.peer, "sender changed on one connection");
-          c.socket.destroy();
-          return;
-        }
-      } else if (env.from.addr !== c.peer) {
-        logDrop(c.peer, `peer answered as ${env.from.addr}`);
-        c.socket.destroy();
-        return;
+        const claimed = parseAddress(h.from.addr);
+        if (!claimed || c.host !== normHost(claimed.host)) return `hello claims to come from ${h.from.addr}`;
+        const nonce = freshNonce();
+        const k = sessionKeys(key, options.clusterName, h.from, self, h.nonce, nonce);
+        c.session = new Session(k.acceptorToDialer, k.dialerToAcceptor);
+        c.claimed = h.from.addr;
+        c.peerInc = h.from.inc;
+        c.socket.write(encodeWelcome(key, options.clusterName, self, h, nonce));
+        return null;
       }
-      if (typeof env.body === "object" && env.body !== null && (env.body as { t?: unknown }).t === "hello")
-        continue;
-      feed({ type: "frame", from: env.from, msg: env.body });
+      const w = decodeWelcome(key, options.clusterName, self, c.peer!, c.nonce, f);
+      if (typeof w === "string") return w;
+      const k = sessionKeys(key, options.clusterName, self, w.from, c.nonce, w.nonce);
+      c.session = new Session(k.dialerToAcceptor, k.acceptorToDialer);
+      c.peerInc = w.from.inc;
+      authenticate(c);
+      // The first session frame proves to the acceptor that we hold the keys.
+      write(c, { t: "hello" });
+      for (const m of c.pending) write(c, m);
+      c.pending = [];
+      return null;
     }
+    const r = c.session.open(f);
+    if (!r.ok) return r.reason;
+    if (!c.authed) {
+      authenticate(c);
+      adopt(c, c.claimed!);
+    }
+    const body = r.body as { t?: unknown; id?: unknown; requestId?: unknown } | null;
+    if (typeof body === "object" && body !== null) {
+      if (body.t === "hello") return null;
+      // A request or admin command is acted on once per id, whatever reaches us twice.
+      const id = body.t === "req" ? body.id : body.t === "admin" ? body.requestId : undefined;
+      if (typeof id === "string" && !firstSeen(`${c.peer}\u0000${id}`)) {
+        logDrop(c.peer!, `duplicate request id ${id}`);
+        return null;
+      }
+    }
+    feed({ type: "frame", from: { addr: c.peer!, inc: c.peerInc! }, msg: r.body });
+    return null;
+  };
+
+  // Request ids seen, oldest first (a Map keeps insertion order); bounded.
+  const seenIds = new Map<string, true>();
+  const firstSeen = (k: string): boolean => {
+    if (seenIds.has(k)) return false;
+    seenIds.set(k, true);
+    if (seenIds.size > 10_000) seenIds.delete(seenIds.keys().next().value!);
+    return true;
   };
 
   /** One connection per pair: keep the one dialed by the lower address. */
@@ -408,8 +550,46 @@ export function createMember(options: MemberOptions): Member {
     }
     existing.superseded = true;
     conns.set(peer, c);
-    for (const f of existing.pending) c.socket.write(f);
+    for (const m of existing.pending) write(c, m);
     existing.socket.end();
+  };
+
+  /** The hosts we expect connections from: allowed hosts, seeds, members and voters. */
+  const knownHosts = (): Set<string> => {
+    const cfg = core.clusterConfig();
+    const hosts = new Set<string>();
+    for (const h of cfg.allowed) hosts.add(normHost(h));
+    for (const h of options.initialAllowed ?? []) hosts.add(normHost(h));
+    for (const a of [...(options.seeds ?? []), ...cfg.voters, ...(core.currentView()?.members ?? [])])
+      hosts.add(normHost(hostOf(a)));
+    return hosts;
+  };
+
+  /** Admission at accept: caps on inbound connections in total, per host and for strangers. */
+  const admit = (socket: net.Socket): { ok: true; stranger: boolean } | { ok: false; reason: string } => {
+    const host = normHost(socket.remoteAddress);
+    let inbound = 0;
+    let fromHost = 0;
+    let preAuthFromHost = 0;
+    let strangers = 0;
+    for (const c of all) {
+      if (c.outbound) continue;
+      inbound++;
+      if (c.stranger && !c.authed) strangers++;
+      if (c.host === host) {
+        fromHost++;
+        if (!c.authed) preAuthFromHost++;
+      }
+    }
+    if (inbound >= maxInbound) return { ok: false, reason: `${maxInbound} inbound connections already` };
+    if (fromHost >= maxInboundPerHost)
+      return { ok: false, reason: `${maxInboundPerHost} inbound connections from this host already` };
+    if (preAuthFromHost >= maxPreAuthPerHost)
+      return { ok: false, reason: `${maxPreAuthPerHost} unauthenticated connections from this host already` };
+    if (knownHosts().has(host)) return { ok: true, stranger: false };
+    if (strangers >= maxStrangers || [...all].some((c) => c.stranger && c.host === host && !c.authed))
+      return { ok: false, reason: "connection from a host that is neither allowed nor a seed" };
+    return { ok: true, stranger: true };
   };
 
   const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -418,7 +598,7 @@ export function createMember(options: MemberOptions): Member {
     if (!running) return;
     running = false;
     if (sweeper) clearInterval(sweeper);
-    for (const t of timers.values()) clearTimeout(t);
+    for (const t of timers.values()) t.cancel();
     timers.clear();
     for (const c of all) c.socket.destroy();
     all.clear();
@@ -471,13 +651,16 @@ export function createMember(options: MemberOptions): Member {
       if (running) return;
       const srv = net.createServer((socket) => {
         if (!running) return socket.destroy();
+        const verdict = admit(socket);
+        if (!verdict.ok) {
+          logDrop(normHost(socket.remoteAddress), `closed at accept: ${verdict.reason}`);
+          socket.destroy();
+          return;
+        }
         const c = attach(socket, false, null);
-        // A connection that never authenticates must not hold a socket forever.
-        const idle = setTimeout(() => {
-          if (c.peer === null) socket.destroy();
-        }, 2 * timing.timeout);
-        idle.unref?.();
-        socket.once("close", () => clearTimeout(idle));
+        c.stranger = verdict.stranger;
+        // A connection that does not authenticate at once must not hold a socket.
+        limitPreAuth(c);
       });
       srv.on("error", (err) => log.warn({ err: String(err) }, "membership: server error"));
       await new Promise<void>((resolve, reject) => {
