@@ -407,7 +407,27 @@ export class Ctx {
 
   startLocalMonitoring(): void {
     if (this.s.config.isWitness) return;
-    this.timer("localCheck", this.now + this.s.config.localPeriodMs);
+    const at = this.now + this.s.config.localPeriodMs;
+    this.s.localCheckAt = at;
+    this.timer("localCheck", at);
+  }
+
+  /** Does this agent's role watch a local database (guide 8.1 / 8.2)? */
+  monitorsLocalDb(): boolean {
+    return (
+      !this.s.config.isWitness &&
+      this.s.phase === "running" &&
+      (this.s.role === "Master" || this.s.role === "Standby")
+    );
+  }
+
+  /**
+   * A running Master or Standby always has a local check scheduled or in flight. `step` calls this
+   * after every event, so no row has to remember to re-arm monitoring when it changes the role.
+   */
+  keepMonitoring(): void {
+    if (this.monitorsLocalDb() && this.s.local.token === null && this.s.localCheckAt === null)
+      this.startLocalMonitoring();
   }
 
   /** Arms the lease timer for a master; never for a time already past (that would fire forever). */

@@ -47,6 +47,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     isolated: false,
     fencedForIsolation: false,
     idleForConflict: false,
+    localCheckAt: null,
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,
     joinedAt: null,
@@ -100,6 +101,8 @@ export function matchRow(c: Ctx, e: AnyEvent): TransitionRow | undefined {
 export function step(state: FailoverState, event: FailoverEvent): StepResult {
   if (state.phase === "exited") return { state, actions: [], transitions: [] };
   const c = new Ctx(state, event.now);
+  // The local check timer is no longer armed once it fires (timers are one-shot).
+  if (event.type === "timer" && event.name === "localCheck") c.s.localCheckAt = null;
   c.queue.push(event);
   let n = 0;
   while (c.queue.length > 0) {
@@ -118,5 +121,9 @@ export function step(state: FailoverState, event: FailoverEvent): StepResult {
     const to = c.s.phase === "running" ? c.s.role : c.s.phase;
     c.transitions.push({ rule: r.id, reason: r.reason, from, to });
   }
+  // One place for the monitoring invariant, whatever row changed the role (a promotion, a vouched
+  // Idle primary, a resume, an aborted candidacy): a promoted master whose timer chain had died
+  // while Promoting was never checked again, so a second failure of a master went unnoticed.
+  c.keepMonitoring();
   return { state: c.s as FailoverState, actions: c.actions, transitions: c.transitions };
 }

@@ -66,7 +66,7 @@ function finishStartup(c: Ctx): void {
     c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
-  if (role === "Master" || role === "Standby") c.startLocalMonitoring();
+  // local monitoring of a Master or Standby is armed by step (Ctx.keepMonitoring)
   // A coordinator that just started (its view arrived while it was still starting) reconciles once
   // like one that gained the role in a view: the cluster may have no master (sim seed 22604, 4 nodes:
   // the fenced old master restarted as a standby and became coordinator; nobody else decides).
@@ -321,6 +321,7 @@ function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: string): vo
     c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
+  // A resume restarts the check cycle now (step's invariant keeps it going from there).
   c.startLocalMonitoring();
   c.act({ type: "respond", requestId, ok: true, message: `Resumed monitoring as ${role}.` });
 }
@@ -1498,12 +1499,9 @@ export const transitions: readonly TransitionRow[] = [
     on: "timer:localCheck",
     guard: "otherwise",
     to: "unchanged",
-    actions: "re-arm while Master or Standby",
+    actions: "none (step re-arms monitoring while Master or Standby)",
     reason: "a check is already running (or the role does not monitor a database)",
-    run: (c) => {
-      if (c.s.phase === "running" && (c.s.role === "Master" || c.s.role === "Standby"))
-        c.startLocalMonitoring();
-    },
+    run: () => {},
   }),
   row({
     id: "local.ok",
@@ -1566,6 +1564,8 @@ export const transitions: readonly TransitionRow[] = [
     run: (c) => {
       c.s.local = { ...c.s.local, token: null, reported: true };
       c.s.db = "DOWN";
+      // Everyone's cluster-status shows the dead database now, not only after the verdict.
+      c.broadcast(c.status());
       reportDbFailure(c);
     },
   }),

@@ -354,6 +354,12 @@ export interface FailoverState {
   readonly idleForConflict: boolean;
   /** We were master and fenced ourselves (isolation, failure, switchover); nobody has taken over yet. */
   readonly fencedForIsolation: boolean;
+  /**
+   * When the armed `localCheck` timer fires; null when none is armed. With `local.token` it lets
+   * `step` keep the rule that a running Master or Standby always has a local check scheduled or
+   * in flight, whichever row changed its role.
+   */
+  readonly localCheckAt: number | null;
   readonly local: {
     readonly token: string | null;
     readonly final: boolean;
