@@ -239,6 +239,25 @@ describe("parseConfig", () => {
     expect(r.errors).toMatchObject([{ code: "INCONSISTENT_PROPERTIES", property: "admin.port" }]);
   });
 
+  test("http.bind.address is off unless set, host:port when set, and needs a port of its own", () => {
+    expect(parse(VALID).config?.httpBindAddress).toBeUndefined();
+    expect(parse(`${VALID}http.bind.address=\n`).config?.httpBindAddress).toBeUndefined();
+    const on = parse(`${VALID}http.bind.address=0.0.0.0:8008\n`);
+    expect(on.errors).toEqual([]);
+    expect(on.config?.httpBindAddress).toEqual({ host: "0.0.0.0", port: 8008 });
+    expect(parseConfig(printConfig(on.config!), "/etc/efm/acctg.properties").config).toEqual(on.config);
+    expect(parse(`${VALID}http.bind.address=8008\n`).errors).toMatchObject([
+      { code: "INVALID_VALUE", property: "http.bind.address", line: 13 },
+    ]);
+    for (const taken of ["7809", "7800"]) {
+      const r = parse(`${VALID}http.bind.address=10.0.1.8:${taken}\n`);
+      expect(r.errors).toMatchObject([
+        { code: "INCONSISTENT_PROPERTIES", property: "http.bind.address", line: 13 },
+      ]);
+      expect(formatProblem(r.errors[0]!)).toContain(taken === "7809" ? "admin.port" : "bind.address");
+    }
+  });
+
   test("cluster name is the file's base name", () => {
     expect(clusterNameFromPath("/etc/efm/acctg.properties")).toBe("acctg");
     expect(clusterNameFromPath("efm.properties")).toBe("efm");
