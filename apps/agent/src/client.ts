@@ -4,3 +4,11 @@ export { adminRequest, readToken } from "./admin/client.ts";
 export type { AdminRequest, AdminResponse, ClusterStatus, NodeStatus } from "./admin/protocol.ts";
 export { type AgentDirs, agentFiles, resolveDirs } from "./dirs.ts";
 export { AGENT_ERROR_CODES, AgentError, type AgentErrorCode } from "./errors.ts";
+export {
+  assess,
+  compareLsn,
+  type DbQuery,
+  queryDatabases,
+  renderClusterStatus,
+  renderClusterStatusJson,
+} from "./status-report.ts";

@@ -3,15 +3,17 @@ import {
   AgentError,
   agentFiles,
   type ClusterStatus,
+  type DbQuery,
+  queryDatabases,
   readToken,
+  renderClusterStatus,
+  renderClusterStatusJson,
   resolveDirs,
 } from "@efm/agent/client";
-import { DbProbeError, describeFailure, FAILURE_CODES, type FailureCode, readFacts } from "@efm/db-probe";
 import { decrypt } from "@efm/password-crypto";
 import { type EfmConfig, formatProblem, PropertiesError, readConfig } from "@efm/properties-parser";
 import type { Io, Outcome } from "./encrypt.ts";
 import { clusterFiles } from "./paths.ts";
-import { type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status.ts";
 
 /** Read the cluster's properties for a command that talks to the agent; null after printing why not. */
 function loadProperties(dir: string, cluster: string, io: Io): EfmConfig | null {
@@ -37,48 +39,17 @@ function fail(io: Io, err: unknown): Outcome {
 }
 
 /** Query every database of the report directly from this host (guide 4.2.1 "Promote Status"). */
-async function queryDatabases(
-  c: EfmConfig,
-  cluster: string,
-  status: ClusterStatus,
-): Promise<DbQuery[] | string> {
+async function queryAll(c: EfmConfig, cluster: string, status: ClusterStatus): Promise<DbQuery[] | string> {
   let password: string;
   try {
     password = decrypt(c.dbPasswordEncrypted, cluster);
   } catch (err) {
     return `Cannot decrypt the database password of cluster ${cluster}: ${(err as Error).message}`;
   }
-  const targets = status.nodes.filter((n) => n.type !== "Witness");
-  return Promise.all(
-    targets.map(async (n): Promise<DbQuery> => {
-      try {
-        const f = await readFacts(
-          {
-            host: n.address,
-            port: c.dbPort,
-            user: c.dbUser,
-            password,
-            database: c.dbDatabase,
-            ssl: c.jdbcSsl,
-          },
-          c.remoteTimeout * 1000,
-        );
-        return {
-          address: n.address,
-          ok: true,
-          inRecovery: f.inRecovery,
-          lsn: f.position?.toString() ?? "UNKNOWN",
-        };
-      } catch (err) {
-        const code = err instanceof DbProbeError ? err.code : undefined;
-        const known = code !== undefined && (FAILURE_CODES as readonly string[]).includes(code);
-        return {
-          address: n.address,
-          ok: false,
-          error: known ? describeFailure(code as FailureCode, c.dbUser) : (err as Error).message,
-        };
-      }
-    }),
+  return queryDatabases(
+    status,
+    (host) => ({ host, port: c.dbPort, user: c.dbUser, password, database: c.dbDatabase, ssl: c.jdbcSsl }),
+    c.remoteTimeout * 1000,
   );
 }
 
@@ -88,7 +59,7 @@ async function fetchStatus(
   cluster: string,
 ): Promise<{ status: ClusterStatus; queries: DbQuery[] } | string> {
   const status = (await adminRequest(c.adminPort, { command: "cluster-status" })) as ClusterStatus;
-  const queries = await queryDatabases(c, cluster, status);
+  const queries = await queryAll(c, cluster, status);
   return typeof queries === "string" ? queries : { status, queries };
 }
 

@@ -1,4 +1,15 @@
-import type { ClusterStatus, NodeStatus } from "@efm/agent/client";
+import {
+  DbProbeError,
+  type DbConnectionOptions,
+  describeFailure,
+  FAILURE_CODES,
+  type FailureCode,
+  readFacts,
+} from "@efm/db-probe";
+import type { ClusterStatus, NodeStatus } from "./admin/protocol.ts";
+
+// The cluster-status reports, shared by `efm cluster-status[-json]` and the agent's HTTP /status,
+// so both print the same thing from the same direct database queries.
 
 /** A direct query from this host to one database (guide 4.2.1 "Promote Status"). */
 export type DbQuery =
@@ -200,4 +211,38 @@ export function renderClusterStatusJson(
     messages: status.messages,
   };
   return { text: `${JSON.stringify(json, null, 4)}\n`, exitCode: problems.length === 0 ? 0 : 1 };
+}
+
+/**
+ * Query every database of the report directly from this host (guide 4.2.1 "Promote Status").
+ * `db` gives the connection settings for a host; `user` names the user in failure messages.
+ */
+export function queryDatabases(
+  status: ClusterStatus,
+  db: (host: string) => DbConnectionOptions,
+  timeoutMs: number,
+): Promise<DbQuery[]> {
+  const targets = status.nodes.filter((n) => n.type !== "Witness");
+  return Promise.all(
+    targets.map(async (n): Promise<DbQuery> => {
+      const options = db(n.address);
+      try {
+        const f = await readFacts(options, timeoutMs);
+        return {
+          address: n.address,
+          ok: true,
+          inRecovery: f.inRecovery,
+          lsn: f.position?.toString() ?? "UNKNOWN",
+        };
+      } catch (err) {
+        const code = err instanceof DbProbeError ? err.code : undefined;
+        const known = code !== undefined && (FAILURE_CODES as readonly string[]).includes(code);
+        return {
+          address: n.address,
+          ok: false,
+          error: known ? describeFailure(code as FailureCode, options.user) : (err as Error).message,
+        };
+      }
+    }),
+  );
 }

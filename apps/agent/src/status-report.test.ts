@@ -1,6 +1,6 @@
-import type { ClusterStatus } from "@efm/agent/client";
+import type { ClusterStatus } from "./admin/protocol.ts";
 import { describe, expect, test } from "vitest";
-import { compareLsn, type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status.ts";
+import { compareLsn, type DbQuery, renderClusterStatus, renderClusterStatusJson } from "./status-report.ts";
 
 const status: ClusterStatus = {
   cluster: "acctg",
