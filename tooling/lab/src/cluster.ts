@@ -10,6 +10,7 @@ import { alive, type ExecResult, run, runningAsRoot, start } from "./exec.ts";
 import { loopbackAddress, parseSubnet, subnetAddress } from "./net.ts";
 import * as netns from "./netns.ts";
 import * as ops from "./pg.ts";
+import { type CertFiles, makeCa, makeServerCert } from "./tls.ts";
 import {
   type HostRole,
   type HostState,
@@ -57,6 +58,12 @@ export interface ClusterOptions {
   postgresConf?: Record<string, string | number>;
   /** Extra pg_hba.conf lines, placed before the lab's own. */
   hbaLines?: string[];
+  /**
+   * TLS: every server gets `ssl = on` and its own certificate with its address as IP SAN,
+   * signed by a lab CA (`ca: true`, see `Cluster.tls`) or self-signed; connections without
+   * TLS over TCP (replication included) are rejected in pg_hba.conf. Needs `openssl`.
+   */
+  tls?: { ca: boolean };
   /** Progress messages; silent by default. */
   log?: (line: string) => void;
 }
@@ -195,6 +202,7 @@ export function planCluster(options: ClusterOptions): LabState {
     bridgeAddress,
     prefixLength,
     hosts: hostStates,
+    ...(options.tls ? { tls: { dir: path.join(runDir, "tls"), ca: options.tls.ca === true } } : {}),
   };
 }
 
@@ -309,6 +317,24 @@ export class Cluster {
       password: this.efmPassword,
       database: this.database,
     };
+  }
+
+  /** TLS files (null when the lab has no TLS): the CA certificate to trust, if any, and the folder. */
+  get tls(): { dir: string; caCert: string | null } | null {
+    const t = this.state.tls;
+    return t ? { dir: t.dir, caCert: t.ca ? path.join(t.dir, "lab-ca.crt") : null } : null;
+  }
+
+  /**
+   * Give a host's server a new certificate and reload it: for `ips` (default its address),
+   * self-signed or signed by the lab CA (default: as the lab was built).
+   */
+  async reissueCert(name: string, options: { selfSigned?: boolean; ips?: string[] } = {}): Promise<void> {
+    const t = this.state.tls;
+    if (!t) throw new LabError("INVALID_OPTIONS", `cluster ${this.name} was built without tls`);
+    const h = this.#h(name);
+    issueHostCert(this.state, h, options.ips ?? [h.address], options.selfSigned ?? !t.ca);
+    if (ops.postmasterPid(h) !== null) await ops.sql(this.state, h, "SELECT pg_reload_conf()");
   }
 
   /** Superuser connection over the host's Unix socket (unaffected by partitions). */
@@ -602,6 +628,12 @@ export class Cluster {
       log("creating namespaces and bridge");
       await netns.createNetwork(s);
     }
+    if (s.tls) {
+      log("issuing certificates");
+      fs.mkdirSync(s.tls.dir, { recursive: true, mode: 0o755 });
+      if (s.tls.ca) makeCa(s.tls.dir, "lab-ca");
+      for (const h of s.hosts) if (h.dataDir !== null) issueHostCert(s, h, [h.address], !s.tls.ca);
+    }
     const master = s.hosts.find((h) => h.role === "master");
     if (master === undefined) return;
     log(`initdb ${master.name}`);
@@ -651,6 +683,8 @@ export class Cluster {
     const hba = [
       "# written by @efm/lab",
       ...hbaLines,
+      // "all" does not cover replication: both kinds of TCP login must use TLS.
+      ...(s.tls ? ["hostnossl all all 0.0.0.0/0 reject", "hostnossl replication all 0.0.0.0/0 reject"] : []),
       "local all all trust",
       `host replication ${s.replicationUser} 0.0.0.0/0 scram-sha-256`,
       "host all all 0.0.0.0/0 scram-sha-256",
@@ -710,6 +744,18 @@ export class Cluster {
     ops.writeHostConf(s, h, {});
     ops.writeStandbyConfig(s, h, master);
   }
+}
+
+/** Write `<tls dir>/<host>.crt` and `.key`, the key owned by the server's OS user as PostgreSQL requires. */
+function issueHostCert(s: LabState, h: HostState, ips: string[], selfSigned: boolean): void {
+  const t = s.tls;
+  if (!t) return;
+  const ca: CertFiles | undefined = selfSigned
+    ? undefined
+    : { cert: path.join(t.dir, "lab-ca.crt"), key: path.join(t.dir, "lab-ca.key") };
+  const files = makeServerCert(t.dir, h.name, ips, ca);
+  ops.chownToOwner(s, files.key);
+  ops.chownToOwner(s, files.cert);
 }
 
 const DIVERGED = /forked off current database system timeline|is not a child of this server's history/;

@@ -338,6 +338,14 @@ export function writeHostConf(
     port: state.port,
     unix_socket_directories: host.socketDir,
     cluster_name: host.name,
+    // Per host, like the address: each server presents a certificate naming its own address.
+    ...(state.tls
+      ? {
+          ssl: "on",
+          ssl_cert_file: path.join(state.tls.dir, `${host.name}.crt`),
+          ssl_key_file: path.join(state.tls.dir, `${host.name}.key`),
+        }
+      : {}),
     ...extra,
   };
   const text = Object.entries(settings)

@@ -44,6 +44,11 @@ export interface LabState {
   bridgeAddress: string | null;
   prefixLength: number | null;
   hosts: HostState[];
+  /**
+   * TLS on every server (absent = off): certificates in `dir` (`<host>.crt`/`.key`, and
+   * `lab-ca.crt` when `ca`, else each host's certificate is self-signed).
+   */
+  tls?: { dir: string; ca: boolean };
 }
 
 /** Write the state file atomically (temp + rename) so a crash never leaves half a record. */
