@@ -1,6 +1,15 @@
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import pg from "pg";
 import { DbProbeError } from "./errors.ts";
+import {
+  type Attempt,
+  attempts,
+  type DbTls,
+  explainTlsFailure,
+  mayFallBack,
+  SSL_MODES,
+  tlsFailureKind,
+} from "./tls.ts";
 
 /** How to reach one database, as the agent's properties describe it. */
 export interface DbConnectionOptions {
@@ -15,19 +24,33 @@ export interface DbConnectionOptions {
   /** db.database */
   database: string;
   /**
-   * jdbc.ssl: true = TLS on every connection, verifying the server certificate against the
-   * system CAs (NODE_EXTRA_CA_CERTS adds more); pass node TLS options (e.g. `{ ca }`) to choose
-   * what to trust. false/absent = plain TCP.
+   * TLS. A `DbTls` (jdbc.sslmode and its files, see tls.ts) follows libpq's sslmode rules,
+   * including `allow`/`prefer` trying the other way when the first fails. `true` = TLS
+   * verifying the certificate and host against the system CAs (NODE_EXTRA_CA_CERTS adds more);
+   * node TLS options are used as given. false/absent = plain TCP.
    */
-  ssl?: boolean | TlsOptions;
+  ssl?: boolean | TlsOptions | DbTls;
   /** Shown in pg_stat_activity; default "efm". */
   applicationName?: string;
 }
 
-/** node-postgres client settings for these options (no timeouts: callers enforce deadlines). */
-export function clientConfig(options: DbConnectionOptions): pg.ClientConfig {
-  const ssl =
-    options.ssl === true ? {} : options.ssl === false || options.ssl === undefined ? false : options.ssl;
+function isDbTls(ssl: DbConnectionOptions["ssl"]): ssl is DbTls {
+  return typeof ssl === "object" && ssl !== null && "mode" in ssl;
+}
+
+/** The connection attempts these options make, in order (one, except for allow/prefer). */
+export function connectionAttempts(options: DbConnectionOptions): Attempt[] {
+  const ssl = options.ssl;
+  if (isDbTls(ssl)) return attempts(ssl, options.host);
+  return [ssl === true ? {} : ssl === false || ssl === undefined ? false : ssl];
+}
+
+/**
+ * node-postgres client settings for these options (no timeouts: callers enforce deadlines);
+ * `attempt` picks one of `connectionAttempts`, default the first.
+ */
+export function clientConfig(options: DbConnectionOptions, attempt?: Attempt): pg.ClientConfig {
+  const ssl = attempt ?? connectionAttempts(options)[0] ?? false;
   return {
     host: options.host,
     port: options.port,
@@ -53,6 +76,13 @@ export function checkConnectionOptions(options: DbConnectionOptions): void {
   }
   if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
     throw new DbProbeError("INVALID_OPTIONS", `database connection: port ${String(o.port)} is not 1..65535`);
+  }
+  const ssl = options.ssl;
+  if (isDbTls(ssl) && !(SSL_MODES as readonly string[]).includes(ssl.mode)) {
+    throw new DbProbeError(
+      "INVALID_OPTIONS",
+      `database connection: sslmode ${JSON.stringify(ssl.mode)} is not one of ${SSL_MODES.join(", ")}`,
+    );
   }
 }
 
@@ -98,16 +128,34 @@ export function withDeadline<T>(
   });
 }
 
-/** Open a connection within timeoutMs; on failure nothing is left open. Errors are raw (classify them). */
+/**
+ * Open a connection within timeoutMs (all attempts together); on failure nothing is left open.
+ * TLS failures under a DbTls come back as SSL_FAILED errors saying which check failed; other
+ * errors are raw (classify them).
+ */
 export async function openClient(options: DbConnectionOptions, timeoutMs: number): Promise<pg.Client> {
-  const client = new pg.Client(clientConfig(options));
-  // An idle connection that dies later emits 'error'; the next use reports it instead of crashing us.
-  client.on("error", () => {});
-  try {
-    await withDeadline(client.connect(), timeoutMs, options.host, () => destroyClient(client));
-    return client;
-  } catch (err) {
-    destroyClient(client);
-    throw err;
+  const deadline = performance.now() + timeoutMs;
+  const tries = connectionAttempts(options);
+  const errors: unknown[] = [];
+  for (const [i, attempt] of tries.entries()) {
+    const client = new pg.Client(clientConfig(options, attempt));
+    // An idle connection that dies later emits 'error'; the next use reports it instead of crashing us.
+    client.on("error", () => {});
+    try {
+      await withDeadline(client.connect(), deadline - performance.now(), options.host, () =>
+        destroyClient(client),
+      );
+      return client;
+    } catch (err) {
+      destroyClient(client);
+      errors.push(err);
+      if (i < tries.length - 1 && mayFallBack(err) && performance.now() < deadline) continue;
+      break;
+    }
   }
+  // Of a TLS and a plain failure, the TLS one says what to fix.
+  const err = errors.find((e) => tlsFailureKind(e) !== null) ?? errors.at(-1);
+  const ssl = options.ssl;
+  const explained = isDbTls(ssl) ? explainTlsFailure(err, ssl, options.host) : null;
+  throw explained ?? err;
 }

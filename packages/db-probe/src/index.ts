@@ -1,6 +1,6 @@
 export { type CheckResult, type Checker, PgChecker, type PgCheckerOptions, remoteCheck } from "./checker.ts";
 export { classify, DEFINITE_FAILURES, describeFailure, type Failure, isDefinite } from "./classify.ts";
-export { clientConfig, type DbConnectionOptions } from "./connection.ts";
+export { clientConfig, connectionAttempts, type DbConnectionOptions } from "./connection.ts";
 export {
   DB_PROBE_ERROR_CODES,
   DbProbeError,
@@ -20,3 +20,13 @@ export {
   systemClock,
   timingFromSeconds,
 } from "./monitor.ts";
+export {
+  type Attempt,
+  type DbTls,
+  explainTlsFailure,
+  SSL_MODES,
+  type SslMode,
+  type TlsFailureKind,
+  tlsFailureKind,
+  tlsOptions,
+} from "./tls.ts";
