@@ -22,6 +22,7 @@ import {
   readConfig,
   readNodes,
   writeFileAtomic,
+  tlsSettings,
   writeNodes,
 } from "@efm/properties-parser";
 import {
@@ -263,7 +264,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     user: c.dbUser,
     password,
     database: c.dbDatabase,
-    ssl: c.jdbcSsl,
+    // jdbc.sslmode & co., resolved per connection as libpq does (a root.crt put in ~/.postgresql
+    // later is used by the next connection).
+    ssl: tlsSettings(c),
   });
   const localChecker = c.isWitness
     ? null

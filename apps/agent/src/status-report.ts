@@ -240,7 +240,11 @@ export function queryDatabases(
         return {
           address: n.address,
           ok: false,
-          error: known ? describeFailure(code as FailureCode, options.user) : (err as Error).message,
+          // A TLS failure's own message says which certificate check failed and what to change.
+          error:
+            known && code !== "SSL_FAILED"
+              ? describeFailure(code as FailureCode, options.user)
+              : (err as Error).message,
         };
       }
     }),

@@ -11,7 +11,13 @@ import {
   resolveDirs,
 } from "@efm/agent/client";
 import { decrypt } from "@efm/password-crypto";
-import { type EfmConfig, formatProblem, PropertiesError, readConfig } from "@efm/properties-parser";
+import {
+  type EfmConfig,
+  formatProblem,
+  PropertiesError,
+  readConfig,
+  tlsSettings,
+} from "@efm/properties-parser";
 import type { Io, Outcome } from "./encrypt.ts";
 import { clusterFiles } from "./paths.ts";
 
@@ -48,7 +54,14 @@ async function queryAll(c: EfmConfig, cluster: string, status: ClusterStatus): P
   }
   return queryDatabases(
     status,
-    (host) => ({ host, port: c.dbPort, user: c.dbUser, password, database: c.dbDatabase, ssl: c.jdbcSsl }),
+    (host) => ({
+      host,
+      port: c.dbPort,
+      user: c.dbUser,
+      password,
+      database: c.dbDatabase,
+      ssl: tlsSettings(c),
+    }),
     c.remoteTimeout * 1000,
   );
 }
