@@ -167,3 +167,57 @@ export function setConninfoHost(text: string, host: string): string {
   }
   return out;
 }
+
+/**
+ * Sets `keyword` to `value`, changing nothing else byte for byte: every occurrence is replaced
+ * (libpq uses the last; none is left to contradict it), or ` keyword=value` is appended.
+ */
+export function setConninfoValue(text: string, keyword: string, value: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyword)) {
+    throw new ScriptsRunnerError("CONNINFO_INVALID", `"${keyword}" is not a connection keyword`);
+  }
+  const entries = parseConninfo(text).filter((e) => e.keyword === keyword);
+  let out = text;
+  for (const entry of [...entries].sort((a, b) => b.valueStart - a.valueStart)) {
+    out = out.slice(0, entry.valueStart) + quoteConninfoValue(value) + out.slice(entry.valueEnd);
+  }
+  if (entries.length === 0) {
+    const sep = out === "" || isSpace(out[out.length - 1]) ? "" : " ";
+    out = `${out}${sep}${keyword}=${quoteConninfoValue(value)}`;
+  }
+  return out;
+}
+
+/** The TLS part of a standby's primary_conninfo, from jdbc.sslmode and jdbc.sslrootcert. */
+export interface ConninfoTls {
+  readonly sslmode: string;
+  /** Omitted: the server's OS user's ~/.postgresql/root.crt, as libpq defaults. */
+  readonly sslrootcert?: string;
+}
+
+const CONNINFO_SSLMODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+/**
+ * Carries the agents' TLS settings into a standby's primary_conninfo, so a standby pointed at
+ * a new master replicates under the same rules the agents connect with: `sslmode` always,
+ * `sslrootcert` when one is named. Other keywords (user, passfile, sslcert...) are kept.
+ */
+export function setConninfoTls(text: string, tls: ConninfoTls): string {
+  if (!CONNINFO_SSLMODES.includes(tls.sslmode)) {
+    throw new ScriptsRunnerError(
+      "CONNINFO_INVALID",
+      `sslmode "${tls.sslmode}" is not one of ${CONNINFO_SSLMODES.join(", ")}`,
+    );
+  }
+  let out = setConninfoValue(text, "sslmode", tls.sslmode);
+  if (tls.sslrootcert !== undefined) {
+    if (!tls.sslrootcert.startsWith("/")) {
+      throw new ScriptsRunnerError(
+        "CONNINFO_INVALID",
+        `sslrootcert "${tls.sslrootcert}" is not an absolute path`,
+      );
+    }
+    out = setConninfoValue(out, "sslrootcert", tls.sslrootcert);
+  }
+  return out;
+}

@@ -8,6 +8,9 @@ export {
   parseConninfo,
   quoteConninfoValue,
   setConninfoHost,
+  setConninfoTls,
+  setConninfoValue,
+  type ConninfoTls,
 } from "./conninfo.ts";
 export {
   isScriptsRunnerError,
