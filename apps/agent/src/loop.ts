@@ -22,6 +22,12 @@ export interface Executors {
   queryLsn(): Promise<string | null>;
   ping(address: string): Promise<boolean>;
   runScript(kind: ScriptKind, path: string): Promise<{ exitCode: number; output: string }>;
+  /**
+   * Pre-promotion check over the promote path: the database answers with the configured
+   * credentials, is in recovery, and the promotion can be carried out. Optional until every
+   * executor provides it; without it the loop checks connection and role via checkLocalRole.
+   */
+  checkPromotable?(): Promise<{ ok: boolean; error?: string }>;
   promoteDb(): Promise<void>;
   fenceDb(newMaster: string | null): Promise<void>;
   reconfigureDb(newMaster: string): Promise<void>;
@@ -193,6 +199,29 @@ export class EventLoop {
             exitCode: -1,
             output: e.message,
           }),
+        );
+      case "checkPromotable":
+        return later(
+          this.exec.checkPromotable
+            ? this.exec.checkPromotable()
+            : this.exec
+                .checkLocalRole()
+                .then((r) =>
+                  r === "recovery"
+                    ? { ok: true }
+                    : {
+                        ok: false,
+                        error: `the local database is ${r === "primary" ? "not in recovery" : "unreachable"}`,
+                      },
+                ),
+          (r) => ({
+            type: "promotableChecked",
+            now: now(),
+            token: a.token,
+            ok: r.ok,
+            ...(r.ok ? {} : { error: r.error ?? "the pre-promotion check failed" }),
+          }),
+          (e) => ({ type: "promotableChecked", now: now(), token: a.token, ok: false, error: e.message }),
         );
       case "promoteDb":
         return later(

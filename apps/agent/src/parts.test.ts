@@ -97,6 +97,7 @@ test("status shows nodes by address and lists the messages an operator needs", (
     priority: ["10.0.1.9:7800"],
     promoting: null,
     failoverDisabled: true,
+    attention: null,
     lastReason: "",
   };
   const s = statusFromSnapshot(

@@ -35,6 +35,7 @@ export function statusFromSnapshot(
   if (!snap.quorate) messages.push("This node is not in a majority view of the cluster.");
   if (snap.failoverDisabled) messages.push("Failover is disabled until the master agent is restarted.");
   if (snap.promoting) messages.push(`Promotion of ${hostOf(snap.promoting)} is in progress.`);
+  if (snap.attention) messages.push(snap.attention);
   return {
     cluster: snap.clusterName,
     self: hostOf(snap.self),

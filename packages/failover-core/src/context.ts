@@ -31,6 +31,10 @@ export type InternalEvent =
       readonly masterFenced?: boolean;
     }
   | { readonly type: "lsnsCollected"; readonly now: number }
+  /** The promotion's current candidate passed its pre-promotion check. */
+  | { readonly type: "candidateVerified"; readonly now: number }
+  /** Every candidate of the promotion failed its check or its promotion. */
+  | { readonly type: "candidatesExhausted"; readonly now: number }
   | {
       readonly type: "clusterCommand";
       readonly now: number;
@@ -345,7 +349,7 @@ export class Ctx {
       case "pingServer":
         return cfg.pingServer ? { type: "pingServer", token, server: cfg.pingServer } : null;
       case "master":
-        return c.checkMaster && c.oldMaster
+        return c.checkMaster && c.oldMaster && !c.restore
           ? {
               type: "checkRemoteDb",
               token,
@@ -355,11 +359,14 @@ export class Ctx {
             }
           : null;
       case "fence":
-        return cfg.scripts.fence
+        // The old master taking its role back must not run the fencing script against itself.
+        return cfg.scripts.fence && !c.restore
           ? { type: "runScript", token, script: "fence", path: cfg.scripts.fence }
           : null;
       case "promote":
         return { type: "promoteDb", token };
+      case "verifyPromote":
+        return null;
       case "assignVip":
         return cfg.virtualIp ? { type: "assignVip", token, vip: cfg.virtualIp } : null;
       case "postPromotion":
@@ -378,13 +385,71 @@ export class Ctx {
     this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: true, reason: "promoted" });
   }
 
-  /** Gives up before the irreversible step: back to Standby and tell the coordinator why. */
-  abortCandidacy(reason: string, role: AgentRole = "Standby"): void {
+  /**
+   * Gives up: back to Standby (or Idle) and tell the coordinator why. `next`: the failure is ours
+   * alone (our database, our network), so the coordinator may try its next candidate.
+   */
+  abortCandidacy(reason: string, role?: AgentRole, next = false): void {
     const c = this.s.candidacy;
     if (!c) return;
     this.s.candidacy = null;
-    this.setRole(role);
-    this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: false, reason });
+    // The fenced old master that was to take its role back stays the fenced Idle agent it was.
+    this.setRole(role ?? (c.restore ? "Idle" : "Standby"));
+    this.send(c.coordinator, {
+      type: "promotionResult",
+      token: c.token,
+      ok: false,
+      reason,
+      ...(next ? { next } : {}),
+    });
+  }
+
+  /**
+   * The promotion's next candidate in rank order: verified ones go straight on, others are asked
+   * to check they can be promoted first (before any master is asked to step down); none left
+   * raises `candidatesExhausted`. `restoreOldMaster` asks the fenced old master instead.
+   */
+  nextCandidate(restoreOldMaster = false): void {
+    const p = this.s.promotion;
+    if (!p) return;
+    const candidate = restoreOldMaster ? p.oldMaster : (p.ranked.find((a) => !(a in p.failures)) ?? null);
+    if (candidate === null) {
+      this.setPromotion({ ...p, candidate: null });
+      this.raise({ type: "candidatesExhausted", now: this.now });
+      return;
+    }
+    if (p.verified.includes(candidate)) {
+      this.setPromotion({ ...p, candidate, restoring: restoreOldMaster });
+      this.raise({ type: "candidateVerified", now: this.now });
+      return;
+    }
+    this.setPromotion({ ...p, stage: "precheck", candidate, restoring: restoreOldMaster });
+    this.send(candidate, {
+      type: "checkPromotable",
+      token: p.token,
+      ...(restoreOldMaster ? { restore: true } : {}),
+    });
+    const cfg = this.s.config;
+    this.timer(
+      `promotion:${p.token}`,
+      this.now + cfg.localTimeoutMs + cfg.remoteTimeoutMs + cfg.messageSlackMs,
+    );
+  }
+
+  /** Records why the current candidate cannot be promoted and moves on to the next one. */
+  candidateFailed(reason: string): void {
+    const p = this.s.promotion;
+    if (!p?.candidate) return;
+    this.setPromotion({ ...p, failures: { ...p.failures, [p.candidate]: reason } });
+    if (p.restoring) this.raise({ type: "candidatesExhausted", now: this.now });
+    else this.nextCandidate();
+  }
+
+  /** Tells every agent (ourselves too) what an operator must do now; null clears it. */
+  setAttention(text: string | null): void {
+    if (this.s.attention === text) return;
+    this.s.attention = text;
+    this.broadcast({ type: "notice", text });
   }
 
   // ---- fencing ourselves ----

@@ -466,6 +466,18 @@ export class Harness {
           output: `exit ${exitCode}`,
         });
       }
+      case "checkPromotable": {
+        // Reachable by the local agent and in recovery: what the pre-promotion check verifies.
+        const db = n.db;
+        const ok = db?.state === "up" && !db.localBroken && (db.inRecovery || db.fenced);
+        return this.result(n, {
+          type: "promotableChecked",
+          now,
+          token: a.token,
+          ok,
+          ...(ok ? {} : { error: "the local database is not a reachable standby" }),
+        });
+      }
       case "promoteDb":
         if (n.db) n.db.inRecovery = false;
         this.out.push(`${me}: PROMOTE database`);

@@ -25,6 +25,8 @@ export interface ClusterSnapshot {
   /** The standby being promoted, if this agent coordinates a promotion. */
   readonly promoting: string | null;
   readonly failoverDisabled: boolean;
+  /** What an operator must do now (no master and none could be promoted); null when nothing. */
+  readonly attention: string | null;
   readonly lastReason: string;
 }
 
@@ -63,6 +65,7 @@ export function snapshot(state: FailoverState): ClusterSnapshot {
     priority: state.priority,
     promoting: state.promotion?.candidate ?? (state.candidacy ? state.config.self : null),
     failoverDisabled: state.failoverDisabled,
+    attention: state.attention,
     lastReason: state.lastReason,
   };
 }

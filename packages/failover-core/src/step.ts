@@ -58,6 +58,8 @@ export function initialState(config: FailoverConfig): FailoverState {
     selfFence: null,
     pendingResume: null,
     lsnQueries: {},
+    promotableChecks: {},
+    attention: null,
     reconfigureToken: null,
     previousViewSize: 0,
     hadStandby: false,
@@ -125,5 +127,8 @@ export function step(state: FailoverState, event: FailoverEvent): StepResult {
   // Idle primary, a resume, an aborted candidacy): a promoted master whose timer chain had died
   // while Promoting was never checked again, so a second failure of a master went unnoticed.
   c.keepMonitoring();
+  // An operator notice about a masterless cluster ends once a master runs again.
+  if (c.s.attention !== null && (c.s.role === "Master" || c.membersWithRole("Master").length > 0))
+    c.s.attention = null;
   return { state: c.s as FailoverState, actions: c.actions, transitions: c.transitions };
 }

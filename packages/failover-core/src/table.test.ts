@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Harness, harnessTimings, runScenario } from "./harness.ts";
+import { snapshot } from "./snapshot.ts";
 import { initialState, step } from "./step.ts";
 import { transitions } from "./table.ts";
 import type {
@@ -977,6 +978,9 @@ describe("promotion (coordinator side)", () => {
     ] as const) {
       s2 = run(s2, msg(2, who, { type: "lsnReply", token: tok, lsn, role })).state;
     }
+    // the best standby checks it can be promoted before the master is asked to step down
+    expect(s2.promotion).toMatchObject({ stage: "precheck", candidate: "b" });
+    s2 = run(s2, msg(2, "b", { type: "promotableReply", token: tok, ok: true })).state;
     expect(s2.promotion?.stage).toBe("switchover");
     // the master's reminder stands in for a lost 'fenced' answer
     const reminded = run(s2, msg(3, "a", { type: "fencedMasterBack" }));
@@ -1053,7 +1057,26 @@ describe("promotion (candidate side)", () => {
     const r = run(down.state, { type: "dbPromoted", now: 5, token: "p1", ok: false, error: "trigger file" });
     expect(rules(r)).toEqual(["cand.promoteFailed"]);
     expect(notified(r)).toEqual(["couldNotPromoteStandby"]);
-    expect(r.state.role).toBe("Idle");
+    // its database is read before anyone is told: a promote that timed out may still complete
+    expect(r.actions.some((a) => a.type === "checkLocalRole")).toBe(true);
+    const still = run(r.state, { type: "localRoleChecked", now: 6, result: "recovery" });
+    expect(rules(still)).toEqual(["cand.promoteFailed.recovery"]);
+    expect(still.state.role).toBe("Idle");
+    expect(find(still, "send").message).toEqual({
+      type: "promotionResult",
+      token: "p1",
+      ok: false,
+      reason: "promotion of the database failed: trigger file",
+      next: true,
+    });
+    // unreadable: no other candidate may be tried (this one may come up promoted)
+    const lost = run(r.state, { type: "localRoleChecked", now: 6, result: "unreachable" });
+    expect(rules(lost)).toEqual(["cand.promoteFailed.unknown"]);
+    expect(find(lost, "send").message).not.toHaveProperty("next");
+    // promoted after all: carry on as the master
+    const done = run(r.state, { type: "localRoleChecked", now: 6, result: "primary" });
+    expect(rules(done)).toEqual(["cand.promoteFailed.primary"]);
+    expect(done.state.role).toBe("Master");
   });
 
   it("keeps the promotion when the VIP cannot be assigned or the post-promotion script fails", () => {
@@ -1101,6 +1124,263 @@ describe("promotion (candidate side)", () => {
     expect(find(lost, "send").message).toMatchObject({ type: "promotionResult", ok: false });
     const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
     expect(rules(moved)).toEqual(["view.changed.candidate"]);
+  });
+});
+
+describe("a promotion checks its candidate first and never ends silently without a master (issue 11)", () => {
+  const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+  const sent = (r: StepResult, type: PeerMessage["type"]) =>
+    r.actions.flatMap((a) => (a.type === "send" && a.message.type === type ? [a] : []));
+
+  /** A manual promotion on w with every position collected (b and c both up to date). */
+  function collected(
+    lsns: [string, string][] = [
+      ["b", "0/10"],
+      ["c", "0/10"],
+    ],
+  ) {
+    let s = coordinator();
+    s = run(s, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const tok = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: tok, lsn: "0/10", role: "Master" })).state;
+    let last: StepResult | null = null;
+    for (const [who, lsn] of lsns) {
+      last = run(s, msg(2, who, { type: "lsnReply", token: tok, lsn, role: "Standby" }));
+      s = last.state;
+    }
+    return { s, tok, last: last! };
+  }
+
+  it("asks the best standby to check it can be promoted before the master is asked to step down", () => {
+    const { s, tok, last } = collected();
+    expect(rules(last)).toContain("promo.rank");
+    expect(sent(last, "checkPromotable")).toEqual([
+      { type: "send", to: "b", message: { type: "checkPromotable", token: tok } },
+    ]);
+    expect(sent(last, "switchover")).toEqual([]);
+    // b cannot be promoted: c is checked next, still nobody fenced
+    const bad = run(
+      s,
+      msg(3, "b", {
+        type: "promotableReply",
+        token: tok,
+        ok: false,
+        error: "password authentication failed",
+      }),
+    );
+    expect(rules(bad)).toEqual(["promo.precheck.failed"]);
+    expect(sent(bad, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    expect(sent(bad, "switchover")).toEqual([]);
+    const good = run(bad.state, msg(4, "c", { type: "promotableReply", token: tok, ok: true }));
+    expect(rules(good)).toEqual(["promo.precheck.ok", "promo.manual.switchover"]);
+    expect(sent(good, "switchover")).toEqual([
+      { type: "send", to: "a", message: { type: "switchover", token: tok, newMaster: "c" } },
+    ]);
+  });
+
+  it("refuses without touching the master when no standby can be promoted", () => {
+    const { s, tok } = collected();
+    const b = run(
+      s,
+      msg(3, "b", { type: "promotableReply", token: tok, ok: false, error: "not in recovery" }),
+    );
+    const timedOut = run(b.state, msg(4, "c", { type: "promotableReply", token: tok, ok: false }));
+    expect(rules(timedOut)).toEqual(["promo.precheck.failed", "promo.exhausted"]);
+    expect(sent(timedOut, "switchover")).toEqual([]);
+    expect(find(timedOut, "respond")).toMatchObject({ requestId: "r1", ok: false });
+    expect(find(timedOut, "respond").message).toBe(
+      "Promotion failed: no standby can be promoted (b: cannot be promoted: not in recovery; " +
+        "c: cannot be promoted: no reason given). The master was not changed.",
+    );
+    expect(timedOut.state.promotion).toBeNull();
+    // late answers change nothing
+    expect(
+      rules(run(timedOut.state, msg(5, "c", { type: "promotableReply", token: tok, ok: true }))),
+    ).toEqual(["promo.precheck.stale"]);
+  });
+
+  it("starts over instead of skipping a best standby that refuses to be checked (a view behind)", () => {
+    const { s, tok } = collected();
+    const r = run(
+      s,
+      msg(3, "b", {
+        type: "promotableReply",
+        token: tok,
+        ok: false,
+        error: "this agent is checking",
+        refused: true,
+      }),
+    );
+    expect(rules(r)).toEqual(["promo.precheck.refused"]);
+    expect(r.state.promotion).toBeNull();
+    expect(sent(r, "checkPromotable")).toEqual([]);
+    expect(find(r, "respond").message).toBe("Promotion has not occurred: b: this agent is checking.");
+    expect(r.actions).toContainEqual({
+      type: "setTimer",
+      name: "reconcile",
+      at: 3 + harnessTimings.messageSlackMs,
+    });
+  });
+
+  it("drops a verified promotion once no longer the coordinator", () => {
+    const { s, tok } = collected();
+    const moved = run(s, { type: "viewInstalled", now: 3, view: view(2, FULL, { coordinator: "a" }) }).state;
+    const r = run(moved, msg(4, "b", { type: "promotableReply", token: tok, ok: true }));
+    expect(rules(r)).toEqual(["promo.precheck.ok", "promo.verified.notCoordinator"]);
+    expect(r.state.promotion).toBeNull();
+    expect(sent(r, "switchover")).toEqual([]);
+  });
+
+  it("after the master stepped down: next candidate, then the old master, then exact operator steps", () => {
+    let { s, tok } = collected();
+    s = run(s, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
+    expect(s.promotion?.stage).toBe("switchover");
+    // the master fenced itself: it says so (Idle, database up) and reports fenced
+    s = run(s, msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    s = run(s, msg(4, "a", { type: "fenced", token: tok })).state;
+    s = run(s, msg(5, "b", { type: "lsnReply", token: tok, lsn: "0/11", role: "Standby" })).state;
+    const sendB = run(s, msg(5, "c", { type: "lsnReply", token: tok, lsn: "0/11", role: "Standby" }));
+    expect(rules(sendB)).toEqual(["lsn.reply", "promo.rank", "promo.send"]);
+    expect(sent(sendB, "promote").map((a) => a.to)).toEqual(["b"]);
+    // b's promote fails: every database is in recovery now, so c is tried
+    const failB = run(
+      sendB.state,
+      msg(6, "b", {
+        type: "promotionResult",
+        token: tok,
+        ok: false,
+        reason: "promotion of the database failed: x",
+        next: true,
+      }),
+    );
+    expect(rules(failB)).toEqual(["promo.result.next"]);
+    expect(sent(failB, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    const sendC = run(failB.state, msg(7, "c", { type: "promotableReply", token: tok, ok: true }));
+    expect(sent(sendC, "promote").map((a) => a.to)).toEqual(["c"]);
+    // c fails too -> the healthy old master
+    const failC = run(
+      sendC.state,
+      msg(8, "c", {
+        type: "promotionResult",
+        token: tok,
+        ok: false,
+        reason: "orphaned",
+        next: true,
+      }),
+    );
+    expect(rules(failC)).toEqual(["promo.result.next", "promo.exhausted.restore"]);
+    expect(sent(failC, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: tok, restore: true } },
+    ]);
+    const restore = run(failC.state, msg(9, "a", { type: "promotableReply", token: tok, ok: true }));
+    expect(sent(restore, "promote")).toEqual([
+      {
+        type: "send",
+        to: "a",
+        message: { type: "promote", token: tok, epoch: 1, oldMaster: "a", checkMaster: false, restore: true },
+      },
+    ]);
+    // the old master cannot take its role back either: say exactly what to do, everywhere
+    const none = run(
+      restore.state,
+      msg(10, "a", {
+        type: "promotionResult",
+        token: tok,
+        ok: false,
+        reason: "promotion of the database failed: y",
+        next: true,
+      }),
+    );
+    expect(rules(none)).toEqual(["promo.result.next", "promo.exhausted.noMaster"]);
+    const severe = none.actions.find((a) => a.type === "notify");
+    expect(severe).toMatchObject({ id: "unexpectedError" });
+    const steps =
+      "No database of cluster acctg is a master. Fix the cause in the agent logs, then either promote the most " +
+      "up-to-date database by hand (pg_ctl promote -D <data directory>, as the database owner) and run " +
+      "'efm resume acctg' on its node, or run 'efm resume acctg' on each Idle standby and then 'efm promote acctg'.";
+    expect(find(none, "respond").message).toBe(
+      `Promotion failed: b: promotion of the database failed: x; c: orphaned; a: promotion of the database failed: y. ${steps}`,
+    );
+    expect(none.state.attention).toContain(steps);
+    expect(snapshot(none.state).attention).toBe(none.state.attention);
+    expect(find(none, "broadcast").message).toEqual({ type: "notice", text: none.state.attention });
+    // another agent shows it too, until a master runs again
+    const masterless = run(
+      standbyOf(),
+      msg(11, "a", { type: "status", role: "Idle", db: "UP", master: null }),
+    );
+    const other = run(masterless.state, msg(11, "w", { type: "notice", text: "do this" }));
+    expect(rules(other)).toEqual(["notice.update"]);
+    expect(other.state.attention).toBe("do this");
+    const back = run(none.state, msg(12, "b", { type: "status", role: "Master", db: "UP", master: "b" }));
+    expect(back.state.attention).toBeNull();
+  });
+
+  const standbyOf = () => boot("c", "recovery", view(1, FULL, { coordinator: "w" }));
+
+  it("a candidate answers the check over the promote path; only the fenced old master may take its role back", () => {
+    const c = standbyOf();
+    const ask = run(c, msg(1, "w", { type: "checkPromotable", token: "t1" }));
+    expect(rules(ask)).toEqual(["precheck.request"]);
+    const local = find(ask, "checkPromotable");
+    const ans = run(ask.state, {
+      type: "promotableChecked",
+      now: 2,
+      token: local.token,
+      ok: false,
+      error: "sudo: a password is required",
+    });
+    expect(rules(ans)).toEqual(["precheck.answer"]);
+    expect(find(ans, "send")).toEqual({
+      type: "send",
+      to: "w",
+      message: { type: "promotableReply", token: "t1", ok: false, error: "sudo: a password is required" },
+    });
+    expect(
+      rules(run(ans.state, { type: "promotableChecked", now: 3, token: local.token, ok: true })),
+    ).toEqual(["precheck.stale"]);
+    // a standby is not the old master; the request must come from the coordinator
+    expect(rules(run(c, msg(1, "w", { type: "checkPromotable", token: "t2", restore: true })))).toEqual([
+      "precheck.refuse",
+    ]);
+    expect(rules(run(c, msg(1, "b", { type: "checkPromotable", token: "t3" })))).toEqual(["precheck.refuse"]);
+
+    // the old master, fenced by a switchover, accepts and skips the master check and the fencing script
+    let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }), {
+      virtualIp: null,
+      pingServer: null,
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+    });
+    const so = run(a, msg(2, "w", { type: "switchover", token: "s1", newMaster: "b" }));
+    a = run(so.state, { type: "dbFenced", now: 3, token: find(so, "fenceDb").token, ok: true }).state;
+    expect([a.role, a.fencedForIsolation]).toEqual(["Idle", true]);
+    expect(rules(run(a, msg(4, "w", { type: "checkPromotable", token: "t4" })))).toEqual(["precheck.refuse"]);
+    expect(rules(run(a, msg(4, "w", { type: "checkPromotable", token: "t4", restore: true })))).toEqual([
+      "precheck.request",
+    ]);
+    const back = run(
+      a,
+      msg(5, "w", {
+        type: "promote",
+        token: "t4",
+        epoch: 1,
+        oldMaster: "a",
+        checkMaster: false,
+        restore: true,
+      }),
+    );
+    expect(rules(back)).toEqual(["cand.accept"]);
+    expect(back.actions.map((x) => x.type)).toContain("promoteDb");
+    expect(back.actions.some((x) => x.type === "runScript" || x.type === "checkRemoteDb")).toBe(false);
+    // and a failure leaves it the fenced Idle agent it was
+    const r = run(back.state, { type: "dbPromoted", now: 6, token: "t4", ok: false, error: "e" });
+    const idle = run(r.state, { type: "localRoleChecked", now: 7, result: "recovery" });
+    expect([idle.state.role, idle.state.fencedForIsolation]).toEqual(["Idle", true]);
   });
 });
 

@@ -1,4 +1,5 @@
 import type { AnyEvent, Ctx } from "./context.ts";
+import { compareLsn } from "./lsn.ts";
 import type { AgentRole, Command, FailoverEvent, Investigation, PeerMessage, Phase } from "./types.ts";
 
 /** Where a row applies: a role (in the running phase), a start-up phase, or anywhere. */
@@ -1944,6 +1945,10 @@ export const transitions: readonly TransitionRow[] = [
         request: e.request,
         epoch: c.s.view?.epoch ?? 0,
         switchedOver: e.masterFenced === true,
+        ranked: [],
+        failures: {},
+        verified: [],
+        restoring: false,
       });
       queryPositions(c, token, ask);
     },
@@ -2096,13 +2101,50 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
-    id: "promo.manual.switchover",
+    id: "promo.rank",
     from: ["*"],
     on: "lsnsCollected",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "rank the candidates; ask the best untried one to check it can be promoted",
+    reason:
+      "rank the standbys by WAL position (ties: priority list); the best must pass its pre-promotion check before anyone is fenced",
+    run: (c) => {
+      const p = c.s.promotion!;
+      // A manual promotion without force only considers standbys up to date with the master.
+      const ranked = c
+        .rankCandidates(p.lsns)
+        .filter(
+          (a) => !p.manual || p.force || p.masterLsn === null || compareLsn(p.lsns[a]!, p.masterLsn) >= 0,
+        );
+      c.setPromotion({ ...p, ranked });
+      c.nextCandidate();
+    },
+  }),
+  row({
+    id: "promo.verified.notCoordinator",
+    from: ["*"],
+    on: "candidateVerified",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "a promotion is only decided inside a majority view",
+    when: (c) => !c.isCoordinator(),
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.request)
+        c.reply(p.request.origin, p.request.requestId, false, "Lost the majority; promotion abandoned.");
+      c.setPromotion(null);
+    },
+  }),
+  row({
+    id: "promo.manual.switchover",
+    from: ["*"],
+    on: "candidateVerified",
     guard: "manual with a master in the view",
     to: "unchanged",
     actions: "ask the master to release the VIP and fence itself",
-    reason: "manual promotion: the master steps down first (4.1.4)",
+    reason: "manual promotion: the master steps down first (4.1.4), now that the candidate can be promoted",
     when: (c) =>
       c.s.promotion?.manual === true &&
       c.s.promotion.oldMaster !== null &&
@@ -2110,33 +2152,191 @@ export const transitions: readonly TransitionRow[] = [
       !c.s.promotion.switchedOver,
     run: (c) => {
       const p = c.s.promotion!;
-      const candidate = c.rankCandidates(p.lsns)[0]!;
-      c.setPromotion({ ...p, stage: "switchover", candidate });
-      c.send(p.oldMaster!, { type: "switchover", token: p.token, newMaster: candidate });
+      c.setPromotion({ ...p, stage: "switchover" });
+      c.send(p.oldMaster!, { type: "switchover", token: p.token, newMaster: p.candidate! });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
     },
   }),
   row({
     id: "promo.send",
     from: ["*"],
-    on: "lsnsCollected",
+    on: "candidateVerified",
     guard: "otherwise",
     to: "unchanged",
-    actions: "notify promotionStarted; send promote to the best candidate",
-    reason: "promote the standby with the highest WAL position (ties: priority list)",
+    actions: "notify promotionStarted; send promote to the verified candidate",
+    reason: "promote the most up-to-date standby that can be promoted",
     run: (c) => {
       const p = c.s.promotion!;
-      const candidate = c.rankCandidates(p.lsns)[0]!;
-      c.setPromotion({ ...p, stage: "promoting", candidate });
+      const candidate = p.candidate!;
+      c.setPromotion({ ...p, stage: "promoting" });
       c.notify("promotionStarted", c.cluster());
       c.send(candidate, {
         type: "promote",
         token: p.token,
         epoch: c.s.view?.epoch ?? p.epoch,
         oldMaster: p.oldMaster,
-        checkMaster: !p.switchedOver,
+        checkMaster: !p.switchedOver && !p.restoring,
+        ...(p.restoring ? { restore: true } : {}),
       });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "promo.precheck.ok",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate can be promoted",
+    to: "unchanged",
+    actions: "go on with the switchover or the promotion",
+    reason: "the candidate's database answers, is in recovery and its agent can promote it",
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.ok,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, verified: [...p.verified, e.from] });
+      c.raise({ type: "candidateVerified", now: c.now });
+    },
+  }),
+  row({
+    id: "promo.precheck.refused",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate did not run the check (not yet a running standby of our view)",
+    to: "unchanged",
+    actions: "drop the promotion; re-evaluate the cluster shortly",
+    reason:
+      "the candidate refused to be checked (a view change or start-up in flight): start over with fresh positions rather than skip it",
+    // Skipping it would promote a less up-to-date standby over one that is only a view behind.
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.refused === true,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion has not occurred: ${e.from}: ${e.message.error ?? "refused the pre-promotion check"}.`,
+        );
+    },
+  }),
+  row({
+    id: "promo.precheck.failed",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate cannot be promoted",
+    to: "unchanged",
+    actions: "try the next candidate in rank order",
+    reason: "the candidate failed its pre-promotion check: nobody was fenced for it, try the next one",
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from,
+    run: (c, e) => c.candidateFailed(`cannot be promoted: ${e.message.error ?? "no reason given"}`),
+  }),
+  row({
+    id: "promo.precheck.stale",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "pre-promotion check result for a promotion no longer waiting for it",
+    run: () => {},
+  }),
+  row({
+    id: "promo.exhausted.restore",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard:
+      "no standby could be promoted; the old master fenced itself for this promotion, is here, Idle, its database up",
+    to: "unchanged",
+    actions: "ask the old master to check, then take its role back",
+    reason: "no standby could be promoted: bring the healthy old master back rather than leave no master",
+    when: (c) => {
+      const p = c.s.promotion!;
+      const old = p.oldMaster;
+      return (
+        c.isCoordinator() &&
+        old !== null &&
+        p.switchedOver &&
+        !p.restoring &&
+        !(old in p.failures) &&
+        c.members().includes(old) &&
+        c.roleOf(old) === "Idle" &&
+        (old === c.self ? c.s.db : c.s.peers[old]?.db) === "UP"
+      );
+    },
+    run: (c) => c.nextCandidate(true),
+  }),
+  row({
+    id: "promo.exhausted.noMaster",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard: "no candidate could be promoted and no master runs",
+    to: "unchanged",
+    actions:
+      "notify unexpectedError with the steps; tell every agent (cluster-status) what to do; answer the operator",
+    reason: "every database is in recovery and none could be promoted: an operator must act",
+    when: (c) => c.membersWithRole("Master", "Promoting").length === 0,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const tried = Object.entries(p.failures)
+        .map(([a, why]) => `${a}: ${why}`)
+        .join("; ");
+      const cluster = c.s.config.clusterName;
+      const action =
+        `No database of cluster ${cluster} is a master. Fix the cause in the agent logs, then either ` +
+        `promote the most up-to-date database by hand (pg_ctl promote -D <data directory>, as the database owner) ` +
+        `and run 'efm resume ${cluster}' on its node, or run 'efm resume ${cluster}' on each Idle standby ` +
+        `and then 'efm promote ${cluster}'.`;
+      // The guide's catalogue has no entry for this outcome (EFM could end here silently); its
+      // SEVERE "unexpected error" carries the failures and the exact steps.
+      c.notify("unexpectedError", {
+        clusterName: cluster,
+        errorDetails: `Promotion failed on every candidate (${tried || "no candidate"}). ${action}`,
+      });
+      c.setAttention(`Promotion failed (${tried || "no candidate"}). ${action}`);
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion failed: ${tried || "no candidate"}. ${action}`,
+        );
+    },
+  }),
+  row({
+    id: "promo.exhausted",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard: "otherwise (the master still runs: nobody was fenced)",
+    to: "unchanged",
+    actions: "answer the operator / notify failoverNotOccurred",
+    reason: "no standby can be promoted; the master was left alone",
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const tried = Object.entries(p.failures)
+        .map(([a, why]) => `${a}: ${why}`)
+        .join("; ");
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion failed: no standby can be promoted (${tried || "no candidate"}). The master was not changed.`,
+        );
+      else c.notify("failoverNotOccurred", c.cluster());
     },
   }),
   row({
@@ -2175,10 +2375,12 @@ export const transitions: readonly TransitionRow[] = [
     id: "promo.timeout",
     from: ["*"],
     on: "timer:promotion",
-    guard: "candidate or master did not answer in time",
+    guard: "candidate (its check or its promotion) or master did not answer in time",
     to: "unchanged",
     actions: "drop the promotion",
     reason: "the promotion did not complete in time; re-evaluate the cluster shortly",
+    // A silent candidate is not skipped for the next one: it may be the most up to date and only
+    // cut off for a moment; the coordinator starts over with fresh positions (reconcile).
     when: (c, e) => c.s.promotion !== null && e.name === `promotion:${c.s.promotion.token}`,
     run: (c) => {
       const p = c.s.promotion!;
@@ -2217,6 +2419,22 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.result.next",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our candidate failed on its own (its database stayed in recovery, its network)",
+    to: "unchanged",
+    actions: "try the next candidate (then the old master); never end with no master silently",
+    reason: "the promotion failed on this candidate: try the next one in rank order",
+    // Only the candidate's own failures: a refusal over a changed view or a lost lease is retried
+    // with fresh positions (the best standby may still be the best), not by skipping it.
+    when: (c, e) =>
+      c.s.promotion?.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.next === true,
+    run: (c, e) => c.candidateFailed(e.message.reason),
+  }),
+  row({
     id: "promo.result.failed",
     from: ["*"],
     on: "message:promotionResult",
@@ -2245,6 +2463,85 @@ export const transitions: readonly TransitionRow[] = [
 
   // ---- promotion, candidate side (the three checks, fencing script, promote, VIP, post script) ----
   row({
+    id: "precheck.request",
+    from: ["Standby", "Idle"],
+    on: "message:checkPromotable",
+    guard: "from the coordinator; a healthy standby, or the fenced old master asked to take its role back",
+    to: "unchanged",
+    actions: "checkPromotable on the local database",
+    reason: "the coordinator asks whether this node can be promoted before anyone is fenced",
+    when: (c, e) =>
+      e.from === c.coordinator() &&
+      (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
+      !c.s.local.reported &&
+      c.s.candidacy === null,
+    run: (c, e) => {
+      const t = c.token("promotable");
+      c.s.promotableChecks = { ...c.s.promotableChecks, [t]: { to: e.from, token: e.message.token } };
+      c.act({ type: "checkPromotable", token: t });
+    },
+  }),
+  row({
+    id: "precheck.refuse",
+    from: ["*"],
+    on: "message:checkPromotable",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "answer: cannot be promoted",
+    reason: "asked whether we can be promoted, but we are not a healthy standby of that coordinator",
+    run: (c, e) =>
+      c.send(e.from, {
+        type: "promotableReply",
+        token: e.message.token,
+        ok: false,
+        error: `this agent is ${c.s.role ?? c.s.phase}${c.s.local.reported ? " with a failed database" : ""}, not a standby that can be promoted`,
+        refused: true,
+      }),
+  }),
+  row({
+    id: "precheck.answer",
+    from: ["*"],
+    on: "promotableChecked",
+    guard: "a check the coordinator asked for",
+    to: "unchanged",
+    actions: "reply with the result",
+    reason: "report whether this node can be promoted",
+    when: (c, e) => c.s.promotableChecks[e.token] !== undefined,
+    run: (c, e) => {
+      const dest = c.s.promotableChecks[e.token]!;
+      const { [e.token]: _d, ...rest } = c.s.promotableChecks;
+      c.s.promotableChecks = rest;
+      c.send(dest.to, {
+        type: "promotableReply",
+        token: dest.token,
+        ok: e.ok,
+        ...(e.ok ? {} : { error: e.error ?? "the pre-promotion check failed" }),
+      });
+    },
+  }),
+  row({
+    id: "precheck.stale",
+    from: ["*"],
+    on: "promotableChecked",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "stale pre-promotion check result ignored",
+    run: () => {},
+  }),
+  row({
+    id: "notice.update",
+    from: ["*"],
+    on: "message:notice",
+    guard: "always",
+    to: "unchanged",
+    actions: "remember it for cluster-status",
+    reason: "the coordinator says what an operator must do now",
+    run: (c, e) => {
+      c.s.attention = e.message.text;
+    },
+  }),
+  row({
     id: "cand.busy",
     from: ["Promoting"],
     on: "message:promote",
@@ -2264,13 +2561,15 @@ export const transitions: readonly TransitionRow[] = [
   }),
   row({
     id: "cand.accept",
-    from: ["Standby"],
+    from: ["Standby", "Idle"],
     on: "message:promote",
-    guard: "quorate view of the same epoch, sender is its coordinator, our lease valid",
+    guard:
+      "a standby (or the fenced old master asked to take its role back); quorate view of the same epoch, sender is its coordinator, our lease valid",
     to: "Promoting",
     actions: "start the pre-promotion checks",
     reason: "chosen as the most up-to-date standby: start promoting",
     when: (c, e) =>
+      (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
       c.quorate() &&
       c.leaseValid() &&
       c.s.view?.epoch === e.message.epoch &&
@@ -2283,6 +2582,7 @@ export const transitions: readonly TransitionRow[] = [
         epoch: e.message.epoch,
         oldMaster: e.message.oldMaster,
         checkMaster: e.message.checkMaster,
+        restore: e.message.restore === true,
         stage: "vip",
       };
       c.setRole("Promoting");
@@ -2341,7 +2641,8 @@ export const transitions: readonly TransitionRow[] = [
     when: (c, e) => c.s.candidacy?.token === e.token && !e.reachable,
     run: (c) => {
       c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
-      c.abortCandidacy("orphaned");
+      // Our own network: a candidate elsewhere may still reach the well-known server.
+      c.abortCandidacy("orphaned", undefined, true);
     },
   }),
   row({
@@ -2434,14 +2735,64 @@ export const transitions: readonly TransitionRow[] = [
     from: ["Promoting"],
     on: "dbPromoted",
     guard: "promotion of the database failed",
-    to: "Idle",
-    actions: "notify couldNotPromoteStandby; abort",
-    reason: "the database could not be promoted",
+    to: "unchanged",
+    actions: "notify couldNotPromoteStandby; read the database's role before reporting",
+    reason:
+      "the database could not be promoted: make sure it is still in recovery before another candidate is tried",
     when: (c, e) => c.s.candidacy?.token === e.token && !e.ok,
     run: (c, e) => {
       c.notify("couldNotPromoteStandby", { fileName: "promote", messageDetails: e.error ?? "" });
-      c.abortCandidacy("promotion of the database failed", "Idle");
+      c.s.candidacy = { ...c.s.candidacy!, stage: "verifyPromote", error: e.error ?? "" };
+      c.act({ type: "checkLocalRole" });
     },
+  }),
+  row({
+    id: "cand.promoteFailed.primary",
+    from: ["Promoting"],
+    on: "localRoleChecked",
+    guard: "after a failed promote the database is out of recovery after all",
+    to: "Master",
+    actions: "carry on as promoted: VIP, post-promotion script",
+    reason: "the promote reported an error but the database left recovery: it is the master",
+    when: (c, e) => c.s.candidacy?.stage === "verifyPromote" && e.result === "primary",
+    run: (c) => {
+      c.setRole("Master");
+      c.s.db = "UP";
+      c.provisionalLease();
+      c.advanceCandidacy("promote");
+    },
+  }),
+  row({
+    id: "cand.promoteFailed.recovery",
+    from: ["Promoting"],
+    on: "localRoleChecked",
+    guard: "after a failed promote the database is still in recovery",
+    to: "Idle",
+    actions: "abort; the coordinator may try its next candidate",
+    reason: "the database could not be promoted and is still a standby: another candidate may be tried",
+    when: (c, e) => c.s.candidacy?.stage === "verifyPromote" && e.result === "recovery",
+    run: (c) =>
+      c.abortCandidacy(
+        `promotion of the database failed: ${c.s.candidacy?.error ?? ""}`.trim(),
+        "Idle",
+        true,
+      ),
+  }),
+  row({
+    id: "cand.promoteFailed.unknown",
+    from: ["Promoting"],
+    on: "localRoleChecked",
+    guard: "after a failed promote the database does not answer",
+    to: "Idle",
+    actions: "abort; no other candidate is tried (this one may still come up promoted)",
+    reason:
+      "the database could not be promoted and its state cannot be read: promoting another could make two masters",
+    when: (c) => c.s.candidacy?.stage === "verifyPromote",
+    run: (c) =>
+      c.abortCandidacy(
+        `promotion of the database failed and its state cannot be read: ${c.s.candidacy?.error ?? ""}`.trim(),
+        "Idle",
+      ),
   }),
   row({
     id: "cand.promoted",

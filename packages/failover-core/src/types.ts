@@ -111,13 +111,29 @@ export type PeerMessage =
       readonly epoch: number;
       readonly oldMaster: string | null;
       readonly checkMaster: boolean;
+      /** The receiver is the fenced old master, brought back because no standby could be promoted. */
+      readonly restore?: boolean;
     }
   | {
       readonly type: "promotionResult";
       readonly token: string;
       readonly ok: boolean;
       readonly reason: string;
+      /** The failure is this candidate's own (its database, its network): another one may succeed. */
+      readonly next?: boolean;
     }
+  /** Coordinator to candidate: can you be promoted (database reachable with our credentials, in recovery, promote path usable)? */
+  | { readonly type: "checkPromotable"; readonly token: string; readonly restore?: boolean }
+  | {
+      readonly type: "promotableReply";
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+      /** Not checked at all: the receiver is not (yet) a running standby of the sender's view. */
+      readonly refused?: boolean;
+    }
+  /** What an operator must do now (the cluster has no master and cannot make one); null: nothing. */
+  | { readonly type: "notice"; readonly text: string | null }
   | { readonly type: "newMaster"; readonly address: string }
   | { readonly type: "lists"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
   | { readonly type: "command"; readonly requestId: string; readonly command: Command }
@@ -189,6 +205,14 @@ export type FailoverEvent =
       readonly output: string;
     }
   | {
+      /** Result of `checkPromotable`: ok, or why this node's database cannot be promoted. */
+      readonly type: "promotableChecked";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  | {
       readonly type: "dbPromoted";
       readonly now: number;
       readonly token: string;
@@ -256,6 +280,12 @@ export type FailoverAction =
   | { readonly type: "pingVip"; readonly token: string; readonly vip: string }
   | { readonly type: "pingServer"; readonly token: string; readonly server: string }
   | { readonly type: "runScript"; readonly token: string; readonly script: ScriptKind; readonly path: string }
+  /**
+   * Pre-promotion check, run over the same path `promoteDb` uses: the local database answers with
+   * the configured credentials, is in recovery, and the agent can carry out the promotion.
+   * Answered by `promotableChecked` with the same token.
+   */
+  | { readonly type: "checkPromotable"; readonly token: string }
   | { readonly type: "promoteDb"; readonly token: string }
   | { readonly type: "fenceDb"; readonly token: string; readonly newMaster: string | null }
   | { readonly type: "reconfigureDb"; readonly token: string; readonly newMaster: string }
@@ -301,7 +331,7 @@ export interface Promotion {
   readonly manual: boolean;
   readonly force: boolean;
   readonly oldMaster: string | null;
-  readonly stage: "queryLsn" | "switchover" | "promoting";
+  readonly stage: "queryLsn" | "precheck" | "switchover" | "promoting";
   /** Manual promotion: the master has stepped down, positions were queried again. */
   readonly switchedOver: boolean;
   readonly awaiting: readonly string[];
@@ -310,6 +340,14 @@ export interface Promotion {
   readonly candidate: string | null;
   readonly request: { readonly requestId: string; readonly origin: string } | null;
   readonly epoch: number;
+  /** Candidates in rank order, set once positions are collected; tried one after another. */
+  readonly ranked: readonly string[];
+  /** Why each candidate tried so far could not be promoted. */
+  readonly failures: Readonly<Record<string, string>>;
+  /** Candidates whose pre-promotion check passed. */
+  readonly verified: readonly string[];
+  /** The candidate is the fenced old master, brought back because no standby could be promoted. */
+  readonly restoring: boolean;
 }
 
 /** The promotion pipeline on the chosen standby. */
@@ -319,7 +357,20 @@ export interface Candidacy {
   readonly epoch: number;
   readonly oldMaster: string | null;
   readonly checkMaster: boolean;
-  readonly stage: "vip" | "pingServer" | "master" | "fence" | "promote" | "assignVip" | "postPromotion";
+  /** We are the fenced old master taking the role back: no master check, no fencing script. */
+  readonly restore: boolean;
+  /** verifyPromote: the promote failed; the database's role is read before reporting it. */
+  readonly stage:
+    | "vip"
+    | "pingServer"
+    | "master"
+    | "fence"
+    | "promote"
+    | "verifyPromote"
+    | "assignVip"
+    | "postPromotion";
+  /** Why the promote failed (while verifying it). */
+  readonly error?: string;
 }
 
 /** An agent fencing itself (release VIP, fence the database, run a script), then reporting. */
@@ -380,6 +431,10 @@ export interface FailoverState {
     readonly token: string;
   } | null;
   readonly lsnQueries: Readonly<Record<string, string>>;
+  /** Pre-promotion checks in flight: local token to the coordinator's address and token. */
+  readonly promotableChecks: Readonly<Record<string, { readonly to: string; readonly token: string }>>;
+  /** What an operator must do now (shown by cluster-status); null when nothing is needed. */
+  readonly attention: string | null;
   readonly reconfigureToken: string | null;
   readonly previousViewSize: number;
   readonly hadStandby: boolean;

@@ -530,6 +530,19 @@ export class ClusterSim {
           output: "ok",
         }));
         return;
+      case "checkPromotable":
+        this.later(n, gen, 2, () => {
+          const db = n.db;
+          const ok = db !== null && db.state === "up" && (db.inRecovery || db.fenced);
+          return {
+            type: "promotableChecked",
+            now: now(),
+            token: a.token,
+            ok,
+            ...(ok ? {} : { error: "not a reachable standby" }),
+          };
+        });
+        return;
       case "promoteDb":
         this.checkPromotion(n);
         this.later(n, gen, 5, () => {
