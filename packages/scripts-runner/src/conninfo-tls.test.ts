@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  conninfoTlsFor,
   conninfoValue,
   parseConninfo,
   setConninfoHost,
@@ -65,5 +66,23 @@ describe("setConninfoTls (a standby replicates under the agents' TLS rules)", ()
         expect(isScriptsRunnerError(err) && err.code).toBe("CONNINFO_INVALID");
       }
     }
+  });
+});
+
+describe("conninfoTlsFor (the agents' settings -> primary_conninfo keywords)", () => {
+  it("carries the mode and a named root certificate", () => {
+    expect(conninfoTlsFor({ mode: "verify-full", rootCert: "/etc/efm/ca.crt", cert: null })).toEqual({
+      sslmode: "verify-full",
+      sslrootcert: "/etc/efm/ca.crt",
+    });
+    expect(conninfoTlsFor({ mode: "require", rootCert: null })).toEqual({ sslmode: "require" });
+  });
+
+  it("leaves primary_conninfo alone with TLS off, jdbc.ssl's system CAs, or older forms", () => {
+    expect(conninfoTlsFor({ mode: "disable" })).toBeNull();
+    expect(conninfoTlsFor({ mode: "verify-full", rootCert: null, systemCa: true })).toBeNull();
+    expect(conninfoTlsFor(true)).toBeNull();
+    expect(conninfoTlsFor({ ca: "pem" })).toBeNull();
+    expect(conninfoTlsFor(undefined)).toBeNull();
   });
 });

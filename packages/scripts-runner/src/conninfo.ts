@@ -221,3 +221,17 @@ export function setConninfoTls(text: string, tls: ConninfoTls): string {
   }
   return out;
 }
+
+/**
+ * What a standby's primary_conninfo should carry for the agents' TLS settings (db-probe's
+ * DbTls, as the helper receives them), or null to leave it as it is: TLS off (`disable`), or
+ * `jdbc.ssl=true` trusting the system's CAs, which libpq 15 cannot name in a connection string.
+ */
+export function conninfoTlsFor(ssl: unknown): ConninfoTls | null {
+  if (typeof ssl !== "object" || ssl === null || !("mode" in ssl)) return null;
+  const t = ssl as { mode: unknown; rootCert?: unknown; systemCa?: unknown };
+  if (typeof t.mode !== "string" || t.mode === "disable") return null;
+  const rootCert = typeof t.rootCert === "string" && t.rootCert !== "" ? t.rootCert : undefined;
+  if (t.systemCa === true && rootCert === undefined) return null;
+  return rootCert === undefined ? { sslmode: t.mode } : { sslmode: t.mode, sslrootcert: rootCert };
+}

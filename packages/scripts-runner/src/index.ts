@@ -2,6 +2,7 @@ export { backupFile } from "./atomic.ts";
 export { BoundedCapture } from "./capture.ts";
 export {
   type ConninfoEntry,
+  conninfoTlsFor,
   conninfoValue,
   formatConninfo,
   isConninfoUri,
