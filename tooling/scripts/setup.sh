@@ -13,6 +13,7 @@ command -v iptables >/dev/null || need_pkgs+=(iptables)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v arping >/dev/null || need_pkgs+=(iputils-arping)
 command -v sudo >/dev/null || need_pkgs+=(sudo)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 [ -x "$PG_BIN/postgres" ] || need_pkgs+=(postgresql-15)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
