@@ -148,3 +148,40 @@ test("IPv6 addresses print unabbreviated like Java", () => {
   expect(expandIpv6("::1")).toBe("0:0:0:0:0:0:0:1");
   expect(expandIpv6("fd00::")).toBe("fd00:0:0:0:0:0:0:0");
 });
+
+describe("efm prop-check: TLS files (issue 19)", () => {
+  test("a missing root certificate and a key open to others are reported with their lines", async () => {
+    const key = join(dir, "client.key");
+    writeFileSync(key, "not a key\n", { mode: 0o644 });
+    const missing = join(dir, "missing-ca.crt");
+    writeFileSync(
+      join(dir, "tls.properties"),
+      `${example}jdbc.sslmode=verify-full\njdbc.sslrootcert=${missing}\njdbc.sslcert=${join(dir, "missing.crt")}\njdbc.sslkey=${key}\n`,
+    );
+    writeFileSync(join(dir, "tls.nodes"), "127.0.0.12:7800\n");
+    const r = await efm(["--config-dir", dir, "prop-check", "tls"]);
+    expect(r.status).toBe(1);
+    const file = join(dir, "tls.properties");
+    const lines = example.split("\n").length;
+    expect(r.text).toContain(
+      `ERROR: ${file}:${lines + 1}: jdbc.sslrootcert=${missing}: ${missing} does not exist`,
+    );
+    expect(r.text).toContain(
+      `jdbc.sslcert=${join(dir, "missing.crt")}: ${join(dir, "missing.crt")} does not exist`,
+    );
+    expect(r.text).toContain(
+      `jdbc.sslkey=${key}: ${key} has mode 0644; a private key must not be accessible by group or others (chmod 0600 ${key})`,
+    );
+    expect(r.text).toContain("3 error(s)");
+  });
+
+  test("jdbc.ssl=true with a mode that allows plain TCP is refused", async () => {
+    writeFileSync(
+      join(dir, "tls.properties"),
+      `${example.replace("jdbc.ssl=false", "")}jdbc.ssl=true\njdbc.sslmode=allow\n`,
+    );
+    const r = await efm(["--config-dir", dir, "prop-check", "tls"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain("jdbc.sslmode=allow: jdbc.ssl=true requires TLS on every connection");
+  });
+});
