@@ -37,9 +37,13 @@ export function clusterNameFromPath(path: string): string {
 /**
  * Read and validate a properties file, reporting every problem at once. Unlike `parseConfig`
  * this also checks the files the properties name (TLS certificates and keys) as the calling
- * user, whose home directory holds libpq's default certificate files.
+ * user, whose home directory holds libpq's default certificate files; `checkFiles: false`
+ * skips that for a caller that is not the agent's user (a status command run by anyone).
  */
-export function readConfig(path: string, options: { home?: string } = {}): ConfigResult {
+export function readConfig(
+  path: string,
+  options: { home?: string; checkFiles?: boolean } = {},
+): ConfigResult {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -53,7 +57,7 @@ export function readConfig(path: string, options: { home?: string } = {}): Confi
       },
     );
   }
-  return parseConfig(text, path, { checkFiles: true, ...options });
+  return parseConfig(text, path, { ...options, checkFiles: options.checkFiles ?? true });
 }
 
 /**

@@ -183,6 +183,13 @@ describe("file checks (prop-check and the agent's start)", () => {
     expect(r.errors[0]).toMatchObject({ property: "jdbc.sslkey", line: 14 });
   });
 
+  test("checkFiles: false (status commands run by any user) skips the file checks", () => {
+    const file = join(dir, "acctg.properties");
+    writeFileSync(file, `${VALID}jdbc.sslmode=verify-ca\njdbc.sslrootcert=/nonexistent/ca.crt\n`);
+    expect(readConfig(file, { home, checkFiles: false }).errors).toEqual([]);
+    expect(readConfig(file, { home }).errors).toHaveLength(1);
+  });
+
   test("parseConfig alone never touches the file system", () => {
     const r = parseConfig(`${VALID}jdbc.sslmode=verify-full\njdbc.sslrootcert=/nonexistent/ca.crt\n`, "x");
     expect(r.errors).toEqual([]);
