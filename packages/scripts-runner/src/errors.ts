@@ -34,6 +34,8 @@ export const SCRIPTS_RUNNER_ERROR_CODES = [
   "CONFIRM_FAILED",
   /** The privileged helper exited with an error. */
   "HELPER_FAILED",
+  /** The helper could not connect to or query its running database with the agent's credentials. */
+  "CONNECT_FAILED",
 ] as const;
 
 /** One of {@link SCRIPTS_RUNNER_ERROR_CODES}. */

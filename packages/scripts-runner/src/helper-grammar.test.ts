@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { backupFile, backupStamp, replaceFile } from "./atomic.ts";
 import { isScriptsRunnerError } from "./errors.ts";
 import { formatHelperArgs, type HelperCommand, parseHelperArgs } from "./helper-grammar.ts";
+import { parseHelperConnection, redactConninfo } from "./helper-ops.ts";
 import { privilegedArgv } from "./privileged.ts";
 
 const usage = (argv: string[]) => {
@@ -78,6 +79,10 @@ describe("helper grammar", () => {
     [["promote", "/d", ...BIN, "--timeout"], "needs a value"],
     [["promote", "/d", ...BIN, "--db-user", "x y"], "not a role name"],
     [["fence", "/d", "h", ...BIN, "--port", "70000"], "from 1 to"],
+    [["promote", "/d", ...BIN, "--connection", "/tmp/pw"], "is not stdin"],
+    [["fence", "/d", "h", ...BIN, "--passfile", "pgpass"], "absolute"],
+    [["check", "/d", ...BIN, "--role", "master"], "not any or standby"],
+    [["check", "/d", ...BIN, "--timeout", "5"], 'does not take "--timeout"'],
   ])("refuses %j", (argv, words) => {
     expect(usage(argv)).toContain(words);
   });
@@ -90,6 +95,8 @@ describe("helper grammar", () => {
         dbUser: fc.constantFrom("postgres", "efm"),
         dbName: fc.constantFrom("postgres", "db1"),
         logFile: path,
+        connection: fc.constant("stdin" as const),
+        passfile: path,
       },
       { requiredKeys: [] },
     );
@@ -104,7 +111,7 @@ describe("helper grammar", () => {
         {
           verb: fc.constant("fence" as const),
           dataDir: path,
-          newMaster: host,
+          newMaster: fc.option(host, { nil: null }),
           bin: path,
           port: fc.integer({ min: 1, max: 65535 }),
           replicationUser: fc.constant("repl"),
@@ -125,6 +132,12 @@ describe("helper grammar", () => {
         bin: path,
         mode: fc.constantFrom("fast" as const, "immediate" as const),
       }),
+      fc.record({
+        verb: fc.constant("check" as const),
+        dataDir: path,
+        role: fc.constantFrom("any" as const, "standby" as const),
+        bin: path,
+      }),
     );
     fc.assert(
       fc.property(command, extra, (c, e) => {
@@ -132,6 +145,39 @@ describe("helper grammar", () => {
         expect(parseHelperArgs(formatHelperArgs(full))).toEqual(full);
       }),
     );
+  });
+});
+
+describe("the connection on stdin", () => {
+  const good = { host: "10.0.0.2", port: 5444, user: "efm", password: "s3cr3t:pa\\ss", database: "efm" };
+  it("accepts the agent's connection and refuses anything else without quoting the password", () => {
+    expect(parseHelperConnection(JSON.stringify(good))).toEqual(good);
+    expect(parseHelperConnection(JSON.stringify({ ...good, ssl: true }))).toEqual({ ...good, ssl: true });
+    for (const [bad, words] of [
+      ["not json", "not a JSON object"],
+      ["[1]", "not a JSON object"],
+      [JSON.stringify({ ...good, host: "" }), "host must be"],
+      [JSON.stringify({ ...good, port: 0 }), "port 0 is not"],
+      [JSON.stringify({ ...good, password: 7 }), "password must be a string"],
+      [JSON.stringify({ ...good, ssl: "yes" }), "ssl must be"],
+    ] as const) {
+      let error: unknown;
+      try {
+        parseHelperConnection(bad);
+      } catch (e) {
+        error = e;
+      }
+      expect(isScriptsRunnerError(error, "HELPER_USAGE")).toBe(true);
+      expect((error as Error).message).toContain(words);
+      expect((error as Error).message).not.toContain("s3cr3t");
+    }
+  });
+  it("masks every password of a connection string in reports", () => {
+    expect(redactConninfo("host=a password=secret user=r password='x y'")).toBe(
+      "host=a password=******** user=r password=********",
+    );
+    expect(redactConninfo("host=a passfile=/p")).toBe("host=a passfile=/p");
+    expect(redactConninfo("password='unterminated")).not.toContain("unterminated");
   });
 });
 

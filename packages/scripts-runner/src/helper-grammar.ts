@@ -12,6 +12,17 @@ export interface HelperCommon {
   readonly dbName?: string;
   /** Server log file given to `pg_ctl -l` when the server is (re)started. */
   readonly logFile?: string;
+  /**
+   * "stdin": the connection the agent uses (address, db.port, db.user, the decrypted password,
+   * db.database) comes as one JSON object on stdin, never on the command line, and every SQL
+   * the helper runs goes over TCP with it. Absent: the server's Unix socket, as `dbUser`.
+   */
+  readonly connection?: "stdin";
+  /**
+   * The password file a fenced or reconfigured server's primary_conninfo names (`passfile=`);
+   * written 0600 by the helper (so owned by db.service.owner) from the stdin connection.
+   */
+  readonly passfile?: string;
 }
 
 /** A command of the privileged helper, after validation. */
@@ -20,7 +31,8 @@ export type HelperCommand =
   | (HelperCommon & {
       readonly verb: "fence";
       readonly dataDir: string;
-      readonly newMaster: string;
+      /** null ("-" on the command line): no new master is known; recovery without streaming. */
+      readonly newMaster: string | null;
       /** Port and role of the new master, used only when no primary_conninfo exists yet. */
       readonly port?: number;
       readonly replicationUser?: string;
@@ -41,6 +53,16 @@ export type HelperCommand =
        * network never lets finish.
        */
       readonly mode?: "fast" | "immediate";
+    })
+  | (HelperCommon & {
+      /**
+       * Dry run of the paths promote and fence take: data directory owned by us, pg_ctl
+       * runnable, the passfile's directory writable and, with a running server, the SQL
+       * connection; `role: "standby"` also requires a running server in recovery.
+       */
+      readonly verb: "check";
+      readonly dataDir: string;
+      readonly role: "any" | "standby";
     });
 
 /** The helper's verbs. */
@@ -51,8 +73,10 @@ export const HELPER_USAGE = [
   "usage: efm-helper promote <datadir> --bin <dir> [--timeout <s>] [common]",
   "       efm-helper fence <datadir> <new-master-host> --bin <dir> [--port <n>] [--replication-user <role>] [common]",
   "       efm-helper reconfigure <datadir> <new-master-host> --bin <dir> [--timeout <s>] [common]",
+  "       efm-helper fence <datadir> - --bin <dir> ...   (no new master known: recovery, no streaming)",
   "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [--mode fast|immediate] [common]",
-  "common: [--db-user <role>] [--db-name <name>] [--log-file <path>]",
+  "       efm-helper check <datadir> --bin <dir> [--role any|standby] [common]",
+  "common: [--db-user <role>] [--db-name <name>] [--log-file <path>] [--connection stdin] [--passfile <path>]",
 ].join("\n");
 
 const POSITIONALS: Record<HelperVerb, readonly string[]> = {
@@ -60,13 +84,17 @@ const POSITIONALS: Record<HelperVerb, readonly string[]> = {
   fence: ["datadir", "new-master-host"],
   reconfigure: ["datadir", "new-master-host"],
   restart: ["datadir", "timeout-seconds"],
+  check: ["datadir"],
 };
 
+const COMMON = ["--db-user", "--db-name", "--log-file", "--connection", "--passfile"];
+
 const OPTIONS: Record<HelperVerb, readonly string[]> = {
-  promote: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
-  fence: ["--bin", "--port", "--replication-user", "--db-user", "--db-name", "--log-file"],
-  reconfigure: ["--bin", "--timeout", "--db-user", "--db-name", "--log-file"],
-  restart: ["--bin", "--mode", "--db-user", "--db-name", "--log-file"],
+  promote: ["--bin", "--timeout", ...COMMON],
+  fence: ["--bin", "--port", "--replication-user", ...COMMON],
+  reconfigure: ["--bin", "--timeout", ...COMMON],
+  restart: ["--bin", "--mode", ...COMMON],
+  check: ["--bin", "--role", ...COMMON],
 };
 
 function usage(message: string): ScriptsRunnerError {
@@ -131,11 +159,17 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
   }
   const bin = options.get("--bin");
   if (bin === undefined) throw usage(`${v} needs --bin <dir>`);
+  const connection = options.get("--connection");
+  if (connection !== undefined && connection !== "stdin") {
+    throw usage(`--connection: ${JSON.stringify(connection)} is not stdin`);
+  }
   const common: HelperCommon = {
     bin: checkPath("--bin", bin),
     ...(options.has("--db-user") ? { dbUser: checkRole("--db-user", options.get("--db-user")!) } : {}),
     ...(options.has("--db-name") ? { dbName: checkRole("--db-name", options.get("--db-name")!) } : {}),
     ...(options.has("--log-file") ? { logFile: checkPath("--log-file", options.get("--log-file")!) } : {}),
+    ...(connection !== undefined ? { connection } : {}),
+    ...(options.has("--passfile") ? { passfile: checkPath("--passfile", options.get("--passfile")!) } : {}),
   };
   const dataDir = checkPath("datadir", positional[0]!);
   const timeout = options.has("--timeout") ? checkInt("--timeout", options.get("--timeout")!, 1, 86_400) : 60;
@@ -146,7 +180,7 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
       return {
         verb: v,
         dataDir,
-        newMaster: checkHost("new-master-host", positional[1]!),
+        newMaster: positional[1] === "-" ? null : checkHost("new-master-host", positional[1]!),
         ...(options.has("--port") ? { port: checkInt("--port", options.get("--port")!, 1, 65_535) } : {}),
         ...(options.has("--replication-user")
           ? { replicationUser: checkRole("--replication-user", options.get("--replication-user")!) }
@@ -174,13 +208,21 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
         ...common,
       };
     }
+    case "check": {
+      const role = options.get("--role") ?? "any";
+      if (role !== "any" && role !== "standby") {
+        throw usage(`--role: ${JSON.stringify(role)} is not any or standby`);
+      }
+      return { verb: v, dataDir, role, ...common };
+    }
   }
 }
 
 /** The argv (after the program) that {@link parseHelperArgs} turns back into `command`. */
 export function formatHelperArgs(command: HelperCommand): string[] {
   const argv: string[] = [command.verb, command.dataDir];
-  if (command.verb === "fence" || command.verb === "reconfigure") argv.push(command.newMaster);
+  if (command.verb === "fence") argv.push(command.newMaster ?? "-");
+  if (command.verb === "reconfigure") argv.push(command.newMaster);
   if (command.verb === "restart") argv.push(String(command.timeoutSeconds));
   argv.push("--bin", command.bin);
   if (command.verb === "promote" || command.verb === "reconfigure") {
@@ -191,8 +233,11 @@ export function formatHelperArgs(command: HelperCommand): string[] {
     if (command.replicationUser !== undefined) argv.push("--replication-user", command.replicationUser);
   }
   if (command.verb === "restart" && command.mode !== undefined) argv.push("--mode", command.mode);
+  if (command.verb === "check") argv.push("--role", command.role);
   if (command.dbUser !== undefined) argv.push("--db-user", command.dbUser);
   if (command.dbName !== undefined) argv.push("--db-name", command.dbName);
   if (command.logFile !== undefined) argv.push("--log-file", command.logFile);
+  if (command.connection !== undefined) argv.push("--connection", command.connection);
+  if (command.passfile !== undefined) argv.push("--passfile", command.passfile);
   return argv;
 }

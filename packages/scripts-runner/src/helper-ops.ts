@@ -1,9 +1,11 @@
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { chmodSync, constants } from "node:fs";
+import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { userInfo } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { clientConfig, connectionAttempts, type DbConnectionOptions } from "@efm/db-probe";
 import pg from "pg";
 import { backupFile, replaceFile } from "./atomic.ts";
-import { conninfoValue, formatConninfo, setConninfoHost } from "./conninfo.ts";
+import { conninfoValue, formatConninfo, parseConninfo, setConninfoHost } from "./conninfo.ts";
 import { ScriptsRunnerError } from "./errors.ts";
 import type { HelperCommand } from "./helper-grammar.ts";
 import { configValue, setConfigValue } from "./pg-config-file.ts";
@@ -25,10 +27,145 @@ export interface HelperReport {
   readonly inRecovery?: boolean;
   /** promote: the server was already out of recovery, nothing was done. */
   readonly alreadyMaster?: boolean;
+  /** check: whether a server was running on the data directory. */
+  readonly running?: boolean;
   readonly durationMs: number;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * The connection the agent itself uses for its local database (bind address, db.port, db.user,
+ * the decrypted password, db.database, jdbc.ssl). The helper gets it as JSON on stdin, so the
+ * password never shows on a command line or in an environment, and runs every SQL over it:
+ * a standby the agent can monitor is one the helper can promote.
+ */
+export interface HelperConnection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly database: string;
+  /**
+   * TLS exactly as @efm/db-probe takes it (the agent passes the same jdbc.sslmode settings its
+   * monitor uses; they are plain data, so they cross the pipe as JSON).
+   */
+  readonly ssl?: DbConnectionOptions["ssl"];
+}
+
+/** Validates the JSON connection the helper reads on stdin; messages never quote the password. */
+export function parseHelperConnection(text: string): HelperConnection {
+  const bad = (why: string) => new ScriptsRunnerError("HELPER_USAGE", `connection on stdin: ${why}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw bad("not a JSON object");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw bad("not a JSON object");
+  const o = value as Record<string, unknown>;
+  for (const k of ["host", "user", "database"] as const) {
+    if (typeof o[k] !== "string" || o[k] === "") throw bad(`${k} must be a non-empty string`);
+  }
+  if (typeof o.password !== "string") throw bad("password must be a string");
+  if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
+    throw bad(`port ${JSON.stringify(o.port)} is not 1..65535`);
+  }
+  const ssl = o.ssl;
+  if (ssl !== undefined && typeof ssl !== "boolean" && (typeof ssl !== "object" || ssl === null)) {
+    throw bad("ssl must be true, false or an object of TLS settings");
+  }
+  return {
+    host: o.host as string,
+    port: o.port as number,
+    user: o.user as string,
+    password: o.password as string,
+    database: o.database as string,
+    ...(ssl === undefined ? {} : { ssl: ssl as HelperConnection["ssl"] }),
+  };
+}
+
+/** `value` escaped for one field of a libpq password file (backslash and colon). */
+function passfileField(value: string): string {
+  return value.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+/**
+ * Writes the password file that a fenced or reconfigured server's primary_conninfo names:
+ * one line for any host (the master changes at every failover), db.port, any database
+ * (walreceiver asks for "replication") and the replication user. Mode 0600 and, since the
+ * helper runs as db.service.owner, owned by it: libpq ignores a file others can read.
+ */
+function writePassfile(
+  path: string,
+  user: string,
+  conn: HelperConnection,
+  report: Mutable<HelperReport>,
+): void {
+  if (/[\r\n]/.test(conn.password)) {
+    throw new ScriptsRunnerError("IO_FAILED", `cannot write ${path}: the password holds a line break`);
+  }
+  replaceFile(path, `*:${conn.port}:*:${passfileField(user)}:${passfileField(conn.password)}\n`);
+  try {
+    // An existing file keeps its mode through replaceFile; a password file must be 0600.
+    chmodSync(path, 0o600);
+  } catch (e) {
+    throw new ScriptsRunnerError("IO_FAILED", `cannot chmod 0600 ${path}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  report.actions.push(`wrote the password file ${path} (0600) for ${user}`);
+}
+
+/** The connection string with every password value masked, for reports and logs. */
+export function redactConninfo(text: string): string {
+  let entries: ReturnType<typeof parseConninfo>;
+  try {
+    entries = parseConninfo(text);
+  } catch {
+    // Unparseable: say nothing of its contents rather than risk printing a secret.
+    return /password/i.test(text) ? "(connection string not shown: it names a password)" : text;
+  }
+  let out = text;
+  for (const e of [...entries].reverse()) {
+    if (e.keyword === "password") out = `${out.slice(0, e.valueStart)}********${out.slice(e.valueEnd)}`;
+  }
+  return out;
+}
+
+// Keywords a follow connection string sets itself; every other keyword of an existing one
+// (application_name, sslmode, keepalives...) is kept.
+const FOLLOW_SETS = new Set(["host", "hostaddr", "port", "user", "password", "passfile"]);
+
+/**
+ * primary_conninfo for following `newMaster` as the replication user with a password file:
+ * never an inline password, never a host other than the new master.
+ */
+function followConninfo(
+  current: string | undefined,
+  newMaster: string,
+  port: number,
+  user: string,
+  passfile: string,
+): string {
+  let keep: [string, string][] = [];
+  if (current !== undefined) {
+    try {
+      keep = parseConninfo(current)
+        .filter((e) => !FOLLOW_SETS.has(e.keyword))
+        .map((e) => [e.keyword, e.value]);
+    } catch {
+      // A connection string we cannot parse is replaced whole: fencing must not fail on it.
+    }
+  }
+  return formatConninfo([
+    ["host", newMaster],
+    ["port", String(port)],
+    ["user", user],
+    ["passfile", passfile],
+    ...keep,
+  ]);
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,30 +223,62 @@ async function serverAddress(dataDir: string): Promise<{ host: string; port: num
   };
 }
 
-async function query<T>(command: HelperCommand, sql: string): Promise<T[]> {
+async function query<T>(
+  command: HelperCommand,
+  conn: HelperConnection | undefined,
+  sql: string,
+): Promise<T[]> {
   const where = await serverAddress(command.dataDir);
   if (where === undefined) {
     throw new ScriptsRunnerError("NOT_RUNNING", `no server is running on ${command.dataDir}`);
   }
-  const client = new pg.Client({
-    host: where.host,
-    port: where.port,
-    user: command.dbUser ?? userInfo().username,
-    database: command.dbName ?? "postgres",
-    connectionTimeoutMillis: 5_000,
-    query_timeout: 10_000,
-  });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    return (await client.query(sql)).rows as T[];
-  } finally {
-    await client.end().catch(() => {});
+  // With the agent's connection: db-probe's own client settings, so TLS (jdbc.sslmode, its
+  // files, allow/prefer trying the other way) is decided exactly as for the monitor.
+  const configs: pg.ClientConfig[] =
+    conn === undefined
+      ? [
+          {
+            host: where.host,
+            port: where.port,
+            user: command.dbUser ?? userInfo().username,
+            database: command.dbName ?? "postgres",
+          },
+        ]
+      : connectionAttempts(conn).map((attempt) => clientConfig(conn, attempt));
+  const how =
+    conn === undefined
+      ? `the Unix socket in ${where.host} as ${command.dbUser ?? userInfo().username}`
+      : `${conn.host}:${conn.port} as ${conn.user}`;
+  let failure: unknown;
+  for (const config of configs) {
+    const client = new pg.Client({
+      ...config,
+      application_name: "efm-helper",
+      connectionTimeoutMillis: 5_000,
+      query_timeout: 10_000,
+    });
+    client.on("error", () => {});
+    try {
+      try {
+        await client.connect();
+      } catch (e) {
+        failure ??= e;
+        continue;
+      }
+      return (await client.query(sql)).rows as T[];
+    } finally {
+      await client.end().catch(() => {});
+    }
   }
+  throw new ScriptsRunnerError(
+    "CONNECT_FAILED",
+    `cannot connect to the database over ${how}: ${(failure as Error).message}`,
+    { cause: failure },
+  );
 }
 
-async function inRecovery(command: HelperCommand): Promise<boolean> {
-  const rows = await query<{ r: boolean }>(command, "SELECT pg_is_in_recovery() AS r");
+async function inRecovery(command: HelperCommand, conn: HelperConnection | undefined): Promise<boolean> {
+  const rows = await query<{ r: boolean }>(command, conn, "SELECT pg_is_in_recovery() AS r");
   return rows[0]?.r === true;
 }
 
@@ -175,51 +344,84 @@ async function currentConninfo(
 
 async function fence(
   command: Extract<HelperCommand, { verb: "fence" }>,
+  conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
 ): Promise<void> {
-  const fresh = (): string =>
+  const newMaster = command.newMaster;
+  // With the agent's connection and a passfile: follow the new master as the replication user
+  // with the password file. With no new master known, an empty primary_conninfo keeps the
+  // server in recovery without streaming from anyone (never from its own address).
+  const follow =
+    conn !== undefined && command.passfile !== undefined
+      ? {
+          passfile: command.passfile,
+          user: command.replicationUser ?? conn.user,
+          port: command.port ?? conn.port,
+        }
+      : undefined;
+  const legacyFresh = (host: string): string =>
     formatConninfo([
-      ["host", command.newMaster],
+      ["host", host],
       ...(command.port === undefined ? [] : [["port", String(command.port)] as const]),
       ...(command.replicationUser === undefined ? [] : [["user", command.replicationUser] as const]),
     ]);
+  const nextFor = (current: string | undefined): string => {
+    if (newMaster === null) return "";
+    if (follow !== undefined)
+      return followConninfo(current, newMaster, follow.port, follow.user, follow.passfile);
+    return current === undefined ? legacyFresh(newMaster) : setConninfoHost(current, newMaster);
+  };
+  const where = newMaster === null ? "no master (none known yet)" : newMaster;
+  // Written even with no master known yet: it is what the rejoin (reconfigure, or the
+  // operator's pg_rewind) authenticates with.
+  if (follow !== undefined && conn !== undefined) {
+    try {
+      writePassfile(follow.passfile, follow.user, conn, report);
+    } catch (e) {
+      // Fencing is what matters: a missing password file only keeps the server from streaming.
+      report.actions.push(`WARNING: ${(e as Error).message}`);
+    }
+  }
   if (report.version >= 12) {
-    const autoPath = join(command.dataDir, "postgresql.auto.conf");
-    const autoText = (await readText(autoPath)) ?? "";
-    const current = await currentConninfo(command, autoText, autoPath);
-    const next = current === undefined ? fresh() : setConninfoHost(current, command.newMaster);
-    const backup = await backupFile(autoPath);
-    if (backup !== null) report.backups.push(backup);
-    replaceFile(autoPath, setConfigValue(autoText, autoPath, "primary_conninfo", next));
-    report.primaryConninfo = next;
-    report.actions.push(`primary_conninfo in ${autoPath} points at ${command.newMaster}`);
+    // standby.signal first: once it exists the server can only start in recovery.
     const signalPath = join(command.dataDir, "standby.signal");
     if ((await readText(signalPath)) === undefined) {
       replaceFile(signalPath, "");
       report.actions.push(`wrote ${signalPath}`);
     }
+    const autoPath = join(command.dataDir, "postgresql.auto.conf");
+    const autoText = (await readText(autoPath)) ?? "";
+    const current = await currentConninfo(command, autoText, autoPath);
+    const next = nextFor(current);
+    const backup = await backupFile(autoPath);
+    if (backup !== null) report.backups.push(backup);
+    replaceFile(autoPath, setConfigValue(autoText, autoPath, "primary_conninfo", next));
+    report.primaryConninfo = redactConninfo(next);
+    report.actions.push(`primary_conninfo in ${autoPath} points at ${where}`);
     return;
   }
   const rcPath = join(command.dataDir, "recovery.conf");
   let text = (await readText(rcPath)) ?? "";
   const current = configValue(text, rcPath, "primary_conninfo") || undefined;
-  const next = current === undefined ? fresh() : setConninfoHost(current, command.newMaster);
+  const next = nextFor(current);
   const backup = await backupFile(rcPath);
   if (backup !== null) report.backups.push(backup);
   text = setConfigValue(text, rcPath, "standby_mode", "on");
   text = setConfigValue(text, rcPath, "primary_conninfo", next);
   text = setConfigValue(text, rcPath, "recovery_target_timeline", "latest");
   replaceFile(rcPath, text);
-  report.primaryConninfo = next;
-  report.actions.push(`wrote ${rcPath} following ${command.newMaster}`);
+  report.primaryConninfo = redactConninfo(next);
+  report.actions.push(`wrote ${rcPath} following ${where}`);
 }
 
 async function reconfigure(
   command: Extract<HelperCommand, { verb: "reconfigure" }>,
+  conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
 ): Promise<void> {
+  const running = (await serverAddress(command.dataDir)) !== undefined;
   // Rewriting a master's primary_conninfo would do nothing now and surprise at its next restart.
-  if ((await serverAddress(command.dataDir)) !== undefined && !(await inRecovery(command))) {
+  if (running && !(await inRecovery(command, conn))) {
     throw new ScriptsRunnerError("NOT_STANDBY", `${command.dataDir} is a running master, not a standby`);
   }
   const file = join(command.dataDir, report.version >= 12 ? "postgresql.auto.conf" : "recovery.conf");
@@ -234,19 +436,33 @@ async function reconfigure(
     report.version >= 12
       ? await currentConninfo(command, text ?? "", file)
       : configValue(text ?? "", file, "primary_conninfo") || undefined;
-  if (current === undefined) {
+  // A fenced old master waiting for a master to be known has none: it gets the follow
+  // connection (replication user, password file) the fence would have written.
+  const canFollow = conn !== undefined && command.passfile !== undefined;
+  if (current === undefined && !canFollow) {
     throw new ScriptsRunnerError(
       "NO_PRIMARY_CONNINFO",
       `no primary_conninfo is configured for ${command.dataDir}`,
     );
   }
-  const next = setConninfoHost(current, command.newMaster);
-  report.primaryConninfo = next;
+  const next =
+    current === undefined
+      ? followConninfo(undefined, command.newMaster, conn!.port, conn!.user, command.passfile!)
+      : setConninfoHost(current, command.newMaster);
+  if (canFollow && conninfoValue(next, "passfile") === command.passfile) {
+    writePassfile(command.passfile!, conninfoValue(next, "user") ?? conn!.user, conn!, report);
+  }
+  report.primaryConninfo = redactConninfo(next);
   if (next !== current || configValue(text ?? "", file, "primary_conninfo") === undefined) {
     const backup = await backupFile(file);
     if (backup !== null) report.backups.push(backup);
     replaceFile(file, setConfigValue(text ?? "", file, "primary_conninfo", next));
     report.actions.push(`primary_conninfo in ${file} points at ${command.newMaster}`);
+  }
+  if (!running) {
+    // Nothing to apply to: the file is what the server reads when it is next started.
+    report.actions.push("server not running: the new primary_conninfo applies when it starts");
+    return;
   }
   if (report.version >= 13) {
     // Since 13 primary_conninfo is reloadable: the WAL receiver restarts with the new value.
@@ -265,6 +481,7 @@ async function reconfigure(
   await waitUntil(command.timeoutSeconds, `streaming from ${command.newMaster}`, async () => {
     const rows = await query<{ status: string; sender: string | null }>(
       command,
+      conn,
       `SELECT status, ${column} AS sender FROM pg_stat_wal_receiver`,
     );
     const row = rows[0];
@@ -277,9 +494,10 @@ async function reconfigure(
 
 async function promote(
   command: Extract<HelperCommand, { verb: "promote" }>,
+  conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
 ): Promise<void> {
-  if (!(await inRecovery(command))) {
+  if (!(await inRecovery(command, conn))) {
     report.alreadyMaster = true;
     report.inRecovery = false;
     report.actions.push("already out of recovery; nothing to do");
@@ -288,7 +506,7 @@ async function promote(
   await pgCtl(command, ["promote", "-w", "-t", String(command.timeoutSeconds)], command.timeoutSeconds);
   report.actions.push("pg_ctl promote");
   await waitUntil(command.timeoutSeconds, "end of recovery", async () =>
-    (await inRecovery(command)) ? undefined : true,
+    (await inRecovery(command, conn)) ? undefined : true,
   );
   report.inRecovery = false;
   report.actions.push("pg_is_in_recovery() is false");
@@ -296,6 +514,7 @@ async function promote(
 
 async function restart(
   command: Extract<HelperCommand, { verb: "restart" }>,
+  conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
 ): Promise<void> {
   const log = await serverLog(command);
@@ -307,12 +526,66 @@ async function restart(
   );
   report.actions.push(`restarted the server (-m ${mode})`);
   report.inRecovery = await waitUntil(command.timeoutSeconds, "server accepting connections", () =>
-    inRecovery(command),
+    inRecovery(command, conn),
   );
 }
 
-/** Carries out one validated helper command as the current user. */
-export async function executeHelperCommand(command: HelperCommand): Promise<HelperReport> {
+/**
+ * Everything promote and fence rely on, without changing anything: run at agent start-up
+ * (guide 4.1.1: a cluster that starts can promote) and by a candidate before the master is
+ * fenced for it.
+ */
+async function check(
+  command: Extract<HelperCommand, { verb: "check" }>,
+  conn: HelperConnection | undefined,
+  report: Mutable<HelperReport>,
+): Promise<void> {
+  report.actions.push(
+    `${command.dataDir} is a PostgreSQL ${report.version} data directory owned by this user`,
+  );
+  const pgCtlPath = join(command.bin, "pg_ctl");
+  try {
+    await access(pgCtlPath, constants.X_OK);
+  } catch {
+    throw new ScriptsRunnerError("PG_CTL_FAILED", `${pgCtlPath} is missing or not executable (db.bin)`);
+  }
+  report.actions.push(`${pgCtlPath} is executable`);
+  if (command.passfile !== undefined) {
+    const dir = dirname(command.passfile);
+    try {
+      await access(dir, constants.W_OK | constants.X_OK);
+    } catch {
+      throw new ScriptsRunnerError(
+        "IO_FAILED",
+        `cannot write the password file ${command.passfile}: ${dir} is not writable by this user`,
+      );
+    }
+    report.actions.push(`${dir} is writable for the password file`);
+  }
+  report.running = (await serverAddress(command.dataDir)) !== undefined;
+  if (!report.running) {
+    if (command.role === "standby") {
+      throw new ScriptsRunnerError("NOT_RUNNING", `no server is running on ${command.dataDir}`);
+    }
+    report.actions.push("no server running: the database connection was not tried");
+    return;
+  }
+  report.inRecovery = await inRecovery(command, conn);
+  const how = conn === undefined ? "over the Unix socket" : `to ${conn.host}:${conn.port} as ${conn.user}`;
+  report.actions.push(`connected ${how}: ${report.inRecovery ? "in recovery" : "not in recovery"}`);
+  if (command.role === "standby" && !report.inRecovery) {
+    throw new ScriptsRunnerError("NOT_STANDBY", `${command.dataDir} is not in recovery: nothing to promote`);
+  }
+}
+
+/**
+ * Carries out one validated helper command as the current user; `conn` (from stdin) is the
+ * connection every SQL uses, else the server's Unix socket.
+ */
+export async function executeHelperCommand(
+  command: HelperCommand,
+  conn?: HelperConnection,
+): Promise<HelperReport> {
   const started = performance.now();
   const version = await checkDataDir(command.dataDir);
   const report: Mutable<HelperReport> = {
@@ -325,16 +598,19 @@ export async function executeHelperCommand(command: HelperCommand): Promise<Help
   };
   switch (command.verb) {
     case "promote":
-      await promote(command, report);
+      await promote(command, conn, report);
       break;
     case "fence":
-      await fence(command, report);
+      await fence(command, conn, report);
       break;
     case "reconfigure":
-      await reconfigure(command, report);
+      await reconfigure(command, conn, report);
       break;
     case "restart":
-      await restart(command, report);
+      await restart(command, conn, report);
+      break;
+    case "check":
+      await check(command, conn, report);
       break;
   }
   report.durationMs = performance.now() - started;

@@ -27,7 +27,12 @@ export {
   type HelperVerb,
   parseHelperArgs,
 } from "./helper-grammar.ts";
-export type { HelperReport } from "./helper-ops.ts";
+export {
+  type HelperConnection,
+  type HelperReport,
+  parseHelperConnection,
+  redactConninfo,
+} from "./helper-ops.ts";
 export {
   type ConfigSetting,
   configValue,
@@ -36,6 +41,7 @@ export {
   setConfigValue,
 } from "./pg-config-file.ts";
 export {
+  check,
   defaultHelperCommand,
   fence,
   type HelperOptions,

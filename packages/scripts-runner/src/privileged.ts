@@ -3,7 +3,7 @@ import { userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import { ScriptsRunnerError, type ScriptsRunnerErrorCode, SCRIPTS_RUNNER_ERROR_CODES } from "./errors.ts";
 import { formatHelperArgs, type HelperCommand, parseHelperArgs } from "./helper-grammar.ts";
-import type { HelperReport } from "./helper-ops.ts";
+import type { HelperConnection, HelperReport } from "./helper-ops.ts";
 import { runProcess } from "./run.ts";
 
 /** How the agent reaches the privileged helper. */
@@ -17,9 +17,16 @@ export interface HelperOptions {
    * Under sudo this must match the sudoers entry exactly.
    */
   readonly helperCommand?: readonly string[];
-  /** Role and database for the helper's confirming SQL over the local socket. */
+  /** Role and database for the helper's confirming SQL over the local socket (no `connection`). */
   readonly dbUser?: string;
   readonly dbName?: string;
+  /**
+   * The agent's own connection to its database (address, db.port, db.user, decrypted password,
+   * db.database, jdbc.ssl): handed to the helper on stdin, and used for every SQL it runs.
+   */
+  readonly connection?: HelperConnection;
+  /** Password file a fenced/reconfigured server's primary_conninfo names (needs `connection`). */
+  readonly passfile?: string;
   /** Server log for `pg_ctl -l` on restarts; default `<datadir>/log/efm-pg_ctl.log`. */
   readonly logFile?: string;
   /** How the helper is started; default "auto" (see {@link privilegedArgv}). */
@@ -65,6 +72,8 @@ function common(options: HelperOptions) {
     ...(options.dbUser === undefined ? {} : { dbUser: options.dbUser }),
     ...(options.dbName === undefined ? {} : { dbName: options.dbName }),
     ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+    ...(options.connection === undefined ? {} : { connection: "stdin" as const }),
+    ...(options.passfile === undefined ? {} : { passfile: options.passfile }),
   };
 }
 
@@ -90,6 +99,8 @@ export async function runHelper(
     maxOutputBytes: 256 * 1024,
     // The helper needs nothing from the agent's environment; a fixed one keeps it predictable.
     env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" },
+    // The password travels on the pipe, never in argv (visible in ps) or the environment.
+    ...(options.connection === undefined ? {} : { input: JSON.stringify(options.connection) }),
   });
   const line = result.stdout.trim().split("\n").at(-1) ?? "";
   let parsed: { ok?: boolean; code?: string; message?: string } & Partial<HelperReport>;
@@ -129,12 +140,16 @@ export function promote(
 
 /**
  * Fences an old master so a restart comes up as a standby of `newMaster`: standby.signal and
- * primary_conninfo (PostgreSQL >= 12) or recovery.conf (< 12), with backups. `port` and
- * `replicationUser` are used only when no primary_conninfo exists to copy from.
+ * primary_conninfo (PostgreSQL >= 12) or recovery.conf (< 12), with backups. With `connection`
+ * and `passfile`, primary_conninfo is host=newMaster, port, user (`replicationUser`, else the
+ * connection's user) and passfile=, which the helper writes 0600; other keywords of an existing
+ * one are kept, a password in it is dropped. Without them, `port` and `replicationUser` are used
+ * only when no primary_conninfo exists to copy from. `newMaster` null: no master is known yet,
+ * primary_conninfo is emptied (recovery without streaming) until `reconfigure` names one.
  */
 export function fence(
   dataDir: string,
-  newMaster: string,
+  newMaster: string | null,
   options: HelperOptions & { port?: number; replicationUser?: string },
 ): Promise<HelperReport> {
   return runHelper(
@@ -165,6 +180,22 @@ export function reconfigure(
     { verb: "reconfigure", dataDir, newMaster, timeoutSeconds: options.timeoutSeconds, ...common(options) },
     options,
     (2 * options.timeoutSeconds + 30) * 1000,
+  );
+}
+
+/**
+ * Checks, changing nothing, what promote and fence rely on: the data directory belongs to the
+ * owner, pg_ctl is executable, the passfile's directory is writable and, if the server runs,
+ * the helper connects with `connection`. `role: "standby"` also needs a running standby.
+ */
+export function check(
+  dataDir: string,
+  options: HelperOptions & { role?: "any" | "standby" },
+): Promise<HelperReport> {
+  return runHelper(
+    { verb: "check", dataDir, role: options.role ?? "any", ...common(options) },
+    options,
+    60_000,
   );
 }
 
