@@ -61,6 +61,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     promotableChecks: {},
     attention: null,
     reconfigureToken: null,
+    reconfigureRetry: false,
     previousViewSize: 0,
     hadStandby: false,
   };

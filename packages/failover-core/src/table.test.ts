@@ -1402,6 +1402,56 @@ describe("after a failover", () => {
     expect(failed.state.role).toBe("Idle");
   });
 
+  it("a standby whose reconfiguration failed keeps trying and becomes a monitored standby again (issue 11)", () => {
+    let s = boot("c", "recovery", view(1, FULL));
+    const r = run(s, msg(1, "b", { type: "newMaster", address: "b" }));
+    const failed = run(r.state, {
+      type: "dbReconfigured",
+      now: 2,
+      token: find(r, "reconfigureDb").token,
+      ok: false,
+      error: "streaming from b not confirmed within 6 s: fe_sendauth: no password supplied",
+    });
+    expect(failed.state).toMatchObject({ role: "Idle", reconfigureRetry: true });
+    const at = find(failed, "setTimer");
+    expect(at).toEqual({
+      type: "setTimer",
+      name: "reconfigureRetry",
+      at: 2 + harnessTimings.promotionTimeoutMs,
+    });
+    // no running master known yet (b's status not heard as Master): wait
+    s = run(failed.state, msg(3, "b", { type: "status", role: "Promoting", db: "UP", master: null })).state;
+    const wait = run(s, { type: "timer", now: at.at, name: "reconfigureRetry" });
+    expect(rules(wait)).toEqual(["reconfigure.retry.wait"]);
+    s = run(wait.state, msg(4, "b", { type: "status", role: "Master", db: "UP", master: "b" })).state;
+    const again = run(s, { type: "timer", now: 2 * at.at, name: "reconfigureRetry" });
+    expect(rules(again)).toEqual(["reconfigure.retry"]);
+    const tok = find(again, "reconfigureDb");
+    expect(tok.newMaster).toBe("b");
+    // fails again: no second notification, retried later
+    const twice = run(again.state, { type: "dbReconfigured", now: 3 * at.at, token: tok.token, ok: false });
+    expect(rules(twice)).toEqual(["reconfigure.failed"]);
+    expect(notified(twice)).toEqual([]);
+    const third = run(twice.state, { type: "timer", now: 4 * at.at, name: "reconfigureRetry" });
+    const ok = run(third.state, {
+      type: "dbReconfigured",
+      now: 4 * at.at + 1,
+      token: find(third, "reconfigureDb").token,
+      ok: true,
+    });
+    expect(rules(ok)).toEqual(["reconfigure.ok.resumed"]);
+    expect(ok.state).toMatchObject({ role: "Standby", reconfigureRetry: false });
+    // monitored again: its next local check runs
+    expect(ok.state.localCheckAt).not.toBeNull();
+    expect(rules(run(ok.state, { type: "timer", now: ok.state.localCheckAt!, name: "localCheck" }))).toEqual([
+      "local.tick",
+    ]);
+    // a stale retry timer after that does nothing
+    expect(rules(run(ok.state, { type: "timer", now: 5 * at.at, name: "reconfigureRetry" }))).toEqual([
+      "reconfigure.retry.stop",
+    ]);
+  });
+
   it("ignores a switchover request that does not come from the coordinator", () => {
     const s = boot("a", "primary", view(1, FULL));
     const r = run(s, msg(1, "c", { type: "switchover", token: "t" }));

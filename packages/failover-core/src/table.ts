@@ -315,6 +315,7 @@ function clusterCommand(c: Ctx, requestId: string, origin: string, command: Comm
 
 function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: string): void {
   c.s.pendingResume = null;
+  c.s.reconfigureRetry = false;
   c.s.db = "UP";
   c.s.local = { token: null, final: false, firstFailure: null, reported: false };
   c.setRole(role);
@@ -2960,6 +2961,23 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "reconfigure.ok.resumed",
+    from: ["Idle"],
+    on: "dbReconfigured",
+    guard: "a retried reconfiguration succeeded",
+    to: "Standby",
+    actions: "take the Standby role back (monitoring, candidate again)",
+    reason: "the database now follows the master: resume monitoring as a standby",
+    when: (c, e) => c.s.reconfigureToken === e.token && e.ok && c.s.reconfigureRetry,
+    run: (c) => {
+      c.s.reconfigureToken = null;
+      c.s.reconfigureRetry = false;
+      c.s.db = "UP";
+      c.s.local = { token: null, final: false, firstFailure: null, reported: false };
+      c.setRole("Standby");
+    },
+  }),
+  row({
     id: "reconfigure.ok",
     from: ["*"],
     on: "dbReconfigured",
@@ -2970,6 +2988,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (c, e) => c.s.reconfigureToken === e.token && e.ok,
     run: (c) => {
       c.s.reconfigureToken = null;
+      c.s.reconfigureRetry = false;
     },
   }),
   row({
@@ -2978,13 +2997,69 @@ export const transitions: readonly TransitionRow[] = [
     on: "dbReconfigured",
     guard: "reconfiguration or restart failed",
     to: "Idle",
-    actions: "notify resumeTimedOut",
+    actions: "notify resumeTimedOut (once); try again later",
     reason: "could not resume monitoring after reconfiguring the standby",
     when: (c, e) => c.s.reconfigureToken === e.token,
     run: (c) => {
       c.s.reconfigureToken = null;
-      c.notify("resumeTimedOut", c.cluster());
+      if (!c.s.reconfigureRetry) c.notify("resumeTimedOut", c.cluster());
       if (c.s.phase === "running" && c.s.role === "Standby") c.setRole("Idle");
+      // A standby left Idle with its database up and its WAL frozen is no candidate for the next
+      // failover (issue 11): keep trying, the cause (the new master not yet accepting, a
+      // credential fixed by the operator) may pass.
+      if (c.s.role === "Idle") {
+        c.s.reconfigureRetry = true;
+        c.timer("reconfigureRetry", c.now + c.s.config.promotionTimeoutMs);
+      }
+    },
+  }),
+  row({
+    id: "reconfigure.retry",
+    from: ["Idle"],
+    on: "timer:reconfigureRetry",
+    guard: "still Idle after a failed reconfiguration; a running master is known",
+    to: "unchanged",
+    actions: "reconfigureDb(the master) again",
+    reason: "try again to make the standby database follow the master",
+    when: (c) => {
+      const m = c.s.knownMaster?.address;
+      return (
+        c.s.reconfigureRetry &&
+        c.s.reconfigureToken === null &&
+        !c.s.fencedForIsolation &&
+        !c.s.idleForConflict &&
+        m !== undefined &&
+        m !== c.self &&
+        c.roleOf(m) === "Master"
+      );
+    },
+    run: (c) => {
+      const token = c.token("reconf");
+      c.s.reconfigureToken = token;
+      c.act({ type: "reconfigureDb", token, newMaster: c.s.knownMaster!.address });
+    },
+  }),
+  row({
+    id: "reconfigure.retry.wait",
+    from: ["Idle"],
+    on: "timer:reconfigureRetry",
+    guard: "still to retry, but no running master known (or a retry in flight)",
+    to: "unchanged",
+    actions: "check again later",
+    reason: "no master to follow yet: retry the reconfiguration later",
+    when: (c) => c.s.reconfigureRetry && !c.s.fencedForIsolation && !c.s.idleForConflict,
+    run: (c) => c.timer("reconfigureRetry", c.now + c.s.config.promotionTimeoutMs),
+  }),
+  row({
+    id: "reconfigure.retry.stop",
+    from: ["*"],
+    on: "timer:reconfigureRetry",
+    guard: "otherwise (resumed, or no longer Idle)",
+    to: "unchanged",
+    actions: "stop retrying",
+    reason: "no reconfiguration to retry any more",
+    run: (c) => {
+      c.s.reconfigureRetry = false;
     },
   }),
   row({

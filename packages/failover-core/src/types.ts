@@ -436,6 +436,11 @@ export interface FailoverState {
   /** What an operator must do now (shown by cluster-status); null when nothing is needed. */
   readonly attention: string | null;
   readonly reconfigureToken: string | null;
+  /**
+   * Idle because reconfiguring to follow the new master failed: the agent keeps trying (the cause
+   * may pass) and takes the Standby role back once its database follows the master.
+   */
+  readonly reconfigureRetry: boolean;
   readonly previousViewSize: number;
   readonly hadStandby: boolean;
 }
