@@ -3,7 +3,7 @@
  * `ssl = on` and every plain TCP login rejected in pg_hba.conf.
  */
 import { rmSync } from "node:fs";
-import { type Cluster, createCluster, makeCa } from "@efm/lab";
+import { type Cluster, createCluster, makeCa, makeClientCert } from "@efm/lab";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DbConnectionOptions, type DbTls, PgChecker, readFacts, remoteCheck } from "./index.ts";
 
@@ -14,6 +14,7 @@ const A = "127.0.16.21";
 let lab: Cluster;
 let labCa: string;
 let otherCa: string;
+let client: { cert: string; key: string };
 
 beforeAll(async () => {
   lab = await createCluster({
@@ -24,10 +25,16 @@ beforeAll(async () => {
     firstOctet: 21,
     hosts: [{ name: "a", role: "master" }],
     tls: { ca: true },
+    // Certificate authentication for one role: jdbc.sslcert/jdbc.sslkey must be offered.
+    hbaLines: ["hostssl all efmcert 0.0.0.0/0 cert"],
   });
   labCa = lab.tls?.caCert ?? "";
   rmSync(otherDir, { recursive: true, force: true });
   otherCa = makeCa(otherDir, "other-ca").cert;
+  client = makeClientCert(otherDir, "efmcert", { cert: labCa, key: labCa.replace(/\.crt$/, ".key") });
+  await lab.psql("a", "CREATE ROLE efmcert LOGIN; GRANT pg_monitor TO efmcert");
+  await lab.psql("a", `ALTER SYSTEM SET ssl_ca_file = '${labCa}'`);
+  await lab.psql("a", "SELECT pg_reload_conf()");
 });
 
 afterAll(async () => {
@@ -68,6 +75,14 @@ describe("sslmode against a server that rejects plain logins", () => {
     expect(await overTls({ mode: "prefer" })).toBe(true);
     const plain = await failure({ mode: "disable" });
     expect(plain.code).toBe("INVALID_AUTHORIZATION");
+  });
+
+  it("jdbc.sslcert/jdbc.sslkey log in where pg_hba.conf asks for a client certificate", async () => {
+    const certUser = (ssl: DbTls): DbConnectionOptions => ({ ...conn(ssl), user: "efmcert", password: "" });
+    const r = await remoteCheck(certUser({ mode: "verify-full", rootCert: labCa, ...client }), 10_000);
+    expect(r.ok, r.ok ? "" : r.failure.message).toBe(true);
+    const without = await remoteCheck(certUser({ mode: "verify-full", rootCert: labCa }), 10_000);
+    expect(without).toMatchObject({ ok: false, failure: { code: "INVALID_AUTHORIZATION" } });
   });
 
   it("readFacts uses the same settings", async () => {

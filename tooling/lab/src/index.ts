@@ -14,4 +14,4 @@ export { LAB_ERROR_CODES, LabError, type LabErrorCode } from "./errors.ts";
 export type { ExecResult } from "./exec.ts";
 export { parseSubnet } from "./net.ts";
 export { type HostRole, type LabMode, type LabState, readState, STATE_FILE } from "./state.ts";
-export { type CertFiles, makeCa, makeServerCert } from "./tls.ts";
+export { type CertFiles, makeCa, makeClientCert, makeServerCert } from "./tls.ts";

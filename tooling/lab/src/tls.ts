@@ -120,3 +120,41 @@ export function makeServerCert(dir: string, name: string, ips: string[], ca?: Ce
   fs.chmodSync(out.cert, 0o644);
   return out;
 }
+
+/** A client certificate for role `user` (CN = user, what `cert` authentication checks), signed by `ca`. */
+export function makeClientCert(dir: string, user: string, ca: CertFiles): CertFiles {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const out = { cert: path.join(dir, `${user}-client.crt`), key: path.join(dir, `${user}-client.key`) };
+  const csr = path.join(dir, `${user}-client.csr`);
+  openssl([
+    "req",
+    "-new",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${user}`,
+    "-keyout",
+    out.key,
+    "-out",
+    csr,
+  ]);
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    ca.cert,
+    "-CAkey",
+    ca.key,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-out",
+    out.cert,
+  ]);
+  fs.rmSync(csr);
+  fs.chmodSync(out.key, 0o600);
+  return out;
+}
