@@ -42,9 +42,11 @@ import { agentFiles, resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
+import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
 import { EventLoop, type Executors } from "./loop.ts";
 import { parsePeerMessage } from "./peer-message.ts";
 import { readAgentState } from "./state.ts";
+import { packageVersion } from "./version.ts";
 
 /** How to start an agent: the cluster name and where its files are. */
 export interface AgentOptions {
@@ -288,6 +290,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   });
   let exiting = false;
   let loop: EventLoop;
+  let http: HttpServer | null = null;
 
   const exec: Executors = {
     send: (to, message) => member.send(to, message),
@@ -419,8 +422,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // The engine names members `ip:port` (as membership does), in the allowed list too: a list of
   // bare hosts would never match a member, and no standby would enter the priority list.
   const lists = saved ?? { allowed: [...new Set([self, ...seeds])], priority: [] };
-  loop = new EventLoop(initialState(failoverConfig(cluster, self, c, member, lists)), step, exec, log, () =>
-    member.now(),
+  // Metrics and the status page watch the engine's steps and time the executors, changing neither.
+  const { registry, observer } = createObservation();
+  loop = new EventLoop(
+    initialState(failoverConfig(cluster, self, c, member, lists)),
+    observer.observeStep(step),
+    observer.instrument(exec),
+    log,
+    () => member.now(),
   );
 
   /** Stop everything once; the engine's exit action or a signal gets here. */
@@ -432,6 +441,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     clearInterval(watchdog);
     clearInterval(leasePoll);
     admin.close();
+    await http?.close();
     try {
       if (how === "leave") await member.leave();
       else await member.stop();
@@ -560,6 +570,28 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       },
     }),
   });
+
+  // Read-only HTTP endpoints (http.bind.address; none unless set).
+  if (c.httpBindAddress) {
+    http = await startHttpServer(
+      c.httpBindAddress,
+      {
+        cluster,
+        self,
+        version: packageVersion(),
+        state: () => loop.current,
+        leaseUntil: () => member.leaseUntil(),
+        now: () => member.now(),
+        lists: () => ({ allowed: member.config().allowed, voters: member.config().voters }),
+        db,
+        timeoutMs: Math.min(5000, c.remoteTimeout * 1000),
+        notifierStats: () => notifier.stats(),
+        observer,
+        registry,
+      },
+      log,
+    );
+  }
 
   // The lock file is how operators and init scripts see a running agent: warn if it vanishes.
   let lockWarned = false;
