@@ -7,6 +7,8 @@ bash tooling/scripts/setup.sh
 
 pnpm lint
 pnpm typecheck --output-logs=errors-only
+# A release must work: `changeset version` on a copy of the committed tree.
+bash tooling/scripts/changeset-check.sh
 
 report=$(mktemp -d)/vitest.json
 status=0
