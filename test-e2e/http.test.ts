@@ -3,9 +3,13 @@
  * load balancer and Prometheus see. The story that matters is the failover: /primary must
  * answer 200 on exactly one host before and after, and never on two hosts at once while the
  * master changes, through a switchover (`efm promote`, the old master's database keeps running
- * and is restarted read-only) and then the loss of the new master's database.
+ * and is restarted read-only) and then the loss of the new master's database. A real HAProxy
+ * (Debian's package) runs examples/haproxy.cfg with the cluster's addresses and carries writes
+ * across the switchover; the status page's event stream shows the new master.
  */
-import { appendFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EfmCluster, Suite, sleep, threeHosts, waitUntil } from "./harness.ts";
 
@@ -14,6 +18,10 @@ let efm: EfmCluster;
 const HOSTS = ["a", "b", "c"] as const;
 type Host = (typeof HOSTS)[number];
 const HTTP_PORT: Record<Host, number> = { a: 17720, b: 17721, c: 17722 };
+
+// HAProxy listens here: writes (routed by /primary) and reads (by /replica).
+const PROXY = { host: "127.0.18.10", write: 17723, read: 17724 };
+let haproxy: ChildProcess | null = null;
 
 const url = (h: Host, path: string) => `http://${efm.address(h)}:${HTTP_PORT[h]}${path}`;
 
@@ -91,6 +99,87 @@ function metric(page: string, selector: string): number {
   return line === undefined ? Number.NaN : Number(line.slice(selector.length + 1));
 }
 
+/**
+ * Writes one row at a time through HAProxy's write port, each over a new connection, and
+ * records the rows the database acknowledged with the address of the server that took them.
+ */
+class Writer {
+  readonly acked: { id: number; server: string }[] = [];
+  failures = 0;
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor() {
+    this.loop = (async () => {
+      while (this.running) {
+        const client = new pg.Client({
+          ...efm.lab.efmConnection("a"),
+          host: PROXY.host,
+          port: PROXY.write,
+          connectionTimeoutMillis: 3000,
+          query_timeout: 3000,
+        });
+        client.on("error", () => {});
+        try {
+          await client.connect();
+          const r = await client.query<{ id: number; server: string }>(
+            "insert into http_writes default values returning id, host(inet_server_addr()) as server",
+          );
+          this.acked.push(r.rows[0]!);
+        } catch {
+          // Refused or cut while the master changes: not acknowledged, so not counted.
+          this.failures++;
+        } finally {
+          await client.end().catch(() => {});
+        }
+        await sleep(50);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+}
+
+/** Read a status page's event stream until `until` accepts an update; null when it ends first. */
+async function watchPage(
+  h: Host,
+  until: (status: { hosts: { address: string; role: string }[] }) => boolean,
+) {
+  const r = await fetch(url(h, "/events"), { signal: AbortSignal.timeout(120_000) });
+  const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffer += value;
+      let end = buffer.indexOf("\n\n");
+      while (end >= 0) {
+        const data = buffer
+          .slice(0, end)
+          .split("\n")
+          .filter((l) => l.startsWith("data:"))
+          .map((l) => l.slice(5).trim())
+          .join("\n");
+        buffer = buffer.slice(end + 2);
+        if (data) {
+          const msg = JSON.parse(data) as {
+            html: string;
+            status: { hosts: { address: string; role: string }[] };
+          };
+          if (until(msg.status)) return msg;
+        }
+        end = buffer.indexOf("\n\n");
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
 async function primaries(): Promise<Host[]> {
   const answers = await Promise.all(HOSTS.map(async (h) => [h, (await get(h, "/primary")).status] as const));
   return answers.filter(([, s]) => s === 200).map(([h]) => h);
@@ -113,9 +202,27 @@ beforeAll(async () => {
   }
   await efm.startAll(["a", "b", "c"], { a: "Master", b: "Standby", c: "Standby" });
   await efm.lab.waitStreaming("a", ["b", "c"]);
+
+  // examples/haproxy.cfg as shipped, with this cluster's addresses and ports put in.
+  const example = readFileSync(new URL("../examples/haproxy.cfg", import.meta.url), "utf8");
+  const servers = HOSTS.map(
+    (h) => `    server ${h} ${efm.address(h)}:${efm.lab.efmConnection(h).port} check port ${HTTP_PORT[h]}`,
+  ).join("\n");
+  const cfg = example
+    .replace(/^ {4}bind \*:5000$/m, `    bind ${PROXY.host}:${PROXY.write}`)
+    .replace(/^ {4}bind \*:5001$/m, `    bind ${PROXY.host}:${PROXY.read}`)
+    .replace(/(^ {4}server node\d .*\n?)+/gm, `${servers}\n`);
+  expect(cfg.match(/^ {4}server /gm)).toHaveLength(6);
+  const cfgFile = "/tmp/efm-e2e-http/haproxy.cfg";
+  writeFileSync(cfgFile, cfg);
+  haproxy = spawn("haproxy", ["-db", "-f", cfgFile], { stdio: "ignore" });
+  await efm.lab.psql("a", "create table http_writes (id serial primary key)");
+  await efm.lab.psql("a", `grant insert, select on http_writes to ${efm.lab.efmConnection("a").user}`);
+  await efm.lab.psql("a", `grant usage on sequence http_writes_id_seq to ${efm.lab.efmConnection("a").user}`);
 });
 
 afterAll(async () => {
+  haproxy?.kill("SIGKILL");
   await suite.cleanup();
 });
 
@@ -148,6 +255,20 @@ describe("HTTP endpoints of the agents", () => {
     expect(bad.status).toBe(400);
     expect(bad.text).toContain('lag must be a whole number of bytes, got \\"lots\\"');
     expect((await get("a", "/nowhere")).status).toBe(404);
+  });
+
+  it("serves a status page that reads without JavaScript and updates through server-sent events", async () => {
+    const page = await get("c", "/");
+    expect(page.status).toBe(200);
+    expect(page.text).toContain("<h1>Cluster acctg</h1>");
+    expect(page.text).toContain(`Master: <strong id="master">${efm.address("a")}</strong>`);
+    for (const h of HOSTS) expect(page.text).toContain(`data-address="${efm.address(h)}"`);
+    expect(page.text).toMatch(
+      /<ol id="priority"><li>127\.0\.18\.1[23]<\/li><li>127\.0\.18\.1[23]<\/li><\/ol>/,
+    );
+    const update = await watchPage("c", (s) => s.hosts.length === 3);
+    expect(update?.status.hosts.find((x) => x.role === "Master")?.address).toBe(efm.address("a"));
+    expect(update?.html).toContain(`Master: <strong id="master">${efm.address("a")}</strong>`);
   });
 
   it("/status serves what efm cluster-status-json prints", async () => {
@@ -189,8 +310,17 @@ describe("HTTP endpoints of the agents", () => {
     const lsn = await efm.lab.write("a", 20);
     await efm.lab.waitReplayed("b", lsn);
     await efm.lab.waitReplayed("c", lsn);
+    const writer = new Writer();
+    expect(
+      await waitUntil(() => writer.acked.length >= 3, 30_000, 50),
+      "writes through HAProxy",
+    ).toBeTruthy();
     const watch = new PrimaryWatch();
     await waitUntil(() => watch.rounds.length >= 5, 30_000, 20);
+    // b's status page follows the switchover through its event stream.
+    const pageSeesNewMaster = watchPage("b", (s) =>
+      s.hosts.some((x) => x.role === "Master" && x.address !== efm.address("a")),
+    ).catch(() => null);
     const r = await efm.efm("b", ["promote", "acctg"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const status = await efm.waitStatus("b", "a new master", (s) =>
@@ -227,6 +357,29 @@ describe("HTTP endpoints of the agents", () => {
       ),
     ).toBe(true);
     expect(await primaries()).toEqual([newMaster]);
+    expect((await pageSeesNewMaster)?.status.hosts.find((x) => x.role === "Master")?.address).toBe(
+      efm.address(newMaster),
+    );
+    // HAProxy now sends writes to the new master; no write was ever taken by the old master
+    // after the new one took one, and every acknowledged write is on the new master.
+    const before = writer.acked.length;
+    expect(
+      await waitUntil(
+        () => writer.acked.slice(before).filter((w) => w.server === efm.address(newMaster)).length >= 3,
+        60_000,
+        50,
+      ),
+      "writes through HAProxy after the switchover",
+    ).toBeTruthy();
+    await writer.stop();
+    const servers = writer.acked.map((w) => w.server);
+    const firstNew = servers.indexOf(efm.address(newMaster));
+    expect(servers.slice(0, firstNew).every((s) => s === efm.address("a"))).toBe(true);
+    expect(servers.slice(firstNew).every((s) => s === efm.address(newMaster))).toBe(true);
+    const stored = new Set(
+      (await efm.lab.psql(newMaster, "select id from http_writes")).map((row) => Number(row.id)),
+    );
+    expect(writer.acked.filter((w) => !stored.has(w.id))).toEqual([]);
     // The old master's database is running, read-only now, and its agent says so.
     expect(await efm.lab.inRecovery("a")).toBe(true);
     expect(JSON.parse((await get("a", "/primary")).text).ok).toBe(false);

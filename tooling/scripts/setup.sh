@@ -14,6 +14,9 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v arping >/dev/null || need_pkgs+=(iputils-arping)
 command -v sudo >/dev/null || need_pkgs+=(sudo)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)         # test-e2e/http.test.ts routes writes through it
+command -v groff >/dev/null || need_pkgs+=(groff-base)       # the man page test renders the pages
+command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)          # pnpm package builds the .deb
 [ -x "$PG_BIN/postgres" ] || need_pkgs+=(postgresql-15)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

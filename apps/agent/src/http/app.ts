@@ -3,10 +3,12 @@ import { type FailoverState, snapshot } from "@efm/failover-core";
 import { hostOf } from "@efm/membership";
 import type { NotifierStats } from "@efm/notifier";
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { statusFromSnapshot } from "../state.ts";
 import { queryDatabases, renderClusterStatusJson } from "../status-report.ts";
 import type { AgentObserver } from "./observe.ts";
+import { type LiveStatus, liveStatus, renderMain, renderPage } from "./page.ts";
 import {
   judgeHealth,
   judgePrimary,
@@ -228,12 +230,91 @@ function registerGauges(deps: HttpDeps): void {
 }
 
 /**
+ * Feeds the status pages: while at least one page listens, reads the cluster once a second and
+ * at once after each engine step that changed something, and hands every listener the result.
+ * One reading serves all open pages, so ten browsers cost what one does.
+ */
+class LiveFeed {
+  private readonly listeners = new Set<(s: LiveStatus) => void>();
+  private running = false;
+  private kick: (() => void) | null = null;
+  private last: LiveStatus | null = null;
+
+  constructor(private readonly deps: HttpDeps) {
+    deps.observer.onChange(() => this.kick?.());
+  }
+
+  subscribe(f: (s: LiveStatus) => void): () => void {
+    this.listeners.add(f);
+    if (!this.running) void this.run();
+    else if (this.last) f(this.last);
+    return () => this.listeners.delete(f);
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.listeners.size > 0) {
+      try {
+        this.last = await liveStatus(this.deps);
+        for (const f of this.listeners) f(this.last);
+      } catch {
+        // The next round tries again; the page marks itself stale meanwhile only if the stream ends.
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        t.unref();
+        this.kick = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.kick = null;
+    }
+    this.running = false;
+  }
+}
+
+/**
  * The agent's read-only HTTP endpoints. Every handler only reads: the engine's state, the lease
  * and fresh database queries; none sends a command or touches a file.
  */
 export function createHttpApp(deps: HttpDeps): Hono {
   registerGauges(deps);
   const app = new Hono();
+
+  const feed = new LiveFeed(deps);
+  app.get("/", async (c) => c.html(renderPage(await liveStatus(deps))));
+  app.get("/events", (c) =>
+    streamSSE(c, async (stream) => {
+      let latest: LiveStatus | null = null;
+      let wake: (() => void) | null = null;
+      let closed = false;
+      const off = feed.subscribe((s) => {
+        latest = s;
+        wake?.();
+      });
+      stream.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      while (!closed) {
+        const s: LiveStatus | null = latest;
+        if (s) {
+          latest = null;
+          await stream.writeSSE({
+            event: "status",
+            data: JSON.stringify({ html: renderMain(s), status: s }),
+          });
+        } else {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = null;
+        }
+      }
+      off();
+    }),
+  );
 
   app.get("/health", async (c) => {
     const v = judgeHealth(deps.state(), (await askLocalDb(deps)) !== null);
@@ -275,7 +356,7 @@ export function createHttpApp(deps: HttpDeps): Hono {
 
   app.notFound((c) =>
     c.json(
-      { error: `no such endpoint: ${c.req.path} (try /health, /primary, /replica, /status, /metrics)` },
+      { error: `no such endpoint: ${c.req.path} (try /, /health, /primary, /replica, /status, /metrics)` },
       404,
     ),
   );
