@@ -1,5 +1,6 @@
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
 import {
   type FailoverConfig,
@@ -26,6 +27,7 @@ import {
   writeNodes,
 } from "@efm/properties-parser";
 import {
+  check,
   fence,
   type HelperOptions,
   promote,
@@ -279,7 +281,30 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     bin: c.dbBin ?? "",
     dbUser: c.dbUser,
     dbName: c.dbDatabase,
+    // The helper reaches the database exactly as the monitor does (this node's address, db.port,
+    // db.user, the decrypted password on its stdin, the jdbc.ssl* settings): a standby this
+    // agent can watch is one the helper can promote, whatever pg_hba.conf says about the socket.
+    connection: db(selfHost),
+    // What a fenced or reconfigured server's primary_conninfo names for the password: next to
+    // the data directory (pg_rewind and pg_basebackup replace what is inside it).
+    ...(dataDir === "" ? {} : { passfile: join(dirname(dataDir), `efm-${cluster}.pgpass`) }),
   };
+  if (!c.isWitness) {
+    // Guide 4.1.1: a node whose agent starts must be able to promote and fence. Run the helper
+    // over exactly the path a promotion takes (elevation, data directory, pg_ctl, its SQL
+    // connection) before joining, and refuse to start when it fails.
+    try {
+      const r = await check(dataDir, helper);
+      startup.info({ actions: r.actions }, "privileged helper check passed");
+    } catch (err) {
+      const why = `the privileged helper cannot do what a promotion needs: ${(err as Error).message}`;
+      startup.error(why);
+      logs.flush();
+      await localChecker?.close().catch(() => {});
+      lock.release();
+      throw new AgentError("HELPER_CHECK", why, { cause: err });
+    }
+  }
   const vip = c.virtualIp;
   const pingCommand = c.pingServerCommand.join(" ");
   const pendingReplies = new Map<string, (r: { ok: boolean; message: string }) => void>();
@@ -344,13 +369,29 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const output = `${r.stdout}${r.stderr}`.trim();
       return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 128), output };
     },
+    checkPromotable: async () => {
+      // The candidate's half of "can this standby be promoted" before any master is fenced for
+      // it: the helper, as db.service.owner, over the connection the promotion itself uses.
+      try {
+        await check(dataDir, { ...helper, role: "standby" });
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+    },
     promoteDb: async () => {
       await promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout });
     },
     fenceDb: async (newMaster) => {
-      // With no new master known (isolation) point at ourselves: what matters is that the
-      // database can only come back in recovery, never as a second master.
-      await fence(dataDir, newMaster ? hostOf(newMaster) : selfHost, { ...helper, port: c.dbPort });
+      // With no new master known (isolation) the database gets recovery without streaming:
+      // never our own address; reconfigureDb names the master once one is known. The
+      // replication user is db.user (no property names another), its password in the passfile.
+      const r = await fence(dataDir, newMaster ? hostOf(newMaster) : null, {
+        ...helper,
+        port: c.dbPort,
+        replicationUser: c.dbUser,
+      });
+      log.info({ actions: r.actions, primaryConninfo: r.primaryConninfo }, "database fenced");
       // The fencing settings take effect at the next start. A database that still runs (a
       // switchover, a master cut off from the majority) is restarted now, so it stops taking
       // writes at once instead of whenever someone restarts it; a failed one is left down.
@@ -368,7 +409,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     },
     reconfigureDb: async (newMaster) => {
-      await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });
+      const r = await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });
+      log.info({ actions: r.actions, primaryConninfo: r.primaryConninfo }, "database reconfigured");
     },
     assignVip: async (address) => {
       if (!vip) return { ok: false, output: "no virtual IP is configured" };

@@ -10,6 +10,8 @@ export const AGENT_ERROR_CODES = [
   "REFUSED",
   "NO_AGENT",
   "TIMEOUT",
+  /** The privileged helper failed its start-up check: this node could not promote or fence. */
+  "HELPER_CHECK",
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
