@@ -128,6 +128,7 @@ export class MembershipCore {
   private selfAck = Number.NEGATIVE_INFINITY;
   private leaseUntilValue = Number.NEGATIVE_INFINITY;
   private leaseHeld = false;
+  private leaseAnnounced = Number.NEGATIVE_INFINITY;
   private leaseTimerAt: number | null = null;
   private discovery = new Map<string, InfoMsg>();
   // Coordinator state.
@@ -224,6 +225,7 @@ export class MembershipCore {
       coordinator: v.members[0]!.addr,
       quorate: this.quorate,
       subgroups: v.subgroups,
+      voters: this.config.voters,
     };
   }
   /** The full view id plus incarnations (for fencing tokens and the simulator). */
@@ -930,8 +932,16 @@ export class MembershipCore {
     }
     this.leaseUntilValue = until;
     const held = until > this.now;
-    if (held && !this.leaseHeld) this.emit({ type: "leaseValid", until });
-    if (!held && this.leaseHeld) this.emit({ type: "leaseLost" });
+    // Announce the lease each time it is established or pushed further, so the failover layer
+    // learns every renewal as an event instead of polling leaseUntil().
+    if (held && (!this.leaseHeld || until > this.leaseAnnounced)) {
+      this.leaseAnnounced = until;
+      this.emit({ type: "leaseValid", until });
+    }
+    if (!held && this.leaseHeld) {
+      this.leaseAnnounced = Number.NEGATIVE_INFINITY;
+      this.emit({ type: "leaseLost" });
+    }
     this.leaseHeld = held;
     if (held && Number.isFinite(until) && this.leaseTimerAt !== until) {
       this.leaseTimerAt = until;

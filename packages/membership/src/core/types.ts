@@ -42,6 +42,8 @@ export interface ViewInfo {
   readonly coordinator: string;
   readonly quorate: boolean;
   readonly subgroups: readonly (readonly string[])[];
+  /** The voter set R the quorum is counted against, as this member holds it. */
+  readonly voters: readonly string[];
 }
 
 /** Typed events the core emits for the failover layer and the agent. */
@@ -71,7 +73,12 @@ export type MembershipEvent =
   | { readonly type: "memberRemoved"; readonly member: string; readonly lastHeard: number | null }
   | { readonly type: "quorumGained"; readonly epoch: number }
   | { readonly type: "quorumLost"; readonly epoch: number }
+  /**
+   * Our lease runs until `until` (finite, on the clock `handle` is given): emitted when the lease
+   * is established and again each time acknowledgements push it further.
+   */
   | { readonly type: "leaseValid"; readonly until: number }
+  /** `until` passed without a renewal: a majority of R no longer acknowledges us. */
   | { readonly type: "leaseLost" }
   | {
       readonly type: "admissionRefused";
