@@ -1,13 +1,14 @@
 import { FailoverCoreError } from "./errors.ts";
 import { formatLsn, parseLsn } from "./lsn.ts";
-import { initialState, step } from "./step.ts";
+import { createNode, type FailoverNode, type NodePorts, settleWhen } from "./node.ts";
+import { initialState } from "./step.ts";
 import type {
   AgentRole,
   Command,
-  FailoverAction,
   FailoverConfig,
   FailoverEvent,
   FailoverState,
+  PeerMessage,
   ScriptKind,
   ViewInfo,
 } from "./types.ts";
@@ -24,15 +25,20 @@ interface FakeDb {
   localBroken: boolean;
 }
 
-interface HarnessNode {
-  address: string;
-  state: FailoverState;
-  timers: Map<string, number>;
-  alive: boolean;
-  db: FakeDb | null;
+/** One agent of the harness: its node (the engine with its ports), timers and fake database. */
+class HarnessNode {
+  /** Armed timers by name, in arming order (ties at the same time fire in that order). */
+  readonly timers = new Map<string, { at: number; fire: () => void }>();
+  alive = true;
+  node!: FailoverNode;
+  constructor(
+    readonly address: string,
+    readonly db: FakeDb | null,
+  ) {}
+  get state(): FailoverState {
+    return this.node.state;
+  }
 }
-
-type Queued = { to: string; event: FailoverEvent };
 
 /** Default timings for scenarios (milliseconds). */
 export const harnessTimings = {
@@ -45,6 +51,24 @@ export const harnessTimings = {
   messageSlackMs: 500,
   promotionTimeoutMs: 10000,
 } as const;
+
+/** The configuration of a harness agent: cluster acctg, a VIP, a ping server, no scripts. */
+export function harnessConfig(self: string, patch: Partial<FailoverConfig> = {}): FailoverConfig {
+  return {
+    self,
+    clusterName: "acctg",
+    isWitness: false,
+    autoFailover: true,
+    autoReconfigure: true,
+    virtualIp: "10.0.0.100",
+    pingServer: "8.8.8.8",
+    scripts: { fence: null, postPromotion: null, dbFailure: null, masterIsolated: null },
+    ...harnessTimings,
+    allowed: [],
+    priority: [],
+    ...patch,
+  };
+}
 
 /**
  * A deterministic in-memory cluster for scenario transcripts: N failover engines, scripted
@@ -64,7 +88,7 @@ export class Harness {
   outside = new Set<string>();
   scriptExit = new Map<ScriptKind, number>();
   lastHeard = new Map<string, number>();
-  private queue: Queued[] = [];
+  private queue: (() => void)[] = [];
   private reqSeq = 0;
   private configPatch: Partial<FailoverConfig> = {};
 
@@ -155,20 +179,7 @@ export class Harness {
   private addNode(args: string[]): void {
     const [address, kind, lsn] = args as [string, string, string | undefined];
     const isWitness = kind === "witness";
-    const config: FailoverConfig = {
-      self: address,
-      clusterName: "acctg",
-      isWitness,
-      autoFailover: true,
-      autoReconfigure: true,
-      virtualIp: "10.0.0.100",
-      pingServer: "8.8.8.8",
-      scripts: { fence: null, postPromotion: null, dbFailure: null, masterIsolated: null },
-      ...harnessTimings,
-      allowed: [],
-      priority: [],
-      ...this.configPatch,
-    };
+    const config = harnessConfig(address, { isWitness, ...this.configPatch });
     const db: FakeDb | null = isWitness
       ? null
       : {
@@ -179,7 +190,38 @@ export class Harness {
           verifiable: true,
           localBroken: false,
         };
-    this.nodes.set(address, { address, state: initialState(config), timers: new Map(), alive: true, db });
+    const n = new HarnessNode(address, db);
+    n.node = createNode({
+      state: initialState(config),
+      ports: this.ports(n),
+      clock: {
+        now: () => this.now,
+        schedule: (at, fire, name = "") => {
+          const entry = { at, fire };
+          n.timers.set(name, entry);
+          return {
+            cancel: () => {
+              if (n.timers.get(name) === entry) n.timers.delete(name);
+            },
+          };
+        },
+      },
+      observer: {
+        stepped: (_e, r) => {
+          for (const t of r.transitions) {
+            this.fired.add(t.rule);
+            if (QUIET_RULES.has(t.rule)) continue;
+            this.out.push(
+              `${address}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`,
+            );
+          }
+        },
+        rejected: (_e, err) => {
+          throw err;
+        },
+      },
+    });
+    this.nodes.set(address, n);
     this.voters.push(address);
   }
 
@@ -311,17 +353,17 @@ export class Harness {
   tick(ms: number): void {
     const end = this.now + ms;
     for (;;) {
-      let next: { node: HarnessNode; name: string; at: number } | null = null;
+      let next: { node: HarnessNode; name: string; at: number; fire: () => void } | null = null;
       for (const n of this.nodes.values()) {
         if (!n.alive) continue;
-        for (const [name, at] of n.timers)
-          if (at <= end && (!next || at < next.at)) next = { node: n, name, at };
+        for (const [name, { at, fire }] of n.timers)
+          if (at <= end && (!next || at < next.at)) next = { node: n, name, at, fire };
       }
       if (!next) break;
       this.now = Math.max(this.now, next.at);
       this.renewLeases();
       next.node.timers.delete(next.name);
-      this.deliverNow(next.node.address, { type: "timer", now: this.now, name: next.name });
+      this.later(next.node, next.fire);
       this.drain();
     }
     this.now = end;
@@ -335,43 +377,30 @@ export class Harness {
       const quorate = comp.length > this.voters.length / 2;
       for (const a of comp) {
         this.lastHeard.set(a, this.now);
-        if (quorate) {
-          this.queue.push({
-            to: a,
-            event: { type: "leaseValid", now: this.now, until: this.now + harnessTimings.leaseMs },
-          });
-        }
+        if (quorate)
+          this.deliverNow(a, { type: "leaseValid", now: this.now, until: this.now + harnessTimings.leaseMs });
       }
     }
   }
 
   private deliverNow(to: string, event: FailoverEvent): void {
-    this.queue.push({ to, event });
+    const n = this.nodes.get(to);
+    if (n) this.later(n, () => n.node.handle(event));
+  }
+
+  /** Run `fn` for a node in FIFO order with everything else queued, if its agent still runs then. */
+  private later(n: HarnessNode, fn: () => void): void {
+    this.queue.push(() => {
+      if (n.alive) fn();
+    });
   }
 
   private drain(): void {
     let guard = 0;
     while (this.queue.length > 0) {
       if (++guard > 100_000) throw new FailoverCoreError("invalid-event", "scenario did not settle");
-      const { to, event } = this.queue.shift()!;
-      const n = this.nodes.get(to);
-      if (!n?.alive) continue;
-      const r = step(n.state, event);
-      n.state = r.state;
-      for (const t of r.transitions) {
-        this.fired.add(t.rule);
-        if (QUIET.has(t.rule)) continue;
-        this.out.push(`${to}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
-      }
-      for (const a of r.actions) {
-        const result = this.perform(n, a);
-        if (result) this.queue.push({ to, event: result });
-      }
+      this.queue.shift()!();
     }
-  }
-
-  private result(_n: HarnessNode, event: FailoverEvent): FailoverEvent {
-    return event;
   }
 
   private reachDb(from: string, target: string): "reachable" | "unreachable" | "unknown" {
@@ -380,159 +409,100 @@ export class Harness {
     return t.db.verifiable ? "reachable" : "unknown";
   }
 
-  /** Performs one action against the fake world; returns the result event, if the action has one. */
-  private perform(n: HarnessNode, a: FailoverAction): FailoverEvent | undefined {
-    const now = this.now;
+  /**
+   * The fake world as the node's ports. Each port does its work at once and answers through the
+   * harness queue, in FIFO order with every other delivery, as the transcripts expect.
+   */
+  private ports(n: HarnessNode): NodePorts {
     const me = n.address;
-    switch (a.type) {
-      case "send":
-        if (this.linked(me, a.to))
-          this.queue.push({
-            to: a.to,
-            event: { type: "messageReceived", now, from: me, message: a.message },
-          });
-        return;
-      case "broadcast":
-        for (const m of n.state.view?.members ?? []) {
-          if (m.address !== me && this.linked(me, m.address)) {
-            this.queue.push({
-              to: m.address,
-              event: { type: "messageReceived", now, from: me, message: a.message },
-            });
-          }
-        }
-        return;
-      case "checkLocalRole": {
+    const answer = <T>(v: T): PromiseLike<T> =>
+      settleWhen(
+        (run) => this.later(n, run),
+        () => v,
+      );
+    const deliver = (to: string, message: PeerMessage): void => {
+      const t = this.nodes.get(to);
+      if (t && this.linked(me, to))
+        this.later(t, () => t.node.membership({ type: "message", from: me, payload: message }));
+    };
+    return {
+      send: deliver,
+      checkLocalRole: () => {
         const db = n.db;
-        const result =
-          db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary";
-        return this.result(n, { type: "localRoleChecked", now, result });
-      }
-      case "checkLocalDb": {
+        return answer(
+          db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary",
+        );
+      },
+      checkLocalDb: () => {
         const db = n.db;
         const ok = db?.state === "up" && !db.localBroken;
-        return this.result(n, {
-          type: "localDbChecked",
-          now,
-          token: a.token,
-          ok,
-          ...(ok ? {} : { failure: db?.state === "hang" ? "timeout" : "refused" }),
-        });
-      }
-      case "checkRemoteDb":
-        if (a.asMaster && this.nodes.get(a.target)?.db?.inRecovery) {
-          return this.result(n, {
-            type: "remoteDbChecked",
-            now,
-            token: a.token,
-            target: a.target,
-            result: "unreachable",
-          });
-        }
-        return this.result(n, {
-          type: "remoteDbChecked",
-          now,
-          token: a.token,
-          target: a.target,
-          result: this.reachDb(me, a.target),
-        });
-      case "queryLsn":
-        return this.result(n, {
-          type: "lsnQueried",
-          now,
-          token: a.token,
-          lsn: n.db?.state === "up" ? formatLsn(n.db.lsn) : null,
-        });
-      case "pingVip": {
-        const reachable = [...this.vipHolders].some((h) => h !== me && this.linked(me, h));
-        return this.result(n, { type: "vipPinged", now, token: a.token, reachable });
-      }
-      case "pingServer":
-        return this.result(n, {
-          type: "pingServerPinged",
-          now,
-          token: a.token,
-          reachable: !this.outside.has(me),
-        });
-      case "runScript": {
-        const exitCode = this.scriptExit.get(a.script) ?? 0;
-        this.out.push(`${me}: run script.${a.script} -> exit ${exitCode}`);
-        return this.result(n, {
-          type: "scriptDone",
-          now,
-          token: a.token,
-          script: a.script,
-          exitCode,
-          output: `exit ${exitCode}`,
-        });
-      }
-      case "checkPromotable": {
+        return answer(ok ? { ok } : { ok, failure: db?.state === "hang" ? "timeout" : "refused" });
+      },
+      checkRemoteDb: (target, _timeoutMs, asMaster) =>
+        answer(asMaster && this.nodes.get(target)?.db?.inRecovery ? "unreachable" : this.reachDb(me, target)),
+      queryLsn: () => answer(n.db?.state === "up" ? formatLsn(n.db.lsn) : null),
+      pingVip: () => answer([...this.vipHolders].some((h) => h !== me && this.linked(me, h))),
+      pingServer: () => answer(!this.outside.has(me)),
+      runScript: (script) => {
+        const exitCode = this.scriptExit.get(script) ?? 0;
+        this.out.push(`${me}: run script.${script} -> exit ${exitCode}`);
+        return answer({ exitCode, output: `exit ${exitCode}` });
+      },
+      checkPromotable: () => {
         // Reachable by the local agent and in recovery: what the pre-promotion check verifies.
         const db = n.db;
         const ok = db?.state === "up" && !db.localBroken && (db.inRecovery || db.fenced);
-        return this.result(n, {
-          type: "promotableChecked",
-          now,
-          token: a.token,
-          ok,
-          ...(ok ? {} : { error: "the local database is not a reachable standby" }),
-        });
-      }
-      case "promoteDb":
+        return answer(ok ? { ok } : { ok, error: "the local database is not a reachable standby" });
+      },
+      promoteDb: () => {
         if (n.db) n.db.inRecovery = false;
         this.out.push(`${me}: PROMOTE database`);
-        return this.result(n, { type: "dbPromoted", now, token: a.token, ok: n.db !== null });
-      case "fenceDb":
+        return n.db
+          ? answer(undefined)
+          : settleWhen(
+              (run) => this.later(n, run),
+              () => {
+                throw new Error("no database");
+              },
+            );
+      },
+      fenceDb: () => {
         if (n.db) n.db.fenced = true;
         this.out.push(`${me}: FENCE database`);
-        return this.result(n, { type: "dbFenced", now, token: a.token, ok: true });
-      case "reconfigureDb":
-        this.out.push(`${me}: reconfigure to follow ${a.newMaster}`);
-        return this.result(n, { type: "dbReconfigured", now, token: a.token, ok: true });
-      case "assignVip":
+        return answer(undefined);
+      },
+      reconfigureDb: (newMaster) => {
+        this.out.push(`${me}: reconfigure to follow ${newMaster}`);
+        return answer(undefined);
+      },
+      assignVip: () => {
         if (this.vipHolders.size > 0 && !this.vipHolders.has(me))
           this.out.push(`!! VIP already held by ${[...this.vipHolders].join(",")}`);
         this.vipHolders.add(me);
         this.out.push(`${me}: assign VIP`);
-        return this.result(n, { type: "vipDone", now, token: a.token, op: "assign", ok: true, output: "ok" });
-      case "releaseVip":
+        return answer({ ok: true, output: "ok" });
+      },
+      releaseVip: () => {
         this.vipHolders.delete(me);
         this.out.push(`${me}: release VIP`);
-        return this.result(n, {
-          type: "vipDone",
-          now,
-          token: a.token,
-          op: "release",
-          ok: true,
-          output: "ok",
-        });
-      case "notify":
-        this.out.push(`${me}: notify ${a.id}`);
-        return;
-      case "respond":
-        this.out.push(`${me}: respond ${a.ok ? "ok" : "error"}: ${a.message}`);
-        return;
-      case "writeState":
-        this.out.push(
-          `${me}: write state allowed=[${a.allowed.join(" ")}] priority=[${a.priority.join(" ")}]`,
-        );
-        return;
-      case "setTimer":
-        n.timers.set(a.name, a.at);
-        return;
-      case "cancelTimer":
-        n.timers.delete(a.name);
-        return;
-      case "exit":
-        this.out.push(`${me}: EXIT ${a.code} (${a.reason})`);
+        return answer({ ok: true, output: "ok" });
+      },
+      notify: (a) => void this.out.push(`${me}: notify ${a.id}`),
+      respond: (_id, ok, message) => void this.out.push(`${me}: respond ${ok ? "ok" : "error"}: ${message}`),
+      writeState: (allowed, priority) =>
+        void this.out.push(
+          `${me}: write state allowed=[${allowed.join(" ")}] priority=[${priority.join(" ")}]`,
+        ),
+      exit: (code, reason) => {
+        this.out.push(`${me}: EXIT ${code} (${reason})`);
         n.alive = false;
-        return;
-    }
+      },
+    };
   }
 }
 
 /** Periodic rows that would drown a transcript. */
-const QUIET = new Set([
+export const QUIET_RULES: ReadonlySet<string> = new Set([
   "local.tick",
   "local.ok",
   "local.tick.skip",

@@ -1,6 +1,19 @@
 export type { FailoverCoreErrorCode } from "./errors.ts";
 export { FailoverCoreError, failoverCoreErrorCodes } from "./errors.ts";
 export { compareLsn, formatLsn, parseLsn } from "./lsn.ts";
+export type {
+  ClockPort,
+  FailoverNode,
+  LocalRole,
+  MembershipInput,
+  NodeObserver,
+  NodeOptions,
+  NodePorts,
+  Step,
+  TimerHandle,
+} from "./node.ts";
+export { createNode, settleWhen } from "./node.ts";
+export { parsePeerMessage } from "./peer-message.ts";
 export type { ClusterSnapshot, MemberSnapshot } from "./snapshot.ts";
 export { snapshot } from "./snapshot.ts";
 export { eventKey, initialState, step } from "./step.ts";
@@ -31,4 +44,4 @@ export type {
   ViewInfo,
   ViewMember,
 } from "./types.ts";
-export { Harness, harnessTimings, runScenario } from "./harness.ts";
+export { Harness, harnessConfig, harnessTimings, QUIET_RULES, runScenario } from "./harness.ts";
