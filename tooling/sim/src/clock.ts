@@ -27,8 +27,10 @@ export class VirtualClock {
     return this.nowMs;
   }
 
-  /** Run `fn` at virtual time `at` (never in the past). */
+  /** Run `fn` at virtual time `at` (never in the past). A time that is not finite is a bug of the caller. */
   at(at: number, fn: () => void): EventHandle {
+    if (!Number.isFinite(at))
+      throw new RangeError(`virtual clock: an event at ${at} would never run (or always)`);
     const ev: Scheduled = { at: Math.max(at, this.nowMs), seq: this.seqNo++, run: fn, cancelled: false };
     this.push(ev);
     return {

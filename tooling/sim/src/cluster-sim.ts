@@ -1,14 +1,16 @@
 import {
   type AgentRole,
   type Command,
-  type FailoverAction,
+  createNode,
   type FailoverConfig,
-  type FailoverEvent,
+  type FailoverNode,
   type FailoverState,
   formatLsn,
   initialState,
-  type PeerMessage,
-  step,
+  type MembershipInput,
+  type NodePorts,
+  QUIET_RULES,
+  settleWhen,
 } from "@efm/failover-core";
 import {
   type Effect,
@@ -51,13 +53,14 @@ export interface ClusterNode {
   agentUp: boolean;
   gen: number;
   core: MembershipCore;
-  fs: FailoverState;
+  /** This incarnation's failover node: the same driver the agent runs, with simulated ports. */
+  node: FailoverNode;
+  /** The node's engine state. */
+  readonly fs: FailoverState;
   persisted: PersistedState | null;
   lists: { allowed: readonly string[]; priority: readonly string[] };
   timers: Map<string, EventHandle>;
-  ftimers: Map<string, EventHandle>;
   db: FakeDb | null;
-  leaseFed: number;
 }
 
 /** Options of one combined simulation. */
@@ -143,14 +146,16 @@ export class ClusterSim {
         agentUp: false,
         gen: 0,
         core: this.newCore(addr, null),
-        fs: initialState(this.failoverConfig(addr, witness, { allowed: [], priority: [] })),
+        node: null as unknown as FailoverNode,
+        get fs() {
+          return this.node.state;
+        },
         persisted: null,
         lists: { allowed: [], priority: [] },
         timers: new Map(),
-        ftimers: new Map(),
         db,
-        leaseFed: Number.NEGATIVE_INFINITY,
       };
+      node.node = this.newNode(node);
       this.nodes.set(addr, node);
     }
     this.clock.at(0, () => this.walTick());
@@ -181,6 +186,28 @@ export class ClusterSim {
       allowed: lists.allowed,
       priority: lists.priority,
     };
+  }
+
+  /** A fresh failover node for the agent's current incarnation (`n.gen`). */
+  private newNode(n: ClusterNode): FailoverNode {
+    return createNode({
+      state: initialState(this.failoverConfig(n.addr, n.witness, n.lists)),
+      ports: this.ports(n, n.gen),
+      clock: { now: () => this.clock.now(), schedule: (at, fire) => this.clock.at(at, fire) },
+      observer: {
+        stepped: (_e, r) => {
+          if (!this.opts.transcript) return;
+          for (const t of r.transitions) {
+            if (QUIET.has(t.rule)) continue;
+            this.log(`${n.addr}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
+          }
+        },
+        rejected: (_e, err) => {
+          throw err;
+        },
+        dropped: (what, detail) => this.violate(`${n.addr} dropped ${what}: ${JSON.stringify(detail)}`),
+      },
+    });
   }
 
   private newCore(addr: string, persisted: PersistedState | null): MembershipCore {
@@ -226,15 +253,15 @@ export class ClusterSim {
     n.agentUp = true;
     this.startupExits.delete(addr);
     n.core = this.newCore(addr, n.persisted);
-    n.fs = initialState(this.failoverConfig(addr, n.witness, n.lists));
-    n.leaseFed = Number.NEGATIVE_INFINITY;
+    n.node.stop();
+    n.node = this.newNode(n);
     const gen = n.gen;
     this.net.attach(addr, (_from, frame) =>
       this.membership(n, gen, { type: "frame", from: frame.from, msg: frame.msg }),
     );
     this.log(`${addr}: agent start`);
     this.membership(n, gen, { type: "start" });
-    this.failover(n, gen, { type: "started", now: this.clock.now() });
+    n.node.start();
   }
 
   /** Kill the agent process only; the database keeps running. */
@@ -244,9 +271,8 @@ export class ClusterSim {
     n.agentUp = false;
     n.gen++;
     for (const t of n.timers.values()) t.cancel();
-    for (const t of n.ftimers.values()) t.cancel();
     n.timers.clear();
-    n.ftimers.clear();
+    n.node.stop();
     this.net.detach(addr);
     this.log(`${addr}: agent crash`);
   }
@@ -274,12 +300,7 @@ export class ClusterSim {
     if (command.kind === "promote") this.manualCommands++;
     this.reqSeq++;
     this.log(`${addr}: efm ${command.kind}`);
-    this.failover(n, n.gen, {
-      type: "command",
-      now: this.clock.now(),
-      requestId: `r${this.reqSeq}`,
-      command,
-    });
+    n.node.command(`r${this.reqSeq}`, command);
   }
 
   // ---------------------------------------------------------------- databases
@@ -320,11 +341,6 @@ export class ClusterSim {
     if (gen !== n.gen || !n.agentUp) return;
     const effects = n.core.handle(this.clock.now(), input);
     for (const e of effects) this.applyMembership(n, gen, e);
-    const until = n.core.leaseUntil();
-    if (Number.isFinite(until) && until !== n.leaseFed && until > this.clock.now()) {
-      n.leaseFed = until;
-      this.failover(n, gen, { type: "leaseValid", now: this.clock.now(), until });
-    }
   }
 
   private applyMembership(n: ClusterNode, gen: number, e: Effect): void {
@@ -348,7 +364,7 @@ export class ClusterSim {
         n.timers.delete(e.id);
         return;
       case "emit":
-        this.fromMembership(n, gen, e.event);
+        n.node.membership(this.skipLeaseWait(e.event));
         return;
       case "persist":
         n.persisted = e.state;
@@ -361,234 +377,104 @@ export class ClusterSim {
     }
   }
 
-  /** Translate membership events into failover-core events (what the agent daemon does). */
-  private fromMembership(n: ClusterNode, gen: number, ev: MembershipEvent): void {
-    const now = this.clock.now();
-    switch (ev.type) {
-      case "viewInstalled": {
-        const v = ev.view;
-        this.failover(n, gen, {
-          type: "viewInstalled",
-          now,
-          view: {
-            epoch: v.epoch,
-            members: v.members.map((address) => ({ address })),
-            coordinator: v.coordinator,
-            quorate: v.quorate,
-            voters: n.core.clusterConfig().voters,
-            subgroups: v.subgroups,
-          },
-        });
-        for (const l of ev.left) {
-          this.failover(n, gen, { type: "memberGone", now, address: l, how: "left", lastHeardAt: now });
-        }
-        return;
-      }
-      case "viewCommitted":
-        for (const r of ev.removed) {
-          const takeoverAllowedAt = this.opts.skipLeaseWait ? ev.committedAt : r.takeoverAllowedAt;
-          this.failover(n, gen, {
-            type: "memberGone",
-            now,
-            address: r.member,
-            how: "removed",
-            lastHeardAt: ev.committedAt,
-            takeoverAllowedAt,
-          });
-        }
-        return;
-      case "memberSuspected":
-        this.failover(n, gen, { type: "memberSuspected", now, address: ev.member });
-        return;
-      case "quorumLost":
-        this.failover(n, gen, { type: "quorumLost", now });
-        return;
-      case "quorumGained":
-        this.failover(n, gen, { type: "quorumGained", now });
-        return;
-      case "leaseLost":
-        n.leaseFed = Number.NEGATIVE_INFINITY;
-        this.failover(n, gen, { type: "leaseLost", now });
-        return;
-      case "message":
-        this.failover(n, gen, {
-          type: "messageReceived",
-          now,
-          from: ev.from,
-          message: ev.payload as PeerMessage,
-        });
-        return;
-      default:
-        return;
-    }
+  /** The deliberately broken rule of `skipLeaseWait`: take over a removed member at once. */
+  private skipLeaseWait(ev: MembershipEvent): MembershipInput | MembershipEvent {
+    if (!this.opts.skipLeaseWait || ev.type !== "viewCommitted") return ev;
+    return { ...ev, removed: ev.removed.map((r) => ({ ...r, takeoverAllowedAt: ev.committedAt })) };
   }
 
-  // ---------------------------------------------------------------- failover glue
+  // ---------------------------------------------------------------- the world as the node's ports
 
-  private failover(n: ClusterNode, gen: number, event: FailoverEvent): void {
-    if (gen !== n.gen || !n.agentUp) return;
-    const r = step(n.fs, event);
-    n.fs = r.state;
-    if (this.opts.transcript) {
-      for (const t of r.transitions) {
-        if (QUIET.has(t.rule)) continue;
-        this.log(`${n.addr}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`);
-      }
-    }
-    for (const a of r.actions) this.perform(n, gen, a);
+  /** Deliver a port's result after `delay` ms of virtual time, computed then. */
+  private later<T>(delay: number, make: () => T): PromiseLike<T> {
+    return settleWhen((run) => this.clock.after(delay, run), make);
   }
 
-  /** Deliver an action's result later (databases and scripts take time). */
-  private later(n: ClusterNode, gen: number, delay: number, make: () => FailoverEvent): void {
-    this.clock.after(delay, () => this.failover(n, gen, make()));
-  }
-
-  private perform(n: ClusterNode, gen: number, a: FailoverAction): void {
-    const now = () => this.clock.now();
+  private ports(n: ClusterNode, gen: number): NodePorts {
     const me = n.addr;
-    switch (a.type) {
-      case "send":
+    const done = { ok: true, output: "ok" };
+    return {
+      send: (to, message) => {
         // the priority list the coordinator ranked with, for the promotion invariant
-        if (a.message.type === "promote") this.rankedWith.set(a.message.token, n.fs.priority);
-        this.membership(n, gen, { type: "send", to: a.to, payload: a.message });
-        return;
-      case "broadcast":
-        for (const m of n.fs.view?.members ?? []) {
-          if (m.address !== me) this.membership(n, gen, { type: "send", to: m.address, payload: a.message });
-        }
-        return;
-      case "checkLocalRole": {
+        if (message.type === "promote") this.rankedWith.set(message.token, n.fs.priority);
+        this.membership(n, gen, { type: "send", to, payload: message });
+      },
+      checkLocalRole: () => {
         const db = n.db;
-        const delay = db?.state === "hang" ? n.fs.config.localTimeoutMs : 1;
-        this.later(n, gen, delay, () => ({
-          type: "localRoleChecked",
-          now: now(),
-          result: db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary",
-        }));
-        return;
-      }
-      case "checkLocalDb": {
-        const db = n.db;
-        const state = db?.state ?? "down";
-        this.later(n, gen, state === "hang" ? a.timeoutMs : 1 + this.failRng.int(0, 2), () =>
-          n.db?.state === "up"
-            ? { type: "localDbChecked", now: now(), token: a.token, ok: true }
-            : {
-                type: "localDbChecked",
-                now: now(),
-                token: a.token,
-                ok: false,
-                failure: n.db?.state === "hang" ? "timeout" : "refused",
-              },
+        return this.later(db?.state === "hang" ? n.fs.config.localTimeoutMs : 1, () =>
+          db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary",
         );
-        return;
-      }
-      case "checkRemoteDb": {
-        const result = this.reach(me, a.target);
-        const t = this.nodes.get(a.target);
+      },
+      checkLocalDb: (timeoutMs) => {
+        const state = n.db?.state ?? "down";
+        return this.later(state === "hang" ? timeoutMs : 1 + this.failRng.int(0, 2), () =>
+          n.db?.state === "up"
+            ? { ok: true }
+            : { ok: false, failure: n.db?.state === "hang" ? ("timeout" as const) : ("refused" as const) },
+        );
+      },
+      checkRemoteDb: (target, timeoutMs, asMaster) => {
+        const result = this.reach(me, target);
+        const t = this.nodes.get(target);
         const quick =
-          result === "reachable" || (t?.hostUp && this.linked(me, a.target) && t.db?.state === "down");
-        this.later(n, gen, quick ? 1 + this.failRng.int(0, 4) : a.timeoutMs, () => ({
-          type: "remoteDbChecked",
-          now: now(),
-          token: a.token,
-          target: a.target,
-          result: this.reach(me, a.target, a.asMaster === true),
-        }));
-        return;
-      }
-      case "queryLsn":
-        this.later(n, gen, 1, () => ({
-          type: "lsnQueried",
-          now: now(),
-          token: a.token,
-          lsn: n.db?.state === "up" ? formatLsn(n.db.lsn) : null,
-        }));
-        return;
-      case "pingVip":
-        this.later(n, gen, 2, () => {
+          result === "reachable" || (t?.hostUp && this.linked(me, target) && t.db?.state === "down");
+        return this.later(quick ? 1 + this.failRng.int(0, 4) : timeoutMs, () =>
+          this.reach(me, target, asMaster),
+        );
+      },
+      queryLsn: () => this.later(1, () => (n.db?.state === "up" ? formatLsn(n.db.lsn) : null)),
+      pingVip: () =>
+        this.later(2, () => {
           const h = this.vipHolder;
-          const reachable = h !== null && h !== me && this.node(h).hostUp && this.linked(me, h);
-          return { type: "vipPinged", now: now(), token: a.token, reachable };
-        });
-        return;
-      case "pingServer":
-        this.later(n, gen, 2, () => ({
-          type: "pingServerPinged",
-          now: now(),
-          token: a.token,
-          reachable: true,
-        }));
-        return;
-      case "runScript":
-        this.later(n, gen, 2, () => ({
-          type: "scriptDone",
-          now: now(),
-          token: a.token,
-          script: a.script,
-          exitCode: 0,
-          output: "ok",
-        }));
-        return;
-      case "checkPromotable":
-        this.later(n, gen, 2, () => {
+          return h !== null && h !== me && this.node(h).hostUp && this.linked(me, h);
+        }),
+      pingServer: () => this.later(2, () => true),
+      runScript: () => this.later(2, () => ({ exitCode: 0, output: "ok" })),
+      checkPromotable: () =>
+        this.later(2, () => {
           const db = n.db;
           const ok = db !== null && db.state === "up" && (db.inRecovery || db.fenced);
-          return {
-            type: "promotableChecked",
-            now: now(),
-            token: a.token,
-            ok,
-            ...(ok ? {} : { error: "not a reachable standby" }),
-          };
-        });
-        return;
-      case "promoteDb":
+          return ok ? { ok } : { ok, error: "not a reachable standby" };
+        }),
+      promoteDb: () => {
         this.checkPromotion(n);
-        this.later(n, gen, 5, () => {
+        return this.later(5, () => {
           const db = n.db;
-          const ok = db !== null && db.state === "up";
-          if (ok) {
-            db.inRecovery = false;
-            db.fenced = false;
-            db.following = null;
-            this.promotions++;
-            this.log(`${me}: DATABASE PROMOTED at ${formatLsn(db.lsn)}`);
-          }
-          return { type: "dbPromoted", now: now(), token: a.token, ok };
+          if (db === null || db.state !== "up") throw new Error("the database is not running");
+          db.inRecovery = false;
+          db.fenced = false;
+          db.following = null;
+          this.promotions++;
+          this.log(`${me}: DATABASE PROMOTED at ${formatLsn(db.lsn)}`);
         });
-        return;
-      case "fenceDb":
-        this.later(n, gen, 2, () => {
-          if (n.db) n.db.fenced = true;
+      },
+      fenceDb: () =>
+        this.later(2, () => {
+          if (n.db === null) throw new Error("no database");
+          n.db.fenced = true;
           this.log(`${me}: database fenced`);
-          return { type: "dbFenced", now: now(), token: a.token, ok: n.db !== null };
-        });
-        return;
-      case "reconfigureDb":
-        this.later(n, gen, 3, () => {
-          if (n.db) n.db.following = a.newMaster;
-          return { type: "dbReconfigured", now: now(), token: a.token, ok: n.db?.state === "up" };
-        });
-        return;
-      case "assignVip":
-        this.later(n, gen, 1, () => {
+        }),
+      reconfigureDb: (newMaster) =>
+        this.later(3, () => {
+          if (n.db) n.db.following = newMaster;
+          if (n.db?.state !== "up") throw new Error("the database is not running");
+        }),
+      assignVip: () =>
+        this.later(1, () => {
           if (this.vipHolder !== null && this.vipHolder !== me && this.node(this.vipHolder).hostUp) {
             this.violate(`${me} assigned the VIP while ${this.vipHolder} still holds it (two VIP holders)`);
           }
           this.vipHolder = me;
           this.log(`${me}: VIP assigned`);
-          return { type: "vipDone", now: now(), token: a.token, op: "assign", ok: true, output: "ok" };
-        });
-        return;
-      case "releaseVip":
-        this.later(n, gen, 1, () => {
+          return done;
+        }),
+      releaseVip: () =>
+        this.later(1, () => {
           if (this.vipHolder === me) this.vipHolder = null;
           this.log(`${me}: VIP released`);
-          return { type: "vipDone", now: now(), token: a.token, op: "release", ok: true, output: "ok" };
-        });
-        return;
-      case "notify":
+          return done;
+        }),
+      notify: (a) => {
         // promo.send: the coordinator has just chosen (also when it chose itself, with no message)
         if (a.id === "promotionStarted" && n.fs.promotion) {
           const at = new Map<string, bigint>();
@@ -596,34 +482,17 @@ export class ClusterSim {
           this.positionsAt.set(n.fs.promotion.token, at);
         }
         this.log(`${me}: notify ${a.id}`);
-        return;
-      case "writeState":
-        n.lists = { allowed: a.allowed, priority: a.priority };
-        return;
-      case "respond":
-        this.log(`${me}: respond ${a.ok ? "ok" : "error"}: ${a.message}`);
-        return;
-      case "setTimer": {
-        n.ftimers.get(a.name)?.cancel();
-        n.ftimers.set(
-          a.name,
-          this.clock.at(a.at, () => {
-            n.ftimers.delete(a.name);
-            this.failover(n, gen, { type: "timer", now: now(), name: a.name });
-          }),
-        );
-        return;
-      }
-      case "cancelTimer":
-        n.ftimers.get(a.name)?.cancel();
-        n.ftimers.delete(a.name);
-        return;
-      case "exit":
-        this.log(`${me}: agent exit ${a.code} (${a.reason})`);
+      },
+      writeState: (allowed, priority) => {
+        n.lists = { allowed, priority };
+      },
+      respond: (_id, ok, message) => this.log(`${me}: respond ${ok ? "ok" : "error"}: ${message}`),
+      exit: (code, reason) => {
+        this.log(`${me}: agent exit ${code} (${reason})`);
         this.crashAgent(me);
-        if (a.reason.startsWith("cannot connect to the database")) this.startupExits.add(me);
-        return;
-    }
+        if (reason.startsWith("cannot connect to the database")) this.startupExits.add(me);
+      },
+    };
   }
 
   // ---------------------------------------------------------------- invariants
@@ -743,19 +612,9 @@ export class ClusterSim {
   }
 }
 
-/** Periodic rows that would drown a transcript. */
+/** Periodic rows that would drown a transcript: the harness's, and the chatter of every check. */
 const QUIET = new Set([
-  "local.tick",
-  "local.ok",
-  "local.tick.skip",
-  "lease.valid",
-  "peer.status",
-  "reconcile.ok",
-  "investigation.timer.stale",
-  "dbFailed.retry.stop",
-  "verdict.retry.stop",
-  "promo.timer.stale",
-  "lists.update",
+  ...QUIET_RULES,
   "checkDb.request",
   "checkDb.answer",
   "checkDb.reply",
