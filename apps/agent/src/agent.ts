@@ -4,7 +4,6 @@ import { dirname, join } from "node:path";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
 import {
   type FailoverConfig,
-  type FailoverEvent,
   initialState,
   type LocalFailure,
   type Reachability,
@@ -22,8 +21,8 @@ import {
   PropertiesError,
   readConfig,
   readNodes,
-  writeFileAtomic,
   tlsSettings,
+  writeFileAtomic,
   writeNodes,
 } from "@efm/properties-parser";
 import {
@@ -46,7 +45,6 @@ import { acquireLock, type LockHandle } from "./lock.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
 import { EventLoop, type Executors } from "./loop.ts";
-import { parsePeerMessage } from "./peer-message.ts";
 import { readAgentState } from "./state.ts";
 import { packageVersion } from "./version.ts";
 
@@ -319,9 +317,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const exec: Executors = {
     send: (to, message) => member.send(to, message),
-    broadcast: (message) => {
-      for (const m of member.view()?.members ?? []) if (m !== self) member.send(m, message);
-    },
     checkLocalRole: async () => {
       if (!localChecker) return "unreachable";
       const r = await localChecker.check(c.localTimeout * 1000);
@@ -481,7 +476,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log.info({ code, reason }, `agent exiting: ${reason}`);
     loop.stop();
     clearInterval(watchdog);
-    clearInterval(leasePoll);
     admin.close();
     await http?.close();
     try {
@@ -500,56 +494,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const refusedLogged = new Map<string, number>();
   const onMember = (e: MemberEvent) => {
-    const now = member.now();
-    const dispatch = (ev: FailoverEvent) => loop.dispatch(ev);
     switch (e.type) {
-      // The same translation as tooling/sim's ClusterSim.fromMembership, so the agent runs the
-      // composition the simulator verifies: departures come with the view that records them,
-      // removals only once the removing view is committed, with its takeover time.
-      case "viewInstalled":
-        dispatch({
-          type: "viewInstalled",
-          now,
-          view: {
-            epoch: e.view.epoch,
-            members: e.view.members.map((address) => ({ address })),
-            coordinator: e.view.coordinator,
-            quorate: e.view.quorate,
-            voters: member.config().voters,
-            subgroups: e.view.subgroups,
-          },
-        });
-        for (const address of e.left)
-          dispatch({ type: "memberGone", now, address, how: "left", lastHeardAt: now });
-        return;
-      case "viewCommitted":
-        for (const r of e.removed) {
-          dispatch({
-            type: "memberGone",
-            now,
-            address: r.member,
-            how: "removed",
-            lastHeardAt: e.committedAt,
-            takeoverAllowedAt: r.takeoverAllowedAt,
-          });
-        }
-        return;
-      case "memberSuspected":
-        return dispatch({ type: "memberSuspected", now, address: e.member });
-      case "quorumGained":
-        return dispatch({ type: "quorumGained", now });
-      case "quorumLost":
-        return dispatch({ type: "quorumLost", now });
-      case "leaseValid":
-        return dispatch({ type: "leaseValid", now, until: e.until });
-      case "leaseLost":
-        return dispatch({ type: "leaseLost", now });
-      case "message": {
-        const message = parsePeerMessage(e.payload);
-        if (message) dispatch({ type: "messageReceived", now, from: e.from, message });
-        else logs.jgroups.warn({ from: e.from }, "dropped a malformed failover message");
-        return;
-      }
+      // What only the agent does with membership's news: files, and a refused start. The rest
+      // (views, removals, quorum, the lease, peer messages, stop-cluster) goes to the failover
+      // node, which translates and validates it exactly as in the simulator.
       case "admissionRefused":
         if (e.address === self) {
           // Refused by the coordinator (guide 4.1.7: a removed node may not rejoin). Retrying
@@ -584,13 +532,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           log.error({ err }, "cannot rewrite the members file");
         }
         return;
-      case "clusterStopping":
-        return dispatch({ type: "messageReceived", now, from: e.by, message: { type: "stop" } });
-      case "halted":
-        if (e.reason === "stopCluster")
-          dispatch({ type: "messageReceived", now, from: self, message: { type: "stop" } });
-        return;
       default:
+        loop.membership(e);
         return;
     }
   };
@@ -664,21 +607,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
   }, 5000);
   watchdog.unref();
-
-  // membership announces the lease only when it starts or ends; the engine also wants to know
-  // each time a majority's acknowledgements push the lease further.
-  let leaseSeen = Number.NEGATIVE_INFINITY;
-  const leasePoll = setInterval(
-    () => {
-      const until = member.leaseUntil();
-      if (until > leaseSeen && until > member.now() && Number.isFinite(until)) {
-        leaseSeen = until;
-        loop.dispatch({ type: "leaseValid", now: member.now(), until });
-      }
-    },
-    Math.max(50, Math.floor(c.jgroupsTimeout / 4)),
-  );
-  leasePoll.unref();
 
   await member.start();
   startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);

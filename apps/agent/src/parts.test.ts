@@ -12,7 +12,6 @@ import { startAdminServer } from "./admin/server.ts";
 import { resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock } from "./lock.ts";
-import { parsePeerMessage } from "./peer-message.ts";
 import { statusFromSnapshot } from "./state.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "efm-agent-parts-"));
@@ -58,25 +57,6 @@ test("CLI addresses resolve to members' ip:port", () => {
   expect(resolveAddress("10.0.1.9:7805", "10.0.1.8:7800", known)).toBe("10.0.1.9:7805");
   expect(resolveAddress("10.0.1.20", "10.0.1.8:7800", known)).toBe("10.0.1.20:7800");
   expect(resolveAddress("fd00::5", "[fd00::1]:7800", [])).toBe("[fd00::5]:7800");
-});
-
-test("peer messages are checked field by field", () => {
-  expect(parsePeerMessage({ type: "status", role: "Standby", db: "UP" })).toEqual({
-    type: "status",
-    role: "Standby",
-    db: "UP",
-  });
-  expect(parsePeerMessage({ type: "status", role: "King", db: "UP" })).toBeNull();
-  expect(parsePeerMessage({ type: "promote", token: "t" })).toBeNull();
-  expect(parsePeerMessage("stop")).toBeNull();
-  expect(parsePeerMessage(null)).toBeNull();
-  expect(
-    parsePeerMessage({
-      type: "command",
-      requestId: "r",
-      command: { kind: "addNode", address: "a", priority: 2 },
-    }),
-  ).not.toBeNull();
 });
 
 test("status shows nodes by address and lists the messages an operator needs", () => {
