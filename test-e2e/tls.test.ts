@@ -85,7 +85,10 @@ async function agentSessionsOverTls(efm: EfmCluster, host: Host): Promise<void> 
  * Kill the master database; wait for the failover; return the new master and the standby that
  * must now follow it, after checking that standby streams from it over TLS.
  */
-async function failOver(efm: EfmCluster): Promise<{ master: Host; follower: Host }> {
+async function failOver(
+  efm: EfmCluster,
+  tls: { sslmode: string; sslrootcert?: string },
+): Promise<{ master: Host; follower: Host }> {
   const lsn = await efm.lab.write("a", 20);
   await efm.lab.waitReplayed("b", lsn);
   await efm.lab.waitReplayed("c", lsn);
@@ -112,6 +115,13 @@ async function failOver(efm: EfmCluster): Promise<{ master: Host; follower: Host
   expect(repl, `${follower} does not stream from ${master}\n${efm.logTails()}`).toBeDefined();
   expect(repl?.ssl).toBe(true);
   expect(String(repl?.version)).toMatch(/^TLSv1\.[23]$/);
+  // ...because the agents wrote their TLS rules into its primary_conninfo, not by chance.
+  const [row] = await efm.lab.psql(follower, "SHOW primary_conninfo");
+  const conninfo = String(row?.primary_conninfo ?? "");
+  const keyword = (k: string) => new RegExp(`(?:^|\\s)${k}\\s*=\\s*'?([^'\\s]+)'?`).exec(conninfo)?.[1];
+  expect(conninfo).toContain(`host=${ADDR[master]}`);
+  expect(keyword("sslmode"), conninfo).toBe(tls.sslmode);
+  expect(keyword("sslrootcert"), conninfo).toBe(tls.sslrootcert);
   const after = await efm.lab.write(master, 3);
   await efm.lab.waitReplayed(follower, after);
   // The new master's agent monitors it over TLS too.
@@ -124,7 +134,7 @@ describe("self-signed server certificates, jdbc.sslmode=require", () => {
   it("monitors every database over TLS and fails over", async () => {
     efm = await tlsCluster("require", false, () => ({ "jdbc.sslmode": "require" }));
     for (const h of ["a", "b", "c"] as const) await agentSessionsOverTls(efm, h);
-    await failOver(efm);
+    await failOver(efm, { sslmode: "require" });
     await done(efm);
   });
 });
@@ -136,7 +146,7 @@ describe("a private CA, jdbc.sslmode=verify-ca", () => {
       "jdbc.sslrootcert": ca ?? "",
     }));
     await agentSessionsOverTls(efm, "a");
-    await failOver(efm);
+    await failOver(efm, { sslmode: "verify-ca", sslrootcert: efm.lab.tls?.caCert ?? "" });
     await done(efm);
   });
 });
@@ -151,7 +161,7 @@ describe("a private CA with IP SANs, jdbc.sslmode=verify-full", () => {
       "jdbc.sslrootcert": ca ?? "",
     }));
     await agentSessionsOverTls(efm, "a");
-    ({ master } = await failOver(efm));
+    ({ master } = await failOver(efm, { sslmode: "verify-full", sslrootcert: efm.lab.tls?.caCert ?? "" }));
   });
 
   it("a certificate that does not name its host shows as a host name mismatch in cluster-status", async () => {

@@ -5,7 +5,14 @@ import { dirname, join } from "node:path";
 import { clientConfig, connectionAttempts, type DbConnectionOptions } from "@efm/db-probe";
 import pg from "pg";
 import { backupFile, replaceFile } from "./atomic.ts";
-import { conninfoValue, formatConninfo, parseConninfo, setConninfoHost } from "./conninfo.ts";
+import {
+  conninfoTlsFor,
+  conninfoValue,
+  formatConninfo,
+  parseConninfo,
+  setConninfoHost,
+  setConninfoTls,
+} from "./conninfo.ts";
 import { ScriptsRunnerError } from "./errors.ts";
 import type { HelperCommand } from "./helper-grammar.ts";
 import { configValue, setConfigValue } from "./pg-config-file.ts";
@@ -136,6 +143,16 @@ export function redactConninfo(text: string): string {
 // Keywords a follow connection string sets itself; every other keyword of an existing one
 // (application_name, sslmode, keepalives...) is kept.
 const FOLLOW_SETS = new Set(["host", "hostaddr", "port", "user", "password", "passfile"]);
+
+/**
+ * The agents' TLS rules (jdbc.sslmode, jdbc.sslrootcert) written into a primary_conninfo, so
+ * a standby pointed at a new master replicates the way the agents connect; unchanged when
+ * the agents' settings name none (see conninfoTlsFor) or there is no connection string.
+ */
+function withTls(conninfo: string, conn: HelperConnection | undefined): string {
+  const tls = conn === undefined ? null : conninfoTlsFor(conn.ssl);
+  return tls === null || conninfo === "" ? conninfo : setConninfoTls(conninfo, tls);
+}
 
 /**
  * primary_conninfo for following `newMaster` as the replication user with a password file:
@@ -368,8 +385,11 @@ async function fence(
   const nextFor = (current: string | undefined): string => {
     if (newMaster === null) return "";
     if (follow !== undefined)
-      return followConninfo(current, newMaster, follow.port, follow.user, follow.passfile);
-    return current === undefined ? legacyFresh(newMaster) : setConninfoHost(current, newMaster);
+      return withTls(followConninfo(current, newMaster, follow.port, follow.user, follow.passfile), conn);
+    return withTls(
+      current === undefined ? legacyFresh(newMaster) : setConninfoHost(current, newMaster),
+      conn,
+    );
   };
   const where = newMaster === null ? "no master (none known yet)" : newMaster;
   // Written even with no master known yet: it is what the rejoin (reconfigure, or the
@@ -445,10 +465,12 @@ async function reconfigure(
       `no primary_conninfo is configured for ${command.dataDir}`,
     );
   }
-  const next =
+  const next = withTls(
     current === undefined
       ? followConninfo(undefined, command.newMaster, conn!.port, conn!.user, command.passfile!)
-      : setConninfoHost(current, command.newMaster);
+      : setConninfoHost(current, command.newMaster),
+    conn,
+  );
   if (canFollow && conninfoValue(next, "passfile") === command.passfile) {
     writePassfile(command.passfile!, conninfoValue(next, "user") ?? conn!.user, conn!, report);
   }
