@@ -284,6 +284,11 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
     dbDatabase: anyText,
     dbReuseConnectionCount: fc.nat({ max: 1000 }),
     jdbcSsl: fc.boolean(),
+    // Modes that never conflict with jdbc.ssl=true; the conflict has its own test (tls.test.ts).
+    jdbcSslmode: fc.constantFrom("require" as const, "verify-ca" as const, "verify-full" as const),
+    jdbcSslrootcert: absPath,
+    jdbcSslcert: absPath,
+    jdbcSslkey: absPath,
     adminPort: fc.integer({ min: 1, max: 30000 }),
     localPeriod: fc.integer({ min: 1, max: 100 }),
     localTimeout: fc.integer({ min: 100, max: 200 }),
