@@ -5,7 +5,7 @@
  * `--keep` leaves everything running and prints how to use it.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, openSync } from "node:fs";
+import { appendFileSync, mkdirSync, openSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Cluster, createCluster, downCluster } from "@efm/lab";
@@ -16,6 +16,8 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const efmBin = join(repo, "bin", "efm");
 const agentBin = join(repo, "bin", "efm-agent");
 const CLUSTER = "acctg";
+/** Port of each agent's HTTP endpoints and status page (http.bind.address) in the demo. */
+const HTTP_PORT = 17820;
 const keep = process.argv.includes("--keep");
 const runDir = process.env.EFM_DEMO_DIR ?? "/tmp/efm-demo";
 const hostNames = ["db1", "db2", "db3"];
@@ -148,6 +150,8 @@ async function main(): Promise<void> {
       const f = files[name];
       if (!f) throw new Error(`no files for ${name}`);
       nodes.push({ name, configDir: f.dir, runFolder: join(runDir, "agents", name), agent: null });
+      // The demo turns on each agent's HTTP endpoints and status page (off by default).
+      appendFileSync(f.propertiesFile, `http.bind.address=${cluster.host(name).address}:${HTTP_PORT}\n`);
     }
     const [n1] = nodes as [Node, Node, Node];
 
@@ -161,6 +165,9 @@ async function main(): Promise<void> {
     }
     say(`bin/efm cluster-status ${CLUSTER}`);
     process.stdout.write(efm(n1.configDir, n1.runFolder, ["cluster-status", CLUSTER]).out);
+    say(
+      `Live status page: http://${cluster.host("db2").address}:${HTTP_PORT}/ (any host; /primary and /metrics on the same port)`,
+    );
 
     say("Writing 100 rows on the master, then killing its postmaster with SIGKILL");
     await cluster.write("db1", 100);
@@ -196,6 +203,7 @@ async function main(): Promise<void> {
       say("Left running (--keep)");
       process.stdout.write(
         [
+          `   page:     http://${cluster.host("db2").address}:${HTTP_PORT}/   (/primary, /replica, /metrics, /status)`,
           `   status:   EFM_RUN_DIR=${n1.runFolder} ${efmBin} --config-dir ${n1.configDir} cluster-status ${CLUSTER}`,
           `   logs:     ${join(runDir, "agents")}/<host>/${CLUSTER}.log`,
           `   stop all: EFM_RUN_DIR=${watcher.runFolder} ${efmBin} --config-dir ${watcher.configDir} stop-cluster ${CLUSTER}`,
