@@ -1,12 +1,16 @@
 /**
  * Issue 11: a master that became master by promotion must watch its database like any other.
- * One 4-host cluster (a master, three standbys), two stories in sequence:
+ * One 4-host cluster (a master, three standbys), three stories in sequence:
+ *  0. `efm promote` when no standby can be promoted (the helper cannot run on any of them) is
+ *     refused before the master is asked to step down: the master keeps serving, unfenced;
  *  1. kill -9 of the master's postmaster three times in a row: each time a standby is promoted,
  *     takes writes, and every agent's status shows the dead database (and the dead node's own
  *     node-status-json says it is not healthy);
  *  2. two of the dead hosts are rebuilt as standbys (the lab's tool, not the product's rejoin),
  *     `efm promote` switches the master over, and kill -9 of that promoted master fails over again.
  */
+import { existsSync, renameSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EfmCluster, Suite } from "./harness.ts";
 
@@ -78,6 +82,35 @@ async function killMasterAndFailOver(master: string, standbys: readonly string[]
   return promoted;
 }
 
+/** The data directory's PG_VERSION: the running server never reads it again, the helper checks it. */
+const pgVersion = (h: string) => join(efm.lab.host(h).dataDir ?? "", "PG_VERSION");
+
+describe("efm promote checks the standby before fencing the master (issue 11)", () => {
+  it("refuses, with the master untouched, when no standby can be promoted", async () => {
+    const lsn = await efm.lab.write("a", 10);
+    for (const h of ["b", "c", "d"]) await efm.lab.waitReplayed(h, lsn);
+    // The privileged helper refuses a directory without PG_VERSION, as it would refuse one it
+    // cannot own: the promotion path is broken on every standby, their databases run on.
+    for (const h of ["b", "c", "d"]) renameSync(pgVersion(h), `${pgVersion(h)}.hidden`);
+    try {
+      const mark = suite.smtp.mark();
+      const r = await efm.efm("b", ["promote", "acctg", "--force"]);
+      expect(r.code, r.stdout + r.stderr).not.toBe(0);
+      expect(r.stdout + r.stderr).toContain("no standby can be promoted");
+      expect(r.stdout + r.stderr).toContain("The master was not changed.");
+      // Nobody was fenced: a is still the writable master with no recovery configuration.
+      await efm.waitTypes("c", { a: "Master", b: "Standby", c: "Standby", d: "Standby" });
+      expect(await efm.lab.inRecovery("a")).toBe(false);
+      expect(existsSync(join(efm.lab.host("a").dataDir ?? "", "standby.signal"))).toBe(false);
+      const after = await efm.lab.write("a", 2);
+      for (const h of ["b", "c", "d"]) await efm.lab.waitReplayed(h, after);
+      expect(suite.smtp.since(mark, "Failover has completed").length).toBe(0);
+    } finally {
+      for (const h of ["b", "c", "d"]) renameSync(`${pgVersion(h)}.hidden`, pgVersion(h));
+    }
+  });
+});
+
 describe("three failovers in a row (issue 11: a promoted master is monitored)", () => {
   const dead: string[] = [];
 
@@ -121,7 +154,7 @@ describe("three failovers in a row (issue 11: a promoted master is monitored)", 
     for (const h of rejoined) await efm.lab.waitReplayed(h, lsn);
 
     const mark = suite.smtp.mark();
-    const r = await efm.efm(rejoined[0] as string, ["promote", "acctg"]);
+    const r = await efm.efm(rejoined[0] as string, ["promote", "acctg", "--force"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     await suite.smtp.waitFor("Failover has completed on cluster acctg", 120_000, mark);
     const seen = await efm.waitStatus(master, "a standby promoted by efm promote", (s) => {
