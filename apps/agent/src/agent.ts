@@ -85,7 +85,8 @@ function loadConfig(opts: AgentOptions): { config: EfmConfig; seeds: string[]; p
   const propertiesPath = `${opts.configDir}/${opts.cluster}.properties`;
   const nodesPath = `${opts.configDir}/${opts.cluster}.nodes`;
   try {
-    const r = readConfig(propertiesPath);
+    // The same checks as efm prop-check, but what only this host can prove is an error here.
+    const r = readConfig(propertiesPath, { hostFacts: "errors" });
     const n = readNodes(nodesPath);
     const errors = [...r.errors, ...n.errors];
     if (!r.config || errors.length > 0) {

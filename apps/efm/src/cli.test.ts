@@ -185,3 +185,44 @@ describe("efm prop-check: TLS files (issue 19)", () => {
     expect(r.text).toContain("jdbc.sslmode=allow: jdbc.ssl=true requires TLS on every connection");
   });
 });
+
+describe("efm prop-check: what only the node can prove (issue 14)", () => {
+  const write = (name: string, text: string) => {
+    writeFileSync(join(dir, `${name}.properties`), text);
+    writeFileSync(join(dir, `${name}.nodes`), "");
+    return join(dir, `${name}.properties`);
+  };
+
+  test("a password encrypted for another cluster and jgroups.max.tries=1 are errors (exit 1)", async () => {
+    // The example's password was encrypted for acctg: for sales it must not decrypt.
+    const file = write("sales", example);
+    const r = await efm(["--config-dir", dir, "prop-check", "sales"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain(
+      `ERROR: ${file}:${example.split("\n").findIndex((l) => l.startsWith("db.password.encrypted=")) + 1}: db.password.encrypted: cannot be decrypted for cluster sales: the encrypted password was not made for cluster 'sales'`,
+    );
+    const tries = write("acctg", `${example}jgroups.max.tries=1\n`);
+    const t = await efm(["--config-dir", dir, "prop-check", "acctg"]);
+    expect(t.status).toBe(1);
+    expect(t.text).toContain(`ERROR: ${tries}:`);
+    expect(t.text).toContain("jgroups.max.tries=1: expected a whole number from 2 to 1000");
+  });
+
+  test("db.bin without pg_ctl and a foreign bind.address are warnings: the report still prints", async () => {
+    const file = write(
+      "acctg",
+      example
+        .replace("db.bin=/usr/lib/postgresql/15/bin", "db.bin=/usr")
+        .replace("bind.address=127.0.0.11:7800", "bind.address=192.0.2.7:7800"),
+    );
+    const r = await efm(["--config-dir", dir, "prop-check", "acctg"]);
+    expect(r.status).toBe(0);
+    expect(r.text).toMatch(
+      /WARNING: .*db\.bin=\/usr: \/usr\/pg_ctl does not exist; db.bin must name the directory of pg_ctl/,
+    );
+    expect(r.text).toContain(`WARNING: ${file}:`);
+    expect(r.text).toContain("bind.address=192.0.2.7:7800: 192.0.2.7 is not an address of this host");
+    expect(r.text).toContain("Binding address: 192.0.2.7");
+    writeFileSync(join(dir, "acctg.properties"), example);
+  });
+});

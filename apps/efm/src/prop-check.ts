@@ -23,7 +23,8 @@ export function loadCluster(
   let config: EfmConfig | null = null;
   let members: string[] = [];
   try {
-    const r = readConfig(files.properties);
+    // Facts only the node can prove are warnings here: the files are often checked elsewhere.
+    const r = readConfig(files.properties, { hostFacts: "warnings" });
     config = r.config;
     errors = r.errors;
     warnings = r.warnings;

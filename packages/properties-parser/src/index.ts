@@ -1,5 +1,12 @@
 export { writeFileAtomic } from "./atomic.ts";
 export { formatProblem, PROBLEM_CODES, type Problem, type ProblemCode, PropertiesError } from "./errors.ts";
+export {
+  checkHost,
+  type HostCheckOptions,
+  type HostFacts,
+  isLocalAddress,
+  type LocalAddress,
+} from "./host-check.ts";
 export { escapeProperty, type PropertyEntry, parseJavaProperties } from "./java-properties.ts";
 export { type NodeEntry, parseNodes, printNodes, readNodes, writeNodes } from "./nodes.ts";
 export { type ConfigResult, clusterNameFromPath, parseConfig, printConfig, readConfig } from "./parse.ts";

@@ -294,7 +294,7 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
     localTimeout: fc.integer({ min: 100, max: 200 }),
     localTimeoutFinal: fc.integer({ min: 1, max: 100 }),
     remoteTimeout: fc.integer({ min: 1, max: 100 }),
-    jgroupsMaxTries: fc.integer({ min: 1, max: 100 }),
+    jgroupsMaxTries: fc.integer({ min: 2, max: 100 }),
     jgroupsTimeout: fc.integer({ min: 50, max: 100000 }),
     userEmail: fc.array(
       word.map((w) => `${w}@example.com`),

@@ -14,6 +14,7 @@ import {
   type VirtualIp,
 } from "./schema.ts";
 import { isIP } from "node:net";
+import { checkHost, type HostFacts } from "./host-check.ts";
 import { checkTlsFiles, checkTlsProperties } from "./tls.ts";
 
 /** The outcome of reading a properties file: a config only when there are no errors. */
@@ -39,10 +40,13 @@ export function clusterNameFromPath(path: string): string {
  * this also checks the files the properties name (TLS certificates and keys) as the calling
  * user, whose home directory holds libpq's default certificate files; `checkFiles: false`
  * skips that for a caller that is not the agent's user (a status command run by anyone).
+ * `hostFacts` also runs `checkHost` (the password decrypts for the cluster the file is named
+ * after, the recovery directory, pg_ctl, bind.address): "errors" for the agent's start,
+ * "warnings" for `efm prop-check`, which may run on another machine.
  */
 export function readConfig(
   path: string,
-  options: { home?: string; checkFiles?: boolean } = {},
+  options: { home?: string; checkFiles?: boolean; hostFacts?: HostFacts } = {},
 ): ConfigResult {
   let text: string;
   try {
@@ -67,7 +71,7 @@ export function readConfig(
 export function parseConfig(
   text: string,
   file: string,
-  options: { checkFiles?: boolean; home?: string } = {},
+  options: { checkFiles?: boolean; home?: string; hostFacts?: HostFacts } = {},
 ): ConfigResult {
   const { entries, problems } = parseJavaProperties(text, file);
   const errors: Problem[] = [...problems];
@@ -189,6 +193,15 @@ export function parseConfig(
   }
   if (errors.length === 0 && options.checkFiles === true) {
     errors.push(...checkTlsFiles(config, file, (k) => byKey.get(k)?.line, options.home));
+  }
+  if (errors.length === 0 && options.hostFacts !== undefined) {
+    const host = checkHost(config, file, {
+      cluster: clusterNameFromPath(file),
+      hostFacts: options.hostFacts,
+      lineOf: (k) => byKey.get(k)?.line,
+    });
+    errors.push(...host.errors);
+    warnings.push(...host.warnings);
   }
   errors.sort(byLine);
   warnings.sort(byLine);

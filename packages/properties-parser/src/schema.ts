@@ -264,7 +264,8 @@ export const PROPERTIES: readonly AnySpec[] = [
   spec({
     key: "jgroups.max.tries",
     field: "jgroupsMaxTries",
-    type: int(1, 1000),
+    // One try would suspect a member after a single lost heartbeat: membership needs two.
+    type: int(2, 1000),
     need: "optional",
     default: 8,
   }),
