@@ -4,10 +4,16 @@ import { createInterface } from "node:readline";
 import { createMember } from "../dist/index.js";
 
 const options = JSON.parse(process.argv[2] ?? "{}");
+// EFM_TEST_LOG=1 shows the member's log on stderr (for debugging a test).
+const say = (level) => (obj, msg) =>
+  process.stderr.write(`${options.bindAddress} ${level} ${msg} ${JSON.stringify(obj)}\n`);
+if (process.env.EFM_TEST_LOG === "1")
+  options.logger = { info: say("info"), warn: say("warn"), debug: () => {} };
 const member = createMember(options);
 const print = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 member.on("event", (e) => {
-  if (e.type === "persist" || e.type === "leaseValid" || e.type === "leaseLost") return;
+  // leaseValid repeats on every renewal; leaseLost is rare and tests assert its absence.
+  if (e.type === "persist" || e.type === "leaseValid") return;
   print({ ...e, at: member.now() });
   if (e.type === "halted") setTimeout(() => process.exit(0), 20);
 });

@@ -1,15 +1,25 @@
-import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
-import type { NodeId, ViewId } from "../core/types.ts";
+import { hkdfSync } from "node:crypto";
 
-/** Wire version carried in every frame. */
-export const WIRE_VERSION = 1;
-/** Default cap on one frame (bytes after the length prefix). */
+/**
+ * Wire version carried in every handshake frame. Version 2 added the per-connection handshake
+ * (fresh nonces from both sides, session keys, sequence numbers); version 1 agents cannot talk
+ * to version 2 agents, so a cluster is upgraded by stopping it (as any EFM upgrade is).
+ */
+export const WIRE_VERSION = 2;
+/** Default cap on one frame (bytes after the length prefix) once a connection is authenticated. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
-const MAC_BYTES = 32;
+/**
+ * Cap on everything a connection may send before it has authenticated: a handshake frame is a
+ * few hundred bytes, so a stranger never gets to make us buffer (or hash) more than this.
+ */
+export const PRE_AUTH_MAX_BYTES = 4096;
+/** Bytes of the HMAC-SHA256 that precedes every frame's JSON. */
+export const MAC_BYTES = 32;
 
 /**
  * The cluster key: HKDF-SHA256 over the decrypted database password, bound to the cluster name,
- * so agents of another cluster (or with another password) cannot speak to us.
+ * so agents of another cluster (or with another password) cannot speak to us. It only
+ * authenticates handshakes; each connection then runs on its own session keys.
  */
 export function deriveClusterKey(clusterName: string, dbPassword: string): Buffer {
   return Buffer.from(
@@ -17,85 +27,90 @@ export function deriveClusterKey(clusterName: string, dbPassword: string): Buffe
   );
 }
 
-/** The authenticated envelope around every protocol message. */
-export interface Envelope {
-  readonly v: number;
-  readonly cluster: string;
-  readonly from: NodeId;
-  readonly viewId: ViewId | null;
-  readonly body: unknown;
-}
-
-/** Encode one frame: 4-byte big-endian length, then HMAC-SHA256 (32 bytes), then the JSON envelope. */
-export function encodeFrame(key: Buffer, env: Envelope): Buffer {
-  const json = Buffer.from(JSON.stringify(env), "utf8");
-  const mac = createHmac("sha256", key).update(json).digest();
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32BE(MAC_BYTES + json.length, 0);
-  return Buffer.concat([head, mac, json]);
-}
-
-/** Why a frame was not accepted: `close` means the byte stream can no longer be trusted. */
+/** Why a byte stream was not accepted: `close` means it can no longer be trusted. */
 export type FrameFault = { readonly kind: "close" | "drop"; readonly reason: string };
 
-/** Incremental decoder for one connection's byte stream. */
+/**
+ * Splits one connection's byte stream into frames (4-byte big-endian length, then that many
+ * bytes). Chunks are kept in a list and joined once per complete frame, so a peer that trickles
+ * a large frame in tiny chunks costs linear work, not a copy of the whole buffer per chunk.
+ */
 export class FrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
-  constructor(
-    private readonly key: Buffer,
-    private readonly cluster: string,
-    private readonly maxBytes: number,
-  ) {}
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private need = -1; // length of the frame being read, -1 while the prefix is incomplete
+  private failed = false;
+  constructor(private maxBytes: number) {}
 
-  /** Feed bytes; returns the envelopes completed and the faults met (stop reading on a `close`). */
-  push(chunk: Buffer): { envelopes: Envelope[]; faults: FrameFault[] } {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    const envelopes: Envelope[] = [];
-    const faults: FrameFault[] = [];
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
-      if (len > this.maxBytes || len < MAC_BYTES + 2) {
-        faults.push({ kind: "close", reason: `frame length ${len} outside 34..${this.maxBytes} bytes` });
-        this.buf = Buffer.alloc(0);
-        return { envelopes, faults };
-      }
-      if (this.buf.length < 4 + len) break;
-      const mac = this.buf.subarray(4, 4 + MAC_BYTES);
-      const json = this.buf.subarray(4 + MAC_BYTES, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
-      const want = createHmac("sha256", this.key).update(json).digest();
-      if (!timingSafeEqual(mac, want)) {
-        faults.push({ kind: "drop", reason: "bad MAC (another cluster, another password, or tampering)" });
-        continue;
-      }
-      let env: unknown;
-      try {
-        env = JSON.parse(json.toString("utf8"));
-      } catch {
-        faults.push({ kind: "close", reason: "authenticated frame is not JSON" });
-        return { envelopes, faults };
-      }
-      const bad = checkEnvelope(env, this.cluster);
-      if (bad) {
-        faults.push({ kind: "close", reason: bad });
-        return { envelopes, faults };
-      }
-      envelopes.push(env as Envelope);
+  /** Change the cap on one frame (raised once the connection has authenticated). */
+  setLimit(maxBytes: number): void {
+    this.maxBytes = maxBytes;
+  }
+
+  /** Bytes held for an incomplete frame. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  /** Feed bytes; returns the complete frames' bodies, and a fault once the stream is unusable. */
+  push(chunk: Buffer): { frames: Buffer[]; fault: FrameFault | null } {
+    const frames: Buffer[] = [];
+    if (this.failed) return { frames, fault: { kind: "close", reason: "stream already failed" } };
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
     }
-    return { envelopes, faults };
+    for (;;) {
+      if (this.need < 0) {
+        if (this.buffered < 4) break;
+        const head = this.take(4);
+        const len = head.readUInt32BE(0);
+        if (len > this.maxBytes || len < MAC_BYTES + 2) {
+          this.failed = true;
+          this.chunks = [];
+          this.buffered = 0;
+          return {
+            frames,
+            fault: { kind: "close", reason: `frame length ${len} outside 34..${this.maxBytes} bytes` },
+          };
+        }
+        this.need = len;
+      }
+      if (this.buffered < this.need) break;
+      frames.push(this.take(this.need));
+      this.need = -1;
+    }
+    return { frames, fault: null };
+  }
+
+  /** Remove and return the first n buffered bytes (n <= buffered), copying only those. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.buffered -= n;
+    return out;
   }
 }
 
-function checkEnvelope(e: unknown, cluster: string): string | null {
-  if (typeof e !== "object" || e === null) return "envelope is not an object";
-  const o = e as Record<string, unknown>;
-  if (o.v !== WIRE_VERSION) return `unsupported wire version ${String(o.v)}`;
-  if (o.cluster !== cluster) return `frame for cluster ${JSON.stringify(o.cluster)}`;
-  const f = o.from as Record<string, unknown> | null;
-  if (typeof f !== "object" || f === null || typeof f.addr !== "string" || typeof f.inc !== "string") {
-    return "envelope without a sender";
-  }
-  if (f.addr.length > 300 || f.inc.length > 64) return "sender identity too long";
-  if (!("body" in o)) return "envelope without a body";
-  return null;
+/** Prefix a frame body with its 4-byte length. */
+export function lengthPrefixed(body: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE(body.length, 0);
+  return Buffer.concat([head, body]);
 }

@@ -5,7 +5,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deriveTiming, detectionBound } from "../core/timing.ts";
-import { deriveClusterKey, encodeFrame } from "./frame.ts";
+import { deriveClusterKey } from "./frame.ts";
+import { encodeHello, freshNonce } from "./session.ts";
 
 // Real TCP on loopback, addresses 127.0.4.x and port 17401 are reserved for this file.
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -175,7 +176,9 @@ describe("membership over real TCP on loopback", () => {
                 ? { addr: "127.0.4.10:17401", inc: "f00d" }
                 : { addr: addrs[1 + (sent % 4)]!, inc: randomBytes(8).toString("hex") };
             const body = bodies[sent % bodies.length];
-            s.write(encodeFrame(key, { v: 1, cluster: CLUSTER, from, viewId: null, body }));
+            // A valid hello (wrong sender), then a session frame it cannot have keys for.
+            s.write(encodeHello(key, CLUSTER, from, addrs[0]!, freshNonce()));
+            s.write(Buffer.from(JSON.stringify(body) ?? "null"));
           }
           sent++;
           setTimeout(() => s.destroy(), 5);
