@@ -38,7 +38,7 @@ import {
 import { assign, isHeldLocally, isReachable, release } from "@efm/vip";
 import type { Logger } from "pino";
 import { adminHandler } from "./admin/handler.ts";
-import { startAdminServer, writeTokenFile } from "./admin/server.ts";
+import { newToken, startAdminServer, writeTokenFile } from "./admin/server.ts";
 import { agentFiles, resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
@@ -477,7 +477,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log.info({ code, reason }, `agent exiting: ${reason}`);
     loop.stop();
     clearInterval(watchdog);
-    admin.close();
+    admin?.close();
     await http?.close();
     try {
       if (how === "leave") await member.leave();
@@ -540,8 +540,27 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
   member.on("event", onMember);
 
-  const token = writeTokenFile(files.token);
-  const admin = await startAdminServer({
+  /** A start that fails after the lock was taken: say why, undo what was set up, and throw. */
+  const abortStart = async (err: unknown): Promise<never> => {
+    startup.error((err as Error).message);
+    exiting = true;
+    loop.stop();
+    clearInterval(watchdog);
+    admin?.close();
+    await http?.close();
+    await member.stop().catch(() => {});
+    await localChecker?.close().catch(() => {});
+    lock.release();
+    await notifier.close(1000);
+    logs.flush();
+    throw err;
+  };
+  let watchdog: NodeJS.Timeout | undefined;
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  // The token file is written only once the admin port is ours: a second agent for this cluster
+  // (another lock.dir) must not replace the token of the one that runs.
+  const token = newToken();
+  admin = await startAdminServer({
     port: c.adminPort,
     token,
     logger: log,
@@ -555,7 +574,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         await member.stopCluster();
       },
     }),
-  });
+  }).catch(abortStart);
+  writeTokenFile(files.token, token);
 
   // Read-only HTTP endpoints (http.bind.address; none unless set).
   if (c.httpBindAddress) {
@@ -576,12 +596,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         registry,
       },
       log,
-    );
+    ).catch(abortStart);
   }
 
   // The lock file is how operators and init scripts see a running agent: warn if it vanishes.
   let lockWarned = false;
-  const watchdog = setInterval(() => {
+  watchdog = setInterval(() => {
     if (!lock.stillHeld() && !lockWarned) {
       lockWarned = true;
       notifier.notify({
@@ -609,7 +629,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   }, 5000);
   watchdog.unref();
 
-  await member.start();
+  await member.start().catch(abortStart);
   startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);
   logs.flush();
   loop.dispatch({ type: "started", now: member.now() });

@@ -12,6 +12,12 @@ export const AGENT_ERROR_CODES = [
   "TIMEOUT",
   /** The privileged helper failed its start-up check: this node could not promote or fence. */
   "HELPER_CHECK",
+  /** A port the agent needs (admin.port, bind.address, http.bind.address) is taken. */
+  "IN_USE",
+  /** The local database refused or could not be reached at start (guide 4.1.1). */
+  "DATABASE",
+  /** An admin command arrived before the start-up checks ended. */
+  "STARTING",
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 

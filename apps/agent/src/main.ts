@@ -31,8 +31,9 @@ export function buildProgram(): Command {
         // Anything still pending (sockets closing) must not keep a stopped agent alive.
         setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref();
       } catch (err) {
+        // The reason, never a stack: the operator acts on the message (the logs keep the rest).
         const msg =
-          err instanceof AgentError ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err);
+          err instanceof AgentError ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);
         process.stderr.write(`efm-agent: cannot start cluster ${cluster}:\n${msg}\n`);
         process.exit(1);
       }

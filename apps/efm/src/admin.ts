@@ -1,3 +1,4 @@
+import { accessSync, constants } from "node:fs";
 import {
   adminRequest,
   AgentError,
@@ -131,9 +132,10 @@ export async function runPrivileged(dir: string, cluster: string, req: Privilege
 }
 
 async function sendPrivileged(c: EfmConfig, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
-  const token = readToken(agentFiles(resolveDirs(c, io.env), cluster).token);
+  const tokenPath = agentFiles(resolveDirs(c, io.env), cluster).token;
+  const token = readToken(tokenPath);
   if (token === undefined) {
-    io.output.write("This command must be run by root, efm or a member of the efm group.\n");
+    io.output.write(`${tokenProblem(tokenPath)}\n`);
     return 1;
   }
   let progress: NodeJS.Timeout | undefined;
@@ -158,6 +160,19 @@ async function sendPrivileged(c: EfmConfig, cluster: string, req: Privileged, io
   } finally {
     if (progress) clearInterval(progress);
   }
+}
+
+/**
+ * Why the admin token cannot be read. A missing file is not a permission problem: the agent is
+ * not running, or it runs with another run directory than the one this command looked in.
+ */
+function tokenProblem(path: string): string {
+  try {
+    accessSync(path, constants.F_OK);
+  } catch {
+    return `There is no admin token at ${path}: is the agent running? The agent writes it in its run directory (run.dir in the properties, or EFM_RUN_DIR in the agent's environment); run efm with the same EFM_RUN_DIR.`;
+  }
+  return `This command must be run by root, efm or a member of the efm group (cannot read the admin token ${path}).`;
 }
 
 /** `efm promote`: check that a standby is up to date first; ask on a terminal, refuse otherwise unless --force. */

@@ -226,3 +226,16 @@ describe("efm prop-check: what only the node can prove (issue 14)", () => {
     writeFileSync(join(dir, "acctg.properties"), example);
   });
 });
+
+test("a missing admin token names the path looked at and EFM_RUN_DIR, not a permission problem", async () => {
+  writeFileSync(join(dir, "acctg.properties"), example);
+  const runDir = mkdtempSync(join(tmpdir(), "efm-run-"));
+  const r = await efm(["--config-dir", dir, "add-node", "acctg", "127.0.20.12", "1"], {
+    env: { EFM_RUN_DIR: runDir },
+  });
+  expect(r.status).toBe(1);
+  expect(r.text).toBe(
+    `There is no admin token at ${runDir}/acctg.token: is the agent running? The agent writes it in its run directory (run.dir in the properties, or EFM_RUN_DIR in the agent's environment); run efm with the same EFM_RUN_DIR.\n`,
+  );
+  rmSync(runDir, { recursive: true, force: true });
+});

@@ -20,10 +20,14 @@ function efmGroupId(): number | undefined {
   }
 }
 
+/** A fresh admin token (the agent writes it only once its admin port is its own). */
+export function newToken(): string {
+  return randomBytes(32).toString("hex");
+}
+
 /** Create the admin token file, readable only by its owner (root) and the `efm` group. */
-export function writeTokenFile(path: string): string {
+export function writeTokenFile(path: string, token: string = newToken()): string {
   mkdirSync(dirname(path), { recursive: true });
-  const token = randomBytes(32).toString("hex");
   writeFileAtomic(path, `${token}\n`, 0o640);
   const gid = efmGroupId();
   if (gid !== undefined && process.getuid?.() === 0) {
@@ -58,11 +62,22 @@ export async function startAdminServer(opts: {
   logger: Logger;
 }): Promise<Server> {
   const server = createServer((socket) => serve(socket, opts));
-  server.on("error", (err) => opts.logger.error({ err }, "admin server error"));
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        // Usually a second agent for the same cluster (a different lock.dir) or another program.
+        new AgentError(
+          err.code === "EADDRINUSE" ? "IN_USE" : "IO",
+          err.code === "EADDRINUSE"
+            ? `admin.port ${opts.port} is already in use on ${opts.host ?? "127.0.0.1"}: another agent for this cluster (with a different lock.dir) or another program listens there`
+            : `cannot listen on admin.port ${opts.port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
     server.listen(opts.port, opts.host ?? "127.0.0.1", () => {
-      server.off("error", reject);
+      server.removeAllListeners("error");
+      server.on("error", (err) => opts.logger.error({ err }, "admin server error"));
       resolve();
     });
   });
