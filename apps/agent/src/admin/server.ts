@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { chownSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import { writeFileAtomic } from "@efm/properties-parser";
@@ -25,10 +25,15 @@ export function newToken(): string {
   return randomBytes(32).toString("hex");
 }
 
-/** Create the admin token file, readable only by its owner (root) and the `efm` group. */
+/**
+ * Create the admin token file, readable only by its owner (root) and the `efm` group: mode 0640
+ * on every start, whatever mode an earlier file had (the atomic writer would keep it).
+ */
 export function writeTokenFile(path: string, token: string = newToken()): string {
   mkdirSync(dirname(path), { recursive: true });
+  rmSync(path, { force: true });
   writeFileAtomic(path, `${token}\n`, 0o640);
+  chmodSync(path, 0o640);
   const gid = efmGroupId();
   if (gid !== undefined && process.getuid?.() === 0) {
     try {
@@ -60,8 +65,16 @@ export async function startAdminServer(opts: {
   token: string;
   handle: AdminHandler;
   logger: Logger;
+  /** Cap on open admin connections (default 32); more are closed at once. */
+  maxConnections?: number;
+  /** Time from accept by which the whole request line must have arrived (ms, default 10 s). */
+  requestDeadlineMs?: number;
 }): Promise<Server> {
-  const server = createServer((socket) => serve(socket, opts));
+  const refusals = { at: Number.NEGATIVE_INFINITY, suppressed: 0 };
+  const server = createServer((socket) => serve(socket, { ...opts, refusals }));
+  // Each connection holds a little memory and a timer: a local user looping on connect()
+  // must not make that unbounded.
+  server.maxConnections = opts.maxConnections ?? 32;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(
@@ -84,10 +97,29 @@ export async function startAdminServer(opts: {
   return server;
 }
 
-function serve(socket: Socket, opts: { token: string; handle: AdminHandler; logger: Logger }): void {
+/** Wrong-token log lines: at most one per 10 s, with how many were left out. */
+interface Refusals {
+  at: number;
+  suppressed: number;
+}
+
+function serve(
+  socket: Socket,
+  opts: {
+    token: string;
+    handle: AdminHandler;
+    logger: Logger;
+    requestDeadlineMs?: number;
+    refusals: Refusals;
+  },
+): void {
   let buf = "";
   let done = false;
-  socket.setTimeout(30_000, () => socket.destroy());
+  // An absolute deadline for the request itself: an idle timeout alone let a client hold the
+  // connection forever by sending one byte just before each timeout.
+  const deadline = setTimeout(() => socket.destroy(), opts.requestDeadlineMs ?? 10_000);
+  deadline.unref();
+  socket.once("close", () => clearTimeout(deadline));
   socket.on("error", () => socket.destroy());
   const reply = (r: AdminResponse) => {
     if (done) return;
@@ -105,6 +137,7 @@ function serve(socket: Socket, opts: { token: string; handle: AdminHandler; logg
     const nl = buf.indexOf("\n");
     if (nl < 0) return;
     const line = buf.slice(0, nl);
+    clearTimeout(deadline); // the request is in; the command's own time limit applies now
     let json: unknown;
     try {
       json = JSON.parse(line);
@@ -123,7 +156,15 @@ function serve(socket: Socket, opts: { token: string; handle: AdminHandler; logg
     }
     const req = parsed.data;
     if (!(OPEN as readonly string[]).includes(req.command) && !tokenMatches(opts.token, req.token)) {
-      opts.logger.warn({ command: req.command }, "admin request refused: missing or wrong token");
+      const now = Date.now();
+      if (now - opts.refusals.at >= 10_000) {
+        opts.logger.warn(
+          { command: req.command, suppressed: opts.refusals.suppressed },
+          "admin request refused: missing or wrong token",
+        );
+        opts.refusals.at = now;
+        opts.refusals.suppressed = 0;
+      } else opts.refusals.suppressed++;
       fail("UNAUTHORIZED", "this command must be run by root, efm or a member of the efm group");
       return;
     }
