@@ -1,7 +1,13 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "vitest";
-import { Harness, initialState, runScenario, step } from "../packages/failover-core/src/index.ts";
+import {
+  Harness,
+  harnessConfig,
+  initialState,
+  runScenario,
+  step,
+} from "../packages/failover-core/src/index.ts";
 import type { FailoverEvent, FailoverState } from "../packages/failover-core/src/index.ts";
 
 // Prints numbers only: the engine's cost per event decides how many agents one process could simulate
@@ -9,26 +15,7 @@ import type { FailoverEvent, FailoverState } from "../packages/failover-core/src
 
 describe("failover-core step()", () => {
   it("events per second on the hot path (periodic local checks of a running standby)", () => {
-    let s: FailoverState = initialState({
-      self: "b",
-      clusterName: "bench",
-      isWitness: false,
-      autoFailover: true,
-      autoReconfigure: true,
-      virtualIp: "10.0.0.100",
-      pingServer: "8.8.8.8",
-      scripts: { fence: null, postPromotion: null, dbFailure: null, masterIsolated: null },
-      localPeriodMs: 1000,
-      localTimeoutMs: 3000,
-      localTimeoutFinalMs: 1000,
-      remoteTimeoutMs: 1000,
-      leaseMs: 4000,
-      takeoverMarginMs: 1000,
-      messageSlackMs: 500,
-      promotionTimeoutMs: 10000,
-      allowed: [],
-      priority: [],
-    });
+    let s: FailoverState = initialState(harnessConfig("b", { clusterName: "bench" }));
     const boot: FailoverEvent[] = [
       { type: "started", now: 0 },
       { type: "localRoleChecked", now: 0, result: "recovery" },
