@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
@@ -23,7 +23,6 @@ import {
   readNodes,
   tlsSettings,
   writeFileAtomic,
-  writeNodes,
 } from "@efm/properties-parser";
 import {
   check,
@@ -44,8 +43,9 @@ import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
+import { readFailoverState, writeFailoverState } from "./failover-state.ts";
 import { EventLoop, type Executors } from "./loop.ts";
-import { readAgentState } from "./state.ts";
+import { readAgentState, readMembershipState, rewriteMembersFile } from "./state.ts";
 import { packageVersion } from "./version.ts";
 
 /** How to start an agent: the cluster name and where its files are. */
@@ -60,6 +60,14 @@ export interface AgentOptions {
 /** A running agent; `done` resolves with the exit code when it has stopped. */
 export interface RunningAgent {
   done: Promise<number>;
+  /**
+   * Resolves once the agent has joined the cluster and its start-up checks (guide 4.1.1) ended:
+   * what `systemctl start` and `efm-agent start --wait` wait for. Never resolves when the agent
+   * exits during start-up; `done` does then, and `startFailure()` says why.
+   */
+  ready: Promise<void>;
+  /** Why the agent exited before it was ready, or null. */
+  startFailure(): string | null;
   /** Leave the cluster cleanly and exit (SIGTERM). */
   shutdown(): void;
 }
@@ -244,8 +252,28 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   const self = formatHostPort(c.bindAddress);
   const selfHost = c.bindAddress.host;
-  const saved = readAgentState(files.state);
-  const persisted = readJson<PersistedState>(files.membership);
+  // The failover engine's record (last master, promotion epoch, rebuild flag) survives restarts.
+  let record: ReturnType<typeof readFailoverState>;
+  try {
+    record = readFailoverState(files.failover);
+  } catch (err) {
+    startup.error((err as Error).message);
+    lock.release();
+    logs.flush();
+    throw err;
+  }
+  // A missing state file is a first start; an unreadable or corrupt one stops the start.
+  let saved: ReturnType<typeof readAgentState>;
+  let persisted: PersistedState | null;
+  try {
+    saved = readAgentState(files.state);
+    persisted = readMembershipState(files.membership);
+  } catch (err) {
+    startup.error((err as Error).message);
+    lock.release();
+    logs.flush();
+    throw err;
+  }
   const member = createMember({
     bindAddress: self,
     clusterName: cluster,
@@ -258,6 +286,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     initialAllowed: [...new Set([selfHost, ...seeds.map(hostOf)])],
     persisted,
     logger: logs.jgroups,
+    // On disk before any acknowledgement that depends on it goes out; a failed write stops the
+    // member instead (persistFailed below).
+    persist: (state) => writeFileAtomic(files.membership, `${JSON.stringify(state)}\n`, 0o640),
   });
 
   const notifier = buildNotifier(cluster, c, files.clusterLog, selfHost, log);
@@ -289,6 +320,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     ...(dataDir === "" ? {} : { passfile: join(dirname(dataDir), `efm-${cluster}.pgpass`) }),
   };
   if (!c.isWitness) {
+    // Guide 4.1.1: the agent connects to its local database first. A server that answers and
+    // refuses our credentials (password, pg_hba.conf, db.database) is a configuration error the
+    // operator must see now, in the server's own words, with the address:port we tried; a
+    // database that is not answering at all is left to the helper check below.
+    const own = await remoteCheck(db(selfHost), c.localTimeout * 1000);
+    const ownFailure = own.ok
+      ? null
+      : `cannot connect to the local database at ${formatHostPort({ host: selfHost, port: c.dbPort })} as db.user=${c.dbUser} (db.database=${c.dbDatabase}): ${own.failure.message}`;
+    if (
+      !own.ok &&
+      ["INVALID_PASSWORD", "INVALID_AUTHORIZATION", "DATABASE_MISSING"].includes(own.failure.code)
+    ) {
+      startup.error(ownFailure!);
+      logs.flush();
+      await localChecker?.close().catch(() => {});
+      lock.release();
+      throw new AgentError("DATABASE", ownFailure!);
+    }
     // Guide 4.1.1: a node whose agent starts must be able to promote and fence. Run the helper
     // over exactly the path a promotion takes (elevation, data directory, pg_ctl, its SQL
     // connection) before joining, and refuse to start when it fails.
@@ -296,7 +345,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const r = await check(dataDir, helper);
       startup.info({ actions: r.actions }, "privileged helper check passed");
     } catch (err) {
-      const why = `the privileged helper cannot do what a promotion needs: ${(err as Error).message}`;
+      const why = `the privileged helper cannot do what a promotion needs: ${(err as Error).message}${ownFailure ? `; ${ownFailure}` : ""}`;
       startup.error(why);
       logs.flush();
       await localChecker?.close().catch(() => {});
@@ -307,12 +356,23 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const vip = c.virtualIp;
   const pingCommand = c.pingServerCommand.join(" ");
   const pendingReplies = new Map<string, (r: { ok: boolean; message: string }) => void>();
+  /** The last failed write of the state file, until the next answer to an admin command. */
+  let stateWriteError: string | null = null;
 
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
     resolveDone = r;
   });
   let exiting = false;
+  let isReady = false;
+  let startFailure: string | null = null;
+  let resolveReady: () => void = () => {};
+  const ready = new Promise<void>((r) => {
+    resolveReady = r;
+  });
+  // The last failed check of each member's database, to say why a start-up check failed with
+  // the database's address:port and its own words (the engine names the member's agent address).
+  const dbFailures = new Map<string, string>();
   let loop: EventLoop;
   let http: HttpServer | null = null;
 
@@ -336,6 +396,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     checkRemoteDb: async (target, timeoutMs, asMaster): Promise<Reachability> => {
       const r = await remoteCheck(db(hostOf(target)), timeoutMs);
       if (r.ok) return asMaster && r.inRecovery ? "unreachable" : "reachable";
+      dbFailures.set(
+        target,
+        `${formatHostPort({ host: hostOf(target), port: c.dbPort })}: ${r.failure.message}`,
+      );
       log.info(
         { target, failure: r.failure.code },
         `database of ${target} not reachable: ${r.failure.message}`,
@@ -346,7 +410,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     queryLsn: async () => {
       const f = await readFacts(db(selfHost), c.remoteTimeout * 1000);
-      return f.position?.toString() ?? null;
+      // The timeline is known only while a WAL receiver runs (pg_stat_wal_receiver); streaming
+      // means the upstream accepted this database's history (a resumed ex-master proves with it
+      // that it was rewound or re-cloned).
+      return {
+        lsn: f.position?.toString() ?? null,
+        timeline: f.walReceiver?.receivedTimeline ?? null,
+        streaming: f.walReceiver?.status === "streaming",
+      };
     },
     ping: (address) => isReachable(address, pingCommand),
     runScript: async (kind, path) => {
@@ -441,15 +512,36 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         })),
       );
     },
+    persist: (state) => {
+      // Atomic and fsync'd; the engine does not wait for it. A failed write is logged loudly: a
+      // restart would forget the last master or that this database must be rebuilt.
+      try {
+        writeFailoverState(files.failover, state);
+      } catch (err) {
+        log.error({ err }, `cannot write the failover state file ${files.failover}`);
+      }
+    },
     writeState: (allowed, priority) => {
       try {
         writeFileAtomic(files.state, `${JSON.stringify({ allowed, priority }, null, 2)}\n`, 0o640);
       } catch (err) {
-        log.error({ err }, `cannot write the state file ${files.state}`);
+        stateWriteError = `cannot write the state file ${files.state}: ${(err as Error).message}`;
+        log.error({ err }, stateWriteError);
       }
     },
     respond: (requestId, ok, message) => {
-      pendingReplies.get(requestId)?.({ ok, message });
+      // A change is acknowledged only once it is on disk: after a failed write the answer is a
+      // refusal that says so, not a success this node would forget at its next start.
+      const failed = stateWriteError;
+      stateWriteError = null;
+      const reply =
+        ok && failed
+          ? {
+              ok: false,
+              message: `${message}, but ${failed}: this node will not remember the change after a restart`,
+            }
+          : { ok, message };
+      pendingReplies.get(requestId)?.(reply);
       pendingReplies.delete(requestId);
     },
     exit: (code, reason) => {
@@ -463,8 +555,17 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // Metrics and the status page watch the engine's steps and time the executors, changing neither.
   const { registry, observer } = createObservation();
   loop = new EventLoop(
-    initialState(failoverConfig(cluster, self, c, member, lists)),
-    observer.observeStep(step),
+    initialState({
+      ...failoverConfig(cluster, self, c, member, lists),
+      ...(record ? { persisted: record } : {}),
+    }),
+    watchReadiness(observer.observeStep(step), () => {
+      if (isReady) return;
+      isReady = true;
+      startup.info(`agent for cluster ${cluster} is ready: joined the cluster and checked its databases`);
+      logs.flush();
+      resolveReady();
+    }),
     observer.instrument(exec),
     log,
     () => member.now(),
@@ -474,6 +575,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   async function finish(code: number, reason: string, how: "leave" | "stop" = "leave"): Promise<void> {
     if (exiting) return;
     exiting = true;
+    if (!isReady && code !== 0) {
+      // Exited during start-up: name the database a failed check could not reach and say it
+      // where the operator looks first (startup-<cluster>.log, the terminal via startFailure).
+      const detail = [...dbFailures.entries()]
+        .filter(([target]) => reason.includes(target))
+        .map(([, why]) => why);
+      startFailure = detail.length > 0 ? `${reason} (database ${detail.join("; ")})` : reason;
+      startup.error(`agent exited during start-up: ${startFailure}`);
+      reason = startFailure;
+    }
     log.info({ code, reason }, `agent exiting: ${reason}`);
     loop.stop();
     clearInterval(watchdog);
@@ -517,20 +628,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         }
         return;
       case "persist":
-        try {
-          writeFileAtomic(files.membership, `${JSON.stringify(e.state)}\n`, 0o640);
-        } catch (err) {
-          log.error({ err }, `cannot write ${files.membership}`);
-        }
+        return; // written by createMember's persist option, before the acknowledgements
+      case "persistFailed": {
+        const why = `cannot store the membership state in ${files.membership} (${e.error}): this agent left the cluster without acknowledging the change; restart it once that directory is writable`;
+        log.error(why);
+        startup.error(why);
+        logs.flush();
+        // As on a lost lease: a master fences itself when the others can go on without it.
+        loop.membership({ type: "leaseLost" });
         return;
+      }
       case "membersFileRewrite":
         try {
-          writeNodes(
+          rewriteMembersFile(
             `${opts.configDir}/${cluster}.nodes`,
             e.addresses.map((a) => ({ host: hostOf(a), port: Number(a.slice(a.lastIndexOf(":") + 1)) })),
           );
         } catch (err) {
-          log.error({ err }, "cannot rewrite the members file");
+          log.error({ err }, `cannot rewrite the members file: ${(err as Error).message}`);
         }
         return;
       default:
@@ -636,6 +751,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   return {
     done,
+    ready,
+    startFailure: () => startFailure,
     shutdown: () => {
       if (exiting) return;
       loop.dispatch({ type: "shutdown", now: member.now() });
@@ -645,10 +762,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 }
 
-function readJson<T>(path: string): T | null {
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as T;
-  } catch {
-    return null;
-  }
+/** The engine's step, calling `onReady` once the first time the agent reaches the running phase. */
+function watchReadiness(inner: typeof step, onReady: () => void): typeof step {
+  return (state, event) => {
+    const result = inner(state, event);
+    if (result.state.phase === "running") onReady();
+    return result;
+  };
 }

@@ -70,7 +70,7 @@ _efm_agent() {
     return
   fi
   case $cmd in
-      start) opts="--config-dir --help" ;;
+      start) opts="--config-dir --wait --help" ;;
       *) return ;;
   esac
   if [[ $cur == -* ]]; then
