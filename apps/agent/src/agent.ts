@@ -373,6 +373,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // The last failed check of each member's database, to say why a start-up check failed with
   // the database's address:port and its own words (the engine names the member's agent address).
   const dbFailures = new Map<string, string>();
+  const lastRoles = new Map<string, string>();
   let loop: EventLoop;
   let http: HttpServer | null = null;
 
@@ -649,6 +650,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         }
         return;
       default:
+        // The engine forgets a lost member's role; remember what each one was just before, so
+        // the status keeps showing a dead witness as a Witness.
+        for (const m of snapshot(loop.current).members) if (m.role) lastRoles.set(m.address, m.role);
         loop.membership(e);
         return;
     }
@@ -688,6 +692,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       stopCluster: async () => {
         await member.stopCluster();
       },
+      ready,
+      lastRoles,
     }),
   }).catch(abortStart);
   writeTokenFile(files.token, token);

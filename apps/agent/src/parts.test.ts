@@ -69,9 +69,9 @@ test("status shows nodes by address and lists the messages an operator needs", (
     coordinator: "10.0.1.8:7800",
     quorate: true,
     members: [
-      { address: "10.0.1.8:7800", role: "Master", agent: "UP", db: "UP" },
-      { address: "10.0.1.9:7800", role: "Standby", agent: "UP", db: "UP" },
-      { address: "10.0.1.10:7800", role: null, agent: "DOWN", db: "UNKNOWN" },
+      { address: "10.0.1.8:7800", role: "Master", agent: "UP", db: "UP", starting: false },
+      { address: "10.0.1.9:7800", role: "Standby", agent: "UP", db: "UP", starting: true },
+      { address: "10.0.1.10:7800", role: null, agent: "DOWN", db: "UNKNOWN", starting: false },
     ],
     allowed: [],
     priority: ["10.0.1.9:7800"],
@@ -91,6 +91,20 @@ test("status shows nodes by address and lists the messages an operator needs", (
     ["10.0.1.10", "Idle", "DOWN"],
   ]);
   expect(s.failoverPriority).toEqual(["10.0.1.9"]);
+  // The standby has not finished its start-up checks: Info says so and the JSON flag is set.
+  expect(s.nodes.map((n) => [n.info, n.starting ?? false])).toEqual([
+    ["", false],
+    ["starting", true],
+    ["", false],
+  ]);
+  // A lost witness stays a Witness (its agent DOWN) rather than an Idle node with a database.
+  const lost = statusFromSnapshot(
+    snap,
+    [],
+    ["10.0.1.8:7800", "10.0.1.9:7800", "10.0.1.10:7800"],
+    new Map([["10.0.1.10:7800", "Witness"]]),
+  );
+  expect(lost.nodes[2]).toMatchObject({ address: "10.0.1.10", type: "Witness", agent: "DOWN" });
   // A DOWN member that is no longer a voter (it left gracefully) is not shown at all.
   expect(statusFromSnapshot({ ...snap, failoverDisabled: false }, [], ["10.0.1.8:7800"]).nodes).toHaveLength(
     2,
@@ -152,4 +166,15 @@ describe("admin server", () => {
       /is the local agent running\?/,
     );
   });
+});
+
+test("admin commands name nodes by IP address only: anything else is refused with the reason", async () => {
+  const { checkAddress } = await import("./admin/handler.ts");
+  expect(checkAddress("127.0.20.12")).toBeNull();
+  expect(checkAddress("127.0.20.12:17730")).toBeNull();
+  expect(checkAddress("fd00::12")).toBeNull();
+  expect(checkAddress("127.0.4.300")).toBe('"127.0.4.300" is not an IPv4 or IPv6 address');
+  expect(checkAddress("foo")).toBe(
+    '"foo" is not an IPv4 or IPv6 address (efm resolves host names before sending them)',
+  );
 });

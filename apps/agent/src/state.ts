@@ -106,16 +106,25 @@ export function statusFromSnapshot(
   snap: ClusterSnapshot,
   allowedHosts: readonly string[],
   voters: readonly string[],
+  /** Roles members had before they were lost (`ip:port` -> role), see `statusFromSnapshot`. */
+  lastRoles: ReadonlyMap<string, string> = new Map(),
 ): ClusterStatus {
   // An agent that left gracefully is out of the voter set: it is gone, not DOWN.
   const shown = snap.members.filter((m) => m.agent === "UP" || voters.includes(m.address));
-  const nodes: NodeStatus[] = shown.map((m) => ({
-    address: hostOf(m.address),
-    type: m.role ?? "Idle",
-    agent: m.agent,
-    db: m.db,
-    info: m.role === null && m.agent === "UP" ? "starting" : "",
-  }));
+  const nodes: NodeStatus[] = shown.map((m) => {
+    // A lost agent has no role any more; a witness stays a Witness (its agent DOWN): it has no
+    // database, and showing it Idle would suggest one that is down.
+    const type = m.role ?? (lastRoles.get(m.address) === "Witness" ? "Witness" : "Idle");
+    const starting = m.agent === "UP" && m.starting;
+    return {
+      address: hostOf(m.address),
+      type,
+      agent: m.agent,
+      db: m.db,
+      info: starting ? "starting" : "",
+      ...(starting ? { starting: true } : {}),
+    };
+  });
   const messages: string[] = [];
   if (!snap.quorate) messages.push("This node is not in a majority view of the cluster.");
   if (snap.failoverDisabled) messages.push("Failover is disabled until the master agent is restarted.");

@@ -67,7 +67,11 @@ describe("cluster-status", () => {
   });
 
   test("exit 0 only when every agent runs and the standbys are in sync", () => {
-    const healthy = { ...status, nodes: status.nodes.filter((n) => n.type !== "Idle") };
+    const healthy = {
+      ...status,
+      nodes: status.nodes.filter((n) => n.type !== "Idle"),
+      allowedNodes: status.allowedNodes.filter((a) => a !== "172.24.38.106"),
+    };
     expect(renderClusterStatus(healthy, queries).exitCode).toBe(0);
     const behind = queries.map((q) => (q.address === "172.24.38.123" ? { ...q, lsn: "2/35000200" } : q));
     const r = renderClusterStatus(healthy, behind);
@@ -82,6 +86,70 @@ describe("cluster-status", () => {
     expect(renderClusterStatus(agentDown, queries).exitCode).toBe(1);
     const unqueried = queries.filter((q) => q.address !== "172.24.38.103");
     expect(renderClusterStatus(healthy, unqueried).exitCode).toBe(1);
+  });
+
+  test("a stopped agent (allowed, not in the cluster) makes the exit code non-zero (4.2.1)", () => {
+    const healthy = {
+      ...status,
+      nodes: status.nodes.filter((n) => n.type !== "Idle"),
+      allowedNodes: status.allowedNodes.filter((a) => a !== "172.24.38.106"),
+    };
+    const stopped = { ...healthy, nodes: healthy.nodes.filter((n) => n.address !== "172.24.38.123") };
+    expect(renderClusterStatus(stopped, queries).exitCode).toBe(1);
+    expect(renderClusterStatusJson(stopped, queries).exitCode).toBe(1);
+  });
+
+  test("a database that could not be queried is named in the sync message", () => {
+    const healthy = {
+      ...status,
+      nodes: status.nodes.filter((n) => n.type !== "Idle"),
+      allowedNodes: status.allowedNodes.filter((a) => a !== "172.24.38.106"),
+    };
+    const failed = queries.map((q) =>
+      q.address === "172.24.38.103" ? { address: q.address, ok: false as const, error: refused } : q,
+    );
+    const r = renderClusterStatus(healthy, failed);
+    expect(r.exitCode).toBe(1);
+    expect(r.text).toContain(
+      " Unable to compare the xlog locations: a database could not be queried: 172.24.38.103 (Standby).\n",
+    );
+  });
+
+  test("an agent whose start-up checks run shows Info starting and makes the exit code non-zero", () => {
+    const healthy = {
+      ...status,
+      nodes: status.nodes
+        .filter((n) => n.type !== "Idle")
+        .map((n) => (n.address === "172.24.38.123" ? { ...n, info: "starting", starting: true } : n)),
+      allowedNodes: status.allowedNodes.filter((a) => a !== "172.24.38.106"),
+    };
+    const r = renderClusterStatus(healthy, queries);
+    expect(r.text).toContain(" Standby     172.24.38.123        UP     UP       starting\n");
+    expect(r.exitCode).toBe(1);
+    const json = JSON.parse(renderClusterStatusJson(healthy, queries).text);
+    expect(json.nodes["172.24.38.123"].starting).toBe(true);
+    expect(json.nodes["172.24.38.123"].info).toBe("starting");
+    expect(json.nodes["172.24.38.103"]).not.toHaveProperty("starting");
+  });
+
+  test("a dead witness stays a Witness with its agent DOWN", () => {
+    const withWitness = {
+      ...status,
+      nodes: [
+        ...status.nodes.filter((n) => n.type !== "Idle"),
+        {
+          address: "172.24.38.110",
+          type: "Witness" as const,
+          agent: "DOWN" as const,
+          db: "UNKNOWN" as const,
+          info: "",
+        },
+      ],
+      allowedNodes: ["172.24.38.163", "172.24.38.103", "172.24.38.123", "172.24.38.110"],
+    };
+    const r = renderClusterStatus(withWitness, queries);
+    expect(r.text).toContain(" Witness     172.24.38.110        DOWN   N/A\n");
+    expect(r.exitCode).toBe(1);
   });
 
   test("LSNs compare as numbers, not strings", () => {

@@ -43,8 +43,14 @@ export function assess(
   const standbys = status.nodes.filter((n) => n.type === "Standby");
   for (const n of status.nodes) {
     if (n.agent !== "UP") problems.push(`agent on ${n.address} is ${n.agent}`);
+    if (n.starting) problems.push(`agent on ${n.address} is still starting`);
     if (n.type !== "Witness" && n.db !== "UP") problems.push(`database on ${n.address} is ${n.db}`);
     if (n.type === "Idle") problems.push(`agent on ${n.address} is idle`);
+  }
+  // Guide 4.2.1: 0 only when all agents are running. A node allowed to join whose agent is not in
+  // the cluster (stopped, or never started) is an agent that is not running.
+  for (const a of status.allowedNodes) {
+    if (!status.nodes.some((n) => n.address === a)) problems.push(`no agent is running on ${a}`);
   }
   if (masters.length === 0) problems.push("there is no master agent");
   if (standbys.length === 0) problems.push("there are no standby agents");
@@ -53,7 +59,14 @@ export function assess(
   const standbyQueries = standbys.map((s) => byAddress.get(s.address));
   if (!master || !master.ok || standbyQueries.some((q) => !q?.ok)) {
     problems.push("cannot get the xlog location of every database");
-    syncMessage = "Unable to compare the xlog locations: a database could not be queried.";
+    // Name the databases: the operator's next step is on those hosts.
+    const failed = [masters[0], ...standbys]
+      .filter((n): n is NodeStatus => n !== undefined && byAddress.get(n.address)?.ok !== true)
+      .map((n) => `${n.address} (${n.type})`);
+    syncMessage =
+      failed.length > 0
+        ? `Unable to compare the xlog locations: a database could not be queried: ${failed.join(", ")}.`
+        : "Unable to compare the xlog locations: there is no master database to compare with.";
   } else if (standbys.length === 0) {
     syncMessage = "No standby databases were found.";
   } else {
@@ -190,7 +203,15 @@ export function renderClusterStatusJson(
   const byAddress = new Map(queries.map((q) => [q.address, q]));
   const nodes: Record<
     string,
-    { type: string; agent: string; db: string; info: string; xlog: string; xloginfo: string }
+    {
+      type: string;
+      agent: string;
+      db: string;
+      info: string;
+      xlog: string;
+      xloginfo: string;
+      starting?: true;
+    }
   > = {};
   for (const n of status.nodes) {
     const q = byAddress.get(n.address);
@@ -201,6 +222,8 @@ export function renderClusterStatusJson(
       info: n.info === "" ? " " : n.info,
       xlog: q?.ok ? q.lsn : n.type === "Witness" ? "" : "UNKNOWN",
       xloginfo: q && !q.ok ? q.error : "",
+      // Only while its start-up checks run, so a settled cluster prints guide 5.3's keys exactly.
+      ...(n.starting ? { starting: true as const } : {}),
     };
   }
   const { problems } = assess(status, queries);

@@ -1,4 +1,6 @@
+import { lookup } from "node:dns/promises";
 import { accessSync, constants } from "node:fs";
+import { isIP } from "node:net";
 import {
   adminRequest,
   AgentError,
@@ -16,6 +18,7 @@ import {
   type EfmConfig,
   formatProblem,
   PropertiesError,
+  parseHostPort,
   readConfig,
   tlsSettings,
 } from "@efm/properties-parser";
@@ -128,7 +131,44 @@ type Privileged =
 /** Send a command that needs root, efm or the efm group (guide 4.1); print the agent's answer. */
 export async function runPrivileged(dir: string, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
   const c = loadProperties(dir, cluster, io);
-  return c ? sendPrivileged(c, cluster, req, io) : 1;
+  if (!c) return 1;
+  if ("address" in req) {
+    const address = await resolveNodeAddress(req.address);
+    if (!address.ok) {
+      io.output.write(`${address.error}\n`);
+      return 1;
+    }
+    return sendPrivileged(c, cluster, { ...req, address: address.value }, io);
+  }
+  return sendPrivileged(c, cluster, req, io);
+}
+
+/**
+ * The node a command names, as an address: an IPv4 or IPv6 address (optionally `ip:port`), or a
+ * host name resolved once, here, so the lists only ever hold addresses. Anything else is refused
+ * with the reason before the agent is asked.
+ */
+export async function resolveNodeAddress(
+  given: string,
+): Promise<{ ok: true; value: string } | { ok: false; error: string }> {
+  const hp = parseHostPort(given);
+  if (isIP(hp ? hp.host : given) !== 0) return { ok: true, value: given };
+  if (/^[\d.]+(:\d+)?$/.test(given) || hp) {
+    return { ok: false, error: `"${given}" is not a valid IPv4 or IPv6 address` };
+  }
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(given)) {
+    return { ok: false, error: `"${given}" is neither an IP address nor a host name` };
+  }
+  try {
+    const { address } = await lookup(given);
+    return { ok: true, value: address };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return {
+      ok: false,
+      error: `cannot resolve the host name "${given}" (${code}): give the node's IP address`,
+    };
+  }
 }
 
 async function sendPrivileged(c: EfmConfig, cluster: string, req: Privileged, io: Io): Promise<Outcome> {

@@ -239,3 +239,32 @@ test("a missing admin token names the path looked at and EFM_RUN_DIR, not a perm
   );
   rmSync(runDir, { recursive: true, force: true });
 });
+
+describe("node addresses (issue 14)", () => {
+  test("an invalid address is refused before the agent is asked, with the reason", async () => {
+    writeFileSync(join(dir, "acctg.properties"), example);
+    for (const [args, message] of [
+      [["add-node", "acctg", "127.0.4.300"], '"127.0.4.300" is not a valid IPv4 or IPv6 address\n'],
+      [["set-priority", "acctg", "127.0.4.300", "1"], '"127.0.4.300" is not a valid IPv4 or IPv6 address\n'],
+      [["remove-node", "acctg", "foo bar"], '"foo bar" is neither an IP address nor a host name\n'],
+    ] as const) {
+      const r = await efm(["--config-dir", dir, ...args]);
+      expect(r.status).toBe(1);
+      expect(r.text).toBe(message);
+    }
+  });
+
+  test("a host name is resolved once to an address, or refused with the resolver's reason", async () => {
+    const { resolveNodeAddress } = await import("./admin.ts");
+    expect(await resolveNodeAddress("127.0.20.12")).toEqual({ ok: true, value: "127.0.20.12" });
+    expect(await resolveNodeAddress("127.0.20.12:17730")).toEqual({ ok: true, value: "127.0.20.12:17730" });
+    expect(await resolveNodeAddress("fd00::12")).toEqual({ ok: true, value: "fd00::12" });
+    const local = await resolveNodeAddress("localhost");
+    expect(local.ok && ["127.0.0.1", "::1"].includes(local.value)).toBe(true);
+    const bad = await resolveNodeAddress("no-such-host.invalid");
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.error).toMatch(
+      /^cannot resolve the host name "no-such-host\.invalid" \((ENOTFOUND|EAI_AGAIN)\): give the node's IP address$/,
+    );
+  });
+});

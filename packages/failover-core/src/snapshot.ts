@@ -7,6 +7,11 @@ export interface MemberSnapshot {
   readonly role: AgentRole | null;
   readonly agent: "UP" | "DOWN";
   readonly db: DbStatus;
+  /**
+   * The agent has not finished its start-up checks (guide 4.1.1): its role is tentative and it
+   * would not take part in a failover yet.
+   */
+  readonly starting: boolean;
 }
 
 /** What `efm cluster-status` needs from the engine; the agent adds the direct database queries. */
@@ -43,14 +48,23 @@ export function snapshot(state: FailoverState): ClusterSnapshot {
         role: state.role,
         agent: "UP",
         db: state.config.isWitness ? "UNKNOWN" : state.db,
+        starting: state.phase !== "running",
       });
     } else {
       const p = state.peers[m.address];
-      members.push({ address: m.address, role: p?.role ?? null, agent: "UP", db: p?.db ?? "UNKNOWN" });
+      members.push({
+        address: m.address,
+        role: p?.role ?? null,
+        agent: "UP",
+        db: p?.db ?? "UNKNOWN",
+        // No status heard yet counts as starting too: nothing says its checks ended.
+        starting: p === undefined || p.starting === true || p.role === null,
+      });
     }
   }
   for (const v of view?.voters ?? []) {
-    if (!inView.has(v)) members.push({ address: v, role: null, agent: "DOWN", db: "UNKNOWN" });
+    if (!inView.has(v))
+      members.push({ address: v, role: null, agent: "DOWN", db: "UNKNOWN", starting: false });
   }
   return {
     clusterName: state.config.clusterName,

@@ -45,6 +45,8 @@ export interface NodeStatus {
   agent: "UP" | "DOWN" | "UNKNOWN";
   db: "UP" | "DOWN" | "UNKNOWN";
   info: string;
+  /** Its start-up checks (guide 4.1.1) have not ended: the type is tentative. */
+  starting?: boolean;
 }
 
 /** What the local agent knows of the cluster; the CLI adds the direct database queries. */
