@@ -42,5 +42,7 @@ export function agentFiles(dirs: AgentDirs, cluster: string) {
     token: `${dirs.runDir}/${cluster}.token`,
     state: `${dirs.stateDir}/${cluster}.state.json`,
     membership: `${dirs.stateDir}/${cluster}.membership.json`,
+    /** The failover engine's record: last master, promotion epoch, rebuild flag. */
+    failover: `${dirs.stateDir}/${cluster}.failover.json`,
   };
 }

@@ -9,9 +9,11 @@ import {
   type MembershipInput,
   type NodePorts,
   type PeerMessage,
+  type PersistedFailoverState,
   type Reachability,
   type ScriptKind,
   type Step,
+  type WalPosition,
 } from "@efm/failover-core";
 import { armTimerAt, type MemberEvent } from "@efm/membership";
 import type { Logger } from "pino";
@@ -23,7 +25,8 @@ export interface Executors {
   checkLocalDb(timeoutMs: number): Promise<{ ok: boolean; failure?: LocalFailure }>;
   /** `asMaster`: count it reachable only if it serves as a master (not in recovery). */
   checkRemoteDb(target: string, timeoutMs: number, asMaster: boolean): Promise<Reachability>;
-  queryLsn(): Promise<string | null>;
+  /** The local WAL position, with its timeline when the database can tell. */
+  queryLsn(): Promise<string | null | WalPosition>;
   ping(address: string): Promise<boolean>;
   runScript(kind: ScriptKind, path: string): Promise<{ exitCode: number; output: string }>;
   /**
@@ -39,6 +42,8 @@ export interface Executors {
   releaseVip(vip: string): Promise<{ ok: boolean; output: string }>;
   notify(action: Extract<FailoverAction, { type: "notify" }>): void;
   writeState(allowed: readonly string[], priority: readonly string[]): void;
+  /** Persist the engine's record (last master, promotion epoch, rebuild flag), atomically. */
+  persist(state: PersistedFailoverState): void;
   respond(requestId: string, ok: boolean, message: string): void;
   exit(code: number, reason: string): void;
 }
@@ -86,6 +91,7 @@ function portsOf(exec: Executors): NodePorts {
     releaseVip: (vip) => exec.releaseVip(vip),
     notify: (action) => exec.notify(action),
     writeState: (allowed, priority) => exec.writeState(allowed, priority),
+    persist: (state) => exec.persist(state),
     respond: (requestId, ok, message) => exec.respond(requestId, ok, message),
     exit: (code, reason) => exec.exit(code, reason),
   };

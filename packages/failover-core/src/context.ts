@@ -51,6 +51,25 @@ export type AnyEvent = FailoverEvent | InternalEvent;
 
 type Draft<T> = { -readonly [K in keyof T]: T[K] };
 
+/** The newest timeline any candidate (or the master) reported; null when none could tell. */
+function currentTimeline(
+  lsns: Readonly<Record<string, string | null>>,
+  timelines: Readonly<Record<string, number | null>>,
+  masterTimeline: number | null,
+): number | null {
+  let current = masterTimeline;
+  for (const [a, lsn] of Object.entries(lsns)) {
+    const t = timelines[a];
+    if (lsn !== null && typeof t === "number" && (current === null || t > current)) current = t;
+  }
+  return current;
+}
+
+/** A known timeline older than the current one. */
+function behindTimeline(t: number | null | undefined, current: number | null): boolean {
+  return typeof t === "number" && current !== null && t < current;
+}
+
 /** Mutable working copy of one step; the caller's state is never touched. */
 export class Ctx {
   readonly s: Draft<FailoverState>;
@@ -105,7 +124,32 @@ export class Ctx {
     if (role === "Master") this.s.fencedForIsolation = false;
     if (role !== "Idle") this.s.idleForConflict = false;
     if (role === "Master") this.s.knownMaster = { address: this.self, lastHeardAt: this.now };
+    // A master's timeline is the current one by definition: nothing to rewind any more.
+    if (role === "Master") this.s.rebuildNeeded = false;
     this.broadcast(this.status());
+  }
+
+  /**
+   * Hands the caller what must survive a restart whenever it changed in this step: the last
+   * master (live knowledge wins over the record), the promotion epoch and the rebuild flag.
+   */
+  keepRecord(before: FailoverState): void {
+    const live = this.s.knownMaster?.address ?? null;
+    if (live !== null) this.s.recordedMaster = live;
+    if (
+      this.s.recordedMaster !== before.recordedMaster ||
+      this.s.epoch !== before.epoch ||
+      this.s.rebuildNeeded !== before.rebuildNeeded
+    ) {
+      this.act({
+        type: "persist",
+        state: {
+          lastMaster: this.s.recordedMaster,
+          epoch: this.s.epoch,
+          rebuildNeeded: this.s.rebuildNeeded,
+        },
+      });
+    }
   }
 
   /** Our status announcement: role, database, and the master we know of. */
@@ -290,16 +334,43 @@ export class Ctx {
 
   // ---- promotion (coordinator) ----
 
-  /** Orders candidates: highest WAL position first, ties by the standby priority list, then address. */
-  rankCandidates(lsns: Readonly<Record<string, string | null>>): string[] {
+  /**
+   * Orders candidates by (timeline, WAL position), ties by the standby priority list, then address.
+   * A candidate whose known timeline is older than the current one (the newest any candidate or
+   * the master reported) is left out: its WAL past the fork is history the cluster discarded, and
+   * promoting it would throw away everything written on the newer timeline. A candidate that cannot
+   * tell its timeline (no WAL receiver running) is taken to be on the current one.
+   */
+  rankCandidates(
+    lsns: Readonly<Record<string, string | null>>,
+    timelines: Readonly<Record<string, number | null>> = {},
+    masterTimeline: number | null = null,
+  ): string[] {
+    const current = currentTimeline(lsns, timelines, masterTimeline);
     const prio = (a: string) => {
       const i = this.s.priority.indexOf(a);
       return i < 0 ? Number.MAX_SAFE_INTEGER : i;
     };
+    const tl = (a: string) => timelines[a] ?? current ?? 0;
     return Object.entries(lsns)
-      .filter((e): e is [string, string] => e[1] !== null)
-      .sort(([a, la], [b, lb]) => compareLsn(lb, la) || prio(a) - prio(b) || (a < b ? -1 : a > b ? 1 : 0))
+      .filter((e): e is [string, string] => e[1] !== null && !behindTimeline(timelines[e[0]], current))
+      .sort(
+        ([a, la], [b, lb]) =>
+          tl(b) - tl(a) || compareLsn(lb, la) || prio(a) - prio(b) || (a < b ? -1 : a > b ? 1 : 0),
+      )
       .map(([a]) => a);
+  }
+
+  /** Why each standby with a position is no candidate for its timeline (for the operator's report). */
+  offTimeline(p: Promotion): Record<string, string> {
+    const current = currentTimeline(p.lsns, p.timelines, p.masterTimeline);
+    const out: Record<string, string> = {};
+    for (const [a, lsn] of Object.entries(p.lsns)) {
+      const t = p.timelines[a];
+      if (lsn !== null && behindTimeline(t, current))
+        out[a] = `on timeline ${t}, behind the current timeline ${current}: rewind or re-clone it`;
+    }
+    return out;
   }
 
   setPromotion(p: Promotion | null): void {
@@ -380,8 +451,10 @@ export class Ctx {
     const c = this.s.candidacy;
     if (!c) return;
     this.s.candidacy = null;
+    // A new master: a new promotion epoch, persisted (step) and announced with the new master.
+    this.s.epoch += 1;
     this.notify("failoverCompleted", this.cluster());
-    this.broadcast({ type: "newMaster", address: this.self });
+    this.broadcast({ type: "newMaster", address: this.self, epoch: this.s.epoch });
     this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: true, reason: "promoted" });
   }
 
@@ -459,6 +532,10 @@ export class Ctx {
     const token = this.token("fence");
     this.s.role = "Idle";
     this.s.fencedForIsolation = true;
+    // Whatever comes next, this database may hold WAL past the next promotion's fork: it is no
+    // candidate until rewound or re-cloned (persisted, so a reboot does not forget it).
+    this.s.rebuildNeeded = true;
+    this.s.fenceUnconfirmed = false;
     this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
     if (vip) {

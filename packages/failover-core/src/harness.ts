@@ -9,6 +9,7 @@ import type {
   FailoverEvent,
   FailoverState,
   PeerMessage,
+  PersistedFailoverState,
   ScriptKind,
   ViewInfo,
 } from "./types.ts";
@@ -23,6 +24,12 @@ interface FakeDb {
   verifiable: boolean;
   /** The local agent cannot reach it although other hosts can (a broken local socket or credentials). */
   localBroken: boolean;
+  /** The timeline its WAL is on (1 at the start; a promotion moves to a new one). */
+  timeline: number;
+  /** Its WAL went past the fork of a later promotion: it cannot stream from the new master. */
+  diverged: boolean;
+  /** The master it was reconfigured to follow (streams from it unless diverged). */
+  following: string | null;
 }
 
 /** One agent of the harness: its node (the engine with its ports), timers and fake database. */
@@ -31,9 +38,14 @@ class HarnessNode {
   readonly timers = new Map<string, { at: number; fire: () => void }>();
   alive = true;
   node!: FailoverNode;
+  /** What the agent persisted (survives `restart`). */
+  persisted: PersistedFailoverState | undefined;
+  /** The stop of the database cannot be confirmed (a fence fails). */
+  fenceFails = false;
   constructor(
     readonly address: string,
     readonly db: FakeDb | null,
+    readonly config: FailoverConfig,
   ) {}
   get state(): FailoverState {
     return this.node.state;
@@ -112,6 +124,15 @@ export class Harness {
       case "lsn":
         this.db(args[0]!).lsn = parseLsn(args[1]!);
         break;
+      case "timeline":
+        this.db(args[0]!).timeline = Number(args[1]);
+        break;
+      case "fence":
+        this.node(args[0]!).fenceFails = args[1] === "fails";
+        break;
+      case "restart":
+        this.restart(args[0]!);
+        break;
       case "script":
         this.scriptExit.set(args[0] as ScriptKind, Number(args[1]));
         break;
@@ -144,7 +165,7 @@ export class Harness {
           this.out.push(
             `${n.address}: ${n.alive ? (n.state.phase === "running" ? n.state.role : n.state.phase) : "down"}` +
               (n.db
-                ? ` db=${n.db.state}${n.db.inRecovery ? "/recovery" : ""}${n.db.fenced ? "/fenced" : ""} lsn=${formatLsn(n.db.lsn)}`
+                ? ` db=${n.db.state}${n.db.inRecovery ? "/recovery" : ""}${n.db.fenced ? "/fenced" : ""} lsn=${formatLsn(n.db.lsn)}${n.db.timeline > 1 ? ` tl=${n.db.timeline}` : ""}`
                 : ""),
           );
         }
@@ -189,10 +210,39 @@ export class Harness {
           fenced: false,
           verifiable: true,
           localBroken: false,
+          timeline: 1,
+          diverged: false,
+          following: null,
         };
-    const n = new HarnessNode(address, db);
+    const n = new HarnessNode(address, db, config);
+    this.spawn(n);
+    this.nodes.set(address, n);
+    this.voters.push(address);
+  }
+
+  private node(address: string): HarnessNode {
+    const n = this.nodes.get(address);
+    if (!n) throw new FailoverCoreError("invalid-event", `no node ${address}`);
+    return n;
+  }
+
+  /** A fresh agent on the node (its memory lost, its persisted state kept), started and joined. */
+  private restart(address: string): void {
+    const n = this.node(address);
+    n.alive = true;
+    n.timers.clear();
+    this.spawn(n);
+    this.out.push(`${address}: agent restarted`);
+    this.deliverNow(address, { type: "started", now: this.now });
+    this.drain();
+    this.installViews();
+    this.tick(harnessTimings.messageSlackMs);
+  }
+
+  private spawn(n: HarnessNode): void {
+    const address = n.address;
     n.node = createNode({
-      state: initialState(config),
+      state: initialState(n.persisted ? { ...n.config, persisted: n.persisted } : n.config),
       ports: this.ports(n),
       clock: {
         now: () => this.now,
@@ -221,8 +271,6 @@ export class Harness {
         },
       },
     });
-    this.nodes.set(address, n);
-    this.voters.push(address);
   }
 
   private startAll(): void {
@@ -242,6 +290,22 @@ export class Harness {
   private setDb(address: string, how: string): void {
     const db = this.db(address);
     if (how === "unverifiable") db.verifiable = false;
+    else if (how === "diverged") db.diverged = true;
+    else if (how === "rebuilt") {
+      // Re-cloned from the current master: a standby on its timeline, streaming from it.
+      const m = [...this.nodes.values()].find(
+        (x) => x.db?.state === "up" && !x.db.inRecovery && !x.db.fenced && x.address !== address,
+      );
+      db.diverged = false;
+      db.inRecovery = true;
+      db.fenced = false;
+      db.state = "up";
+      db.following = m?.address ?? null;
+      if (m?.db) {
+        db.timeline = m.db.timeline;
+        db.lsn = m.db.lsn;
+      }
+    } else if (how === "recovery") db.inRecovery = true;
     else if (how === "local-broken") db.localBroken = true;
     else db.state = how as FakeDb["state"];
   }
@@ -440,7 +504,12 @@ export class Harness {
       },
       checkRemoteDb: (target, _timeoutMs, asMaster) =>
         answer(asMaster && this.nodes.get(target)?.db?.inRecovery ? "unreachable" : this.reachDb(me, target)),
-      queryLsn: () => answer(n.db?.state === "up" ? formatLsn(n.db.lsn) : null),
+      queryLsn: () => {
+        const db = n.db;
+        if (db?.state !== "up") return answer(null);
+        const streaming = (db.inRecovery || db.fenced) && db.following !== null && !db.diverged;
+        return answer({ lsn: formatLsn(db.lsn), timeline: db.timeline, streaming });
+      },
       pingVip: () => answer([...this.vipHolders].some((h) => h !== me && this.linked(me, h))),
       pingServer: () => answer(!this.outside.has(me)),
       runScript: (script) => {
@@ -455,7 +524,13 @@ export class Harness {
         return answer(ok ? { ok } : { ok, error: "the local database is not a reachable standby" });
       },
       promoteDb: () => {
-        if (n.db) n.db.inRecovery = false;
+        if (n.db) {
+          n.db.inRecovery = false;
+          n.db.fenced = false;
+          n.db.following = null;
+          // A promotion starts a timeline no database has used yet.
+          n.db.timeline = 1 + Math.max(...[...this.nodes.values()].map((x) => x.db?.timeline ?? 0));
+        }
         this.out.push(`${me}: PROMOTE database`);
         return n.db
           ? answer(undefined)
@@ -467,12 +542,27 @@ export class Harness {
             );
       },
       fenceDb: () => {
+        if (n.fenceFails) {
+          this.out.push(`${me}: FENCE database (the stop cannot be confirmed)`);
+          return settleWhen(
+            (run) => this.later(n, run),
+            () => {
+              throw new Error("the database did not stop");
+            },
+          );
+        }
         if (n.db) n.db.fenced = true;
         this.out.push(`${me}: FENCE database`);
         return answer(undefined);
       },
       reconfigureDb: (newMaster) => {
         this.out.push(`${me}: reconfigure to follow ${newMaster}`);
+        const db = n.db;
+        const master = this.nodes.get(newMaster)?.db;
+        if (db) {
+          db.following = newMaster;
+          if (master && !db.diverged) db.timeline = master.timeline;
+        }
         return answer(undefined);
       },
       assignVip: () => {
@@ -493,6 +583,9 @@ export class Harness {
         void this.out.push(
           `${me}: write state allowed=[${allowed.join(" ")}] priority=[${priority.join(" ")}]`,
         ),
+      persist: (state) => {
+        n.persisted = state;
+      },
       exit: (code, reason) => {
         this.out.push(`${me}: EXIT ${code} (${reason})`);
         n.alive = false;

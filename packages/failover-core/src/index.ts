@@ -34,6 +34,7 @@ export type {
   NotifyAction,
   PeerInfo,
   PeerMessage,
+  PersistedFailoverState,
   Phase,
   Promotion,
   Reachability,
@@ -43,5 +44,6 @@ export type {
   Transition,
   ViewInfo,
   ViewMember,
+  WalPosition,
 } from "./types.ts";
 export { Harness, harnessConfig, harnessTimings, QUIET_RULES, runScenario } from "./harness.ts";

@@ -66,6 +66,7 @@ function recordingPorts(fail: Set<string> = new Set()) {
     releaseVip: () => answer("releaseVip", { ok: true, output: "released" }),
     notify: (a) => void calls.push(`notify ${a.id}`),
     writeState: () => void calls.push("writeState"),
+    persist: (st) => void calls.push(`persist ${st.lastMaster} ${st.epoch} ${st.rebuildNeeded}`),
     respond: (id, ok) => void calls.push(`respond ${id} ${ok}`),
     exit: (code) => void calls.push(`exit ${code}`),
   };
@@ -98,6 +99,7 @@ const EVERY_ACTION: { [K in FailoverAction["type"]]: Extract<FailoverAction, { t
     params: { clusterName: "acctg", pathName: "/x", nodeAddress: "h" },
   },
   writeState: { type: "writeState", allowed: [SELF], priority: [] },
+  persist: { type: "persist", state: { lastMaster: B, epoch: 3, rebuildNeeded: true } },
   respond: { type: "respond", requestId: "r1", ok: true, message: "ok" },
   setTimer: { type: "setTimer", name: "probe", at: 5000 },
   cancelTimer: { type: "cancelTimer", name: "probe" },
@@ -156,6 +158,7 @@ describe("createNode: actions", () => {
       "releaseVip",
       "notify lockFileRemoved",
       "writeState",
+      `persist ${B} 3 true`,
       "respond r1 true",
       "exit 0",
     ]);
@@ -213,6 +216,31 @@ describe("createNode: actions", () => {
       },
     ]);
     expect(failed).toHaveLength(4);
+  });
+
+  it("carries the timeline of a position the port can tell, and accepts a plain position", async () => {
+    const clock = new TestClock();
+    const { ports } = recordingPorts();
+    const events: FailoverEvent[] = [];
+    for (const answer of [
+      { lsn: "0/5000", timeline: 2, streaming: true },
+      { lsn: "0/5000", timeline: null },
+      "0/5000",
+      null,
+    ]) {
+      const { step, seen } = scriptedStep([EVERY_ACTION.queryLsn]);
+      const withPosition: NodePorts = { ...ports, queryLsn: () => Promise.resolve(answer) };
+      createNode({ state: withView([SELF]), ports: withPosition, clock, step }).start();
+      await settle();
+      events.push(seen.at(-1)!);
+    }
+    const base = { type: "lsnQueried", now: 1000, token: "t-lsn" };
+    expect(events).toEqual([
+      { ...base, lsn: "0/5000", timeline: 2, streaming: true },
+      { ...base, lsn: "0/5000", timeline: null },
+      { ...base, lsn: "0/5000" },
+      { ...base, lsn: null },
+    ]);
   });
 
   it("treats a port that throws like one that rejects", async () => {

@@ -8,9 +8,11 @@ import type {
   LocalFailure,
   NotifyAction,
   PeerMessage,
+  PersistedFailoverState,
   Reachability,
   ScriptKind,
   StepResult,
+  WalPosition,
 } from "./types.ts";
 
 /** The engine's step function (or a wrapper around it that observes it). */
@@ -47,7 +49,11 @@ export interface NodePorts {
   checkLocalDb(timeoutMs: number): PromiseLike<{ ok: boolean; failure?: LocalFailure }>;
   /** `asMaster`: count it reachable only if it serves as a master (not in recovery). */
   checkRemoteDb(target: string, timeoutMs: number, asMaster: boolean): PromiseLike<Reachability>;
-  queryLsn(): PromiseLike<string | null>;
+  /**
+   * The local database's WAL position; with its timeline when the database can tell (a plain
+   * position, or null when it cannot be read, is accepted from executors that do not know it).
+   */
+  queryLsn(): PromiseLike<string | null | WalPosition>;
   /** Is the virtual IP answering from some other host? */
   pingVip(vip: string): PromiseLike<boolean>;
   /** Does pingServerIp answer (are we still connected to the outside)? */
@@ -63,6 +69,12 @@ export interface NodePorts {
   notify(action: NotifyAction): void;
   /** Persist the allowed and priority lists. */
   writeState(allowed: readonly string[], priority: readonly string[]): void;
+  /**
+   * Persist what must survive a restart (last master, promotion epoch, rebuild flag) and hand it
+   * back as `config.persisted` at the next start. Write it atomically (temporary file, fsync,
+   * rename); the engine does not wait for it, so a failure is the port's to report.
+   */
+  persist(state: PersistedFailoverState): void;
   /** Answer an admin request (the CLI). */
   respond(requestId: string, ok: boolean, message: string): void;
   exit(code: number, reason: string): void;
@@ -338,7 +350,17 @@ export function createNode(options: NodeOptions): FailoverNode {
         return later(
           a,
           () => ports.queryLsn(),
-          (lsn, now) => ({ type: "lsnQueried", now, token: a.token, lsn }),
+          (pos, now) =>
+            pos === null || typeof pos === "string"
+              ? { type: "lsnQueried", now, token: a.token, lsn: pos }
+              : {
+                  type: "lsnQueried",
+                  now,
+                  token: a.token,
+                  lsn: pos.lsn,
+                  timeline: pos.timeline,
+                  ...(pos.streaming !== undefined ? { streaming: pos.streaming } : {}),
+                },
           (_e, now) => ({ type: "lsnQueried", now, token: a.token, lsn: null }),
         );
       case "pingVip":
@@ -426,6 +448,9 @@ export function createNode(options: NodeOptions): FailoverNode {
         return;
       case "writeState":
         ports.writeState(a.allowed, a.priority);
+        return;
+      case "persist":
+        ports.persist(a.state);
         return;
       case "respond":
         ports.respond(a.requestId, a.ok, a.message);

@@ -36,10 +36,16 @@ const SPECS: Specs = {
   checkDb: { token: STR, target: STR, asMaster: f("bool", OPT) },
   checkDbReply: { token: STR, result: f("reach") },
   dbFailureVerdict: { token: STR, confirmed: f("bool") },
-  fenced: { token: STR },
+  fenced: { token: STR, unconfirmed: f("bool", OPT) },
   switchover: { token: STR, newMaster: f("str", OPT) },
   queryLsn: { token: STR },
-  lsnReply: { token: STR, lsn: f("str", { nullable: true }), role: f("role") },
+  lsnReply: {
+    token: STR,
+    lsn: f("str", { nullable: true }),
+    role: f("role"),
+    timeline: f("num", { optional: true, nullable: true }),
+    rebuild: f("bool", OPT),
+  },
   promote: {
     token: STR,
     epoch: f("num"),
@@ -51,12 +57,12 @@ const SPECS: Specs = {
   checkPromotable: { token: STR, restore: f("bool", OPT) },
   promotableReply: { token: STR, ok: f("bool"), error: f("text", OPT), refused: f("bool", OPT) },
   notice: { text: f("text", { nullable: true }) },
-  newMaster: { address: STR },
+  newMaster: { address: STR, epoch: f("num", OPT) },
   lists: { allowed: f("list"), priority: f("list") },
   command: { requestId: STR, command: f("command") },
   commandReply: { requestId: STR, ok: f("bool"), message: f("text") },
   stop: {},
-  fencedMasterBack: {},
+  fencedMasterBack: { unconfirmed: f("bool", OPT) },
 };
 
 const ROLES = new Set(["Master", "Standby", "Witness", "Idle", "Promoting"]);

@@ -60,6 +60,11 @@ export function initialState(config: FailoverConfig): FailoverState {
     lsnQueries: {},
     promotableChecks: {},
     attention: null,
+    recordedMaster: config.persisted?.lastMaster ?? null,
+    startedAt: null,
+    epoch: config.persisted?.epoch ?? 0,
+    rebuildNeeded: config.persisted?.rebuildNeeded === true,
+    fenceUnconfirmed: false,
     reconfigureToken: null,
     reconfigureRetry: false,
     previousViewSize: 0,
@@ -128,6 +133,9 @@ export function step(state: FailoverState, event: FailoverEvent): StepResult {
   // Idle primary, a resume, an aborted candidacy): a promoted master whose timer chain had died
   // while Promoting was never checked again, so a second failure of a master went unnoticed.
   c.keepMonitoring();
+  // One place for persistence too: whatever row learned a new master, finished a promotion or
+  // fenced a master, what must survive a restart is handed to the caller in this same step.
+  c.keepRecord(state);
   // An operator notice about a masterless cluster ends once a master runs again.
   if (c.s.attention !== null && (c.s.role === "Master" || c.membersWithRole("Master").length > 0))
     c.s.attention = null;

@@ -1384,6 +1384,202 @@ describe("a promotion checks its candidate first and never ends silently without
   });
 });
 
+describe("timeline-aware promotion (issue 13)", () => {
+  const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+  const sent = (r: StepResult, type: PeerMessage["type"]) =>
+    r.actions.flatMap((a) => (a.type === "send" && a.message.type === type ? [a] : []));
+
+  /** An automatic failover from a with the standbys' replies as given. */
+  function failover(
+    replies: [string, Extract<PeerMessage, { type: "lsnReply" }>["lsn"], number | null, boolean?][],
+  ) {
+    let s = coordinator();
+    // a's agent and database are gone: w decides once the lease wait is over
+    const without = view(
+      2,
+      FULL.filter(([x]) => x !== "a"),
+      { coordinator: "w", voters: ["a", "b", "c", "w"] },
+    );
+    s = run(s, { type: "viewInstalled", now: 10, view: without }).state;
+    s = run(s, {
+      type: "memberGone",
+      now: 10,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 0,
+      takeoverAllowedAt: 10,
+    }).state;
+    const inv = s.investigations[0]!;
+    for (const who of ["b", "c"])
+      s = run(s, msg(11, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    let r = run(s, { type: "timer", now: 12, name: `investigation:${inv.token}` });
+    s = r.state;
+    const tok = s.promotion!.token;
+    for (const [who, lsn, timeline, rebuild] of replies) {
+      r = run(
+        s,
+        msg(13, who, {
+          type: "lsnReply",
+          token: tok,
+          lsn,
+          role: "Standby",
+          timeline,
+          ...(rebuild ? { rebuild } : {}),
+        }),
+      );
+      s = r.state;
+    }
+    return { s, r, tok };
+  }
+
+  it("ranks by timeline before position: WAL past the fork on an older timeline is no candidate", () => {
+    // b went further (0/9000) but on timeline 1; c is on timeline 2, the current one
+    const { r } = failover([
+      ["b", "0/9000", 1],
+      ["c", "0/4000", 2],
+    ]);
+    expect(rules(r)).toContain("promo.rank");
+    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    expect(r.state.promotion!.ranked).toEqual(["c"]);
+    expect(r.state.promotion!.failures.b).toBe(
+      "on timeline 1, behind the current timeline 2: rewind or re-clone it",
+    );
+  });
+
+  it("on the same timeline the position decides, then the priority list; an unknown timeline counts as current", () => {
+    const same = failover([
+      ["b", "0/4000", 2],
+      ["c", "0/5000", 2],
+    ]);
+    expect(same.r.state.promotion!.ranked).toEqual(["c", "b"]);
+    const tie = failover([
+      ["c", "0/5000", 2],
+      ["b", "0/5000", 2],
+    ]);
+    expect(tie.r.state.promotion!.ranked).toEqual(["b", "c"]);
+    const unknown = failover([
+      ["b", "0/6000", null],
+      ["c", "0/5000", 2],
+    ]);
+    expect(unknown.r.state.promotion!.ranked).toEqual(["b", "c"]);
+  });
+
+  it("a fenced ex-master's reply is never a candidate, and no candidate on the current timeline means no failover", () => {
+    const rebuild = failover([
+      ["b", "0/9000", null, true],
+      ["c", "0/4000", 2],
+    ]);
+    expect(rebuild.r.state.promotion!.ranked).toEqual(["c"]);
+    // only an older timeline than the master's own (a manual promotion hears the master)
+    let s = coordinator();
+    s = run(s, { type: "command", now: 1, requestId: "r1", command: { kind: "promote", force: true } }).state;
+    const tok = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: tok, lsn: "0/10", role: "Master", timeline: 3 })).state;
+    s = run(
+      s,
+      msg(2, "b", { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby", timeline: 2 }),
+    ).state;
+    const r = run(
+      s,
+      msg(2, "c", { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby", timeline: 2 }),
+    );
+    expect(rules(r)).toContain("promo.noCandidate");
+    expect(find(r, "respond").message).toBe(
+      "No standby is on the current timeline (b: on timeline 2, behind the current timeline 3: rewind or re-clone it; " +
+        "c: on timeline 2, behind the current timeline 3: rewind or re-clone it).",
+    );
+  });
+
+  it("a standby answers with its timeline; a fenced ex-master says it needs a rebuild", () => {
+    let b = boot("b", "recovery", view(1, FULL));
+    let r = run(b, msg(1, "a", { type: "queryLsn", token: "p1" }));
+    const q = find(r, "queryLsn");
+    r = run(r.state, {
+      type: "lsnQueried",
+      now: 2,
+      token: q.token,
+      lsn: "0/5000",
+      timeline: 2,
+      streaming: true,
+    });
+    expect(find(r, "send").message).toEqual({
+      type: "lsnReply",
+      token: "p1",
+      lsn: "0/5000",
+      role: "Standby",
+      timeline: 2,
+    });
+    b = { ...r.state, rebuildNeeded: true };
+    r = run(b, msg(3, "a", { type: "queryLsn", token: "p2" }));
+    r = run(r.state, { type: "lsnQueried", now: 4, token: find(r, "queryLsn").token, lsn: "0/9000" });
+    expect(find(r, "send").message).toEqual({
+      type: "lsnReply",
+      token: "p2",
+      lsn: "0/9000",
+      role: "Standby",
+      rebuild: true,
+    });
+  });
+
+  it("a master that fences itself persists the rebuild flag; restarted in recovery it stays Idle until resumed streaming", () => {
+    const a = boot("a", "primary", view(1, FULL));
+    const fenced = run(a, { type: "quorumLost", now: 5 });
+    expect(fenced.state.role).toBe("Idle");
+    expect(find(fenced, "persist").state).toEqual({ lastMaster: "a", epoch: 0, rebuildNeeded: true });
+    // the host reboots: the database comes back in recovery, the agent starts with what it persisted
+    const persisted = find(fenced, "persist").state;
+    let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
+    const started = run(s, { type: "localRoleChecked", now: 100, result: "recovery" });
+    expect(rules(started)).toEqual(["start.recovery.rebuild"]);
+    expect(started.state.role).toBe("Idle");
+    s = started.state;
+    s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
+    s = joinView(
+      s,
+      view(2, [
+        ["b", "Master"],
+        ["a", null],
+        ["c", "Standby"],
+        ["w", "Witness"],
+      ]),
+      100,
+    ).state;
+    for (const a2 of Object.keys(s.startupChecks ?? {}))
+      s = run(s, {
+        type: "remoteDbChecked",
+        now: 101,
+        token: a2,
+        target: s.startupChecks![a2]!,
+        result: "reachable",
+      }).state;
+    expect([s.phase, s.role]).toEqual(["running", "Idle"]);
+    s = run(s, msg(102, "b", { type: "status", role: "Master", db: "UP", master: "b" })).state;
+    // resume: healthy, in recovery, but not streaming from b (WAL past the fork): refused
+    const resume = (st: FailoverState, streaming: boolean) => {
+      let r = run(st, { type: "command", now: 103, requestId: "r9", command: { kind: "resume" } });
+      r = run(r.state, { type: "localDbChecked", now: 104, token: find(r, "checkLocalDb").token, ok: true });
+      r = run(r.state, { type: "localRoleChecked", now: 105, result: "recovery" });
+      expect(rules(r)).toEqual(["resume.rebuild.check"]);
+      return run(r.state, {
+        type: "lsnQueried",
+        now: 106,
+        token: find(r, "queryLsn").token,
+        lsn: "0/9000",
+        timeline: 1,
+        streaming,
+      });
+    };
+    const refused = resume(s, false);
+    expect(rules(refused)).toEqual(["resume.rebuild.refused"]);
+    expect(find(refused, "respond")).toMatchObject({ ok: false });
+    expect(refused.state.rebuildNeeded).toBe(true);
+    const ok = resume(refused.state, true);
+    expect(rules(ok)).toEqual(["resume.rebuild.ok"]);
+    expect(ok.state.role).toBe("Standby");
+    expect(find(ok, "persist").state).toEqual({ lastMaster: "b", epoch: 0, rebuildNeeded: false });
+  });
+});
+
 describe("after a failover", () => {
   it("warns instead of reconfiguring when auto.reconfigure=false; reports failed reconfiguration", () => {
     const s = boot("c", "recovery", view(1, FULL), { autoReconfigure: false });

@@ -164,6 +164,7 @@ function afterSwitchover(c: Ctx): void {
     switchedOver: true,
     awaiting: ask,
     lsns: {},
+    timelines: {},
     candidate: null,
   });
   queryPositions(c, p.token, ask);
@@ -372,6 +373,7 @@ export const transitions: readonly TransitionRow[] = [
     reason: "is.witness=true: start as a dedicated witness without a local database",
     when: (c) => c.s.config.isWitness,
     run: (c) => {
+      c.s.startedAt = c.now;
       c.s.role = "Witness";
       c.s.db = "UNKNOWN";
       afterRoleKnown(c);
@@ -385,7 +387,10 @@ export const transitions: readonly TransitionRow[] = [
     to: "starting",
     actions: "checkLocalRole (pg_is_in_recovery)",
     reason: "ask the local database whether it is in recovery to learn our role",
-    run: (c) => c.act({ type: "checkLocalRole" }),
+    run: (c) => {
+      c.s.startedAt = c.now;
+      c.act({ type: "checkLocalRole" });
+    },
   }),
   row({
     id: "start.primary",
@@ -398,6 +403,22 @@ export const transitions: readonly TransitionRow[] = [
     when: (_c, e) => e.result === "primary",
     run: (c) => {
       c.s.role = "Master";
+      c.s.db = "UP";
+      afterRoleKnown(c);
+    },
+  }),
+  row({
+    id: "start.recovery.rebuild",
+    from: ["starting"],
+    on: "localRoleChecked",
+    guard: "pg_is_in_recovery() = true, but this database was a master that fenced itself (persisted)",
+    to: "Idle",
+    actions: "wait for a view; stay Idle until `efm resume` finds it streaming from the master",
+    reason:
+      "this database was a fenced master and may hold WAL past the last promotion's fork: no candidate until rewound or re-cloned and resumed",
+    when: (c, e) => e.result === "recovery" && c.s.rebuildNeeded,
+    run: (c) => {
+      c.s.role = "Idle";
       c.s.db = "UP";
       afterRoleKnown(c);
     },
@@ -1847,6 +1868,7 @@ export const transitions: readonly TransitionRow[] = [
         token,
         awaiting: ask,
         lsns: {},
+        timelines: {},
         candidate: null,
         switchedOver: p.switchedOver || e.masterFenced === true,
       });
@@ -1941,7 +1963,9 @@ export const transitions: readonly TransitionRow[] = [
         stage: "queryLsn",
         awaiting: ask,
         lsns: {},
+        timelines: {},
         masterLsn: null,
+        masterTimeline: null,
         candidate: null,
         request: e.request,
         epoch: c.s.view?.epoch ?? 0,
@@ -1984,7 +2008,14 @@ export const transitions: readonly TransitionRow[] = [
       const bar = dest.indexOf("|");
       const to = bar < 0 ? c.self : dest.slice(0, bar);
       const token = bar < 0 ? dest : dest.slice(bar + 1);
-      c.send(to, { type: "lsnReply", token, lsn: e.lsn, role: c.s.role ?? "Idle" });
+      c.send(to, {
+        type: "lsnReply",
+        token,
+        lsn: e.lsn,
+        role: c.s.role ?? "Idle",
+        ...(e.timeline !== undefined ? { timeline: e.timeline } : {}),
+        ...(c.s.rebuildNeeded ? { rebuild: true } : {}),
+      });
     },
   }),
   row({
@@ -2002,11 +2033,16 @@ export const transitions: readonly TransitionRow[] = [
     run: (c, e) => {
       const p = c.s.promotion!;
       const isMaster = e.message.role === "Master";
+      const timeline = e.message.timeline ?? null;
+      // A fenced ex-master not yet rewound is never a candidate, whatever its position.
+      const candidate = e.message.role === "Standby" && e.message.rebuild !== true;
       c.setPromotion({
         ...p,
         awaiting: p.awaiting.filter((a) => a !== e.from),
-        lsns: isMaster || e.message.role !== "Standby" ? p.lsns : { ...p.lsns, [e.from]: e.message.lsn },
+        lsns: candidate ? { ...p.lsns, [e.from]: e.message.lsn } : p.lsns,
+        timelines: candidate ? { ...p.timelines, [e.from]: timeline } : p.timelines,
         masterLsn: isMaster ? e.message.lsn : p.masterLsn,
+        masterTimeline: isMaster ? timeline : p.masterTimeline,
       });
       if (c.s.promotion!.awaiting.length === 0) c.raise({ type: "lsnsCollected", now: c.now });
     },
@@ -2055,6 +2091,7 @@ export const transitions: readonly TransitionRow[] = [
         epoch: c.s.view!.epoch,
         awaiting: [...ask, ...master],
         lsns: {},
+        timelines: {},
         masterLsn: null,
       });
       queryPositions(c, p.token, [...ask, ...master]);
@@ -2068,12 +2105,19 @@ export const transitions: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "notify failoverNotOccurred",
     reason: "no standby could report its WAL position: nothing to promote",
-    when: (c) => c.s.promotion !== null && c.rankCandidates(c.s.promotion.lsns).length === 0,
+    when: (c) => {
+      const p = c.s.promotion;
+      return p !== null && c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0;
+    },
     run: (c) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
-      if (p.request)
-        c.reply(p.request.origin, p.request.requestId, false, "No standby could report its WAL position.");
+      const off = Object.entries(c.offTimeline(p)).map(([a, why]) => `${a}: ${why}`);
+      const why =
+        off.length > 0
+          ? `No standby is on the current timeline (${off.join("; ")}).`
+          : "No standby could report its WAL position.";
+      if (p.request) c.reply(p.request.origin, p.request.requestId, false, why);
       else c.notify("failoverNotOccurred", c.cluster());
     },
   }),
@@ -2088,10 +2132,13 @@ export const transitions: readonly TransitionRow[] = [
     when: (c) => {
       const p = c.s.promotion;
       if (!p?.manual || p.force || p.switchedOver || p.masterLsn === null) return false;
-      const best = c.rankCandidates(p.lsns)[0]!;
+      const best = c.rankCandidates(p.lsns, p.timelines, p.masterTimeline)[0]!;
       return (
         p.lsns[best] !== p.masterLsn &&
-        (c.rankCandidates({ m: p.masterLsn, s: p.lsns[best]! })[0] ?? "m") === "m"
+        (c.rankCandidates(
+          { m: p.masterLsn, s: p.lsns[best]! },
+          { m: p.masterTimeline, s: p.timelines[best] ?? null },
+        )[0] ?? "m") === "m"
       );
     },
     run: (c) => {
@@ -2109,16 +2156,17 @@ export const transitions: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "rank the candidates; ask the best untried one to check it can be promoted",
     reason:
-      "rank the standbys by WAL position (ties: priority list); the best must pass its pre-promotion check before anyone is fenced",
+      "rank the standbys by (timeline, WAL position), ties by the priority list, leaving out any behind the current timeline; the best must pass its pre-promotion check before anyone is fenced",
     run: (c) => {
       const p = c.s.promotion!;
       // A manual promotion without force only considers standbys up to date with the master.
       const ranked = c
-        .rankCandidates(p.lsns)
+        .rankCandidates(p.lsns, p.timelines, p.masterTimeline)
         .filter(
           (a) => !p.manual || p.force || p.masterLsn === null || compareLsn(p.lsns[a]!, p.masterLsn) >= 0,
         );
-      c.setPromotion({ ...p, ranked });
+      // Standbys left out for their timeline are named in the outcome if nobody can be promoted.
+      c.setPromotion({ ...p, ranked, failures: { ...c.offTimeline(p), ...p.failures } });
       c.nextCandidate();
     },
   }),
@@ -3172,8 +3220,76 @@ export const transitions: readonly TransitionRow[] = [
     to: "Standby",
     actions: "start monitoring; respond ok",
     reason: "resumed as a standby",
-    when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "recovery",
+    when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "recovery" && !c.s.rebuildNeeded,
     run: (c) => resumeAsRole(c, "Standby", c.s.pendingResume!.requestId),
+  }),
+  row({
+    id: "resume.rebuild.check",
+    from: ["Idle"],
+    on: "localRoleChecked",
+    guard: "resuming; database in recovery; it was a fenced master (rebuild flag)",
+    to: "unchanged",
+    actions: "queryLsn: does the database stream from its upstream now?",
+    reason:
+      "a fenced ex-master resumes as a standby only once it follows the current master's timeline (rewound or re-cloned)",
+    when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "recovery",
+    run: (c) => {
+      c.s.pendingResume = { ...c.s.pendingResume!, stage: "wal" };
+      c.act({ type: "queryLsn", token: c.s.pendingResume.token });
+    },
+  }),
+  row({
+    id: "resume.rebuild.ok",
+    from: ["Idle"],
+    on: "lsnQueried",
+    guard:
+      "resuming a fenced ex-master; its database streams from the running master (no older timeline than the cluster's)",
+    to: "Standby",
+    actions: "clear the rebuild flag (persisted); resume as a standby",
+    reason:
+      "the rebuilt database streams from the current master, so its history is the master's: it is a standby and a candidate again",
+    // PostgreSQL only streams once the upstream's timeline history is compatible with the
+    // standby's own; a database with WAL past the fork never gets there.
+    when: (c, e) => {
+      const m = c.s.knownMaster?.address;
+      return (
+        c.s.pendingResume?.stage === "wal" &&
+        c.s.pendingResume.token === e.token &&
+        e.streaming === true &&
+        m !== undefined &&
+        m !== c.self &&
+        c.roleOf(m) === "Master"
+      );
+    },
+    run: (c) => {
+      c.s.rebuildNeeded = false;
+      c.s.fencedForIsolation = false;
+      resumeAsRole(c, "Standby", c.s.pendingResume!.requestId);
+    },
+  }),
+  row({
+    id: "resume.rebuild.refused",
+    from: ["Idle"],
+    on: "lsnQueried",
+    guard: "resuming a fenced ex-master that does not stream from a running master",
+    to: "Idle",
+    actions: "respond error with the steps",
+    reason: "a fenced ex-master that does not follow the current master stays out of the candidates",
+    when: (c, e) => c.s.pendingResume?.stage === "wal" && c.s.pendingResume.token === e.token,
+    run: (c) => {
+      const r = c.s.pendingResume!;
+      c.s.pendingResume = null;
+      const m = c.s.knownMaster?.address;
+      c.act({
+        type: "respond",
+        requestId: r.requestId,
+        ok: false,
+        message:
+          "This database was a master that fenced itself and may hold WAL the cluster discarded at the last " +
+          `promotion. Rewind it (pg_rewind) or re-clone it from the current master${m && m !== c.self ? ` (${m})` : ""}, ` +
+          "start it as a standby streaming from that master, then run resume again.",
+      });
+    },
   }),
   row({
     id: "resume.master.conflict",

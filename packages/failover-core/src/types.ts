@@ -18,6 +18,36 @@ export type LocalFailure = "refused" | "timeout" | "authentication" | "tooManyCo
 /** User scripts of section 3.2.1. */
 export type ScriptKind = "fence" | "postPromotion" | "dbFailure" | "masterIsolated";
 
+/**
+ * A database's place in the WAL history: its position and, when the database can tell, the
+ * timeline it is on. Candidates are ranked by timeline first: WAL on an older timeline past the
+ * fork point is history the cluster discarded, however far it goes.
+ */
+export interface WalPosition {
+  readonly lsn: string | null;
+  /** Timeline of that position; null when unknown (no WAL receiver running, an older executor). */
+  readonly timeline: number | null;
+  /** The WAL receiver streams from its upstream now (so its history is compatible with it). */
+  readonly streaming?: boolean;
+}
+
+/**
+ * What an agent keeps across restarts in its state directory (written atomically by the caller,
+ * handed back as `config.persisted` at the next start).
+ */
+export interface PersistedFailoverState {
+  /** The last master this agent knew of. */
+  readonly lastMaster: string | null;
+  /** Promotions this agent has seen completed (a new master raises it). */
+  readonly epoch: number;
+  /**
+   * This agent's database was a master that fenced itself: its WAL may go past the fork of the
+   * next promotion, so it is no candidate until rewound or re-cloned and resumed (`efm resume`
+   * checks that it streams from the current master).
+   */
+  readonly rebuildNeeded: boolean;
+}
+
 /** Everything the engine needs from the properties file, already validated, times in milliseconds. */
 export interface FailoverConfig {
   /** This agent's address as it appears in views (`bind.address`). */
@@ -47,6 +77,8 @@ export interface FailoverConfig {
   readonly allowed: readonly string[];
   /** Standby priority host list (persisted state). */
   readonly priority: readonly string[];
+  /** What this agent persisted before it last stopped; absent on a first start. */
+  readonly persisted?: PersistedFailoverState;
 }
 
 /** One member of an installed view, with the failover role it last announced (if membership carries it). */
@@ -96,7 +128,12 @@ export type PeerMessage =
   | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
   | { readonly type: "checkDbReply"; readonly token: string; readonly result: Reachability }
   | { readonly type: "dbFailureVerdict"; readonly token: string; readonly confirmed: boolean }
-  | { readonly type: "fenced"; readonly token: string }
+  | {
+      readonly type: "fenced";
+      readonly token: string;
+      /** The database could not be confirmed stopped: treat the old master as possibly writable. */
+      readonly unconfirmed?: boolean;
+    }
   | { readonly type: "switchover"; readonly token: string; readonly newMaster?: string }
   | { readonly type: "queryLsn"; readonly token: string }
   | {
@@ -104,6 +141,10 @@ export type PeerMessage =
       readonly token: string;
       readonly lsn: string | null;
       readonly role: AgentRole;
+      /** The timeline of that position, when the database can tell (absent from older agents). */
+      readonly timeline?: number | null;
+      /** The sender is a fenced ex-master not yet rewound or re-cloned: never a candidate. */
+      readonly rebuild?: boolean;
     }
   | {
       readonly type: "promote";
@@ -134,7 +175,12 @@ export type PeerMessage =
     }
   /** What an operator must do now (the cluster has no master and cannot make one); null: nothing. */
   | { readonly type: "notice"; readonly text: string | null }
-  | { readonly type: "newMaster"; readonly address: string }
+  | {
+      readonly type: "newMaster";
+      readonly address: string;
+      /** The promotion epoch the new master reached (absent from older agents). */
+      readonly epoch?: number;
+    }
   | { readonly type: "lists"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
   | { readonly type: "command"; readonly requestId: string; readonly command: Command }
   | {
@@ -145,7 +191,11 @@ export type PeerMessage =
     }
   | { readonly type: "stop" }
   /** An old master that fenced itself in a minority is back in a majority view. */
-  | { readonly type: "fencedMasterBack" };
+  | {
+      readonly type: "fencedMasterBack";
+      /** Its fence could not be confirmed: the old database may still take writes. */
+      readonly unconfirmed?: boolean;
+    };
 
 /** Inputs to `step`. Every event carries the current time: the engine never reads a clock. */
 export type FailoverEvent =
@@ -188,7 +238,14 @@ export type FailoverEvent =
       readonly target: string;
       readonly result: Reachability;
     }
-  | { readonly type: "lsnQueried"; readonly now: number; readonly token: string; readonly lsn: string | null }
+  | {
+      readonly type: "lsnQueried";
+      readonly now: number;
+      readonly token: string;
+      readonly lsn: string | null;
+      readonly timeline?: number | null;
+      readonly streaming?: boolean;
+    }
   | { readonly type: "vipPinged"; readonly now: number; readonly token: string; readonly reachable: boolean }
   | {
       readonly type: "pingServerPinged";
@@ -293,6 +350,8 @@ export type FailoverAction =
   | { readonly type: "releaseVip"; readonly token: string; readonly vip: string }
   | NotifyAction
   | { readonly type: "writeState"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
+  /** Persist what must survive a restart (last master, promotion epoch, rebuild flag). */
+  | { readonly type: "persist"; readonly state: PersistedFailoverState }
   | { readonly type: "respond"; readonly requestId: string; readonly ok: boolean; readonly message: string }
   | { readonly type: "setTimer"; readonly name: string; readonly at: number }
   | { readonly type: "cancelTimer"; readonly name: string }
@@ -336,7 +395,11 @@ export interface Promotion {
   readonly switchedOver: boolean;
   readonly awaiting: readonly string[];
   readonly lsns: Readonly<Record<string, string | null>>;
+  /** Timelines the standbys reported with their positions (null: unknown). */
+  readonly timelines: Readonly<Record<string, number | null>>;
   readonly masterLsn: string | null;
+  /** The master's timeline when it answered too (manual promotion). */
+  readonly masterTimeline: number | null;
   readonly candidate: string | null;
   readonly request: { readonly requestId: string; readonly origin: string } | null;
   readonly epoch: number;
@@ -348,6 +411,11 @@ export interface Promotion {
   readonly verified: readonly string[];
   /** The candidate is the fenced old master, brought back because no standby could be promoted. */
   readonly restoring: boolean;
+  /**
+   * The old master's fence was not confirmed: it may still take writes, so the candidate runs the
+   * 8.3 checks (VIP, ping server, master database) even after a switchover.
+   */
+  readonly masterUnconfirmed?: boolean;
 }
 
 /** The promotion pipeline on the chosen standby. */
@@ -427,7 +495,8 @@ export interface FailoverState {
   readonly selfFence: SelfFence | null;
   readonly pendingResume: {
     readonly requestId: string;
-    readonly stage: "db" | "role";
+    /** wal: a fenced ex-master's database must be shown to stream from the current master. */
+    readonly stage: "db" | "role" | "wal";
     readonly token: string;
   } | null;
   readonly lsnQueries: Readonly<Record<string, string>>;
@@ -435,6 +504,16 @@ export interface FailoverState {
   readonly promotableChecks: Readonly<Record<string, { readonly to: string; readonly token: string }>>;
   /** What an operator must do now (shown by cluster-status); null when nothing is needed. */
   readonly attention: string | null;
+  /** The last master on record (persisted; kept apart from knownMaster, which is live knowledge). */
+  readonly recordedMaster: string | null;
+  /** When this agent (re)started: a lease granted before may still run until startedAt + L + margin. */
+  readonly startedAt: number | null;
+  /** Promotions seen completed (persisted). */
+  readonly epoch: number;
+  /** See PersistedFailoverState.rebuildNeeded (persisted). */
+  readonly rebuildNeeded: boolean;
+  /** We fenced ourselves but the stop of the database could not be confirmed. */
+  readonly fenceUnconfirmed: boolean;
   readonly reconfigureToken: string | null;
   /**
    * Idle because reconfiguring to follow the new master failed: the agent keeps trying (the cause

@@ -9,6 +9,7 @@ import {
   initialState,
   type MembershipInput,
   type NodePorts,
+  type PersistedFailoverState,
   QUIET_RULES,
   settleWhen,
 } from "@efm/failover-core";
@@ -58,6 +59,8 @@ export interface ClusterNode {
   /** The node's engine state. */
   readonly fs: FailoverState;
   persisted: PersistedState | null;
+  /** The failover engine's persisted record: kept across agent restarts and host reboots. */
+  failoverRecord?: PersistedFailoverState;
   lists: { allowed: readonly string[]; priority: readonly string[] };
   timers: Map<string, EventHandle>;
   db: FakeDb | null;
@@ -191,7 +194,10 @@ export class ClusterSim {
   /** A fresh failover node for the agent's current incarnation (`n.gen`). */
   private newNode(n: ClusterNode): FailoverNode {
     return createNode({
-      state: initialState(this.failoverConfig(n.addr, n.witness, n.lists)),
+      state: initialState({
+        ...this.failoverConfig(n.addr, n.witness, n.lists),
+        ...(n.failoverRecord ? { persisted: n.failoverRecord } : {}),
+      }),
       ports: this.ports(n, n.gen),
       clock: { now: () => this.clock.now(), schedule: (at, fire) => this.clock.at(at, fire) },
       observer: {
@@ -485,6 +491,9 @@ export class ClusterSim {
       },
       writeState: (allowed, priority) => {
         n.lists = { allowed, priority };
+      },
+      persist: (state) => {
+        n.failoverRecord = state;
       },
       respond: (_id, ok, message) => this.log(`${me}: respond ${ok ? "ok" : "error"}: ${message}`),
       exit: (code, reason) => {

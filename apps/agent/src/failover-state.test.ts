@@ -1,0 +1,28 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, test } from "vitest";
+import { AgentError } from "./errors.ts";
+import { readFailoverState, writeFailoverState } from "./failover-state.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "efm-failover-state-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("the failover state file", () => {
+  test("a first start has none; what was written is read back", () => {
+    const path = join(dir, "acctg.failover.json");
+    expect(readFailoverState(path)).toBeUndefined();
+    writeFailoverState(path, { lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: true });
+    expect(readFailoverState(path)).toEqual({ lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: true });
+    expect(JSON.parse(readFileSync(path, "utf8")).epoch).toBe(2);
+  });
+
+  test("a corrupt file stops the start with the file named and the reason", () => {
+    const path = join(dir, "bad.failover.json");
+    writeFileSync(path, "{not json");
+    expect(() => readFailoverState(path)).toThrow(AgentError);
+    expect(() => readFailoverState(path)).toThrow(/bad\.failover\.json is corrupt \(not JSON/);
+    writeFileSync(path, JSON.stringify({ lastMaster: 5, epoch: -1, rebuildNeeded: "yes" }));
+    expect(() => readFailoverState(path)).toThrow(/lastMaster: .*; epoch: .*; rebuildNeeded: /);
+  });
+});
