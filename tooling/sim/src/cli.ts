@@ -1,5 +1,15 @@
 import { parseArgs } from "node:util";
-import { runCascadeSim, runClusterSim, runLeaseWaitSim, runOneWayCutSim } from "./cluster-sim.ts";
+import {
+  EXPECTED_TO_FAIL,
+  INVARIANTS,
+  type InvariantName,
+  runAgentlessPromoteSim,
+  runCascadeSim,
+  runClusterSim,
+  runLeaseWaitSim,
+  runOneWayCutSim,
+  runRebootedOldPrimarySim,
+} from "./cluster-sim.ts";
 
 /** Seed families the CLI can run: the random fault mix and the targeted scenarios. */
 const SCENARIOS = {
@@ -7,12 +17,16 @@ const SCENARIOS = {
   "lease-wait": runLeaseWaitSim,
   cascade: runCascadeSim,
   "one-way": runOneWayCutSim,
+  "agentless-promote": runAgentlessPromoteSim,
+  "rebooted-old-primary": runRebootedOldPrimarySim,
 } as const;
 
 /**
  * `pnpm sim --seeds N [--seed S] [--nodes K] [--scenario NAME] [--transcript] [--skip-lease-wait]`:
  * run the combined simulator over seeds S..S+N-1; a failing seed is printed with its transcript and
- * replays exactly. NAME: random (default), lease-wait, cascade, one-way (these pick their own size).
+ * replays exactly. NAME: random (default), lease-wait, cascade, one-way, agentless-promote,
+ * rebooted-old-primary (these pick their own size). The summary counts the seeds that violate each
+ * invariant; one in EXPECTED_TO_FAIL is printed with its seeds but does not fail the run.
  */
 export function main(argv: readonly string[]): number {
   let values: {
@@ -64,6 +78,11 @@ export function main(argv: readonly string[]): number {
   let failed = 0;
   let steps = 0;
   let promotions = 0;
+  const violating = Object.fromEntries(Object.keys(INVARIANTS).map((k) => [k, 0])) as Record<
+    InvariantName,
+    number
+  >;
+  const expectedSeeds: number[] = [];
   for (let seed = first; seed < first + seeds; seed++) {
     const opts = {
       ...(nodes !== undefined ? { nodes } : {}),
@@ -72,6 +91,12 @@ export function main(argv: readonly string[]): number {
     const r = run(seed, { ...opts, transcript: values.transcript === true });
     steps += r.steps;
     promotions += r.promotions;
+    for (const k of Object.keys(violating) as InvariantName[]) if (r.counts[k] > 0) violating[k]++;
+    if (r.expectedViolations.length > 0) {
+      expectedSeeds.push(seed);
+      if (!values.transcript)
+        for (const v of r.expectedViolations) process.stdout.write(`expected to fail: ${v}\n`);
+    }
     if (r.violations.length > 0 || values.transcript) {
       if (r.violations.length > 0) failed++;
       const replay = r.transcript.length > 0 ? r : run(seed, { ...opts, transcript: true });
@@ -90,6 +115,14 @@ export function main(argv: readonly string[]): number {
     }
   }
   const secs = (Date.now() - started) / 1000;
+  const counts = (Object.keys(violating) as InvariantName[])
+    .map((k) => `${k} ${violating[k]}${EXPECTED_TO_FAIL.has(k) ? " (expected to fail)" : ""}`)
+    .join(", ");
+  process.stdout.write(`seeds violating each invariant: ${counts}\n`);
+  if (expectedSeeds.length > 0)
+    process.stdout.write(
+      `expected failures (tooling/sim/README.md) in seeds ${expectedSeeds.slice(0, 20).join(" ")}${expectedSeeds.length > 20 ? " ..." : ""}\n`,
+    );
   process.stdout.write(
     `${seeds} seed(s), ${failed} failed, ${promotions} promotions, ${steps} steps in ${secs.toFixed(1)} s\n`,
   );
