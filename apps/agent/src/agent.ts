@@ -45,6 +45,7 @@ import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
 import { readFailoverState, writeFailoverState } from "./failover-state.ts";
 import { EventLoop, type Executors } from "./loop.ts";
+import { checkPropertiesMode, loadClusterKey } from "./cluster-key.ts";
 import { readAgentState, readMembershipState, rewriteMembersFile } from "./state.ts";
 import { packageVersion } from "./version.ts";
 
@@ -265,9 +266,20 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // A missing state file is a first start; an unreadable or corrupt one stops the start.
   let saved: ReturnType<typeof readAgentState>;
   let persisted: PersistedState | null;
+  let clusterKey: Buffer;
   try {
     saved = readAgentState(files.state);
     persisted = readMembershipState(files.membership);
+    const modes = checkPropertiesMode(`${opts.configDir}/${cluster}.properties`);
+    if (modes.error) throw new AgentError("CONFIG_INVALID", modes.error);
+    if (modes.warning) startup.warn(modes.warning);
+    // The cluster secret if there is one; else the password, stretched, with a warning.
+    const k = loadClusterKey(opts.configDir, cluster, password);
+    clusterKey = k.key;
+    if (k.warning) {
+      startup.warn(k.warning);
+      log.warn(k.warning);
+    }
   } catch (err) {
     startup.error((err as Error).message);
     lock.release();
@@ -278,6 +290,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     bindAddress: self,
     clusterName: cluster,
     dbPassword: password,
+    clusterKey,
     timeout: c.jgroupsTimeout,
     maxTries: c.jgroupsMaxTries,
     seeds,

@@ -3,6 +3,7 @@ import { runClusterStatus, runNodeStatus, runPrivileged, runPromote } from "./ad
 import { type Io, runEncrypt } from "./encrypt.ts";
 import { configDir } from "./paths.ts";
 import { runPropCheck } from "./prop-check.ts";
+import { runInitSecret } from "./secret.ts";
 import { packageVersion } from "./version.ts";
 
 /** Build the `efm` program; actions resolve to an exit status through `done`. */
@@ -54,6 +55,14 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .option("--from-env", "read the password from EFMPASS and print only the encrypted value")
     .description("encrypt the database password for db.password.encrypted")
     .action((cluster: string, opts: { fromEnv?: boolean }) => run(() => runEncrypt(cluster, opts, io))());
+  program
+    .command("init-secret")
+    .argument("<cluster>", "cluster name")
+    .option("--replace", "replace an existing secret (every node then needs the new file)")
+    .description("write a random cluster secret (<cluster>.secret, mode 0600) that keys agent traffic")
+    .action((cluster: string, opts: { replace?: boolean }) =>
+      run(() => runInitSecret(dir(), cluster, opts, io))(),
+    );
   program
     .command("prop-check")
     .argument("<cluster>", "cluster name")

@@ -8,6 +8,7 @@ import {
   readConfig,
   readNodes,
 } from "@efm/properties-parser";
+import { checkPropertiesMode, noSecretWarning, readClusterSecret, secretPath } from "@efm/agent";
 import type { Io, Outcome } from "./encrypt.ts";
 import { clusterFiles } from "./paths.ts";
 
@@ -44,8 +45,27 @@ export function loadCluster(
 /** `efm prop-check <cluster>` (guide 5.3): validate the files and print the summary. */
 export function runPropCheck(dir: string, cluster: string, io: Pick<Io, "output">): Outcome {
   const { config, members, errors } = loadCluster(dir, cluster, io);
-  if (!config) {
-    io.output.write(`${errors.length} error(s) in the files of cluster ${cluster}.\n`);
+  // What protects the password and agent traffic: the properties file's mode and the cluster
+  // secret. Errors join the others; warnings follow the summary.
+  const files = clusterFiles(dir, cluster);
+  const security: string[] = [];
+  const modes = checkPropertiesMode(files.properties);
+  if (modes.warning) security.push(modes.warning);
+  let securityErrors = 0;
+  if (modes.error) {
+    io.output.write(`ERROR: ${modes.error}\n`);
+    securityErrors++;
+  }
+  const secret = secretPath(dir, cluster);
+  try {
+    if (readClusterSecret(secret) === null) security.push(noSecretWarning(secret, cluster));
+  } catch (err) {
+    io.output.write(`ERROR: ${(err as Error).message}\n`);
+    securityErrors++;
+  }
+  if (!config || securityErrors > 0) {
+    const n = errors.length + securityErrors;
+    io.output.write(`${n} error(s) in the files of cluster ${cluster}.\n`);
     return 1;
   }
   const self = formatHostPort(config.bindAddress);
@@ -61,6 +81,7 @@ export function runPropCheck(dir: string, cluster: string, io: Pick<Io, "output"
     `Network adapters: ${networkAdapterLines().join("\n")}`,
   ];
   io.output.write(`${out.join("\n")}\n`);
+  for (const w of security) io.output.write(`WARNING: ${w}\n`);
   return 0;
 }
 
