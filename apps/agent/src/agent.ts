@@ -600,20 +600,36 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       reason = startFailure;
     }
     log.info({ code, reason }, `agent exiting: ${reason}`);
+    // An agent stops within about 2 s (init scripts and operators wait on it): every step that
+    // waits on something outside is bounded, and mail still retrying is left to the cluster log.
+    const stopBy = Date.now() + 1800;
+    const within = <T>(p: Promise<T>, ms: number): Promise<T | "late"> => {
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([
+        p.finally(() => clearTimeout(timer)),
+        new Promise<"late">((r) => {
+          timer = setTimeout(() => r("late"), Math.max(50, ms));
+        }),
+      ]);
+    };
     loop.stop();
     clearInterval(watchdog);
     admin?.close();
-    await http?.close();
+    await within(http?.close() ?? Promise.resolve(), 300);
     try {
-      if (how === "leave") await member.leave();
-      else await member.stop();
+      const left =
+        how === "leave" ? await within(member.leave(), stopBy - 800 - Date.now()) : await member.stop();
+      if (left === "late") {
+        log.warn("leaving the cluster took too long: stopping without waiting for the others");
+        await member.stop();
+      }
     } catch (err) {
       log.warn({ err }, "leaving the cluster failed");
     }
-    await localChecker?.close().catch(() => {});
+    await within(localChecker?.close() ?? Promise.resolve(), 200).catch(() => {});
     // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
-    await notifier.close(5000);
+    await notifier.close(Math.max(100, stopBy - Date.now()));
     logs.flush();
     resolveDone(code);
   }

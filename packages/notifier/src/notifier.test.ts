@@ -224,3 +224,49 @@ describe("createNotifier", () => {
     expect(s.delivered[0]?.time).toBe(when);
   });
 });
+
+describe("close() hands what was not delivered to the cluster log", () => {
+  it("a mail still retrying at close is recorded as not delivered, after the notification itself", async () => {
+    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { clusterLogSink, parseClusterLogLine } = await import("./sinks.ts");
+    const path = join(mkdtempSync(join(tmpdir(), "efm-notifier-")), "c1.notifications.log");
+    // The mail server refuses every try and the next retry is a minute away: only close() ends it.
+    const mail: Sink = {
+      name: "email",
+      minSeverity: "INFO",
+      batchSize: 1,
+      timeoutMs: 1000,
+      retry: { attempts: 10, initialDelayMs: 60_000, maxDelayMs: 60_000 },
+      deliver: () => Promise.reject(new Error("connection refused")),
+    };
+    const n = createNotifier({
+      context,
+      sinks: [clusterLogSink({ path }), mail],
+      logger: capturingLogger().logger,
+    });
+    n.notify({ id: "masterAgentRunning", params: { nodeAddress: "10.0.0.1", clusterName: "c1" } });
+    // Wait for the two facts themselves: the cluster log has the line, the mail failed once
+    // (and now sleeps a minute before its next try).
+    while (
+      n.stats().sinks["cluster-log"]?.delivered !== 1 ||
+      (n.stats().sinks.email?.failedAttempts ?? 0) < 1
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const r = await n.close(50);
+    expect(r).toEqual({ drained: false, pending: 1 });
+    const lines = readFileSync(path, "utf8")
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => parseClusterLogLine(`${l}\n`));
+    expect(lines.map((l) => [l?.severity, l?.subject])).toEqual([
+      ["INFO", "Master agent running on 10.0.0.1 for cluster c1"],
+      [
+        "WARNING",
+        "Not delivered by email before the agent stopped: Master agent running on 10.0.0.1 for cluster c1",
+      ],
+    ]);
+  });
+});

@@ -114,6 +114,8 @@ class SinkWorker {
   dropped = 0;
   shed = 0;
   inFlight = 0;
+  /** The batch being delivered (retries included), so close() can say what it abandoned. */
+  private inFlightBatch: RenderedNotification[] = [];
   private running = false;
   private scheduled = false;
   private closed = false;
@@ -173,11 +175,14 @@ class SinkWorker {
           batch.push(n);
         }
         this.inFlight = batch.length;
+        this.inFlightBatch = batch;
         await this.deliverWithRetry(batch);
         this.inFlight = 0;
+        this.inFlightBatch = [];
       }
     } finally {
       this.inFlight = 0;
+      this.inFlightBatch = [];
       this.running = false;
       if (this.queue.length === 0 || this.closed) {
         const waiters = this.idleWaiters;
@@ -287,12 +292,13 @@ class SinkWorker {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Stops delivering: abandons the queue and aborts the send in flight; returns how many were abandoned. */
-  stop(): number {
+  /** Stops delivering: abandons the queue and aborts the send in flight; returns what was abandoned. */
+  stop(): RenderedNotification[] {
     this.closed = true;
-    const left = this.queue.drain();
-    const abandoned = left.length + this.inFlight;
-    this.shed += left.length;
+    const queued = this.queue.drain();
+    const left = [...this.inFlightBatch, ...queued];
+    const abandoned = left.length;
+    this.shed += queued.length;
     if (abandoned > 0) {
       this.log.error(
         { sink: this.sink.name, abandoned, subjects: subjects(left), code: "CLOSED" },
@@ -305,7 +311,7 @@ class SinkWorker {
       this.idleWaiters = [];
       for (const w of waiters) w();
     }
-    return abandoned;
+    return left;
   }
 
   stats(): SinkStats {
@@ -391,7 +397,24 @@ export function createNotifier(options: NotifierOptions): Notifier {
       if (closed) return { drained: true, pending: 0 };
       const flushed = await flush(deadlineMs);
       closed = true;
-      const abandoned = workers.reduce((sum, w) => sum + w.stop(), 0);
+      const left = workers.map((w) => ({ w, items: w.stop() }));
+      const abandoned = left.reduce((sum, l) => sum + l.items.length, 0);
+      // What a sink never delivered (a mail still retrying at shutdown) is handed to the sinks
+      // that keep a record (the cluster log), so stopping within the deadline loses no trace.
+      for (const { w, items } of left) {
+        if (items.length === 0) continue;
+        for (const other of workers) {
+          if (other === w || !other.sink.recordUndelivered) continue;
+          try {
+            other.sink.recordUndelivered(w.sink.name, items);
+          } catch (err) {
+            log.warn(
+              { sink: other.sink.name, err: errorInfo(err) },
+              "could not record undelivered notifications",
+            );
+          }
+        }
+      }
       await Promise.all(
         workers.map(async (w) => {
           try {

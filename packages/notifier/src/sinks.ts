@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import nodemailer from "nodemailer";
@@ -37,6 +38,11 @@ export interface Sink {
   deliver(batch: readonly RenderedNotification[], signal: AbortSignal): Promise<void>;
   /** Releases connections; called once by `Notifier.close()`. */
   close?(): Promise<void>;
+  /**
+   * Keeps a record of what another sink could not deliver before the notifier closed (a mail
+   * still retrying at shutdown). Synchronous and quick: it runs inside the close deadline.
+   */
+  recordUndelivered?(sinkName: string, batch: readonly RenderedNotification[]): void;
 }
 
 // ---------------------------------------------------------------- cluster log
@@ -115,6 +121,24 @@ export function clusterLogSink(options: ClusterLogSinkOptions): Sink {
           `cannot append to cluster log ${options.path}: ${(err as Error).message}`,
           { cause: err },
         );
+      }
+    },
+    // The notification itself is in the log already (this sink takes every one); add that the
+    // other sink never delivered it, so the operator knows which mails to look up here.
+    recordUndelivered(sinkName, batch) {
+      const lines = batch.map((n) =>
+        formatClusterLogLine({
+          ...n,
+          time: new Date(),
+          severity: "WARNING",
+          subject: `Not delivered by ${sinkName} before the agent stopped: ${n.subject}`,
+        }),
+      );
+      try {
+        mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
+        appendFileSync(options.path, lines.join(""), { mode: 0o640 });
+      } catch {
+        // Nothing left to tell: the notifier's own log names the abandoned notifications.
       }
     },
   };
