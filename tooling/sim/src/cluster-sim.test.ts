@@ -118,6 +118,27 @@ describe("combined simulation (membership core + failover-core)", () => {
   });
 });
 
+describe("a cluster of one (guide 3.2.2's first node, an empty members file)", () => {
+  it("runs as master on a finite lease that its own heartbeat renews", () => {
+    const a = "10.0.1.1:7800";
+    const sim = new ClusterSim(
+      { seed: 7 },
+      { addrs: [a], witnesses: new Set(), autoFailover: true, maxTries: 3 },
+    );
+    sim.startHost(a);
+    // The virtual clock throws on an event at a time that is not finite, and the node reports a
+    // lease without a finite end as a violation: a lone voter's lease must be neither.
+    for (let t = 1000; t <= 10_000; t += 1000) {
+      sim.runUntil(t);
+      const n = sim.node(a);
+      expect(n.fs.role).toBe("Master");
+      expect(n.fs.leaseUntil).toBeGreaterThan(t);
+      expect(n.fs.leaseUntil).toBeLessThanOrEqual(t + sim.timing.lease);
+    }
+    expect(sim.violations).toEqual([]);
+  });
+});
+
 describe("the databases as ground truth", () => {
   it("the judge counts every database that accepts writes, whatever its agent believes", () => {
     const addrs = ["10.0.1.1:7800", "10.0.1.2:7800", "10.0.1.3:7800"];
