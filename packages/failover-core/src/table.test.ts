@@ -654,7 +654,9 @@ describe("self-fencing results and scripts", () => {
     const r3 = run(r2.state, { type: "dbFenced", now: 7, token: fence.token, ok: false, error: "disk full" });
     // the fenced master reports to the coordinator (itself here, still in the old majority view)
     expect(rules(r3)).toEqual(["selfFence.failed", "coord.fencedMasterBack", "promo.start"]);
-    expect(notified(r3)).toEqual(["recoveryConfCreateError"]);
+    // the stop was not confirmed: said by the old master, and by the coordinator, which checks it (8.3)
+    expect(notified(r3)).toEqual(["recoveryConfCreateError", "unexpectedError"]);
+    expect(r3.state.promotion?.switchedOver).toBe(false);
     const script = find(r3, "runScript");
     expect(script.script).toBe("masterIsolated");
     const r4 = run(r3.state, {
@@ -686,6 +688,143 @@ describe("self-fencing results and scripts", () => {
       output: "released",
     });
     expect(rules(r6)).toEqual(["vip.released"]);
+  });
+});
+
+describe("a fence that cannot be confirmed (issue 13)", () => {
+  const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+  const sent = (r: StepResult, type: PeerMessage["type"]) =>
+    r.actions.flatMap((a) => (a.type === "send" && a.message.type === type ? [a] : []));
+
+  /** A master a whose database failed (confirmed) fences itself; its fence answers `ok`. */
+  function failedMaster(ok: boolean) {
+    let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    a = { ...a, local: { token: null, final: false, firstFailure: "refused", reported: true } };
+    let r = run(a, msg(1, "w", { type: "dbFailureVerdict", token: "inv1", confirmed: true }));
+    r = run(r.state, {
+      type: "vipDone",
+      now: 2,
+      token: find(r, "releaseVip").token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    const fence = find(r, "fenceDb");
+    return run(r.state, {
+      type: "dbFenced",
+      now: 3,
+      token: fence.token,
+      ok,
+      ...(ok ? {} : { error: "still running" }),
+    });
+  }
+
+  it("the old master reports an unconfirmed fence as such, and keeps trying to fence", () => {
+    const r = failedMaster(false);
+    expect(rules(r)).toEqual(["selfFence.failed"]);
+    expect(sent(r, "fenced")).toEqual([
+      { type: "send", to: "w", message: { type: "fenced", token: "inv1", unconfirmed: true } },
+    ]);
+    expect(r.state.fenceUnconfirmed).toBe(true);
+    // asked again, it says the same
+    const again = run(r.state, msg(4, "w", { type: "dbFailureVerdict", token: "inv1", confirmed: true }));
+    expect(sent(again, "fenced")[0]!.message).toEqual({ type: "fenced", token: "inv1", unconfirmed: true });
+    // the retry fails once more (quietly), then holds
+    let t = run(r.state, { type: "timer", now: 10, name: "fenceRetry" });
+    expect(rules(t)).toEqual(["fenceRetry.again"]);
+    t = run(t.state, {
+      type: "dbFenced",
+      now: 11,
+      token: find(t, "fenceDb").token,
+      ok: false,
+      error: "still running",
+    });
+    expect(notified(t)).toEqual([]);
+    expect(find(t, "setTimer")).toMatchObject({ name: "fenceRetry" });
+    t = run(t.state, { type: "timer", now: 20, name: "fenceRetry" });
+    t = run(t.state, { type: "dbFenced", now: 21, token: find(t, "fenceDb").token, ok: true });
+    expect(t.state.fenceUnconfirmed).toBe(false);
+    expect(rules(run(t.state, { type: "timer", now: 30, name: "fenceRetry" }))).toEqual(["fenceRetry.stop"]);
+    // a confirmed fence is reported plainly
+    expect(sent(failedMaster(true), "fenced")[0]!.message).toEqual({ type: "fenced", token: "inv1" });
+  });
+
+  it("the coordinator then promotes only with the master-database check, and says why", () => {
+    let w = coordinator();
+    w = run(w, msg(1, "a", { type: "dbFailed", role: "Master" })).state;
+    const inv = w.investigations[0]!;
+    for (const who of ["b", "c"])
+      w = run(w, msg(2, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    w = run(w, { type: "timer", now: 3, name: `investigation:${inv.token}` }).state;
+    const local = Object.keys(w.remoteChecks)[0];
+    if (local)
+      w = run(w, { type: "remoteDbChecked", now: 3, token: local, target: "a", result: "unreachable" }).state;
+    expect(w.investigations[0]?.awaitingFence).toBe(true);
+    const r = run(w, msg(4, "a", { type: "fenced", token: inv.token, unconfirmed: true }));
+    expect(rules(r)).toEqual(["fenced.dbFailure", "promo.start"]);
+    expect(notified(r)).toEqual(["unexpectedError"]);
+    const n = r.actions.find((x) => x.type === "notify")!;
+    expect(n.type === "notify" && JSON.stringify(n.params)).toContain(
+      "could not confirm that its database stopped",
+    );
+    expect(r.state.promotion).toMatchObject({ switchedOver: false, oldMaster: "a" });
+  });
+
+  it("a fenced master's report: confirmed skips the master check, unconfirmed does not", () => {
+    for (const unconfirmed of [false, true]) {
+      let w = coordinator();
+      w = run(w, {
+        type: "viewInstalled",
+        now: 1,
+        view: view(
+          2,
+          [
+            ["w", "Witness"],
+            ["a", "Idle"],
+            ["b", "Standby"],
+            ["c", "Standby"],
+          ],
+          { coordinator: "w" },
+        ),
+      }).state;
+      w = run(w, msg(2, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+      let r = run(w, msg(3, "a", { type: "fencedMasterBack", ...(unconfirmed ? { unconfirmed } : {}) }));
+      expect(rules(r)).toEqual(["coord.fencedMasterBack", "promo.start"]);
+      const tok = r.state.promotion!.token;
+      for (const who of ["b", "c"])
+        r = run(r.state, msg(4, who, { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby" }));
+      r = run(r.state, msg(5, "b", { type: "promotableReply", token: tok, ok: true }));
+      expect(sent(r, "promote")[0]!.message).toMatchObject({
+        type: "promote",
+        oldMaster: "a",
+        checkMaster: unconfirmed,
+      });
+    }
+  });
+
+  it("a manual switchover whose master could not confirm its stop checks the master before promoting", () => {
+    let w = coordinator();
+    w = run(w, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const tok = w.promotion!.token;
+    for (const [who, role] of [
+      ["a", "Master"],
+      ["b", "Standby"],
+      ["c", "Standby"],
+    ] as const)
+      w = run(w, msg(2, who, { type: "lsnReply", token: tok, lsn: "0/10", role })).state;
+    w = run(w, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
+    expect(w.promotion!.stage).toBe("switchover");
+    let r = run(w, msg(4, "a", { type: "fenced", token: tok, unconfirmed: true }));
+    expect(rules(r)).toEqual(["fenced.switchover"]);
+    expect(notified(r)).toEqual(["unexpectedError"]);
+    for (const who of ["b", "c"])
+      r = run(r.state, msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
+    expect(sent(r, "promote")[0]!.message).toMatchObject({ checkMaster: true, oldMaster: "a" });
   });
 });
 

@@ -255,7 +255,7 @@ function minorityNotice(c: Ctx): void {
     c.act({ type: "pingServer", token: c.token("isolation"), server: c.s.config.pingServer });
 }
 
-function selfFenceScript(c: Ctx, purpose: "dbFailure" | "switchover" | "isolation"): void {
+function selfFenceScript(c: Ctx, purpose: "dbFailure" | "switchover" | "isolation" | "retry"): void {
   const kind = purpose === "dbFailure" ? "dbFailure" : purpose === "isolation" ? "masterIsolated" : null;
   const path = kind ? c.s.config.scripts[kind] : null;
   if (kind && path) c.act({ type: "runScript", token: c.token("script"), script: kind, path });
@@ -266,12 +266,17 @@ function completeSelfFence(c: Ctx): void {
   if (!f) return;
   c.s.selfFence = null;
   selfFenceScript(c, f.purpose);
-  if (f.replyTo) c.send(f.replyTo.to, { type: "fenced", token: f.replyTo.token });
+  if (f.replyTo) c.send(f.replyTo.to, fencedReport(c, f.replyTo.token));
   // Whatever the reason, until someone takes over the coordinator must know this master is fenced:
   // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried. When the
   // coordinator asked for the fencing it is already promoting: only remind it later.
   if (f.replyTo) c.timer("fencedRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
   else reportFencedMaster(c);
+}
+
+/** Our answer to "fence yourself": fenced, or (its stop not confirmed) possibly still writable. */
+function fencedReport(c: Ctx, token: string): PeerMessage {
+  return { type: "fenced", token, ...(c.s.fenceUnconfirmed ? { unconfirmed: true } : {}) };
 }
 
 /** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */
@@ -280,9 +285,23 @@ function reportFencedMaster(c: Ctx): void {
   if (coord) {
     // our status first (same connection, in order): the coordinator may still think we are Master
     if (coord !== c.self) c.send(coord, c.status());
-    c.send(coord, { type: "fencedMasterBack" });
+    c.send(coord, { type: "fencedMasterBack", ...(c.s.fenceUnconfirmed ? { unconfirmed: true } : {}) });
   }
   c.timer("fencedRetry", c.now + c.s.config.promotionTimeoutMs);
+}
+
+/**
+ * The coordinator learns an old master's fence was not confirmed: say why the next promotion
+ * checks it like a lost master (8.3) instead of trusting the fence.
+ */
+function unconfirmedFenceNotice(c: Ctx, master: string): void {
+  c.notify("unexpectedError", {
+    clusterName: c.s.config.clusterName,
+    errorDetails:
+      `The old master ${master} could not confirm that its database stopped, so it may still accept writes. ` +
+      "A standby is promoted only if the VIP does not answer, the ping server answers and the old master's " +
+      "database cannot be reached as a master; make sure that database is stopped.",
+  });
 }
 
 function reportDbFailure(c: Ctx): void {
@@ -1099,7 +1118,11 @@ export const transitions: readonly TransitionRow[] = [
       c.membersWithRole("Master", "Promoting").length === 0 &&
       c.s.promotion === null &&
       c.s.investigations.length === 0,
-    run: (c, e) =>
+    // A fence its master could not confirm proves nothing: the candidate then checks the old
+    // master like a lost one (8.3: VIP, ping server, master database) before promoting.
+    run: (c, e) => {
+      const confirmed = e.message.unconfirmed !== true;
+      if (!confirmed) unconfirmedFenceNotice(c, e.from);
       c.raise({
         type: "promotionRequested",
         now: c.now,
@@ -1107,8 +1130,9 @@ export const transitions: readonly TransitionRow[] = [
         force: false,
         oldMaster: e.from,
         request: null,
-        masterFenced: true,
-      }),
+        masterFenced: confirmed,
+      });
+    },
   }),
   row({
     id: "coord.fencedMasterBack.ignore",
@@ -1464,9 +1488,11 @@ export const transitions: readonly TransitionRow[] = [
     actions: "request a promotion",
     reason: "the failed master released the VIP and fenced its database: fail over (8.1)",
     when: (c, e) => c.investigation(e.message.token)?.awaitingFence === true && c.isCoordinator(),
+    // The candidate checks the failed master's database either way (8.1 promotes with the 8.3 checks).
     run: (c, e) => {
       const inv = c.investigation(e.message.token)!;
       c.dropInvestigation(inv.token);
+      if (e.message.unconfirmed === true) unconfirmedFenceNotice(c, inv.target);
       c.raise({
         type: "promotionRequested",
         now: c.now,
@@ -1486,7 +1512,14 @@ export const transitions: readonly TransitionRow[] = [
     actions: "query the standbys' positions again (the master no longer writes)",
     reason: "the master stepped down for a manual promotion (4.1.4): pick the candidate on final positions",
     when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
-    run: (c) => afterSwitchover(c),
+    run: (c, e) => {
+      if (e.message.unconfirmed === true) {
+        // The master stepped down but its database may still take writes: check it before promoting.
+        unconfirmedFenceNotice(c, e.from);
+        c.setPromotion({ ...c.s.promotion!, masterUnconfirmed: true });
+      }
+      afterSwitchover(c);
+    },
   }),
   row({
     id: "fenced.stale",
@@ -1715,7 +1748,7 @@ export const transitions: readonly TransitionRow[] = [
     actions: "report fenced again",
     reason: "the coordinator asks again: our fenced report was lost",
     when: (c, e) => e.message.confirmed && c.s.selfFence === null,
-    run: (c, e) => c.send(e.from, { type: "fenced", token: e.message.token }),
+    run: (c, e) => c.send(e.from, fencedReport(c, e.message.token)),
   }),
   row({
     id: "verdict.stale",
@@ -1758,25 +1791,67 @@ export const transitions: readonly TransitionRow[] = [
     actions: "run script.db.failure / script.master.isolated; report fenced",
     reason: "database fenced: a restart comes up read-only",
     when: (c, e) => c.s.selfFence?.token === e.token && e.ok,
-    run: (c) => completeSelfFence(c),
+    run: (c) => {
+      c.s.fenceUnconfirmed = false;
+      if (c.s.selfFence?.purpose !== "retry") completeSelfFence(c);
+      else {
+        // A retried fence held: nothing else to run; tell the coordinator while nobody took over.
+        c.s.selfFence = null;
+        if (c.s.fencedForIsolation) reportFencedMaster(c);
+      }
+    },
   }),
   row({
     id: "selfFence.failed",
     from: ["*"],
     on: "dbFenced",
-    guard: "fencing failed",
+    guard: "fencing failed: the database could not be confirmed stopped",
     to: "unchanged",
-    actions: "notify recoveryConfCreateError; continue",
-    reason: "could not write the fencing recovery configuration: promotion continues, manual action needed",
+    actions: "notify recoveryConfCreateError; report fenced as unconfirmed; retry the fence",
+    reason:
+      "the fence could not be confirmed: report it as failed, so the cluster treats this database as possibly writable",
     when: (c, e) => c.s.selfFence?.token === e.token,
     run: (c, e) => {
-      c.notify("recoveryConfCreateError", {
-        nodeAddress: c.self,
-        clusterName: c.s.config.clusterName,
-        messageDetails: e.error ?? "",
-      });
-      completeSelfFence(c);
+      c.s.fenceUnconfirmed = true;
+      // Said once; a retry that fails again changes nothing the cluster was told.
+      if (c.s.selfFence?.purpose === "retry") c.s.selfFence = null;
+      else {
+        c.notify("recoveryConfCreateError", {
+          nodeAddress: c.self,
+          clusterName: c.s.config.clusterName,
+          messageDetails: e.error ?? "",
+        });
+        completeSelfFence(c);
+      }
+      c.timer("fenceRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
     },
+  }),
+  row({
+    id: "fenceRetry.again",
+    from: ["Idle"],
+    on: "timer:fenceRetry",
+    guard: "our fence is still unconfirmed and no fence runs",
+    to: "unchanged",
+    actions: "fenceDb again (pointing at the new master once known)",
+    reason: "the database was not confirmed stopped: try to fence it again",
+    when: (c) => c.s.fenceUnconfirmed && c.s.selfFence === null,
+    run: (c) => {
+      const token = c.token("fence");
+      const m = c.s.knownMaster?.address;
+      const newMaster = m !== undefined && m !== c.self ? m : null;
+      c.s.selfFence = { token, purpose: "retry", stage: "fenceDb", replyTo: null, newMaster };
+      c.act({ type: "fenceDb", token, newMaster });
+    },
+  }),
+  row({
+    id: "fenceRetry.stop",
+    from: ["*"],
+    on: "timer:fenceRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "the fence is confirmed (or we are no longer the fenced old master)",
+    run: () => {},
   }),
   row({
     id: "script.dbFailure.ok",
@@ -2224,7 +2299,7 @@ export const transitions: readonly TransitionRow[] = [
         token: p.token,
         epoch: c.s.view?.epoch ?? p.epoch,
         oldMaster: p.oldMaster,
-        checkMaster: !p.switchedOver && !p.restoring,
+        checkMaster: (!p.switchedOver || p.masterUnconfirmed === true) && !p.restoring,
         ...(p.restoring ? { restore: true } : {}),
       });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);

@@ -444,7 +444,8 @@ export interface Candidacy {
 /** An agent fencing itself (release VIP, fence the database, run a script), then reporting. */
 export interface SelfFence {
   readonly token: string;
-  readonly purpose: "dbFailure" | "switchover" | "isolation";
+  /** retry: fencing again after a fence whose stop could not be confirmed. */
+  readonly purpose: "dbFailure" | "switchover" | "isolation" | "retry";
   readonly stage: "releaseVip" | "fenceDb";
   readonly replyTo: { readonly to: string; readonly token: string } | null;
   /** Where the fenced database must point (a switchover names the candidate); null: unknown. */
