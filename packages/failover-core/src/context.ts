@@ -29,8 +29,12 @@ export type InternalEvent =
       readonly request: { readonly requestId: string; readonly origin: string } | null;
       /** The old master is known to have fenced itself: skip the master-database check. */
       readonly masterFenced?: boolean;
+      /** No master is known: every member database is asked pg_is_in_recovery() first. */
+      readonly probe?: boolean;
     }
   | { readonly type: "lsnsCollected"; readonly now: number }
+  /** Every member database answered the pre-promotion probe: none runs as a master. */
+  | { readonly type: "probesDone"; readonly now: number }
   /** The promotion's current candidate passed its pre-promotion check. */
   | { readonly type: "candidateVerified"; readonly now: number }
   /** Every candidate of the promotion failed its check or its promotion. */

@@ -1719,6 +1719,85 @@ describe("timeline-aware promotion (issue 13)", () => {
   });
 });
 
+describe("restarts keep the last master, and no master known means every database is asked (issue 13)", () => {
+  const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: false };
+  /** w restarted at 0 (it persisted a as the master) into a majority view without a. */
+  const restarted = () =>
+    boot("w", "witness", view(1, FULL.slice(1), { coordinator: "w", voters: ["a", "b", "c", "w"] }), {
+      persisted,
+    });
+  const promote = (s: FailoverState, now: number) =>
+    run(s, { type: "command", now, requestId: "r", command: { kind: "promote", force: true } });
+
+  it("refuses efm promote until start + L + margin: the last master may still hold its lease", () => {
+    const s = restarted();
+    expect(s.knownMaster).toBeNull();
+    const early = promote(s, 100);
+    expect(rules(early)).toContain("promo.manual.tooSoonAfterStart");
+    expect(find(early, "respond")).toMatchObject({ ok: false });
+    expect(early.state.promotion).toBeNull();
+    const later = promote(s, harnessTimings.leaseMs + harnessTimings.takeoverMarginMs);
+    expect(rules(later)).toContain("promo.start.probe");
+    // the candidate will check the recorded master too
+    expect(later.state.promotion).toMatchObject({ stage: "probe", oldMaster: "a" });
+  });
+
+  it("asks every member database pg_is_in_recovery() first and refuses if one is not in recovery", () => {
+    const r = promote(restarted(), 10_000);
+    const probes = r.actions.flatMap((a) => (a.type === "checkRemoteDb" ? [a] : []));
+    expect(probes.map((a) => [a.target, a.asMaster])).toEqual([
+      ["b", true],
+      ["c", true],
+    ]);
+    const b = run(r.state, {
+      type: "remoteDbChecked",
+      now: 10_001,
+      token: probes[0]!.token,
+      target: "b",
+      result: "unreachable",
+    });
+    expect(rules(b)).toEqual(["promo.probe.recovery"]);
+    const c = run(b.state, {
+      type: "remoteDbChecked",
+      now: 10_002,
+      token: probes[1]!.token,
+      target: "c",
+      result: "reachable",
+    });
+    expect(rules(c)).toEqual(["promo.probe.master"]);
+    expect(find(c, "respond").message).toBe(
+      "Promotion has not occurred: the database of c is not in recovery (pg_is_in_recovery() is false): a master may still be running.",
+    );
+    expect(c.state.promotion).toBeNull();
+    // every one in recovery: positions are asked next
+    const ok = run(b.state, {
+      type: "remoteDbChecked",
+      now: 10_002,
+      token: probes[1]!.token,
+      target: "c",
+      result: "unreachable",
+    });
+    expect(rules(ok)).toEqual(["promo.probe.recovery", "promo.probe.done"]);
+    expect(ok.state.promotion?.stage).toBe("queryLsn");
+    expect(ok.actions.filter((a) => a.type === "send").map((a) => a.type === "send" && a.to)).toEqual([
+      "b",
+      "c",
+    ]);
+  });
+
+  it("persists the last master and the promotion epoch as they change", () => {
+    let b = boot("b", "recovery", view(1, FULL));
+    const first = find(run(initialState(config("b")), { type: "started", now: 0 }), "checkLocalRole");
+    expect(first).toBeDefined();
+    const r = run(b, msg(5, "c", { type: "newMaster", address: "c", epoch: 4 }));
+    expect(find(r, "persist").state).toEqual({ lastMaster: "c", epoch: 4, rebuildNeeded: false });
+    b = r.state;
+    // nothing changed: nothing written
+    const again = run(b, msg(6, "c", { type: "status", role: "Master", db: "UP", master: "c" }));
+    expect(again.actions.some((a) => a.type === "persist")).toBe(false);
+  });
+});
+
 describe("after a failover", () => {
   it("warns instead of reconfiguring when auto.reconfigure=false; reports failed reconfiguration", () => {
     const s = boot("c", "recovery", view(1, FULL), { autoReconfigure: false });

@@ -113,6 +113,12 @@ function anotherMaster(c: Ctx): boolean {
 /** Bookkeeping for a peer's status: its role, its known master, the priority list. */
 function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
   if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());
+  // A member that asks is joining or rejoining: the coordinator also hands it the allowed and
+  // priority lists, or a list changed before it joined would never reach it (lists travel only
+  // when they change).
+  if (e.message.ask && c.isCoordinator()) {
+    c.send(e.from, { type: "lists", allowed: c.s.allowed, priority: c.s.priority });
+  }
   const prev = c.s.peers[e.from];
   c.s.peers = {
     ...c.s.peers,
@@ -2018,6 +2024,82 @@ export const transitions: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.manual.tooSoonAfterStart",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual, no master in the view, this agent started less than L+margin ago",
+    to: "unchanged",
+    actions: "refuse",
+    reason:
+      "a restarted coordinator does not know when the last master was heard: its lease may still run until start + L + margin",
+    // The issue-13 schedule: the master cut off, both standbys' agents restarted, `efm promote`
+    // promoted one while the master, unaware, still held its lease and took writes.
+    when: (c, e) =>
+      e.manual &&
+      c.membersWithRole("Master").length === 0 &&
+      c.s.startedAt !== null &&
+      c.now < c.s.startedAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(
+          e.request.origin,
+          e.request.requestId,
+          false,
+          "The agents restarted too recently: the last master may still hold its lease; try again shortly.",
+        );
+    },
+  }),
+  row({
+    id: "promo.start.probe",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual (or a masterless cluster found by the coordinator) and no master in the view",
+    to: "unchanged",
+    actions: "checkRemoteDb(asMaster) on every member's database first",
+    reason:
+      "no master is known here: ask every member database whether it is in recovery before choosing a standby",
+    when: (c, e) => (e.manual || e.probe === true) && c.membersWithRole("Master").length === 0,
+    run: (c, e) => {
+      const token = c.token("promo");
+      const probes: Record<string, string> = {};
+      for (const a of c.members()) {
+        if (c.roleOf(a) === "Witness" || (a === c.self && c.s.config.isWitness)) continue;
+        const t = c.token("probe");
+        probes[t] = a;
+        c.act({
+          type: "checkRemoteDb",
+          token: t,
+          target: a,
+          timeoutMs: c.s.config.remoteTimeoutMs,
+          asMaster: true,
+        });
+      }
+      c.setPromotion({
+        token,
+        manual: e.manual,
+        force: e.force,
+        oldMaster: e.oldMaster ?? c.s.knownMaster?.address ?? c.s.recordedMaster,
+        stage: "probe",
+        probes,
+        awaiting: Object.values(probes),
+        lsns: {},
+        timelines: {},
+        masterLsn: null,
+        masterTimeline: null,
+        candidate: null,
+        request: e.request,
+        epoch: c.s.view?.epoch ?? 0,
+        switchedOver: e.masterFenced === true,
+        ranked: [],
+        failures: {},
+        verified: [],
+        restoring: false,
+      });
+      c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+      if (Object.keys(probes).length === 0) c.raise({ type: "probesDone", now: c.now });
+    },
+  }),
+  row({
     id: "promo.start",
     from: ["*"],
     on: "promotionRequested",
@@ -2051,6 +2133,68 @@ export const transitions: readonly TransitionRow[] = [
         restoring: false,
       });
       queryPositions(c, token, ask);
+    },
+  }),
+  row({
+    id: "promo.probe.master",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "probing before a promotion: a member database is not in recovery, or could not be verified",
+    to: "unchanged",
+    actions: "drop the promotion; refuse",
+    reason:
+      "a database answered as a master (or could not be verified): promoting a standby would make two masters",
+    when: (c, e) =>
+      c.s.promotion?.stage === "probe" &&
+      c.s.promotion.probes?.[e.token] !== undefined &&
+      e.result !== "unreachable",
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const who = p.probes![e.token]!;
+      c.setPromotion(null);
+      const why =
+        e.result === "reachable"
+          ? `the database of ${who} is not in recovery (pg_is_in_recovery() is false): a master may still be running`
+          : `the database of ${who} answered but could not be verified`;
+      const text = `Promotion has not occurred: ${why}.`;
+      if (p.request) c.reply(p.request.origin, p.request.requestId, false, text);
+      else if (c.s.attention !== text) {
+        // The periodic look finds the same database each time: say it once, keep it in cluster-status.
+        c.notify("unexpectedError", { clusterName: c.s.config.clusterName, errorDetails: text });
+        c.setAttention(text);
+      }
+    },
+  }),
+  row({
+    id: "promo.probe.recovery",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "probing before a promotion: that member database is in recovery or down",
+    to: "unchanged",
+    actions: "record; ask for WAL positions once every database answered",
+    reason: "no master database found there",
+    when: (c, e) => c.s.promotion?.stage === "probe" && c.s.promotion.probes?.[e.token] !== undefined,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const { [e.token]: _done, ...rest } = p.probes!;
+      c.setPromotion({ ...p, probes: rest, awaiting: Object.values(rest) });
+      if (Object.keys(rest).length === 0) c.raise({ type: "probesDone", now: c.now });
+    },
+  }),
+  row({
+    id: "promo.probe.done",
+    from: ["*"],
+    on: "probesDone",
+    guard: "every member database is in recovery or down",
+    to: "unchanged",
+    actions: "queryLsn on every standby",
+    reason: "no database of the cluster runs as a master: find the most up-to-date standby",
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.stage !== "probe") return;
+      const ask = possibleStandbys(c);
+      c.setPromotion({ ...p, stage: "queryLsn", awaiting: ask, epoch: c.s.view?.epoch ?? p.epoch });
+      queryPositions(c, p.token, ask);
     },
   }),
   row({
@@ -3048,6 +3192,7 @@ export const transitions: readonly TransitionRow[] = [
     when: (c) => c.s.config.autoReconfigure,
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       const token = c.token("reconf");
       c.s.reconfigureToken = token;
@@ -3064,6 +3209,7 @@ export const transitions: readonly TransitionRow[] = [
     reason: "auto.reconfigure=false: this standby still follows the old master",
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       c.notify("standbyNotReconfigured", c.cluster());
     },
@@ -3078,6 +3224,7 @@ export const transitions: readonly TransitionRow[] = [
     reason: "a new master was announced",
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
+      c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       c.s.failoverDisabled = false;
       c.s.fencedForIsolation = false;

@@ -390,7 +390,10 @@ export interface Promotion {
   readonly manual: boolean;
   readonly force: boolean;
   readonly oldMaster: string | null;
-  readonly stage: "queryLsn" | "precheck" | "switchover" | "promoting";
+  /** probe: no master known, every member database is asked pg_is_in_recovery() first. */
+  readonly stage: "probe" | "queryLsn" | "precheck" | "switchover" | "promoting";
+  /** Probe stage: our check token to the member whose database it asks. */
+  readonly probes?: Readonly<Record<string, string>>;
   /** Manual promotion: the master has stepped down, positions were queried again. */
   readonly switchedOver: boolean;
   readonly awaiting: readonly string[];
