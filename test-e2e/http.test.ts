@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import pg from "pg";
+import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EfmCluster, Suite, sleep, threeHosts, waitUntil } from "./harness.ts";
 
@@ -403,6 +404,13 @@ describe("HTTP endpoints of the agents", () => {
     for (const h of standbys) await efm.lab.waitReplayed(h, lsn);
     const watch = new PrimaryWatch();
     await waitUntil(() => watch.rounds.length >= 5, 30_000, 20);
+    // The status page in a real browser (Debian's chromium), on the old switchover master's
+    // host, which stays out of this failover: it must follow it without a reload.
+    const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+    const page = await browser.newPage();
+    await page.goto(url("a", "/"));
+    await page.waitForFunction('document.getElementById("live").textContent === "live"');
+    expect(await page.textContent("#master")).toBe(efm.address(from));
     const mark = suite.smtp.mark();
     await efm.lab.killDb(from);
     await suite.smtp.waitFor("Failover has completed on cluster acctg", 120_000, mark);
@@ -438,6 +446,23 @@ describe("HTTP endpoints of the agents", () => {
       ),
     ).toBe(true);
     expect(await efm.lab.inRecovery(seen!)).toBe(false);
+    // The page shows the new master (pushed over server-sent events: the page was never reloaded).
+    const shown = await page
+      .waitForFunction(
+        `document.getElementById("master").textContent === ${JSON.stringify(efm.address(seen!))}`,
+        null,
+        {
+          timeout: 30_000,
+        },
+      )
+      .then(
+        () => true,
+        () => false,
+      );
+    expect(shown, `page shows ${await page.textContent("#master")}`).toBe(true);
+    expect(await page.textContent(`tr[data-address="${efm.address(seen!)}"] .role`)).toBe("Master");
+    expect(await page.textContent("#decisions")).toMatch(/\w+\.\w+/);
+    await browser.close();
     // The old master's agent runs on without a database: not healthy, not primary.
     expect((await get(from, "/health")).status).toBe(503);
     expect(metric((await get(from, "/metrics")).text, "efm_database_up")).toBe(0);

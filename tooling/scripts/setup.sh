@@ -17,6 +17,7 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v haproxy >/dev/null || need_pkgs+=(haproxy)         # test-e2e/http.test.ts routes writes through it
 command -v groff >/dev/null || need_pkgs+=(groff-base)       # the man page test renders the pages
 command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)          # pnpm package builds the .deb
+command -v chromium >/dev/null || need_pkgs+=(chromium)      # test-e2e/http.test.ts opens the status page
 [ -x "$PG_BIN/postgres" ] || need_pkgs+=(postgresql-15)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
