@@ -674,6 +674,20 @@ export class MembershipCore {
       this.emit({ type: "admissionRefused", address: from.addr, by: this.self.addr, reason });
       return;
     }
+    // Voters are exact ip:port addresses, and a host runs one agent per cluster: a second port
+    // on a host that already takes part is someone holding the key, not another node, and must
+    // not join (or be added to the voter set R). A node that moves to another port is removed
+    // (efm remove-node) and added again.
+    const host = hostOf(from.addr);
+    const sibling = [...this.config.voters, ...this.view.members.map((m) => m.addr)].find(
+      (a) => a !== from.addr && hostOf(a) === host,
+    );
+    if (sibling !== undefined) {
+      const reason = `host ${host} already takes part in the cluster as ${sibling}`;
+      this.send(from.addr, { t: "joinRefused", reason });
+      this.emit({ type: "admissionRefused", address: from.addr, by: this.self.addr, reason });
+      return;
+    }
     const mem = this.member(from.addr);
     if (mem && mem.inc === from.inc) {
       // It missed the view that admitted it.
