@@ -57,7 +57,7 @@ export function assess(
   let syncMessage: string;
   const master = masters[0] ? byAddress.get(masters[0].address) : undefined;
   const standbyQueries = standbys.map((s) => byAddress.get(s.address));
-  if (!master || !master.ok || standbyQueries.some((q) => !q?.ok)) {
+  if (!master?.ok || standbyQueries.some((q) => !q?.ok)) {
     problems.push("cannot get the xlog location of every database");
     // Name the databases: the operator's next step is on those hosts.
     const failed = [masters[0], ...standbys]
@@ -239,37 +239,62 @@ export function renderClusterStatusJson(
 /**
  * Query every database of the report directly from this host (guide 4.2.1 "Promote Status").
  * `db` gives the connection settings for a host; `user` names the user in failure messages.
+ *
+ * The master is read first and each standby after it, so "in sync" compares a standby with a
+ * position the master had already reached. A standby still short of it is read again for up to
+ * `catchUpMs`: WAL in flight (a background record the master wrote a moment ago) is not lag,
+ * while a standby that does not receive it within that bound really is behind.
  */
-export function queryDatabases(
+export async function queryDatabases(
   status: ClusterStatus,
   db: (host: string) => DbConnectionOptions,
   timeoutMs: number,
+  catchUpMs = 1000,
 ): Promise<DbQuery[]> {
+  const query = async (n: NodeStatus): Promise<DbQuery> => {
+    const options = db(n.address);
+    try {
+      const f = await readFacts(options, timeoutMs);
+      return {
+        address: n.address,
+        ok: true,
+        inRecovery: f.inRecovery,
+        lsn: f.position?.toString() ?? "UNKNOWN",
+      };
+    } catch (err) {
+      const code = err instanceof DbProbeError ? err.code : undefined;
+      const known = code !== undefined && (FAILURE_CODES as readonly string[]).includes(code);
+      return {
+        address: n.address,
+        ok: false,
+        // A TLS failure's own message says which certificate check failed and what to change.
+        error:
+          known && code !== "SSL_FAILED"
+            ? describeFailure(code as FailureCode, options.user)
+            : (err as Error).message,
+      };
+    }
+  };
   const targets = status.nodes.filter((n) => n.type !== "Witness");
-  return Promise.all(
-    targets.map(async (n): Promise<DbQuery> => {
-      const options = db(n.address);
-      try {
-        const f = await readFacts(options, timeoutMs);
-        return {
-          address: n.address,
-          ok: true,
-          inRecovery: f.inRecovery,
-          lsn: f.position?.toString() ?? "UNKNOWN",
-        };
-      } catch (err) {
-        const code = err instanceof DbProbeError ? err.code : undefined;
-        const known = code !== undefined && (FAILURE_CODES as readonly string[]).includes(code);
-        return {
-          address: n.address,
-          ok: false,
-          // A TLS failure's own message says which certificate check failed and what to change.
-          error:
-            known && code !== "SSL_FAILED"
-              ? describeFailure(code as FailureCode, options.user)
-              : (err as Error).message,
-        };
-      }
-    }),
+  const masters = targets.filter((n) => n.type === "Master");
+  const first = await Promise.all(masters.map(query));
+  const master = first.find((q) => q.ok && !q.inRecovery);
+  const masterLsn = master?.ok && master.lsn !== "UNKNOWN" ? master.lsn : null;
+  const behind = (q: DbQuery) =>
+    masterLsn !== null && q.ok && q.inRecovery && q.lsn !== "UNKNOWN" && compareLsn(q.lsn, masterLsn) < 0;
+  const rest = await Promise.all(
+    targets
+      .filter((n) => n.type !== "Master")
+      .map(async (n) => {
+        const deadline = Date.now() + catchUpMs;
+        let q = await query(n);
+        while (behind(q) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+          q = await query(n);
+        }
+        return q;
+      }),
   );
+  const byAddress = new Map([...first, ...rest].map((q) => [q.address, q]));
+  return targets.map((n) => byAddress.get(n.address) as DbQuery);
 }
