@@ -8,6 +8,7 @@ import { AgentObserver } from "./observe.ts";
 
 /** A running HTTP server; `close` stops it and ends open streams. */
 export interface HttpServer {
+  /** `host:port` it listens on. */
   readonly address: string;
   close(): Promise<void>;
 }
@@ -32,9 +33,15 @@ export function startHttpServer(bind: HostPort, deps: HttpDeps, logger: Logger):
     server = serve({ fetch: app.fetch, hostname: bind.host, port: bind.port }, () => {
       server.off("error", onError);
       server.on("error", (err) => logger.error({ err }, "HTTP server error"));
-      logger.info(`HTTP endpoints on http://${address}/ (health, primary, replica, status, metrics)`);
+      // The port actually bound (differs from the property only when it asks for port 0).
+      const bound = server.address();
+      const actual =
+        bound && typeof bound === "object" ? formatHostPort({ host: bind.host, port: bound.port }) : address;
+      logger.info(
+        `HTTP endpoints on http://${actual}/ (status page, health, primary, replica, status, metrics)`,
+      );
       resolve({
-        address,
+        address: actual,
         close: () =>
           new Promise((done) => {
             server.close(() => done());
