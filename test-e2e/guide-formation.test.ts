@@ -280,4 +280,12 @@ describe("errors an operator can act on", () => {
     expect(await startWait("c")).toMatchObject({ code: 0, stderr: "" });
     await efm.waitTypes("a", { a: "Master", b: "Standby", c: "Standby", w: "Witness" });
   });
+
+  it("a dead witness stays a Witness with its agent DOWN, and the status exits non-zero", async () => {
+    const pid = detached[2]!; // w, started third with --wait
+    stopDetached(pid, "SIGKILL");
+    const s = await efm.waitStatus("a", "the witness agent DOWN", (json) => json.nodes[W]?.agent === "DOWN");
+    expect(s.nodes[W]).toMatchObject({ type: "Witness", agent: "DOWN", db: "N/A" });
+    expect((await efm.status("a")).code).not.toBe(0);
+  });
 });
