@@ -100,7 +100,10 @@ describe("AgentObserver", () => {
     step(step(base, timer(10_000)).state, timer(14_500));
     expect(await value(registry, "efm_failovers_total", { result: "promo.result.ok" })).toBe(1);
     const h = (await registry.getMetricsAsJSON()).find((m) => m.name === "efm_failover_duration_seconds")!;
-    expect(h.values.find((v) => v.metricName === "efm_failover_duration_seconds_sum")?.value).toBe(4.5);
+    expect(
+      h.values.find((v) => (v as { metricName?: string }).metricName === "efm_failover_duration_seconds_sum")
+        ?.value,
+    ).toBe(4.5);
   });
 
   test("counts this node's candidacies: success when it ends as Master, failure otherwise", async () => {
@@ -138,7 +141,9 @@ describe("AgentObserver", () => {
     const checks = (await registry.getMetricsAsJSON()).find((m) => m.name === "efm_check_duration_seconds")!;
     expect(
       checks.values.find(
-        (v) => v.metricName === "efm_check_duration_seconds_count" && v.labels.result === "failed",
+        (v) =>
+          (v as { metricName?: string }).metricName === "efm_check_duration_seconds_count" &&
+          v.labels.result === "failed",
       )?.value,
     ).toBe(1);
     expect(
