@@ -609,6 +609,7 @@ export const QUIET_RULES: ReadonlySet<string> = new Set([
   "promo.timer.stale",
   "fencedRetry.stop",
   "lists.update",
+  "watch.ok",
   "fenceRetry.stop",
 ]);
 

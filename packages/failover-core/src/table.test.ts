@@ -1708,8 +1708,27 @@ describe("timeline-aware promotion (issue 13)", () => {
         streaming,
       });
     };
-    const refused = resume(s, false);
+    // not streaming yet: asked again after local.period while local.timeout lasts, then refused
+    const waiting = resume(s, false);
+    expect(rules(waiting)).toEqual(["resume.rebuild.wait"]);
+    expect(find(waiting, "setTimer")).toMatchObject({
+      name: "resumeStreaming",
+      at: 106 + harnessTimings.localPeriodMs,
+    });
+    const asked = run(waiting.state, { type: "timer", now: 5_000, name: "resumeStreaming" });
+    expect(rules(asked)).toEqual(["resume.rebuild.again"]);
+    const refused = run(asked.state, {
+      type: "lsnQueried",
+      now: 5_001,
+      token: find(asked, "queryLsn").token,
+      lsn: "0/9000",
+      timeline: 1,
+      streaming: false,
+    });
     expect(rules(refused)).toEqual(["resume.rebuild.refused"]);
+    expect(rules(run(refused.state, { type: "timer", now: 6_000, name: "resumeStreaming" }))).toEqual([
+      "resume.rebuild.stale",
+    ]);
     expect(find(refused, "respond")).toMatchObject({ ok: false });
     expect(refused.state.rebuildNeeded).toBe(true);
     const ok = resume(refused.state, true);
@@ -1745,9 +1764,11 @@ describe("restarts keep the last master, and no master known means every databas
   it("asks every member database pg_is_in_recovery() first and refuses if one is not in recovery", () => {
     const r = promote(restarted(), 10_000);
     const probes = r.actions.flatMap((a) => (a.type === "checkRemoteDb" ? [a] : []));
+    // a, a voter outside the view (its agent gone), is asked too: its database may still be a primary
     expect(probes.map((a) => [a.target, a.asMaster])).toEqual([
       ["b", true],
       ["c", true],
+      ["a", true],
     ]);
     const b = run(r.state, {
       type: "remoteDbChecked",
@@ -1770,11 +1791,19 @@ describe("restarts keep the last master, and no master known means every databas
     );
     expect(c.state.promotion).toBeNull();
     // every one in recovery: positions are asked next
-    const ok = run(b.state, {
+    let ok = run(b.state, {
       type: "remoteDbChecked",
       now: 10_002,
       token: probes[1]!.token,
       target: "c",
+      result: "unreachable",
+    });
+    expect(rules(ok)).toEqual(["promo.probe.recovery"]);
+    ok = run(ok.state, {
+      type: "remoteDbChecked",
+      now: 10_003,
+      token: probes[2]!.token,
+      target: "a",
       result: "unreachable",
     });
     expect(rules(ok)).toEqual(["promo.probe.recovery", "promo.probe.done"]);
@@ -1795,6 +1824,79 @@ describe("restarts keep the last master, and no master known means every databas
     // nothing changed: nothing written
     const again = run(b, msg(6, "c", { type: "status", role: "Master", db: "UP", master: "c" }));
     expect(again.actions.some((a) => a.type === "persist")).toBe(false);
+  });
+});
+
+describe("a coordinator that keeps looking for a master (issue 13)", () => {
+  const standbys = view(
+    1,
+    [
+      ["w", "Witness"],
+      ["a", "Standby"],
+      ["b", "Standby"],
+      ["c", "Standby"],
+    ],
+    {
+      coordinator: "w",
+    },
+  );
+  const masterless = (patch: Partial<FailoverConfig> = {}) => {
+    let s = boot("w", "witness", standbys, patch);
+    for (const a of ["a", "b", "c"])
+      s = run(s, msg(1, a, { type: "status", role: "Standby", db: "UP", master: null })).state;
+    return s;
+  };
+  const watch = (s: FailoverState, now: number) => run(s, { type: "timer", now, name: "masterWatch" });
+
+  it("waits out any lease, then probes every database and fails over", () => {
+    const s = masterless();
+    // started at 0: a lease granted before the restart may run until L + margin
+    expect(rules(watch(s, 100))).toEqual(["watch.ok"]);
+    const r = watch(s, harnessTimings.leaseMs + harnessTimings.takeoverMarginMs);
+    expect(rules(r)).toEqual(["watch.masterless", "promo.start.probe"]);
+    expect(r.actions.filter((a) => a.type === "checkRemoteDb").length).toBe(3);
+    expect(find(r, "setTimer").name).toBe("masterWatch");
+    // never while a promotion runs, nor with a master heard less than L + margin ago
+    expect(rules(watch(r.state, 20_000))).toEqual(["watch.ok"]);
+    const heard = { ...s, knownMaster: { address: "a", lastHeardAt: 9_000 } };
+    expect(rules(watch(heard, 10_000))).toEqual(["watch.ok"]);
+  });
+
+  it("with auto.failover=false it only notifies, once per masterless spell", () => {
+    const s = masterless({ autoFailover: false });
+    const r = watch(s, 10_000);
+    expect(rules(r)).toEqual(["watch.masterless"]);
+    expect(notified(r)).toEqual(["potentialManualFailover"]);
+    expect(r.state.promotion).toBeNull();
+    expect(snapshot(r.state).attention).toContain("Potential manual failover required on cluster acctg");
+    const again = watch(r.state, 20_000);
+    expect(notified(again)).toEqual([]);
+  });
+
+  it("a database that still answers as a master stops it, said once", () => {
+    const r = watch(masterless(), 10_000);
+    const probe = r.actions.find((a) => a.type === "checkRemoteDb" && a.target === "b")!;
+    const token = probe.type === "checkRemoteDb" ? probe.token : "";
+    const found = run(r.state, {
+      type: "remoteDbChecked",
+      now: 10_001,
+      token,
+      target: "b",
+      result: "reachable",
+    });
+    expect(rules(found)).toEqual(["promo.probe.master"]);
+    expect(notified(found)).toEqual(["unexpectedError"]);
+    expect(found.state.attention).toContain("the database of b is not in recovery");
+    const next = watch(found.state, 20_000);
+    const probe2 = next.actions.find((a) => a.type === "checkRemoteDb" && a.target === "b")!;
+    const again = run(next.state, {
+      type: "remoteDbChecked",
+      now: 20_001,
+      token: probe2.type === "checkRemoteDb" ? probe2.token : "",
+      target: "b",
+      result: "reachable",
+    });
+    expect(notified(again)).toEqual([]);
   });
 });
 

@@ -51,12 +51,16 @@ function row<K extends string>(r: {
 }
 
 const DB_ROLES: RowSource[] = ["Master", "Standby"];
+/** Upper bound of a resume's wait for a rebuilt database to stream (the CLI waits 30 s for an answer). */
+const RESUME_STREAMING_WAIT_MS = 20_000;
 const RUNNING: RowSource[] = ["Master", "Standby", "Witness", "Idle", "Promoting"];
 
 // ---------- helpers shared by several rows ----------
 
 function finishStartup(c: Ctx): void {
   c.setPhase("running");
+  // Every running agent looks for a masterless cluster now and then; only a coordinator acts.
+  c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
   const role = c.s.role;
   if (role === "Witness") c.notify("witnessAgentRunning", c.node());
   else if (role === "Master") c.notify("masterAgentRunning", c.node());
@@ -1027,6 +1031,71 @@ export const transitions: readonly TransitionRow[] = [
     actions: "none",
     reason: "a member is suspected; membership verifies before removing it",
     run: () => {},
+  }),
+  row({
+    id: "watch.masterless",
+    from: RUNNING,
+    on: "timer:masterWatch",
+    guard:
+      "coordinator of a majority with its lease; no master, promotion or check anywhere; a healthy standby; no lease can still run (last master heard, our start: L+margin ago); failover not disabled",
+    to: "unchanged",
+    actions:
+      "request a promotion that first asks every database whether it is in recovery (auto.failover=false: notify)",
+    reason:
+      "the cluster has no writable master and a healthy standby: the guide would have failed over, so do it (or say it is needed)",
+    // A masterless end state that waits for a person (every database in recovery after a cluster
+    // restart, a failover abandoned half-way) is not one the guide's failover would leave.
+    when: (c) => {
+      const cfg = c.s.config;
+      const wait = cfg.leaseMs + cfg.takeoverMarginMs;
+      const healthy = c
+        .membersWithRole("Standby")
+        .some((a) => (a === c.self ? c.s.db : c.s.peers[a]?.db) === "UP" && !c.s.peers[a]?.starting);
+      return (
+        c.isCoordinator() &&
+        c.membersWithRole("Master", "Promoting").length === 0 &&
+        c.s.promotion === null &&
+        c.s.investigations.length === 0 &&
+        !c.s.failoverDisabled &&
+        healthy &&
+        (c.s.knownMaster === null || c.now >= c.s.knownMaster.lastHeardAt + wait) &&
+        c.s.startedAt !== null &&
+        c.now >= c.s.startedAt + wait
+      );
+    },
+    run: (c) => {
+      c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+      if (!c.s.config.autoFailover) {
+        // Detect and notify, never act; once per masterless spell (cluster-status keeps saying it).
+        const text = `Potential manual failover required on cluster ${c.s.config.clusterName}: no database is a master and a standby is healthy; run 'efm promote ${c.s.config.clusterName}'.`;
+        if (c.s.attention !== text) {
+          c.notify("potentialManualFailover", c.cluster());
+          c.setAttention(text);
+        }
+        return;
+      }
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: null,
+        request: null,
+        probe: true,
+      });
+    },
+  }),
+  row({
+    id: "watch.ok",
+    from: ["*"],
+    on: "timer:masterWatch",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "look again later",
+    reason: "a master runs, a decision is in progress, or this agent does not coordinate",
+    run: (c) => {
+      if (c.s.phase === "running") c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+    },
   }),
   row({
     id: "reconcile.noMaster",
@@ -2055,14 +2124,17 @@ export const transitions: readonly TransitionRow[] = [
     on: "promotionRequested",
     guard: "manual (or a masterless cluster found by the coordinator) and no master in the view",
     to: "unchanged",
-    actions: "checkRemoteDb(asMaster) on every member's database first",
+    actions: "checkRemoteDb(asMaster) on the database of every member and voter first",
     reason:
       "no master is known here: ask every member database whether it is in recovery before choosing a standby",
     when: (c, e) => (e.manual || e.probe === true) && c.membersWithRole("Master").length === 0,
     run: (c, e) => {
       const token = c.token("promo");
       const probes: Record<string, string> = {};
-      for (const a of c.members()) {
+      // Voters outside the view too: a master whose agent crashed is no member, but its database
+      // may still run as a primary (a down host or a witness simply does not answer as a master).
+      const targets = [...new Set([...c.members(), ...(c.s.view?.voters ?? [])])];
+      for (const a of targets) {
         if (c.roleOf(a) === "Witness" || (a === c.self && c.s.config.isWitness)) continue;
         const t = c.token("probe");
         probes[t] = a;
@@ -3456,7 +3528,11 @@ export const transitions: readonly TransitionRow[] = [
       "a fenced ex-master resumes as a standby only once it follows the current master's timeline (rewound or re-cloned)",
     when: (c, e) => c.s.pendingResume?.stage === "role" && e.result === "recovery",
     run: (c) => {
-      c.s.pendingResume = { ...c.s.pendingResume!, stage: "wal" };
+      // A database just started needs a moment before its WAL receiver streams (PostgreSQL retries
+      // every wal_retrieve_retry_interval, 5 s by default): ask again until local.timeout, capped
+      // so that the operator's `efm resume` (answered within 30 s) hears the outcome.
+      const until = c.now + Math.min(c.s.config.localTimeoutMs, RESUME_STREAMING_WAIT_MS);
+      c.s.pendingResume = { ...c.s.pendingResume!, stage: "wal", until };
       c.act({ type: "queryLsn", token: c.s.pendingResume.token });
     },
   }),
@@ -3488,6 +3564,41 @@ export const transitions: readonly TransitionRow[] = [
       c.s.fencedForIsolation = false;
       resumeAsRole(c, "Standby", c.s.pendingResume!.requestId);
     },
+  }),
+  row({
+    id: "resume.rebuild.wait",
+    from: ["Idle"],
+    on: "lsnQueried",
+    guard: "resuming a fenced ex-master that does not stream yet, within the wait",
+    to: "unchanged",
+    actions: "ask again after local.period",
+    reason: "the database may still be connecting to the master: ask again shortly",
+    when: (c, e) =>
+      c.s.pendingResume?.stage === "wal" &&
+      c.s.pendingResume.token === e.token &&
+      c.now + c.s.config.localPeriodMs <= (c.s.pendingResume.until ?? c.now),
+    run: (c) => c.timer("resumeStreaming", c.now + c.s.config.localPeriodMs),
+  }),
+  row({
+    id: "resume.rebuild.again",
+    from: ["Idle"],
+    on: "timer:resumeStreaming",
+    guard: "still resuming a fenced ex-master",
+    to: "unchanged",
+    actions: "queryLsn again",
+    reason: "ask again whether the database streams from its upstream",
+    when: (c) => c.s.pendingResume?.stage === "wal",
+    run: (c) => c.act({ type: "queryLsn", token: c.s.pendingResume!.token }),
+  }),
+  row({
+    id: "resume.rebuild.stale",
+    from: ["*"],
+    on: "timer:resumeStreaming",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "no resume waits for streaming any more",
+    run: () => {},
   }),
   row({
     id: "resume.rebuild.refused",

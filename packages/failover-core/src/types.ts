@@ -502,6 +502,8 @@ export interface FailoverState {
     /** wal: a fenced ex-master's database must be shown to stream from the current master. */
     readonly stage: "db" | "role" | "wal";
     readonly token: string;
+    /** wal stage: until when a database not streaming yet is asked again (its WAL receiver may be connecting). */
+    readonly until?: number;
   } | null;
   readonly lsnQueries: Readonly<Record<string, string>>;
   /** Pre-promotion checks in flight: local token to the coordinator's address and token. */
