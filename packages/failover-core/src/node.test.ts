@@ -511,16 +511,16 @@ describe("parsePeerMessage", () => {
     checkDb: { type: "checkDb", token: "t", target: B, asMaster: true },
     checkDbReply: { type: "checkDbReply", token: "t", result: "unknown" },
     dbFailureVerdict: { type: "dbFailureVerdict", token: "t", confirmed: true },
-    fenced: { type: "fenced", token: "t" },
+    fenced: { type: "fenced", token: "t", unconfirmed: true },
     switchover: { type: "switchover", token: "t", newMaster: B },
     queryLsn: { type: "queryLsn", token: "t" },
-    lsnReply: { type: "lsnReply", token: "t", lsn: null, role: "Standby" },
+    lsnReply: { type: "lsnReply", token: "t", lsn: "0/10", role: "Standby", timeline: 2, rebuild: true },
     promote: { type: "promote", token: "t", epoch: 3, oldMaster: null, checkMaster: true, restore: false },
     promotionResult: { type: "promotionResult", token: "t", ok: false, reason: "no", next: true },
     checkPromotable: { type: "checkPromotable", token: "t", restore: true },
     promotableReply: { type: "promotableReply", token: "t", ok: false, error: "password", refused: true },
     notice: { type: "notice", text: null },
-    newMaster: { type: "newMaster", address: B },
+    newMaster: { type: "newMaster", address: B, epoch: 4 },
     lists: { type: "lists", allowed: [SELF, B], priority: [B] },
     command: {
       type: "command",
@@ -529,7 +529,7 @@ describe("parsePeerMessage", () => {
     },
     commandReply: { type: "commandReply", requestId: "r", ok: true, message: "done" },
     stop: { type: "stop" },
-    fencedMasterBack: { type: "fencedMasterBack" },
+    fencedMasterBack: { type: "fencedMasterBack", unconfirmed: true },
   };
 
   it("accepts every message the engine sends, unchanged after a trip through JSON", () => {
@@ -554,5 +554,21 @@ describe("parsePeerMessage", () => {
       "lists.priority is not a list of at most 1000 strings",
     );
     expect(parsePeerMessage([])).toBe("the payload is not an object");
+    // issue 13's fields: a timeline is a number or null (older agents leave it out)
+    expect(
+      parsePeerMessage({ type: "lsnReply", token: "t", lsn: null, role: "Standby", timeline: "2" }),
+    ).toBe("lsnReply.timeline is not a finite number");
+    expect(
+      parsePeerMessage({ type: "lsnReply", token: "t", lsn: null, role: "Standby", timeline: null }),
+    ).toEqual({
+      type: "lsnReply",
+      token: "t",
+      lsn: null,
+      role: "Standby",
+      timeline: null,
+    });
+    expect(parsePeerMessage({ type: "fencedMasterBack", unconfirmed: "yes" })).toBe(
+      "fencedMasterBack.unconfirmed is not a boolean",
+    );
   });
 });
