@@ -103,7 +103,7 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
     if (bad) throw new AgentError("BAD_REQUEST", bad);
     const address = resolveAddress(given, deps.self, known());
     const member = snapshot(deps.loop.current).members.find((m) => m.address === address);
-    if (mustBeMember && (!member || member.agent !== "UP")) {
+    if (mustBeMember && member?.agent !== "UP") {
       throw new AgentError(
         "REFUSED",
         `${hostOf(address)} is not a running member of cluster ${deps.cluster}`,
