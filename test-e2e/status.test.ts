@@ -168,7 +168,8 @@ describe("guards of a running agent", () => {
     mkdirSync(empty, { recursive: true });
     const r = await efm.efm("a", ["add-node", "acctg", "127.0.5.99"], { EFM_RUN_DIR: empty });
     expect(r.code).not.toBe(0);
-    expect(r.stdout + r.stderr).toContain("must be run by root, efm or a member of the efm group");
+    // No token where efm looked (issue 14): it says so and names the path, not a permission problem.
+    expect(r.stdout + r.stderr).toContain(`There is no admin token at ${empty}/acctg.token`);
 
     const port = efm.files.a!.adminPort;
     const none = await adminRaw(port, JSON.stringify({ command: "add-node", address: "127.0.5.99" }));
