@@ -53,6 +53,30 @@ describe("checkHost through readConfig", () => {
     }
   });
 
+  test("watchdog.mode=required with a missing device is a host fact; automatic and witnesses are not checked", () => {
+    // A path that cannot exist: no test ever opens a real watchdog device (it would reset the host).
+    const { file } = node({ "watchdog.mode": "required", "watchdog.device": "/nonexistent/efm/watchdog" });
+    const line = `${file}:13: watchdog.device=/nonexistent/efm/watchdog: does not exist, and watchdog.mode=required lets no master run without it`;
+    expect(shown(readConfig(file, { hostFacts: "warnings" }))).toEqual({ errors: [], warnings: [line] });
+    expect(shown(readConfig(file, { hostFacts: "errors" }))).toEqual({ errors: [line], warnings: [] });
+    const automatic = node({ "watchdog.mode": "automatic", "watchdog.device": "/nonexistent/efm/watchdog" });
+    expect(shown(readConfig(automatic.file, { hostFacts: "errors" }))).toEqual({ errors: [], warnings: [] });
+    const witness = node({
+      "is.witness": "true",
+      "watchdog.mode": "required",
+      "watchdog.device": "/nonexistent/efm/watchdog",
+    });
+    expect(shown(readConfig(witness.file, { hostFacts: "errors" }))).toEqual({ errors: [], warnings: [] });
+  });
+
+  test("a bad watchdog.mode or watchdog.safety.margin is an error naming what is expected", () => {
+    const { file } = node({ "watchdog.mode": "always", "watchdog.safety.margin": "-5" });
+    const errors = shown(readConfig(file, { hostFacts: "warnings" })).errors.join("\n");
+    expect(errors).toContain("watchdog.mode=always");
+    expect(errors).toContain("off, automatic, required");
+    expect(errors).toContain("watchdog.safety.margin=-5");
+  });
+
   test("a password encrypted for another cluster is an error naming the cluster to encrypt for", () => {
     const { file } = node({ "db.password.encrypted": encrypt("secret", "sales") });
     const r = shown(readConfig(file, { hostFacts: "warnings" }));

@@ -120,6 +120,20 @@ export function checkHost(
         });
       }
     }
+    if (c.watchdogMode === "required") {
+      // Only existence and write access: opening a watchdog device starts its countdown.
+      const why = notWritable(c.watchdogDevice);
+      if (why) {
+        hostFact.push({
+          code: "INVALID_VALUE",
+          file,
+          ...line("watchdog.device"),
+          property: "watchdog.device",
+          value: c.watchdogDevice,
+          message: `${why}, and watchdog.mode=required lets no master run without it`,
+        });
+      }
+    }
   }
 
   const addresses = (options.addresses ?? localAddresses)();
@@ -160,5 +174,16 @@ function notExecutable(path: string): string | null {
     return null;
   } catch {
     return "is not executable";
+  }
+}
+
+/** Why `path` cannot be written by this process, or null when it can. */
+function notWritable(path: string): string | null {
+  try {
+    accessSync(path, constants.W_OK);
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === "ENOENT" || code === "ENOTDIR" ? "does not exist" : "is not writable by this user";
   }
 }

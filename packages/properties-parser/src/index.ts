@@ -26,6 +26,8 @@ export {
   parseHostPort,
   prefixToNetmask,
   type VirtualIp,
+  WATCHDOG_MODES,
+  type WatchdogMode,
 } from "./schema.ts";
 export {
   checkTlsFiles,

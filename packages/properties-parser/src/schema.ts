@@ -13,6 +13,10 @@ export type NotificationLevel = (typeof NOTIFICATION_LEVELS)[number];
 export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
+/** watchdog.mode: no watchdog, one when the device can be used, or no master role without one. */
+export const WATCHDOG_MODES = ["off", "automatic", "required"] as const;
+export type WatchdogMode = (typeof WATCHDOG_MODES)[number];
+
 /** A `host:port` pair as written in `bind.address` and the members file. */
 export interface HostPort {
   host: string;
@@ -80,6 +84,12 @@ export interface EfmConfig {
   logDir?: string;
   runDir?: string;
   stateDir?: string;
+  /** watchdog.mode: reset a frozen master's host (see docs/operations.md, "Watchdog"). */
+  watchdogMode: WatchdogMode;
+  /** watchdog.device: the Linux watchdog device the master keeps alive. */
+  watchdogDevice: string;
+  /** watchdog.safety.margin (ms): how long before another node may promote the device fires. */
+  watchdogSafetyMargin: number;
 }
 
 /** How a property's text value becomes a typed value; `print` is its inverse. */
@@ -120,6 +130,12 @@ const absolutePath: ValueType<string> = {
 const sslMode: ValueType<SslMode> = {
   expected: SSL_MODES.join(", "),
   parse: z.enum(SSL_MODES),
+  print: (v) => v,
+};
+
+const watchdogMode: ValueType<WatchdogMode> = {
+  expected: WATCHDOG_MODES.join(", "),
+  parse: z.enum(WATCHDOG_MODES),
   print: (v) => v,
 };
 
@@ -357,6 +373,27 @@ export const PROPERTIES: readonly AnySpec[] = [
   spec({ key: "log.dir", field: "logDir", type: absolutePath, need: "optional" }),
   spec({ key: "run.dir", field: "runDir", type: absolutePath, need: "optional" }),
   spec({ key: "state.dir", field: "stateDir", type: absolutePath, need: "optional" }),
+  spec({
+    key: "watchdog.mode",
+    field: "watchdogMode",
+    type: watchdogMode,
+    need: "optional",
+    default: "automatic",
+  }),
+  spec({
+    key: "watchdog.device",
+    field: "watchdogDevice",
+    type: absolutePath,
+    need: "optional",
+    default: "/dev/watchdog",
+  }),
+  spec({
+    key: "watchdog.safety.margin",
+    field: "watchdogSafetyMargin",
+    type: int(0, 3_600_000),
+    need: "optional",
+    default: 2000,
+  }),
 ];
 
 /** The virtual IP keys (with later EFM spellings); validated together. */

@@ -87,6 +87,9 @@ export function efmProperties(
     "script.notification": "",
     "jgroups.loglevel": "INFO",
     "efm.loglevel": "INFO",
+    // Labs run tests and demonstrations: never let one of their masters open a real
+    // /dev/watchdog, whose reset a killed test agent would trigger. Pass it to opt in.
+    "watchdog.mode": "off",
     ...options.properties,
     ...options.hostProperties?.[host.name],
   };

@@ -118,6 +118,8 @@ describe("efmProperties", () => {
     expect(p["db.port"]).toBe("15998");
     expect(p["is.witness"]).toBe("false");
     expect(efmProperties(s, s.hosts[2]!, 2, { passwordEncrypted: "abc" })["is.witness"]).toBe("true");
+    // No lab agent opens a real watchdog device unless the caller asks for one.
+    expect(p["watchdog.mode"]).toBe("off");
   });
 
   it("lets the caller override anything, and refuses values that would break the file", () => {
