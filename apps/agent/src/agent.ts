@@ -48,6 +48,7 @@ import { EventLoop, type Executors } from "./loop.ts";
 import { checkPropertiesMode, loadClusterKey } from "./cluster-key.ts";
 import { readAgentState, readMembershipState, rewriteMembersFile } from "./state.ts";
 import { packageVersion } from "./version.ts";
+import { HardwareWatchdog } from "./watchdog/index.ts";
 
 /** How to start an agent: the cluster name and where its files are. */
 export interface AgentOptions {
@@ -563,6 +564,27 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
   };
 
+  // watchdog.mode: a master's host is reset if its agent stops feeding the device (frozen,
+  // hung, lease lost without stepping down); fenceDb is guarded so the device stays armed until
+  // the fence succeeded. See ./watchdog/ and docs/architecture.md.
+  const hw = new HardwareWatchdog({
+    mode: c.isWitness ? "off" : c.watchdogMode,
+    device: c.watchdogDevice,
+    timing: {
+      leaseMs: member.timing.lease,
+      takeoverMarginMs: member.timing.driftMargin,
+      heartbeatMs: member.timing.heartbeatInterval,
+      safetyMarginMs: c.watchdogSafetyMargin,
+    },
+    now: () => member.now(),
+    leaseUntil: () => member.leaseUntil(),
+    role: () => loop.current.role,
+    log,
+    // As on a lost lease: a master without the required watchdog fences itself and goes Idle.
+    onUnavailable: () => loop.membership({ type: "leaseLost" }),
+  });
+  exec.fenceDb = hw.guardFence(exec.fenceDb);
+
   // The engine names members `ip:port` (as membership does), in the allowed list too: a list of
   // bare hosts would never match a member, and no standby would enter the priority list.
   const lists = saved ?? { allowed: [...new Set([self, ...seeds])], priority: [] };
@@ -614,6 +636,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     };
     loop.stop();
     clearInterval(watchdog);
+    hw.close();
     admin?.close();
     await within(http?.close() ?? Promise.resolve(), 300);
     try {
@@ -694,6 +717,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     exiting = true;
     loop.stop();
     clearInterval(watchdog);
+    hw.close();
     admin?.close();
     await http?.close();
     await member.stop().catch(() => {});
@@ -705,6 +729,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
   let watchdog: NodeJS.Timeout | undefined;
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  if (!c.isWitness && c.watchdogMode !== "off") {
+    // Checked without opening the device (opening a watchdog starts its countdown).
+    const wd = hw.check();
+    if (!wd.ok && c.watchdogMode === "required") {
+      await abortStart(new AgentError("WATCHDOG", `watchdog.mode=required: ${wd.problem}`));
+    }
+    if (!wd.ok) {
+      startup.warn(`watchdog.mode=automatic: ${wd.problem}; this node will run as master without a watchdog`);
+    }
+  }
   // The token file is written only once the admin port is ours: a second agent for this cluster
   // (another lock.dir) must not replace the token of the one that runs.
   const token = newToken();
@@ -783,6 +817,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);
   logs.flush();
   loop.dispatch({ type: "started", now: member.now() });
+  hw.start();
 
   return {
     done,

@@ -18,6 +18,8 @@ export const AGENT_ERROR_CODES = [
   "DATABASE",
   /** An admin command arrived before the start-up checks ended. */
   "STARTING",
+  /** watchdog.mode=required and the watchdog device cannot guard this node as master. */
+  "WATCHDOG",
 ] as const;
 export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 
