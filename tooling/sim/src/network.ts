@@ -6,12 +6,17 @@ export interface LinkSpec {
   minDelay: number;
   maxDelay: number;
   loss: number;
+  /** Probability that a message is delivered twice (a retry after a reconnect). */
+  duplicate?: number;
+  /** Deliver out of order: each message gets its own delay, ignoring the link's FIFO order. */
+  reorder?: boolean;
 }
 
 /**
  * A virtual network between named endpoints: per-link delay and loss, directed cuts (a one-way
  * partition blocks a->b only), symmetric partitions into groups, and heal. Messages between
- * the same pair stay in order (like TCP); a cut drops what is in flight on it.
+ * the same pair stay in order (like TCP) unless the link reorders; a cut drops what is in flight
+ * on it.
  */
 export class VirtualNetwork<M> {
   private readonly handlers = new Map<string, (from: string, msg: M) => void>();
@@ -78,16 +83,21 @@ export class VirtualNetwork<M> {
     if (this.cuts.has(k)) return;
     const spec = this.links.get(k) ?? this.defaults;
     if (spec.loss > 0 && this.rng.chance(spec.loss)) return;
-    const delay = spec.minDelay + this.rng.next() * (spec.maxDelay - spec.minDelay);
-    const at = Math.max(this.clock.now() + delay, this.lastArrival.get(k) ?? 0);
-    this.lastArrival.set(k, at);
+    const copies = spec.duplicate && this.rng.chance(spec.duplicate) ? 2 : 1;
     const epoch = this.cutEpoch.get(k) ?? 0;
-    this.clock.at(at, () => {
-      if (this.cuts.has(k) || (this.cutEpoch.get(k) ?? 0) !== epoch) return;
-      const h = this.handlers.get(to);
-      if (!h) return;
-      this.delivered++;
-      h(from, msg);
-    });
+    for (let i = 0; i < copies; i++) {
+      const delay = spec.minDelay + this.rng.next() * (spec.maxDelay - spec.minDelay);
+      const at = spec.reorder
+        ? this.clock.now() + delay
+        : Math.max(this.clock.now() + delay, this.lastArrival.get(k) ?? 0);
+      if (!spec.reorder) this.lastArrival.set(k, at);
+      this.clock.at(at, () => {
+        if (this.cuts.has(k) || (this.cutEpoch.get(k) ?? 0) !== epoch) return;
+        const h = this.handlers.get(to);
+        if (!h) return;
+        this.delivered++;
+        h(from, msg);
+      });
+    }
   }
 }
