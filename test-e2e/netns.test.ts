@@ -1,7 +1,7 @@
 /**
  * Guide 8.6 and 3.3 on real hosts: three network namespaces on a bridge, a virtual IP, and
  * the master cut off from everyone with iptables. The majority promotes a standby and moves
- * the VIP; the isolated master releases the VIP, fences its database and runs
+ * the VIP; the isolated master releases the VIP, fences (stops) its database and runs
  * script.master.isolated. After healing, the old master rejoins as Idle.
  */
 import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
@@ -151,8 +151,9 @@ describe.skipIf(!isRoot)("minority isolation with a virtual IP (network namespac
     expect(await waitUntil(() => existsSync(join(aData, "standby.signal")), 30_000, 500), logs()).toBe(true);
     expect(await waitUntil(() => existsSync(join(RUN, "isolated-marker")), 30_000, 500), logs()).toBe(true);
     expect(readFileSync(join(RUN, "isolated-marker"), "utf8")).toContain("master.isolated");
-    // ... and restarted its database so that it no longer takes writes (in recovery).
-    expect(await waitUntil(() => lab.inRecovery("a").catch(() => false), 60_000, 1000), logs()).toBe(true);
+    // ... and stopped its database (issue 13: a fenced master is down, not merely read-only).
+    expect(await waitUntil(() => !lab.isRunning("a"), 60_000, 500), logs()).toBe(true);
+    await expect(lab.inRecovery("a")).rejects.toThrow();
     const selfView = await status("a");
     expect(typeOf(selfView, "a")).not.toBe("Master");
 

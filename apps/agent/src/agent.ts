@@ -30,7 +30,6 @@ import {
   type HelperOptions,
   promote,
   reconfigure,
-  restart,
   runUserScript,
   type ScriptEvent,
 } from "@efm/scripts-runner";
@@ -465,30 +464,30 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout });
     },
     fenceDb: async (newMaster) => {
-      // With no new master known (isolation) the database gets recovery without streaming:
-      // never our own address; reconfigureDb names the master once one is known. The
-      // replication user is db.user (no property names another), its password in the passfile.
+      // Fenced means stopped and confirmed down (no server process of the data directory, its
+      // port refused), with the recovery settings written: the helper does all of it or rejects
+      // with why (dbFenced ok:false). A hung server (SIGSTOP'd) is SIGKILLed, so it cannot wake
+      // up writable. With no new master known (isolation) primary_conninfo is empty: never our
+      // own address. The replication user is db.user (no property names another), its password
+      // in the passfile.
+      // Only a manual switchover (4.1.4) naming the new master starts the database again, in
+      // recovery following it, after a fast stop that hands the standbys every record; an
+      // isolated, failed or hung database, or a retried fence, stays down.
+      const switchover = loop.current.selfFence?.purpose === "switchover" && newMaster !== null;
       const r = await fence(dataDir, newMaster ? hostOf(newMaster) : null, {
         ...helper,
         port: c.dbPort,
         replicationUser: c.dbUser,
+        timeoutSeconds: c.localTimeout,
+        stop: switchover ? "fast" : "immediate",
+        after: switchover ? "standby" : "down",
       });
-      log.info({ actions: r.actions, primaryConninfo: r.primaryConninfo }, "database fenced");
-      // The fencing settings take effect at the next start. A database that still runs (a
-      // switchover, a master cut off from the majority) is restarted now, so it stops taking
-      // writes at once instead of whenever someone restarts it; a failed one is left down.
-      const running = await remoteCheck(db(selfHost), Math.min(5000, c.localTimeout * 1000));
-      if (running.ok && !running.inRecovery) {
-        log.warn("restarting the fenced database so that it comes back read-only, in recovery");
-        try {
-          // fast first: on a switchover it lets the WAL senders hand the standbys every last record.
-          await restart(dataDir, c.localTimeout, helper);
-        } catch (err) {
-          // A fast shutdown waits for the WAL senders, which a cut network never lets finish.
-          log.warn({ err: (err as Error).message }, "fast restart failed; stopping the database immediately");
-          await restart(dataDir, c.localTimeout, { ...helper, mode: "immediate" });
-        }
-      }
+      log.info(
+        { actions: r.actions, primaryConninfo: r.primaryConninfo, durationMs: Math.round(r.durationMs) },
+        switchover
+          ? "database fenced and started again in recovery"
+          : "database fenced: stopped and confirmed down",
+      );
     },
     reconfigureDb: async (newMaster) => {
       const r = await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });

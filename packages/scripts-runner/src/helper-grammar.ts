@@ -36,6 +36,23 @@ export type HelperCommand =
       /** Port and role of the new master, used only when no primary_conninfo exists yet. */
       readonly port?: number;
       readonly replicationUser?: string;
+      /**
+       * Bound, in seconds, of each wait for the server to go away (default 10): a fast stop
+       * gets this long, then the immediate stop and the SIGKILL of what is left share it.
+       */
+      readonly timeoutSeconds?: number;
+      /**
+       * How the server is stopped first, default "immediate". "fast" is for a switchover: it
+       * lets the WAL senders hand the standbys every record before the server goes; an
+       * immediate stop follows if it does not finish in time.
+       */
+      readonly stop?: "fast" | "immediate";
+      /**
+       * After the fence is confirmed: "down" (default) leaves the server stopped; "standby"
+       * starts it again in recovery, following the new master (needs one; only a server that
+       * was running is started).
+       */
+      readonly after?: "down" | "standby";
     })
   | (HelperCommon & {
       readonly verb: "reconfigure";
@@ -74,6 +91,7 @@ export const HELPER_USAGE = [
   "       efm-helper fence <datadir> <new-master-host> --bin <dir> [--port <n>] [--replication-user <role>] [common]",
   "       efm-helper reconfigure <datadir> <new-master-host> --bin <dir> [--timeout <s>] [common]",
   "       efm-helper fence <datadir> - --bin <dir> ...   (no new master known: recovery, no streaming)",
+  "         fence also takes [--timeout <s>] [--stop immediate|fast] [--after down|standby]",
   "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [--mode fast|immediate] [common]",
   "       efm-helper check <datadir> --bin <dir> [--role any|standby] [common]",
   "common: [--db-user <role>] [--db-name <name>] [--log-file <path>] [--connection stdin] [--passfile <path>]",
@@ -91,7 +109,7 @@ const COMMON = ["--db-user", "--db-name", "--log-file", "--connection", "--passf
 
 const OPTIONS: Record<HelperVerb, readonly string[]> = {
   promote: ["--bin", "--timeout", ...COMMON],
-  fence: ["--bin", "--port", "--replication-user", ...COMMON],
+  fence: ["--bin", "--port", "--replication-user", "--timeout", "--stop", "--after", ...COMMON],
   reconfigure: ["--bin", "--timeout", ...COMMON],
   restart: ["--bin", "--mode", ...COMMON],
   check: ["--bin", "--role", ...COMMON],
@@ -176,17 +194,32 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
   switch (v) {
     case "promote":
       return { verb: v, dataDir, timeoutSeconds: timeout, ...common };
-    case "fence":
+    case "fence": {
+      const stop = options.get("--stop");
+      if (stop !== undefined && stop !== "fast" && stop !== "immediate") {
+        throw usage(`--stop: ${JSON.stringify(stop)} is not immediate or fast`);
+      }
+      const after = options.get("--after");
+      if (after !== undefined && after !== "down" && after !== "standby") {
+        throw usage(`--after: ${JSON.stringify(after)} is not down or standby`);
+      }
+      const newMaster = positional[1] === "-" ? null : checkHost("new-master-host", positional[1]!);
+      // Starting a fenced server that streams from nobody would only hide that it is fenced.
+      if (after === "standby" && newMaster === null) throw usage("--after standby needs a new master, not -");
       return {
         verb: v,
         dataDir,
-        newMaster: positional[1] === "-" ? null : checkHost("new-master-host", positional[1]!),
+        newMaster,
         ...(options.has("--port") ? { port: checkInt("--port", options.get("--port")!, 1, 65_535) } : {}),
         ...(options.has("--replication-user")
           ? { replicationUser: checkRole("--replication-user", options.get("--replication-user")!) }
           : {}),
+        ...(options.has("--timeout") ? { timeoutSeconds: timeout } : {}),
+        ...(stop !== undefined ? { stop } : {}),
+        ...(after !== undefined ? { after } : {}),
         ...common,
       };
+    }
     case "reconfigure":
       return {
         verb: v,
@@ -231,6 +264,9 @@ export function formatHelperArgs(command: HelperCommand): string[] {
   if (command.verb === "fence") {
     if (command.port !== undefined) argv.push("--port", String(command.port));
     if (command.replicationUser !== undefined) argv.push("--replication-user", command.replicationUser);
+    if (command.timeoutSeconds !== undefined) argv.push("--timeout", String(command.timeoutSeconds));
+    if (command.stop !== undefined) argv.push("--stop", command.stop);
+    if (command.after !== undefined) argv.push("--after", command.after);
   }
   if (command.verb === "restart" && command.mode !== undefined) argv.push("--mode", command.mode);
   if (command.verb === "check") argv.push("--role", command.role);

@@ -1,7 +1,8 @@
 import { chmodSync, constants } from "node:fs";
-import { access, mkdir, readFile, stat } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, readlink, realpath, stat } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { userInfo } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { clientConfig, connectionAttempts, type DbConnectionOptions } from "@efm/db-probe";
 import pg from "pg";
 import { backupFile, replaceFile } from "./atomic.ts";
@@ -36,6 +37,8 @@ export interface HelperReport {
   readonly alreadyMaster?: boolean;
   /** check: whether a server was running on the data directory. */
   readonly running?: boolean;
+  /** fence: whether a server was running when the fence began (it is down now, or restarted). */
+  readonly wasRunning?: boolean;
   readonly durationMs: number;
 }
 
@@ -359,7 +362,8 @@ async function currentConninfo(
   return value === "" ? undefined : value;
 }
 
-async function fence(
+/** standby.signal (or recovery.conf) and primary_conninfo naming the new master, or empty. */
+async function writeFenceSettings(
   command: Extract<HelperCommand, { verb: "fence" }>,
   conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
@@ -432,6 +436,238 @@ async function fence(
   replaceFile(rcPath, text);
   report.primaryConninfo = redactConninfo(next);
   report.actions.push(`wrote ${rcPath} following ${where}`);
+}
+
+// An immediate stop of a server that still runs takes milliseconds (SIGQUIT, no checkpoint);
+// one that has not gone after this long is hung, and is killed.
+const IMMEDIATE_GRACE_MS = 2_000;
+const POLL_MS = 50;
+
+/** The postmaster.pid fields the fence needs; undefined when there is no (readable) file. */
+async function readPidFile(
+  dataDir: string,
+): Promise<{ pid: number; port: number | null; listen: string } | undefined> {
+  const text = await readText(join(dataDir, "postmaster.pid"));
+  if (text === undefined) return undefined;
+  const lines = text.split("\n");
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const port = Number(lines[3]);
+  return { pid, port: Number.isInteger(port) && port > 0 ? port : null, listen: lines[5]?.trim() ?? "" };
+}
+
+/**
+ * Whether `pid` is a server process of the data directory whose real path is `realDir`: it runs
+ * the postgres program and its working directory is the data directory (the postmaster and
+ * every backend chdir there). A pid from a stale postmaster.pid that the system gave to another
+ * program fails this, and is never signalled. A zombie has neither link: it is gone (it holds
+ * no socket, no shared memory and can write nothing).
+ */
+async function isServerProcess(pid: number, realDir: string): Promise<boolean> {
+  try {
+    const [exe, cwd] = await Promise.all([readlink(`/proc/${pid}/exe`), readlink(`/proc/${pid}/cwd`)]);
+    return /^postgres( \(deleted\))?$/.test(basename(exe)) && cwd === realDir;
+  } catch {
+    // Gone, a zombie, or another user's process (whose links we may not read): not ours.
+    return false;
+  }
+}
+
+/** Every live server process of the data directory (postmaster, backends, orphans of a kill). */
+async function serverProcesses(realDir: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir("/proc");
+  } catch (e) {
+    throw new ScriptsRunnerError("IO_FAILED", `cannot list /proc: ${(e as Error).message}`, { cause: e });
+  }
+  const pids = names.filter((n) => /^\d+$/.test(n)).map(Number);
+  const ours = await Promise.all(pids.map((pid) => isServerProcess(pid, realDir)));
+  return pids.filter((_, i) => ours[i]);
+}
+
+/** Polls until no server process of the data directory is left or `ms` pass; returns what is left. */
+async function waitGone(realDir: string, ms: number, each?: (pids: number[]) => void): Promise<number[]> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const left = await serverProcesses(realDir);
+    if (left.length === 0) return left;
+    each?.(left);
+    if (performance.now() >= deadline) return left;
+    await sleep(POLL_MS);
+  }
+}
+
+/** What a TCP connect to host:port found: "refused" means nothing listens there. */
+function tcpProbe(host: string, port: number, timeoutMs: number): Promise<"refused" | "open" | string> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (result: string) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs} ms`));
+    socket.once("connect", () => done("open"));
+    socket.once("error", (e: NodeJS.ErrnoException) =>
+      done(e.code === "ECONNREFUSED" ? "refused" : e.message),
+    );
+  });
+}
+
+/** Where the database takes TCP connections: the agent's own address, else the server's settings. */
+async function probeAddress(
+  command: HelperCommand,
+  conn: HelperConnection | undefined,
+  pidFile: Awaited<ReturnType<typeof readPidFile>>,
+): Promise<{ host: string; port: number } | null> {
+  if (conn !== undefined) return { host: conn.host, port: conn.port };
+  const setting = async (name: string): Promise<string> => {
+    const r = await runProcess([join(command.bin, "postgres"), "-D", command.dataDir, "-C", name], {
+      timeoutMs: 30_000,
+    });
+    return r.exitCode === 0 ? r.stdout.trim() : "";
+  };
+  const listen = (pidFile?.listen || (await setting("listen_addresses"))).split(",")[0]!.trim();
+  const port = pidFile?.port ?? Number(await setting("port"));
+  // Unix sockets only: no TCP port to find closed.
+  if (listen === "" || !Number.isInteger(port) || port <= 0) return null;
+  return {
+    host: listen === "*" || listen === "0.0.0.0" ? "127.0.0.1" : listen === "::" ? "::1" : listen,
+    port,
+  };
+}
+
+/**
+ * Stops the server of the data directory and confirms it down, within bounds: `pg_ctl stop`
+ * (fast first when asked, then immediate), then SIGKILL of every server process left (the
+ * postmaster first, so it forks nothing more; SIGKILL ends a SIGSTOP'd process too), then no
+ * server process alive and a TCP connect to the database's address:port refused. Anything less
+ * rejects with CONFIRM_FAILED saying what is still there. Returns whether a server was running.
+ */
+async function stopConfirmed(
+  command: Extract<HelperCommand, { verb: "fence" }>,
+  conn: HelperConnection | undefined,
+  report: Mutable<HelperReport>,
+): Promise<boolean> {
+  const boundMs = (command.timeoutSeconds ?? 10) * 1000;
+  const realDir = await realpath(command.dataDir);
+  const pidFile = await readPidFile(command.dataDir);
+  const probe = await probeAddress(command, conn, pidFile);
+  const postmaster =
+    pidFile !== undefined && (await isServerProcess(pidFile.pid, realDir)) ? pidFile.pid : null;
+  if (pidFile !== undefined && postmaster === null) {
+    report.actions.push(`postmaster.pid names pid ${pidFile.pid}, which is no running server of ${realDir}`);
+  }
+  let left = await serverProcesses(realDir);
+  const wasRunning = postmaster !== null || left.length > 0;
+  if (!wasRunning) report.actions.push(`no server process of ${realDir} is running`);
+  const stop = async (mode: "fast" | "immediate", waitMs: number) => {
+    // -W: pg_ctl only signals; the waiting is ours, in milliseconds and counting every process.
+    const r = await runProcess(
+      [join(command.bin, "pg_ctl"), "stop", "-D", command.dataDir, "-m", mode, "-W"],
+      {
+        timeoutMs: 15_000,
+        maxOutputBytes: 16 * 1024,
+      },
+    );
+    report.actions.push(
+      r.exitCode === 0
+        ? `pg_ctl stop -m ${mode}`
+        : `pg_ctl stop -m ${mode} failed (${`${r.stdout}${r.stderr}`.trim() || (r.exitCode ?? r.signal)})`,
+    );
+    left = await waitGone(realDir, waitMs);
+  };
+  if (left.length > 0 && postmaster !== null && command.stop === "fast") await stop("fast", boundMs);
+  if (left.length > 0 && postmaster !== null && (await isServerProcess(postmaster, realDir))) {
+    await stop("immediate", Math.min(IMMEDIATE_GRACE_MS, boundMs));
+  }
+  if (left.length > 0) {
+    const killed = new Set<number>();
+    const kill = (pids: number[]) => {
+      // The postmaster first: once it is gone nothing forks new backends.
+      for (const pid of [...pids].sort((a, b) => (a === postmaster ? -1 : b === postmaster ? 1 : 0))) {
+        try {
+          process.kill(pid, "SIGKILL");
+          killed.add(pid);
+        } catch {
+          // Already gone between the scan and the signal.
+        }
+      }
+    };
+    left = await waitGone(realDir, boundMs, kill);
+    report.actions.push(`SIGKILL to ${killed.size} server process(es): ${[...killed].join(" ")}`);
+    if (left.length > 0) {
+      throw new ScriptsRunnerError(
+        "CONFIRM_FAILED",
+        `fence not confirmed: server process(es) ${left.join(" ")} of ${realDir} still alive ${boundMs} ms after SIGKILL`,
+      );
+    }
+  }
+  if (wasRunning) report.actions.push(`no server process of ${realDir} is left`);
+  if (probe === null) {
+    report.actions.push("the server listens on no TCP address: no port to find closed");
+    return wasRunning;
+  }
+  const where = formatAddress(probe);
+  const deadline = performance.now() + boundMs;
+  for (;;) {
+    const found = await tcpProbe(probe.host, probe.port, 1_000);
+    if (found === "refused") break;
+    if (performance.now() >= deadline) {
+      throw new ScriptsRunnerError(
+        "CONFIRM_FAILED",
+        found === "open"
+          ? `fence not confirmed: ${where} still accepts connections though no server process of ${realDir} runs`
+          : `fence not confirmed: a connection to ${where} was not refused: ${found}`,
+      );
+    }
+    await sleep(POLL_MS);
+  }
+  report.actions.push(`connection to ${where} refused: the database is down`);
+  return wasRunning;
+}
+
+function formatAddress(a: { host: string; port: number }): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/**
+ * Fences an old master. The recovery settings come first (so that whatever starts the server
+ * next, a supervisor or an operator, starts it in recovery), then the server is stopped and
+ * confirmed down (stopConfirmed); only then does the helper report success. With --after standby
+ * a server that was running is started again in recovery, following the new master.
+ */
+async function fence(
+  command: Extract<HelperCommand, { verb: "fence" }>,
+  conn: HelperConnection | undefined,
+  report: Mutable<HelperReport>,
+): Promise<void> {
+  await writeFenceSettings(command, conn, report);
+  const wasRunning = await stopConfirmed(command, conn, report);
+  report.wasRunning = wasRunning;
+  if (command.after !== "standby") return;
+  if (!wasRunning) {
+    report.actions.push("the server was not running: left down");
+    return;
+  }
+  const seconds = command.timeoutSeconds ?? 10;
+  let recovering: boolean;
+  try {
+    const log = await serverLog(command);
+    await pgCtl(command, ["start", "-w", "-t", String(seconds), "-l", log], seconds);
+    recovering = await waitUntil(seconds, "server accepting connections", () => inRecovery(command, conn));
+  } catch (e) {
+    // The fence itself holds (stopped, settings written); a standby that does not come back is
+    // the operator's to start, not a reason to call the old master possibly writable.
+    report.actions.push(`WARNING: not started again in recovery: ${(e as Error).message}`);
+    return;
+  }
+  report.inRecovery = recovering;
+  if (!recovering) {
+    // standby.signal was written first; a server out of recovery here means someone removed it.
+    throw new ScriptsRunnerError("CONFIRM_FAILED", `${command.dataDir} started out of recovery`);
+  }
+  report.actions.push(`started again in recovery, following ${command.newMaster}`);
 }
 
 async function reconfigure(

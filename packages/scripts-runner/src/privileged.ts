@@ -139,19 +139,35 @@ export function promote(
 }
 
 /**
- * Fences an old master so a restart comes up as a standby of `newMaster`: standby.signal and
- * primary_conninfo (PostgreSQL >= 12) or recovery.conf (< 12), with backups. With `connection`
- * and `passfile`, primary_conninfo is host=newMaster, port, user (`replicationUser`, else the
- * connection's user) and passfile=, which the helper writes 0600; other keywords of an existing
- * one are kept, a password in it is dropped. Without them, `port` and `replicationUser` are used
- * only when no primary_conninfo exists to copy from. `newMaster` null: no master is known yet,
- * primary_conninfo is emptied (recovery without streaming) until `reconfigure` names one.
+ * Fences an old master: the recovery settings first (standby.signal and primary_conninfo on
+ * PostgreSQL >= 12, recovery.conf before), then the server is stopped and confirmed down
+ * (`pg_ctl stop`, SIGKILL of every server process of the data directory still alive after a
+ * short grace, no such process left and a TCP connect to its address:port refused); only then
+ * does the promise resolve. A fence that cannot be confirmed within its bound rejects with
+ * CONFIRM_FAILED and the reason. `stop: "fast"` (switchover) tries a fast stop first, within
+ * `timeoutSeconds`; `after: "standby"` starts a server that was running again in recovery,
+ * following `newMaster`.
+ *
+ * With `connection` and `passfile`, primary_conninfo is host=newMaster, port, user
+ * (`replicationUser`, else the connection's user) and passfile=, which the helper writes 0600;
+ * other keywords of an existing one are kept, a password in it is dropped. Without them, `port`
+ * and `replicationUser` are used only when no primary_conninfo exists to copy from. `newMaster`
+ * null: no master is known yet, primary_conninfo is emptied (recovery without streaming) until
+ * `reconfigure` names one.
  */
 export function fence(
   dataDir: string,
   newMaster: string | null,
-  options: HelperOptions & { port?: number; replicationUser?: string },
+  options: HelperOptions & {
+    port?: number;
+    replicationUser?: string;
+    /** Bound of each wait for the server to go (and to start again); default 10. */
+    timeoutSeconds?: number;
+    stop?: "fast" | "immediate";
+    after?: "down" | "standby";
+  },
 ): Promise<HelperReport> {
+  const seconds = options.timeoutSeconds ?? 10;
   return runHelper(
     {
       verb: "fence",
@@ -159,10 +175,14 @@ export function fence(
       newMaster,
       ...(options.port === undefined ? {} : { port: options.port }),
       ...(options.replicationUser === undefined ? {} : { replicationUser: options.replicationUser }),
+      ...(options.timeoutSeconds === undefined ? {} : { timeoutSeconds: options.timeoutSeconds }),
+      ...(options.stop === undefined ? {} : { stop: options.stop }),
+      ...(options.after === undefined ? {} : { after: options.after }),
       ...common(options),
     },
     options,
-    60_000,
+    // Fast stop, kill, port check and a start each have `seconds`; the rest is file writing.
+    (4 * seconds + 60) * 1000,
   );
 }
 
