@@ -66,6 +66,13 @@ describe("cluster-status", () => {
     expect(exitCode).toBe(1);
   });
 
+  test("the agents' messages end the text report, as they do the JSON one", () => {
+    const message = "Failover is disabled until the master agent is restarted.";
+    const { text } = renderClusterStatus({ ...status, messages: [message] }, queries);
+    expect(text.endsWith(`\nMessages:\n ${message}\n`)).toBe(true);
+    expect(renderClusterStatus(status, queries).text).not.toContain("Messages:");
+  });
+
   test("exit 0 only when every agent runs and the standbys are in sync", () => {
     const healthy = {
       ...status,

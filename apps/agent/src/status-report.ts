@@ -192,6 +192,14 @@ export function renderClusterStatus(
       );
     }
   }
+  // The guide's sample shows a cluster with nothing to say; when the agents do have something
+  // (failover disabled, a promotion that needs the operator, no quorum), the text report must
+  // say it too, not only cluster-status-json's "messages".
+  if (status.messages.length > 0) {
+    lines.push("");
+    lines.push("Messages:");
+    for (const m of status.messages) lines.push(` ${m}`);
+  }
   return { text: `${lines.join("\n")}\n`, exitCode: problems.length === 0 ? 0 : 1 };
 }
 
