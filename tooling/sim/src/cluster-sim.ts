@@ -9,6 +9,7 @@ import {
   initialState,
   type MembershipInput,
   type NodePorts,
+  type PersistedFailoverState,
   QUIET_RULES,
   settleWhen,
 } from "@efm/failover-core";
@@ -33,11 +34,14 @@ interface Frame {
   readonly msg: Msg;
 }
 
-/** A fake PostgreSQL: up/down/hang, in recovery or not, a WAL position, fenced or not. */
+/** A fake PostgreSQL: up/down/hang, in recovery or not, a timeline and WAL position, fenced or not. */
 export interface FakeDb {
   state: "up" | "down" | "hang";
   inRecovery: boolean;
+  /** Recovery settings written (standby.signal): the next start is in recovery. */
   fenced: boolean;
+  /** The timeline its WAL is on (1 at the start; each promotion opens a new one). */
+  timeline: number;
   lsn: bigint;
   /** The master this standby streams from (null: none). */
   following: string | null;
@@ -58,9 +62,24 @@ export interface ClusterNode {
   /** The node's engine state. */
   readonly fs: FailoverState;
   persisted: PersistedState | null;
+  /** The failover engine's persisted record: kept across agent restarts and host reboots. */
+  failoverRecord?: PersistedFailoverState;
   lists: { allowed: readonly string[]; priority: readonly string[] };
   timers: Map<string, EventHandle>;
   db: FakeDb | null;
+  /** The agent process is stopped (SIGSTOP, GC, swap) until this virtual time; its database serves on. */
+  pausedUntil: number;
+  /** This host's clock: local = offset + rate x virtual time (drift; jumps move the offset). */
+  clockRate: number;
+  clockOffset: number;
+}
+
+/** How harsh the world of one run is (drawn from the seed by runClusterSim). */
+export interface WorldOptions {
+  /** Fences and promotions take time, fail and hang (sudo refused, a slow stop, a stuck pg_ctl). */
+  readonly slowOps?: boolean;
+  /** jgroups.timeout in virtual ms; 100 is fast, 5000 is the guide's default (then the guide's other defaults too). */
+  readonly timeoutMs?: number;
 }
 
 /** Options of one combined simulation. */
@@ -75,6 +94,8 @@ export interface ClusterSimOptions {
   readonly skipLeaseWait?: boolean;
   /** Keep a readable transcript (slower); failing seeds are replayed with it on. */
   readonly transcript?: boolean;
+  /** runClusterSim: draw faults only from these kinds (default: all of FAULT_KINDS). */
+  readonly faults?: readonly FaultKind[];
 }
 
 /** What the simulator judges after every event; each violation is counted under one of these. */
@@ -83,8 +104,15 @@ export const INVARIANTS = {
   databases: "never two databases that accept writes at the same time, whatever their agents believe",
   vip: "never two hosts holding the VIP",
   promotion:
-    "a standby is promoted only in a majority view, from the best position (ties: priority), never with auto.failover=false unless an operator asked",
+    "a standby is promoted only in a majority view, on the newest timeline with the highest WAL position among the eligible standbys (ties: priority)",
+  diverged:
+    "a database that wrote past the fork of a newer timeline (an old master) is never promoted until rewound or rebuilt",
+  lostWrites:
+    "no acknowledged write is lost except those asynchronous replication allows (written after the last standby received WAL from that master)",
+  autoFailover: "auto.failover=false never promotes unless an operator ran efm promote",
   settle: "the cluster forms with one master, and settles after the faults stop",
+  liveness:
+    "after the faults stop, with a majority of voters up and connected, a healthy standby and auto.failover on, a writable master exists within the bound",
   node: "the failover node drops nothing (malformed peer messages, leases without an end)",
 } as const;
 export type InvariantName = keyof typeof INVARIANTS;
@@ -93,7 +121,15 @@ export type InvariantName = keyof typeof INVARIANTS;
  * Invariants known to fail today (see tooling/sim/README.md): judged, counted and printed with
  * their seeds, but not yet counted as failures; each has a test that fails once it holds.
  */
-export const EXPECTED_TO_FAIL: ReadonlySet<InvariantName> = new Set(["databases"]);
+export const EXPECTED_TO_FAIL: ReadonlySet<InvariantName> = new Set([
+  "masters",
+  "databases",
+  "vip",
+  "diverged",
+  "lostWrites",
+  "settle",
+  "liveness",
+]);
 
 /** Result of one seeded run. */
 export interface ClusterSimResult {
@@ -107,11 +143,15 @@ export interface ClusterSimResult {
   /** How many times each invariant was found violated in this run. */
   readonly counts: Readonly<Record<InvariantName, number>>;
   readonly promotions: number;
+  /** Acknowledged writes lost beyond asynchronous replication's allowance. */
+  readonly lostWrites: number;
   readonly steps: number;
   readonly transcript: readonly string[];
 }
 
 const VIP = "10.0.9.100";
+/** No run needs this many events (the longest seeds of 2,000 take about 100,000). */
+const MAX_STEPS = 3_000_000;
 
 /**
  * N agents (membership core + failover-core) on one virtual clock and network, with fake
@@ -130,9 +170,24 @@ export class ClusterSim {
     databases: 0,
     vip: 0,
     promotion: 0,
+    diverged: 0,
+    lostWrites: 0,
+    autoFailover: 0,
     settle: 0,
+    liveness: 0,
     node: 0,
   };
+  /** Timelines: each but the first was opened by a promotion at `fork` on `parent`. */
+  readonly timelines = new Map<number, { parent: number | null; fork: bigint }>([
+    [1, { parent: null, fork: 0n }],
+  ]);
+  /** WAL positions of the client writes each timeline acknowledged. */
+  readonly writes = new Map<number, bigint[]>();
+  /** Per timeline, the highest position a standby received while streaming it. */
+  readonly replicated = new Map<number, bigint>();
+  /** Acknowledged writes lost beyond asynchronous replication's allowance (computed by `judgeWrites`). */
+  lostWrites = 0;
+  readonly world: Required<WorldOptions>;
   /** The databases that accepted writes together at the last check, while they still do. */
   private dbOverlap: string | null = null;
   readonly transcript: string[] = [];
@@ -148,8 +203,8 @@ export class ClusterSim {
   private readonly addrs: string[];
   private reqSeq = 0;
   private readonly rankedWith = new Map<string, readonly string[]>();
-  /** Every database's WAL position when the coordinator sent a promotion (by promotion token). */
-  private readonly positionsAt = new Map<string, ReadonlyMap<string, bigint>>();
+  /** Each database's position as its agent last reported it (what a coordinator ranks by). */
+  private readonly reported = new Map<string, { timeline: number; lsn: bigint }>();
 
   constructor(
     readonly opts: ClusterSimOptions,
@@ -160,12 +215,14 @@ export class ClusterSim {
       maxTries: number;
       /** Run without a virtual IP (its ping is what stops a promotion while an old master serves). */
       noVip?: boolean;
+      world?: WorldOptions;
     },
   ) {
     this.rng = createRng(opts.seed);
     this.netRng = this.rng.fork();
     this.failRng = this.rng.fork();
-    this.timing = deriveTiming(100, layout.maxTries);
+    this.world = { slowOps: false, timeoutMs: 100, ...layout.world };
+    this.timing = deriveTiming(this.world.timeoutMs, layout.maxTries);
     this.net = new VirtualNetwork<Frame>(this.clock, this.netRng, { minDelay: 1, maxDelay: 5, loss: 0 });
     this.addrs = layout.addrs;
     this.autoFailover = layout.autoFailover;
@@ -178,6 +235,7 @@ export class ClusterSim {
             state: "up",
             inRecovery: i !== 0,
             fenced: false,
+            timeline: 1,
             lsn: 0x3000000n,
             following: i === 0 ? null : layout.addrs[0]!,
             catchUp: this.rng.pick([1, 1, 0.5, 0.1]),
@@ -197,6 +255,9 @@ export class ClusterSim {
         lists: { allowed: [], priority: [] },
         timers: new Map(),
         db,
+        pausedUntil: 0,
+        clockRate: 1,
+        clockOffset: 0,
       };
       node.node = this.newNode(node);
       this.nodes.set(addr, node);
@@ -209,6 +270,7 @@ export class ClusterSim {
     witness: boolean,
     lists: { allowed: readonly string[]; priority: readonly string[] },
   ): FailoverConfig {
+    if (this.world.timeoutMs >= 5000) return { ...this.defaultTimings(addr, witness, lists) };
     return {
       self: addr,
       clusterName: "sim",
@@ -231,12 +293,91 @@ export class ClusterSim {
     };
   }
 
+  /** The guide's default timings (local.period 10 s, local.timeout 60 s, remote.timeout 10 s ...), as the agent derives them. */
+  private defaultTimings(
+    addr: string,
+    witness: boolean,
+    lists: { allowed: readonly string[]; priority: readonly string[] },
+  ): FailoverConfig {
+    return {
+      self: addr,
+      clusterName: "sim",
+      isWitness: witness,
+      autoFailover: this.autoFailover,
+      autoReconfigure: true,
+      virtualIp: this.vip,
+      pingServer: "8.8.8.8",
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      localPeriodMs: 10_000,
+      localTimeoutMs: 60_000,
+      localTimeoutFinalMs: 10_000,
+      remoteTimeoutMs: 10_000,
+      leaseMs: this.timing.lease,
+      takeoverMarginMs: this.timing.driftMargin,
+      messageSlackMs: Math.max(2000, this.world.timeoutMs),
+      // (2 x script.timeout + local.timeout) + 30 s, script.timeout 30 s
+      promotionTimeoutMs: 150_000,
+      allowed: lists.allowed,
+      priority: lists.priority,
+    };
+  }
+
+  /** Virtual ms per "fast" ms: 1 with jgroups.timeout 100, 50 with the guide's 5000. */
+  get scale(): number {
+    return this.world.timeoutMs / 100;
+  }
+
+  /** The host's own clock (drift and jumps) at virtual time `t`. */
+  localTime(n: ClusterNode, t = this.clock.now()): number {
+    return n.clockOffset + n.clockRate * t;
+  }
+
+  /** The virtual time at which the host's clock shows `local` (never in the past). */
+  private virtualAt(n: ClusterNode, local: number): number {
+    let t = (local - n.clockOffset) / n.clockRate;
+    // Rounding may leave the host's clock a hair short of `local` at t: a timer that checks its
+    // time would re-arm at the same instant forever.
+    for (let i = 0; this.localTime(n, t) < local && i < 8; i++) t += 1e-6 * 2 ** i;
+    return Math.max(this.clock.now(), t);
+  }
+
+  /**
+   * Run `fn` for the agent of `n` only while its process runs: a paused agent handles its
+   * messages, timers and results late, all at once, in order (SIGSTOP, a long GC, swap).
+   */
+  private gate(n: ClusterNode, fn: () => void): () => void {
+    const run = (): void => {
+      if (this.clock.now() < n.pausedUntil) this.clock.at(n.pausedUntil, run);
+      else fn();
+    };
+    return run;
+  }
+
+  /** Stop the agent process of `addr` for `ms` (its database keeps serving). */
+  pauseAgent(addr: string, ms: number): void {
+    const n = this.node(addr);
+    n.pausedUntil = Math.max(n.pausedUntil, this.clock.now() + ms);
+    this.log(`${addr}: agent paused for ${ms} ms`);
+  }
+
+  /** Step the host's clock by `ms` (NTP step; the agent reads the wall clock). */
+  jumpClock(addr: string, ms: number): void {
+    this.node(addr).clockOffset += ms;
+    this.log(`${addr}: clock jumps ${ms > 0 ? "+" : ""}${ms} ms`);
+  }
+
   /** A fresh failover node for the agent's current incarnation (`n.gen`). */
   private newNode(n: ClusterNode): FailoverNode {
     return createNode({
-      state: initialState(this.failoverConfig(n.addr, n.witness, n.lists)),
+      state: initialState({
+        ...this.failoverConfig(n.addr, n.witness, n.lists),
+        ...(n.failoverRecord ? { persisted: n.failoverRecord } : {}),
+      }),
       ports: this.ports(n, n.gen),
-      clock: { now: () => this.clock.now(), schedule: (at, fire) => this.clock.at(at, fire) },
+      clock: {
+        now: () => this.localTime(n),
+        schedule: (at, fire) => this.clock.at(this.virtualAt(n, at), this.gate(n, fire)),
+      },
       observer: {
         stepped: (_e, r) => {
           if (!this.opts.transcript) return;
@@ -301,7 +442,7 @@ export class ClusterSim {
     n.node = this.newNode(n);
     const gen = n.gen;
     this.net.attach(addr, (_from, frame) =>
-      this.membership(n, gen, { type: "frame", from: frame.from, msg: frame.msg }),
+      this.gate(n, () => this.membership(n, gen, { type: "frame", from: frame.from, msg: frame.msg }))(),
     );
     this.log(`${addr}: agent start`);
     this.membership(n, gen, { type: "start" });
@@ -332,9 +473,19 @@ export class ClusterSim {
   }
 
   setDb(addr: string, state: FakeDb["state"]): void {
-    const db = this.node(addr).db;
-    if (db) db.state = state;
+    const n = this.node(addr);
+    if (n.db && n.hostUp) n.db.state = state;
     this.log(`${addr}: database ${state}`);
+  }
+
+  /** Hang the database (SIGSTOP on the postmaster) for `ms`; it resumes as it was. */
+  hangDb(addr: string, ms: number): void {
+    const n = this.node(addr);
+    if (!n.db || !n.hostUp || n.db.state !== "up") return;
+    this.setDb(addr, "hang");
+    this.clock.after(ms, () => {
+      if (n.db?.state === "hang" && n.hostUp) this.setDb(addr, "up");
+    });
   }
 
   /** Issue an efm command on a node (the admin channel). */
@@ -344,7 +495,9 @@ export class ClusterSim {
     if (command.kind === "promote") this.manualCommands++;
     this.reqSeq++;
     this.log(`${addr}: efm ${command.kind}`);
-    n.node.command(`r${this.reqSeq}`, command);
+    const id = `r${this.reqSeq}`;
+    const node = n.node;
+    this.gate(n, () => node.command(id, command))();
   }
 
   // ---------------------------------------------------------------- databases
@@ -358,25 +511,86 @@ export class ClusterSim {
     return n.hostUp && n.db !== null && n.db.state === "up" && !n.db.inRecovery;
   }
 
-  /** The master writes; standbys stream from whoever they follow, some lagging. */
+  /**
+   * Clients try a write on every database each tick; it is acknowledged where PostgreSQL would
+   * accept it (up, not hung, out of recovery). Standbys stream from whoever they follow, some
+   * lagging, and only while their WAL is a prefix of the upstream's history (a standby that went
+   * past a fork cannot follow the new timeline until rewound).
+   */
   private walTick(): void {
-    for (const n of this.nodes.values()) if (this.writable(n)) n.db!.lsn += BigInt(this.failRng.int(1, 64));
+    for (const n of this.nodes.values()) {
+      if (!this.writable(n)) continue;
+      const db = n.db!;
+      db.lsn += BigInt(this.failRng.int(1, 64));
+      const w = this.writes.get(db.timeline);
+      if (w) w.push(db.lsn);
+      else this.writes.set(db.timeline, [db.lsn]);
+    }
     for (const n of this.nodes.values()) {
       const db = n.db;
       if (!db || !n.hostUp || db.state !== "up" || !db.inRecovery || !db.following) continue;
       const src = this.nodes.get(db.following);
-      if (!src || !this.writable(src) || !this.linked(src.addr, n.addr)) continue;
-      if (src.db!.lsn > db.lsn && this.failRng.chance(db.catchUp)) db.lsn = src.db!.lsn;
+      if (!src?.db || !src.hostUp || src.db.state !== "up" || !this.linked(src.addr, n.addr)) continue;
+      const s = src.db;
+      if (s.lsn <= db.lsn && s.timeline === db.timeline) continue;
+      if (!this.onHistory(db.timeline, db.lsn, s.timeline)) continue;
+      if (this.failRng.chance(db.catchUp)) {
+        db.lsn = s.lsn;
+        db.timeline = s.timeline;
+        if (db.lsn > (this.replicated.get(s.timeline) ?? -1n)) this.replicated.set(s.timeline, db.lsn);
+      }
     }
-    this.clock.after(20, () => this.walTick());
+    this.clock.after(20 * this.scale, () => this.walTick());
+  }
+
+  /** Whether position (timeline `t`, `lsn`) is part of the history of timeline `u`. */
+  onHistory(t: number, lsn: bigint, u: number): boolean {
+    let cur: number | null = u;
+    let limit: bigint | null = null;
+    while (cur !== null) {
+      if (cur === t) return limit === null || lsn <= limit;
+      const tl = this.timelines.get(cur);
+      if (!tl) return false;
+      limit = tl.fork;
+      cur = tl.parent;
+    }
+    return false;
+  }
+
+  /** The newest timeline (the last one a promotion opened). */
+  newestTimeline(): number {
+    return Math.max(...this.timelines.keys());
+  }
+
+  /**
+   * Acknowledged writes lost: not on the history of the final timeline (the writable database's
+   * at the end, else the newest). Asynchronous replication may lose what no standby had received
+   * from that timeline; anything a standby had received and the cluster still lost counts.
+   */
+  judgeWrites(): number {
+    const dbs = this.writableDatabases();
+    const final = dbs.length === 1 ? this.node(dbs[0]!).db!.timeline : this.newestTimeline();
+    let lost = 0;
+    for (const [t, lsns] of this.writes) {
+      const acked = this.replicated.get(t) ?? -1n;
+      for (const l of lsns) if (l <= acked && !this.onHistory(t, l, final)) lost++;
+    }
+    this.lostWrites = lost;
+    if (lost > 0)
+      this.violate(
+        "lostWrites",
+        `${lost} acknowledged write(s) that a standby had received are not on the final timeline ${final}`,
+      );
+    return lost;
   }
 
   /** A connection from `from` to the database on `target`; `asMaster`: it must also be serving as a master. */
   private reach(from: string, target: string, asMaster = false): "reachable" | "unreachable" {
     const t = this.nodes.get(target);
     if (!t?.db || !t.hostUp || t.db.state !== "up" || !this.linked(from, target)) return "unreachable";
-    // In this model a fenced database no longer serves (it stopped writing and shipping WAL).
-    if (asMaster && (t.db.inRecovery || t.db.fenced)) return "unreachable";
+    // pg_is_in_recovery(): recovery settings written to a server that was never restarted do
+    // not stop it serving as a master.
+    if (asMaster && t.db.inRecovery) return "unreachable";
     return "reachable";
   }
 
@@ -384,7 +598,7 @@ export class ClusterSim {
 
   private membership(n: ClusterNode, gen: number, input: Parameters<MembershipCore["handle"]>[1]): void {
     if (gen !== n.gen || !n.agentUp) return;
-    const effects = n.core.handle(this.clock.now(), input);
+    const effects = n.core.handle(this.localTime(n), input);
     for (const e of effects) this.applyMembership(n, gen, e);
   }
 
@@ -397,10 +611,13 @@ export class ClusterSim {
         n.timers.get(e.id)?.cancel();
         n.timers.set(
           e.id,
-          this.clock.at(e.at, () => {
-            n.timers.delete(e.id);
-            this.membership(n, gen, { type: "timer", id: e.id });
-          }),
+          this.clock.at(
+            this.virtualAt(n, e.at),
+            this.gate(n, () => {
+              n.timers.delete(e.id);
+              this.membership(n, gen, { type: "timer", id: e.id });
+            }),
+          ),
         );
         return;
       }
@@ -431,8 +648,26 @@ export class ClusterSim {
   // ---------------------------------------------------------------- the world as the node's ports
 
   /** Deliver a port's result after `delay` ms of virtual time, computed then. */
-  private later<T>(delay: number, make: () => T): PromiseLike<T> {
-    return settleWhen((run) => this.clock.after(delay, run), make);
+  private later<T>(n: ClusterNode, delay: number, make: () => T): PromiseLike<T> {
+    // The work (a pg_ctl, a query) happens after `delay` whatever the agent does; a paused agent
+    // only sees its result when it runs again.
+    let settled: { ok: true; v: T } | { ok: false; e: unknown } | null = null;
+    return settleWhen(
+      (run) =>
+        this.clock.after(delay, () => {
+          try {
+            settled = { ok: true, v: make() };
+          } catch (e) {
+            settled = { ok: false, e };
+          }
+          this.gate(n, run)();
+        }),
+      () => {
+        const r = settled!;
+        if (r.ok) return r.v;
+        throw r.e;
+      },
+    );
   }
 
   private ports(n: ClusterNode, gen: number): NodePorts {
@@ -446,13 +681,13 @@ export class ClusterSim {
       },
       checkLocalRole: () => {
         const db = n.db;
-        return this.later(db?.state === "hang" ? n.fs.config.localTimeoutMs : 1, () =>
-          db?.state !== "up" ? "unreachable" : db.inRecovery || db.fenced ? "recovery" : "primary",
+        return this.later(n, db?.state === "hang" ? n.fs.config.localTimeoutMs : 1, () =>
+          db?.state !== "up" ? "unreachable" : db.inRecovery ? "recovery" : "primary",
         );
       },
       checkLocalDb: (timeoutMs) => {
         const state = n.db?.state ?? "down";
-        return this.later(state === "hang" ? timeoutMs : 1 + this.failRng.int(0, 2), () =>
+        return this.later(n, state === "hang" ? timeoutMs : 1 + this.failRng.int(0, 2), () =>
           n.db?.state === "up"
             ? { ok: true }
             : { ok: false, failure: n.db?.state === "hang" ? ("timeout" as const) : ("refused" as const) },
@@ -463,53 +698,95 @@ export class ClusterSim {
         const t = this.nodes.get(target);
         const quick =
           result === "reachable" || (t?.hostUp && this.linked(me, target) && t.db?.state === "down");
-        return this.later(quick ? 1 + this.failRng.int(0, 4) : timeoutMs, () =>
+        return this.later(n, quick ? 1 + this.failRng.int(0, 4) : timeoutMs, () =>
           this.reach(me, target, asMaster),
         );
       },
-      queryLsn: () => this.later(1, () => (n.db?.state === "up" ? formatLsn(n.db.lsn) : null)),
+      queryLsn: () =>
+        this.later(n, 1, () => {
+          const db = n.db;
+          if (db?.state !== "up") return null;
+          const src = db.following ? this.nodes.get(db.following) : undefined;
+          const streaming =
+            db.inRecovery &&
+            src?.db?.state === "up" &&
+            src.hostUp &&
+            this.linked(src.addr, n.addr) &&
+            this.onHistory(db.timeline, db.lsn, src.db.timeline);
+          this.reported.set(me, { timeline: db.timeline, lsn: db.lsn });
+          return { lsn: formatLsn(db.lsn), timeline: db.timeline, streaming: streaming === true };
+        }),
       pingVip: () =>
-        this.later(2, () => {
+        this.later(n, 2, () => {
           const h = this.vipHolder;
           return h !== null && h !== me && this.node(h).hostUp && this.linked(me, h);
         }),
-      pingServer: () => this.later(2, () => true),
-      runScript: () => this.later(2, () => ({ exitCode: 0, output: "ok" })),
+      pingServer: () => this.later(n, 2, () => true),
+      runScript: () => this.later(n, 2, () => ({ exitCode: 0, output: "ok" })),
       checkPromotable: () =>
-        this.later(2, () => {
+        this.later(n, 2, () => {
           const db = n.db;
-          const ok = db !== null && db.state === "up" && (db.inRecovery || db.fenced);
+          const ok = db !== null && db.state === "up" && db.inRecovery;
           return ok ? { ok } : { ok, error: "not a reachable standby" };
         }),
       promoteDb: () => {
         this.checkPromotion(n);
-        return this.later(5, () => {
+        // slowOps: pg_ctl promote is slow now and then, fails (the server refuses), or hangs
+        // past the promotion timeout and then completes anyway.
+        const r = this.world.slowOps ? this.failRng.next() : 1;
+        const delay =
+          r < 0.04
+            ? n.fs.config.promotionTimeoutMs + this.failRng.int(1, 500) * this.scale
+            : r < 0.2
+              ? this.failRng.int(20, 600) * this.scale
+              : 5;
+        const fails = r >= 0.04 && r < 0.08;
+        return this.later(n, delay, () => {
           const db = n.db;
-          if (db === null || db.state !== "up") throw new Error("the database is not running");
+          if (db === null || db.state !== "up" || !n.hostUp) throw new Error("the database is not running");
+          if (fails) throw new Error("pg_ctl promote: server did not promote in time");
+          if (!db.inRecovery) return;
+          this.checkPromoted(n);
+          const tl = this.newestTimeline() + 1;
+          this.timelines.set(tl, { parent: db.timeline, fork: db.lsn });
+          db.timeline = tl;
           db.inRecovery = false;
           db.fenced = false;
           db.following = null;
           this.promotions++;
-          this.log(`${me}: DATABASE PROMOTED at ${formatLsn(db.lsn)}`);
+          this.log(`${me}: DATABASE PROMOTED at ${formatLsn(db.lsn)}, timeline ${tl}`);
         });
       },
-      fenceDb: () =>
-        this.later(2, () => {
+      fenceDb: () => {
+        // As the agent does: write the recovery settings, then restart a running server read-only.
+        // A hung server cannot be stopped: the settings are written, the restart times out and the
+        // server, when it resumes, is still a primary. slowOps: sudo refuses now and then, or the
+        // stop is slow.
+        const r = this.world.slowOps ? this.failRng.next() : 1;
+        const hung = n.db?.state === "hang";
+        const delay = hung
+          ? n.fs.config.localTimeoutMs
+          : r < 0.15
+            ? this.failRng.int(50, 1000) * this.scale
+            : 2;
+        const refused = r >= 0.15 && r < 0.2;
+        return this.later(n, delay, () => {
           if (n.db === null) throw new Error("no database");
+          if (refused) throw new Error("sudo: a password is required");
+          if (!n.hostUp) throw new Error("host down");
           n.db.fenced = true;
-          // As the agent does: a fenced server that still runs is restarted read-only, in
-          // recovery; one that is down comes back in recovery at its next start; a hung one
-          // cannot be restarted and stays what it was.
+          if (n.db.state === "hang") throw new Error("pg_ctl stop: server does not shut down");
           if (n.db.state === "up") n.db.inRecovery = true;
           this.log(`${me}: database fenced`);
-        }),
+        });
+      },
       reconfigureDb: (newMaster) =>
-        this.later(3, () => {
+        this.later(n, 3, () => {
           if (n.db) n.db.following = newMaster;
           if (n.db?.state !== "up") throw new Error("the database is not running");
         }),
       assignVip: () =>
-        this.later(1, () => {
+        this.later(n, 1, () => {
           if (this.vipHolder !== null && this.vipHolder !== me && this.node(this.vipHolder).hostUp) {
             this.violate(
               "vip",
@@ -521,22 +798,19 @@ export class ClusterSim {
           return done;
         }),
       releaseVip: () =>
-        this.later(1, () => {
+        this.later(n, 1, () => {
           if (this.vipHolder === me) this.vipHolder = null;
           this.log(`${me}: VIP released`);
           return done;
         }),
       notify: (a) => {
-        // promo.send: the coordinator has just chosen (also when it chose itself, with no message)
-        if (a.id === "promotionStarted" && n.fs.promotion) {
-          const at = new Map<string, bigint>();
-          for (const x of this.nodes.values()) if (x.db) at.set(x.addr, x.db.lsn);
-          this.positionsAt.set(n.fs.promotion.token, at);
-        }
         this.log(`${me}: notify ${a.id}`);
       },
       writeState: (allowed, priority) => {
         n.lists = { allowed, priority };
+      },
+      persist: (state) => {
+        n.failoverRecord = state;
       },
       respond: (_id, ok, message) => this.log(`${me}: respond ${ok ? "ok" : "error"}: ${message}`),
       exit: (code, reason) => {
@@ -557,8 +831,9 @@ export class ClusterSim {
     this.log(`!! VIOLATION (${invariant}): ${what}`);
   }
 
-  /** This run's result. */
+  /** This run's result (judges the acknowledged writes first). */
   result(nodes: number): ClusterSimResult {
+    this.judgeWrites();
     return {
       seed: this.opts.seed,
       nodes,
@@ -567,27 +842,58 @@ export class ClusterSim {
       expectedViolations: this.expectedViolations,
       counts: { ...this.counts },
       promotions: this.promotions,
+      lostWrites: this.lostWrites,
       steps: this.clock.steps,
       transcript: this.transcript,
     };
   }
 
-  /** At the moment a standby decides to promote: majority view, best position, auto.failover respected. */
+  /**
+   * The moment a database really leaves recovery: auto.failover=false needs an operator's
+   * promote, and a database that wrote past the fork of a newer timeline (an old master) must
+   * have been rewound or rebuilt first.
+   */
+  private checkPromoted(c: ClusterNode): void {
+    if (!this.autoFailover && this.manualCommands === 0)
+      this.violate(
+        "autoFailover",
+        `${c.addr} promotes although auto.failover=false and nobody ran efm promote`,
+      );
+    const db = c.db!;
+    for (const [tl, { parent, fork }] of this.timelines) {
+      if (parent === db.timeline && db.lsn > fork) {
+        this.violate(
+          "diverged",
+          `${c.addr} promoted on timeline ${db.timeline} at ${formatLsn(db.lsn)}, past the fork of timeline ${tl} at ${formatLsn(fork)}`,
+        );
+        return;
+      }
+    }
+  }
+
+  /** At the moment a standby decides to promote: majority view, newest timeline and best position among the eligible. */
   private checkPromotion(c: ClusterNode): void {
     if (!c.core.isQuorate()) this.violate("promotion", `${c.addr} promotes outside a majority view`);
-    if (!this.autoFailover && this.manualCommands === 0) {
-      this.violate("promotion", `${c.addr} promotes although auto.failover=false and nobody ran efm promote`);
-    }
     const cand = c.fs.candidacy;
     const coord = cand ? this.nodes.get(cand.coordinator) : undefined;
     const priority = (cand && this.rankedWith.get(cand.token)) ?? coord?.fs.priority ?? c.fs.priority;
-    // Positions as they were when the coordinator chose: WAL a standby receives after that can
-    // only come from a primary the cluster already gave up (an old master's host that rebooted
-    // with its database still a primary, or one Idle over a start-up conflict). No choice made
-    // then could include it, and the failover discards it in any real cluster; stopping that
-    // writer is script.fence's job. Without a recorded choice (a manual promote of ourselves) use now.
-    const at = cand ? this.positionsAt.get(cand.token) : undefined;
-    const pos = (x: ClusterNode): bigint => at?.get(x.addr) ?? x.db?.lsn ?? -1n;
+    // Positions as their agents last reported them (what the coordinator ranked): WAL a standby
+    // receives after that can only come from a primary the cluster already gave up (a fenced
+    // master still shipping what it wrote, an old master's host that rebooted as a primary); no
+    // choice made then could include it. A database never asked is judged by its position now.
+    const at = this.reported;
+    const newest = this.newestTimeline();
+    const pos = (x: ClusterNode) =>
+      at.get(x.addr) ?? { timeline: x.db?.timeline ?? 0, lsn: x.db?.lsn ?? -1n };
+    /** -1: a is behind b; 0: same; 1: ahead. On the newest timeline's history first, then (timeline, WAL position). */
+    const cmp = (a: { timeline: number; lsn: bigint }, b: { timeline: number; lsn: bigint }): number => {
+      const ha = this.onHistory(a.timeline, a.lsn, newest);
+      const hb = this.onHistory(b.timeline, b.lsn, newest);
+      if (ha !== hb) return ha ? 1 : -1;
+      if (a.timeline !== b.timeline) return a.timeline > b.timeline ? 1 : -1;
+      return a.lsn === b.lsn ? 0 : a.lsn > b.lsn ? 1 : -1;
+    };
+    const show = (p: { timeline: number; lsn: bigint }) => `${formatLsn(p.lsn)} on timeline ${p.timeline}`;
     const mine = pos(c);
     const members = new Set(c.core.currentView()?.members ?? []);
     for (const s of this.nodes.values()) {
@@ -597,12 +903,12 @@ export class ClusterSim {
         continue;
       // reachable = both sides see each other in their views (membership drops traffic otherwise)
       if (!s.core.currentView()?.members.includes(c.addr)) continue;
-      if (pos(s) > mine) {
-        this.violate(
-          "promotion",
-          `${c.addr} promoted at ${formatLsn(mine)} but ${s.addr} had ${formatLsn(pos(s))}`,
-        );
-      } else if (pos(s) === mine) {
+      // a standby that went past a fork cannot be promoted either: it is not eligible
+      if (!this.onHistory(pos(s).timeline, pos(s).lsn, newest)) continue;
+      const order = cmp(pos(s), mine);
+      if (order > 0) {
+        this.violate("promotion", `${c.addr} promoted at ${show(mine)} but ${s.addr} had ${show(pos(s))}`);
+      } else if (order === 0) {
         const pi = (a: string) => (priority.indexOf(a) < 0 ? Number.MAX_SAFE_INTEGER : priority.indexOf(a));
         if (pi(s.addr) < pi(c.addr) || (pi(s.addr) === pi(c.addr) && s.addr < c.addr)) {
           this.violate(
@@ -614,10 +920,47 @@ export class ClusterSim {
     }
   }
 
-  /** Agents acting as master (running, role Master) whose database accepts writes. */
+  /** How long after the faults stop a writable master must exist (when liveness is owed). */
+  livenessBound(): number {
+    return 12 * this.timing.suspectAfter + 6000 * this.scale;
+  }
+
+  /**
+   * Liveness, with no exemption: run until a writable master exists or `bound`; then, if none
+   * does although a majority of the voters' agents run (on a healed network), a healthy standby
+   * exists (up, in recovery, its agent running, on the newest timeline's history) and
+   * auto.failover is on, that is a violation.
+   */
+  checkLiveness(bound: number): void {
+    if (this.writableMasters().length > 0) return;
+    this.runUntilTrue(bound, () => this.writableMasters().length > 0);
+    if (this.writableMasters().length > 0 || !this.autoFailover) return;
+    const all = [...this.nodes.values()];
+    const up = all.filter((x) => x.agentUp && x.hostUp);
+    if (up.length * 2 <= all.length) return;
+    const newest = this.newestTimeline();
+    const healthy = up.filter(
+      (x) => x.db?.state === "up" && x.db.inRecovery && this.onHistory(x.db.timeline, x.db.lsn, newest),
+    );
+    if (healthy.length === 0) return;
+    this.violate(
+      "liveness",
+      `no writable master ${Math.round(this.livenessBound())} ms after the faults stopped, with a majority up and healthy standbys ${healthy.map((x) => x.addr).join(", ")}: ${this.roles()}`,
+    );
+  }
+
+  /** Agents acting as master (running, not paused, role Master) whose database accepts writes. */
   writableMasters(): string[] {
+    const now = this.clock.now();
     return [...this.nodes.values()]
-      .filter((n) => n.agentUp && n.fs.phase === "running" && n.fs.role === "Master" && this.writable(n))
+      .filter(
+        (n) =>
+          n.agentUp &&
+          n.pausedUntil <= now &&
+          n.fs.phase === "running" &&
+          n.fs.role === "Master" &&
+          this.writable(n),
+      )
       .map((n) => n.addr);
   }
 
@@ -632,6 +975,12 @@ export class ClusterSim {
 
   /** Checked after every event. */
   check(): void {
+    // A run that never ends is a bug of the world or the node (a timer re-armed at its own instant):
+    // fail loudly instead of hanging CI.
+    if (this.clock.steps > MAX_STEPS)
+      throw new Error(
+        `seed ${this.opts.seed}: more than ${MAX_STEPS} events by t=${this.clock.now()}: a loop`,
+      );
     const masters = this.writableMasters();
     if (masters.length > 1) this.violate("masters", `two writable masters acting: ${masters.join(", ")}`);
     const dbs = this.writableDatabases();
@@ -728,17 +1077,29 @@ const addrOf = (i: number): string => `10.0.1.${i + 1}:7800`;
  */
 export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "seed"> = {}): ClusterSimResult {
   const setup = createRng(seed ^ 0xc1a5);
-  const n = options.nodes ?? setup.int(3, 7);
+  const n = options.nodes ?? setup.int(2, 9);
   const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
   const witnesses = new Set<string>(n >= 3 && setup.chance(0.5) ? [addrs[n - 1]!] : []);
   const autoFailover = !setup.chance(0.1);
+  // One seed in ten runs the guide's default timings (jgroups.timeout 5 s, max.tries 8,
+  // local.period 10 s ...); the others the fast ones. Half the seeds get slow, failing and
+  // hanging fences and promotions.
+  const guideTimings = setup.chance(0.1);
+  const world: WorldOptions = { slowOps: setup.chance(0.5), timeoutMs: guideTimings ? 5000 : 100 };
   const sim = new ClusterSim(
     { seed, ...options },
-    { addrs, witnesses, autoFailover, maxTries: setup.pick([3, 3, 4, 5]) },
+    { addrs, witnesses, autoFailover, maxTries: guideTimings ? 8 : setup.pick([3, 3, 4, 5]), world },
   );
+  const k = sim.scale;
+  // Clocks drift within the 1 % membership's margin assumes, and start a little apart.
+  for (const a of addrs) {
+    const x = sim.node(a);
+    x.clockRate = 1 + (setup.next() * 2 - 1) * 0.005;
+    x.clockOffset = setup.int(-20, 20) * k;
+  }
   const fail = (what: string): void => sim.violate("settle", what);
-  for (const a of addrs) sim.clock.at(setup.int(0, 60), () => sim.startHost(a));
-  const formBy = 3000;
+  for (const a of addrs) sim.clock.at(setup.int(0, 60) * k, () => sim.startHost(a));
+  const formBy = 3000 * k;
   if (
     !sim.runUntilTrue(formBy, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
   ) {
@@ -749,25 +1110,27 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
   const faults = setup.int(1, 4);
   let dbFaults = false;
   const master = (): string => sim.writableMasters()[0] ?? addrs[0]!;
-  const kinds = Array.from({ length: faults }, () => setup.int(0, 8));
+  const allowed = (options.faults ?? FAULT_KINDS).map((f) => FAULT_KINDS.indexOf(f));
+  const kinds = Array.from({ length: faults }, () => setup.pick(allowed));
   // A master whose agent died cannot fence itself; if the network also splits, only a real STONITH
-  // could stop it (EFM's documented limit), so such seeds crash only non-master agents.
-  const netFaults = kinds.some((k) => k <= 2);
+  // could stop it (EFM's documented limit), so such seeds crash only non-master agents. A paused
+  // (frozen) master agent is not exempt: see the frozen-master scenario.
+  const netFaults = kinds.some((x) => x <= 2 || x === 9);
   for (const kind of kinds) {
-    const at = t0 + setup.int(0, 2500);
+    const at = t0 + setup.int(0, 2500) * k;
     const a = setup.pick(addrs);
     const b = setup.pick(addrs.filter((x) => x !== a));
     if (kind === 4 || kind === 5) dbFaults = true;
     sim.clock.at(at, () => {
-      switch (kind) {
-        case 0: {
+      switch (FAULT_KINDS[kind]) {
+        case "partition": {
           const order = setup.shuffle(addrs);
           const cut = setup.int(1, n - 1);
           sim.net.partition([order.slice(0, cut), order.slice(cut)]);
           sim.log(`partition ${order.slice(0, cut).join(",")} | ${order.slice(cut).join(",")}`);
           return;
         }
-        case 1: {
+        case "isolate-master": {
           // isolate the master (with maybe one companion): the 8.6 scenario
           const m = master();
           const group = setup.chance(0.5) ? [m] : [m, b === m ? a : b];
@@ -775,41 +1138,73 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
           sim.log(`isolate ${group.join(",")}`);
           return;
         }
-        case 2:
+        case "one-way-cut":
           sim.net.cutOneWay(a, b);
           sim.log(`cut ${a} -> ${b}`);
           return;
-        case 3: {
+        case "host-reboot": {
           const victim = setup.chance(0.5) ? master() : a;
           sim.crashHost(victim);
-          sim.clock.after(setup.int(200, 1500), () => sim.startHost(victim));
+          sim.clock.after(setup.int(200, 1500) * k, () => sim.startHost(victim));
           return;
         }
-        case 4:
-          sim.setDb(setup.chance(0.6) ? master() : a, setup.chance(0.8) ? "down" : "hang");
+        case "db-fail": {
+          const victim = setup.chance(0.6) ? master() : a;
+          if (setup.chance(0.6)) sim.setDb(victim, "down");
+          // a hung server (SIGSTOP, a stuck disk) that resumes later, maybe after the faults stop
+          else sim.hangDb(victim, setup.int(100, 6000) * k);
           return;
-        case 5:
+        }
+        case "db-down":
           sim.setDb(a, "down");
           return;
-        case 6: {
+        case "agent-restart": {
           const others = addrs.filter((x) => x !== master());
           const victim = netFaults ? setup.pick(others) : setup.chance(0.5) ? master() : a;
           sim.crashAgent(victim);
-          sim.clock.after(setup.int(200, 1500), () => sim.startAgent(victim));
+          sim.clock.after(setup.int(1, 1500) * k, () => sim.startAgent(victim));
           return;
         }
-        case 7:
-          sim.net.setDefaults({ minDelay: 1, maxDelay: 20, loss: 0.05 });
+        case "lossy-network":
+          sim.net.setDefaults({ minDelay: 1, maxDelay: 20 * k, loss: 0.05 });
           sim.log("lossy network");
           return;
+        case "operator-promote":
+          sim.command(setup.pick(addrs), { kind: "promote", force: setup.chance(0.7) });
+          return;
+        case "cut-pair":
+          // a partial partition: only a and b lose each other, everyone else sees both
+          sim.net.cut(a, b);
+          sim.log(`cut ${a} <-> ${b}`);
+          return;
+        case "agent-pause":
+          sim.pauseAgent(setup.chance(0.5) ? master() : a, setup.int(20, 2000) * k);
+          return;
+        case "clock-jump":
+          sim.jumpClock(a, (setup.chance(0.5) ? 1 : -1) * setup.int(1, 200) * k);
+          return;
+        case "slow-network": {
+          const spec = {
+            minDelay: 1,
+            maxDelay: setup.int(10, 60) * k,
+            loss: 0,
+            duplicate: setup.chance(0.5) ? 0.05 : 0,
+            reorder: setup.chance(0.3),
+          };
+          sim.net.setDefaults(spec);
+          sim.log(`slow network ${JSON.stringify(spec)}`);
+          return;
+        }
+        case "operator-resume":
+          sim.command(a, { kind: "resume" });
+          return;
         default:
-          sim.command(setup.pick(addrs), { kind: "promote", force: true });
           return;
       }
     });
   }
-  sim.runUntil(t0 + 3000);
-  // ---- liveness phase: heal everything but failed databases
+  sim.runUntil(t0 + 3000 * k);
+  // ---- liveness phase: heal everything but failed databases (hung ones resume on their own)
   sim.net.heal();
   sim.net.setDefaults({ minDelay: 1, maxDelay: 5, loss: 0 });
   sim.log("heal");
@@ -818,7 +1213,7 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
     if (!x.hostUp) sim.startHost(a);
     else if (!x.agentUp) sim.startAgent(a);
   }
-  const bound = sim.clock.now() + 12 * sim.timing.suspectAfter + 6000;
+  const bound = sim.clock.now() + sim.livenessBound();
   const settled = sim.runUntilTrue(bound, () => {
     // 4.1.1: an agent that cannot reach every cluster database at start-up exits, so a database
     // that stays failed keeps restarted agents down until the operator repairs it (EFM does the same).
@@ -833,8 +1228,28 @@ export function runClusterSim(seed: number, options: Omit<ClusterSimOptions, "se
     return masters === 1 || (masters === 0 && (dbFaults || !autoFailover || !healthyStandby));
   });
   if (!settled) fail(`did not settle after the faults stopped: ${sim.roles()}`);
+  sim.checkLiveness(bound);
   return sim.result(n);
 }
+
+/** The fault kinds runClusterSim draws from (each seed draws one to four of them). */
+export const FAULT_KINDS = [
+  "partition",
+  "isolate-master",
+  "one-way-cut",
+  "host-reboot",
+  "db-fail",
+  "db-down",
+  "agent-restart",
+  "lossy-network",
+  "operator-promote",
+  "cut-pair",
+  "agent-pause",
+  "clock-jump",
+  "slow-network",
+  "operator-resume",
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
 
 function allRunning(sim: ClusterSim): boolean {
   return [...sim.nodes.values()].every((n) => n.agentUp && n.fs.phase === "running");
@@ -1029,4 +1444,180 @@ export function runRebootedOldPrimarySim(
   sim.startHost(master);
   sim.runUntil(sim.clock.now() + 3000);
   return sim.result(n);
+}
+
+/** Start every host and wait for one master; a cluster that does not form is a `settle` violation. */
+function form(sim: ClusterSim, addrs: readonly string[], setup: Rng): string {
+  for (const a of addrs) sim.clock.at(setup.int(0, 60), () => sim.startHost(a));
+  if (
+    !sim.runUntilTrue(3000, () => sim.converged() && sim.writableMasters().length === 1 && allRunning(sim))
+  ) {
+    sim.violate("settle", `cluster did not form: ${sim.roles()}`);
+  }
+  return sim.writableMasters()[0] ?? addrs[0]!;
+}
+
+/**
+ * Issue 12: partition {M} | {S1,S2}, both standbys' agents restart (losing what they knew in
+ * memory), then an operator runs `efm promote` on S1 while M's lease may still run. The promotion
+ * must wait until M can no longer write (its lease has run out and it fenced itself).
+ */
+export function runPartitionRestartPromoteSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0x9a27);
+  const addrs = Array.from({ length: 3 }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: setup.chance(0.5), maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = form(sim, addrs, setup);
+  const [s1, s2] = addrs.filter((a) => a !== master) as [string, string];
+  sim.runUntil(sim.clock.now() + setup.int(0, 200));
+  sim.net.partition([[master], [s1, s2]]);
+  sim.log(`partition ${master} | ${s1},${s2}`);
+  sim.runUntil(sim.clock.now() + setup.int(0, 50));
+  sim.crashAgent(s1);
+  sim.crashAgent(s2);
+  sim.runUntil(sim.clock.now() + setup.int(1, 30));
+  sim.startAgent(s1);
+  sim.startAgent(s2);
+  // The operator promotes as soon as the restarted agents run.
+  sim.runUntilTrue(sim.clock.now() + 3000, () => sim.node(s1).fs.phase === "running");
+  sim.command(s1, { kind: "promote", force: setup.chance(0.5) });
+  sim.runUntil(sim.clock.now() + 4000);
+  return sim.result(3);
+}
+
+/**
+ * Issue 12: the master's database hangs (SIGSTOP on the postmaster) long enough for the cluster
+ * to confirm it failed; fencing cannot stop a hung server (the settings are written, the restart
+ * times out), a standby is promoted, and then the hung server resumes, still a primary.
+ */
+export function runHungMasterSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0x4a9c);
+  const n = setup.int(3, 5);
+  const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = form(sim, addrs, setup);
+  sim.runUntil(sim.clock.now() + setup.int(0, 200));
+  sim.hangDb(master, 6000 + setup.int(0, 2000));
+  sim.runUntil(sim.clock.now() + 10_000);
+  return sim.result(n);
+}
+
+/**
+ * Issue 12: the master's agent is frozen (SIGSTOP, a long GC) and its host isolated at once; its
+ * database keeps serving. A frozen agent cannot fence itself, so a standby promoted when the
+ * old lease ends finds the old database still taking writes until the agent runs again.
+ */
+export function runFrozenMasterSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0xf402);
+  const n = setup.int(3, 5);
+  const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = form(sim, addrs, setup);
+  sim.runUntil(sim.clock.now() + setup.int(0, 200));
+  sim.pauseAgent(master, 5000 + setup.int(0, 2000));
+  sim.net.partition([[master], addrs.filter((a) => a !== master)]);
+  sim.log(`isolate ${master}`);
+  sim.runUntil(sim.clock.now() + 9000);
+  return sim.result(n);
+}
+
+/**
+ * Issue 12: the isolated master writes and fences itself; S1 is promoted (a new timeline); the
+ * old master's host reboots and rejoins in recovery with WAL past the fork; then S1's host dies.
+ * The old master has the highest WAL position but on the old timeline: promoting it would lose
+ * everything S1 wrote. A lagging S2 on the new timeline is the right candidate.
+ */
+export function runRebootedDivergedSim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  const setup = createRng(seed ^ 0xd1e4);
+  const addrs = Array.from({ length: 4 }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set([addrs[3]!]), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = form(sim, addrs, setup);
+  sim.runUntil(sim.clock.now() + setup.int(0, 200));
+  sim.net.partition([[master], addrs.filter((a) => a !== master)]);
+  sim.log(`isolate ${master}`);
+  const promoted = (): string | undefined => sim.writableMasters().find((a) => a !== master);
+  if (!sim.runUntilTrue(sim.clock.now() + 6000, () => promoted() !== undefined))
+    sim.violate("settle", `no standby took over from the isolated master: ${sim.roles()}`);
+  const s1 = promoted() ?? addrs[1]!;
+  sim.crashHost(master);
+  sim.net.heal();
+  sim.log("heal");
+  sim.runUntil(sim.clock.now() + setup.int(50, 300));
+  sim.startHost(master);
+  sim.runUntilTrue(sim.clock.now() + 3000, () => sim.converged() && allRunning(sim));
+  sim.crashHost(s1);
+  sim.runUntil(sim.clock.now() + 6000);
+  return sim.result(4);
+}
+
+/**
+ * Issue 12: a cut between the master and one standby only; the other standby and the witness
+ * still see both. The master's database stays reachable from a majority: no failover may happen.
+ */
+export function runCutPairSim(seed: number, options: Omit<ClusterSimOptions, "seed"> = {}): ClusterSimResult {
+  const setup = createRng(seed ^ 0xc07a);
+  const addrs = Array.from({ length: 4 }, (_, i) => addrOf(i));
+  const sim = new ClusterSim(
+    { seed, ...options },
+    { addrs, witnesses: new Set([addrs[3]!]), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  const master = form(sim, addrs, setup);
+  const standby = setup.pick(addrs.filter((a) => a !== master && a !== addrs[3]));
+  sim.runUntil(sim.clock.now() + setup.int(0, 200));
+  sim.net.cut(master, standby);
+  sim.log(`cut ${master} <-> ${standby}`);
+  sim.runUntil(sim.clock.now() + 6000);
+  if (sim.promotions > 0 || sim.writableMasters()[0] !== master)
+    sim.violate(
+      "settle",
+      `a cut between the master and one standby caused a failover (the master stays reachable from a majority): ${sim.roles()}`,
+    );
+  return sim.result(4);
+}
+
+/**
+ * Issue 12's "every database in recovery": 3-4 nodes, every database stays up, only network faults
+ * and agent pauses. A master that fenced itself (once, on a message, or on its lease) must end with
+ * some database writable again: checked by `liveness`.
+ */
+export function runAllInRecoverySim(
+  seed: number,
+  options: Omit<ClusterSimOptions, "seed"> = {},
+): ClusterSimResult {
+  return runClusterSim(seed, {
+    nodes: 3 + (seed % 2),
+    faults: [
+      "partition",
+      "isolate-master",
+      "one-way-cut",
+      "cut-pair",
+      "agent-pause",
+      "lossy-network",
+      "slow-network",
+    ],
+    ...options,
+  });
 }

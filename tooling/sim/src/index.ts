@@ -13,5 +13,31 @@ export type { LinkSpec } from "./network.ts";
 export { VirtualNetwork } from "./network.ts";
 export type { Rng } from "./rng.ts";
 export { createRng } from "./rng.ts";
-export type { ClusterNode, ClusterSimOptions, ClusterSimResult, FakeDb } from "./cluster-sim.ts";
-export { ClusterSim, runCascadeSim, runClusterSim, runLeaseWaitSim, runOneWayCutSim } from "./cluster-sim.ts";
+export { BASELINE_SEEDS, isKnown, judgeRange, KNOWN_FAILING } from "./baseline.ts";
+export type {
+  ClusterNode,
+  ClusterSimOptions,
+  ClusterSimResult,
+  FakeDb,
+  FaultKind,
+  InvariantName,
+  WorldOptions,
+} from "./cluster-sim.ts";
+export {
+  ClusterSim,
+  EXPECTED_TO_FAIL,
+  FAULT_KINDS,
+  INVARIANTS,
+  runAgentlessPromoteSim,
+  runAllInRecoverySim,
+  runCascadeSim,
+  runClusterSim,
+  runCutPairSim,
+  runFrozenMasterSim,
+  runHungMasterSim,
+  runLeaseWaitSim,
+  runOneWayCutSim,
+  runPartitionRestartPromoteSim,
+  runRebootedDivergedSim,
+  runRebootedOldPrimarySim,
+} from "./cluster-sim.ts";
