@@ -219,6 +219,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const dirs = resolveDirs(c, opts.env);
   const files = agentFiles(dirs, cluster);
   const logs: AgentLoggers = createLoggers({
+    cluster,
+    node: formatHostPort(c.bindAddress),
     logFile: files.log,
     startupFile: files.startupLog,
     efmLevel: c.efmLoglevel,
@@ -228,7 +230,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = logs.efm;
   const startup = logs.startup;
   for (const p of problems) startup.warn(p);
-  startup.info({ cluster, configDir: opts.configDir, dirs }, `starting agent for cluster ${cluster}`);
+  // `cluster` is on every line already (createLoggers).
+  startup.info({ configDir: opts.configDir, dirs }, `starting agent for cluster ${cluster}`);
 
   let password: string;
   try {
@@ -605,6 +608,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log,
     () => member.now(),
   );
+  logs.follow(() => loop.current);
 
   /** Stop everything once; the engine's exit action or a signal gets here. */
   async function finish(code: number, reason: string, how: "leave" | "stop" = "leave"): Promise<void> {

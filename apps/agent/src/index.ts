@@ -19,4 +19,12 @@ export {
 export { type AgentDirs, agentFiles, resolveDirs } from "./dirs.ts";
 export { AGENT_ERROR_CODES, AgentError, type AgentErrorCode } from "./errors.ts";
 export { acquireLock, type LockHandle } from "./lock.ts";
-export { createLoggers, LEVEL_MAP } from "./logging.ts";
+export {
+  type AgentLoggers,
+  contextLogger,
+  createLoggers,
+  LEVEL_MAP,
+  type LogStateSource,
+  ROLE_STARTING,
+  stateFields,
+} from "./logging.ts";
