@@ -187,6 +187,33 @@ describe("the databases as ground truth", () => {
     expect(sim.writableDatabases()).toEqual([]);
   });
 
+  it("timelines: a position is on a newer timeline's history only up to its fork", () => {
+    const addrs = ["10.0.1.1:7800", "10.0.1.2:7800"];
+    const sim = new ClusterSim({ seed: 1 }, { addrs, witnesses: new Set(), autoFailover: true, maxTries: 3 });
+    sim.timelines.set(2, { parent: 1, fork: 100n });
+    sim.timelines.set(3, { parent: 2, fork: 200n });
+    expect(sim.onHistory(1, 100n, 2)).toBe(true);
+    expect(sim.onHistory(1, 101n, 2)).toBe(false);
+    expect(sim.onHistory(1, 100n, 3)).toBe(true);
+    expect(sim.onHistory(2, 200n, 3)).toBe(true);
+    expect(sim.onHistory(2, 201n, 3)).toBe(false);
+    expect(sim.onHistory(3, 5n, 2)).toBe(false);
+    expect(sim.newestTimeline()).toBe(3);
+  });
+
+  it("lost writes: only acknowledged writes a standby had received that the final timeline lacks", () => {
+    const addrs = ["10.0.1.1:7800", "10.0.1.2:7800"];
+    const sim = new ClusterSim({ seed: 1 }, { addrs, witnesses: new Set(), autoFailover: true, maxTries: 3 });
+    // timeline 1 acknowledged writes at 10..40, a standby received up to 30, timeline 2 forked at 20
+    sim.writes.set(1, [10n, 20n, 30n, 40n]);
+    sim.replicated.set(1, 30n);
+    sim.timelines.set(2, { parent: 1, fork: 20n });
+    // no database is writable: the final timeline is the newest, 2. 30 is lost; 40 never left
+    // the old master (asynchronous replication's allowance).
+    expect(sim.judgeWrites()).toBe(1);
+    expect(sim.counts.lostWrites).toBe(1);
+  });
+
   it("agentless-promote: an operator's promotion is refused while the agentless master's database serves", () => {
     const bad: string[] = [];
     let promotions = 0;
