@@ -48,7 +48,7 @@ every event. A failing seed prints its transcript; --seed S replays it exactly.
   --scenario NAME    ${Object.keys(SCENARIOS).join(", ")}
   --transcript       print every seed's transcript
   --skip-lease-wait  the checker's own test: take over without waiting out the old lease
-  --baseline         print the violating seeds per invariant as JSON (to update src/baseline.ts)
+  --baseline         print the violating seeds per invariant as src/baseline.ts's KNOWN_FAILING
   --help             this text
 
 Random fault kinds: ${FAULT_KINDS.join(", ")}.
@@ -175,7 +175,15 @@ export function main(argv: readonly string[]): number {
     }
   }
   const secs = (Date.now() - started) / 1000;
-  if (values.baseline) process.stdout.write(`${JSON.stringify(bySeed)}\n`);
+  if (values.baseline) {
+    // Ready to paste into src/baseline.ts after reviewing every seed that is new there.
+    process.stdout.write(
+      "export const KNOWN_FAILING: Readonly<Partial<Record<InvariantName, readonly number[]>>> = {\n",
+    );
+    for (const k of Object.keys(bySeed) as InvariantName[])
+      if (bySeed[k].length > 0) process.stdout.write(`  ${k}: [${bySeed[k].join(", ")}],\n`);
+    process.stdout.write("};\n");
+  }
   const counts = (Object.keys(violating) as InvariantName[])
     .map((k) => `${k} ${violating[k]}${EXPECTED_TO_FAIL.has(k) ? " (expected to fail)" : ""}`)
     .join(", ");
