@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The README's main job: a 3-host PostgreSQL cluster on loopback with an agent on each
- * host, a live failover after the master database is killed, and a clean teardown.
+ * host, a live failover after the master database is killed, the old master brought back as a
+ * standby, a second failover when the new master's database is killed, and a clean teardown.
  * `--keep` leaves everything running and prints how to use it.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -169,35 +170,56 @@ async function main(): Promise<void> {
       `Live status page: http://${cluster.host("db2").address}:${HTTP_PORT}/ (any host; /primary and /metrics on the same port)`,
     );
 
+    const watch = async (watcher: Node, killed: string): Promise<string> => {
+      let last = "";
+      let master = "";
+      for (let i = 0; i < 90 && !master; i++) {
+        await sleep(1000);
+        const s = statusJson(watcher);
+        if (!s) continue;
+        const line = Object.entries(s.nodes)
+          .map(([a, n]) => `${a} ${n.type}/${n.db}`)
+          .join("   ");
+        if (line !== last) {
+          process.stdout.write(`   ${new Date().toISOString().slice(11, 19)}  ${line}\n`);
+          last = line;
+        }
+        const killedAddress = cluster?.host(killed).address;
+        const up = Object.entries(s.nodes).filter(
+          ([a, n]) => n.type === "Master" && n.db === "UP" && a !== killedAddress,
+        );
+        if (up.length === 1) master = hostNames.find((h) => cluster?.host(h).address === up[0]?.[0]) ?? "";
+      }
+      if (!master) throw new Error(`no new master after ${killed}'s database was killed`);
+      await sleep(2000);
+      say(`bin/efm cluster-status ${CLUSTER} after the failover`);
+      process.stdout.write(efm(watcher.configDir, watcher.runFolder, ["cluster-status", CLUSTER]).out);
+      process.stdout.write(
+        `\n   ${master} is the writable master now; rows on it: ${await cluster?.count(master)}\n`,
+      );
+      return master;
+    };
+
     say("Writing 100 rows on the master, then killing its postmaster with SIGKILL");
     await cluster.write("db1", 100);
     await cluster.killDb("db1");
-
     say("Watching the agents (from db2's point of view)");
-    const watcher = nodes[1]!;
-    let last = "";
-    for (let i = 0; i < 90; i++) {
+    const second = await watch(nodes[1]!, "db1");
+
+    say(`Bringing db1 back as a standby of ${second} (pg_rewind, else a base backup), then efm resume`);
+    process.stdout.write(`   ${await cluster.makeStandbyOf("db1", second)}\n`);
+    process.stdout.write(efm(n1.configDir, n1.runFolder, ["resume", CLUSTER]).out);
+    for (let i = 0; i < 60; i++) {
       await sleep(1000);
-      const s = statusJson(watcher);
-      if (!s) continue;
-      const line = Object.entries(s.nodes)
-        .map(([a, n]) => `${a} ${n.type}/${n.db}`)
-        .join("   ");
-      if (line !== last) {
-        process.stdout.write(`   ${new Date().toISOString().slice(11, 19)}  ${line}\n`);
-        last = line;
-      }
-      const masters = Object.values(s.nodes).filter((n) => n.type === "Master" && n.db === "UP");
-      if (masters.length === 1 && Object.values(s.nodes).some((n) => n.type === "Idle")) break;
+      if (statusJson(n1)?.nodes[cluster.host("db1").address]?.type === "Standby") break;
     }
-    await sleep(3000);
-    say(`bin/efm cluster-status ${CLUSTER} after the failover`);
-    process.stdout.write(efm(watcher.configDir, watcher.runFolder, ["cluster-status", CLUSTER]).out);
-    for (const h of hostNames.filter((x) => x !== "db1" && cluster?.isRunning(x))) {
-      if (!(await cluster.inRecovery(h))) {
-        process.stdout.write(`\n   ${h} is the writable master now; rows on it: ${await cluster.count(h)}\n`);
-      }
-    }
+
+    say(`A second failover: writing 50 rows on ${second}, then killing its postmaster`);
+    await cluster.write(second, 50);
+    await cluster.killDb(second);
+    const watcher = nodes.find((n) => n.name !== second) as Node;
+    say(`Watching the agents (from ${watcher.name}'s point of view)`);
+    await watch(watcher, second);
 
     if (keep) {
       say("Left running (--keep)");

@@ -470,6 +470,11 @@ export class Cluster {
     await ops.stopDb(this.state, h, "fast");
     if (options.rebuild !== true) {
       try {
+        // A fenced old master carries standby.signal, and pg_rewind's crash recovery of a data
+        // directory that was not shut down cleanly runs single-user, which refuses standby mode.
+        // The signal is written again below, after the rewind.
+        for (const signal of ["standby.signal", "recovery.signal"])
+          fs.rmSync(path.join(ops.requireData(h), signal), { force: true });
         const r = await ops.pgTool(this.state, h, "pg_rewind", [
           "--target-pgdata",
           ops.requireData(h),
