@@ -59,11 +59,10 @@ baseline (tooling/sim/src/baseline.ts); 2 on bad arguments.
 `;
 
 /**
- * `pnpm sim --seeds N [--seed S] [--nodes K] [--scenario NAME] [--transcript] [--skip-lease-wait]`:
- * run the combined simulator over seeds S..S+N-1; a failing seed is printed with its transcript and
- * replays exactly. NAME: random (default), lease-wait, cascade, one-way, agentless-promote,
- * rebooted-old-primary (these pick their own size). The summary counts the seeds that violate each
- * invariant; one in EXPECTED_TO_FAIL is printed with its seeds but does not fail the run.
+ * `pnpm sim` (see HELP): run the combined simulator over seeds S..S+N-1; a failing seed is printed
+ * with its violations (the first few with transcripts) and replays exactly. The summary counts the
+ * seeds that violate each invariant. Returns the exit code: 1 when a seed violates an invariant
+ * outside the baseline (random seeds 1..BASELINE_SEEDS) or, elsewhere, any invariant but lost writes.
  */
 export function main(argv: readonly string[]): number {
   let values: {
