@@ -1,6 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: "unit" runs in parallel and touches no shared resource; "integration"
+// Projects: "unit" runs in parallel and touches no shared resource; "sim" runs the simulator's
+// seeds (pure, CPU-bound); "integration"
 // builds real clusters (PostgreSQL, TCP ports, network namespaces) and runs one file at a time
 // so suites never fight over addresses, ports or folders.
 const resolve = { conditions: ["@efm/source"] };
@@ -19,8 +20,20 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["{packages,apps,tooling}/*/src/**/*.test.ts"],
-          exclude: ["**/*.int.test.ts", "**/node_modules/**", "**/dist/**"],
+          exclude: ["**/*.int.test.ts", "tooling/sim/**", "**/node_modules/**", "**/dist/**"],
           testTimeout: 20_000,
+        },
+      },
+      {
+        resolve,
+        ssr,
+        // The simulator's thousands of seeds take about a minute of CPU: a project of their own
+        // keeps the fast unit tests fast while CI still runs every seed.
+        test: {
+          name: "sim",
+          include: ["tooling/sim/src/**/*.test.ts"],
+          exclude: ["**/node_modules/**", "**/dist/**"],
+          testTimeout: 180_000,
         },
       },
       {

@@ -12,7 +12,7 @@ bash tooling/scripts/changeset-check.sh
 
 report=$(mktemp -d)/vitest.json
 status=0
-npx vitest run --project unit --project integration --reporter=default --reporter=json --outputFile.json="$report" || status=$?
+npx vitest run --project unit --project sim --project integration --reporter=default --reporter=json --outputFile.json="$report" || status=$?
 if [ -f "$report" ]; then
   node -e '
     const r = require(process.argv[1]);
