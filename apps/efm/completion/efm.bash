@@ -19,7 +19,7 @@ _efm() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "--version --config-dir --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "add-node cluster-status cluster-status-json encrypt init-secret prop-check promote remove-node resume stop-cluster node-status-json set-priority" -- "$cur"))
+      COMPREPLY=($(compgen -W "add-node cluster-status cluster-status-json decision-table encrypt init-secret prop-check promote remove-node resume stop-cluster node-status-json set-priority" -- "$cur"))
     fi
     return
   fi
@@ -27,6 +27,7 @@ _efm() {
       add-node) opts="--help" ;;
       cluster-status) opts="--help" ;;
       cluster-status-json) opts="--help" ;;
+      decision-table) opts="--dot --help" ;;
       encrypt) opts="--from-env --help" ;;
       init-secret) opts="--replace --help" ;;
       prop-check) opts="--help" ;;

@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { runClusterStatus, runNodeStatus, runPrivileged, runPromote } from "./admin.ts";
+import { runDecisionTable } from "./decision-table.ts";
 import { type Io, runEncrypt } from "./encrypt.ts";
 import { configDir } from "./paths.ts";
 import { runPropCheck } from "./prop-check.ts";
@@ -49,6 +50,12 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .argument("<cluster>", "cluster name")
     .description("the cluster status as JSON")
     .action((cluster: string) => run(() => runClusterStatus(dir(), cluster, true, io))());
+  program
+    .command("decision-table")
+    .allowExcessArguments(false)
+    .option("--dot", "print a Graphviz digraph (states as nodes, rows as labelled edges) instead")
+    .description("print the failover decision table every agent runs (needs no cluster and no agent)")
+    .action((opts: { dot?: boolean }) => run(() => runDecisionTable(opts, io))());
   program
     .command("encrypt")
     .argument("<cluster>", "cluster name")
