@@ -264,7 +264,7 @@ function timeline(
     const key = `${actionType(l)} ${l.event ?? ""} ${l.rule ?? ""}`;
     let step = STEPS.find(([, re]) => re.test(key))?.[0] ?? "";
     // The old master pinging the well-known server is its isolation check, not a candidate's.
-    if (l.host === OLD && step === "candidate checks") step = "isolation check";
+    if (l.host === OLD && /pingServer/.test(key)) step = "isolation check";
     const e = { t: l.time - fault, host: l.host, step, what: text.slice(0, 160) };
     entries.push(e);
     if (step && l.time >= fault && !firstOf[step]) firstOf[step] = e;
@@ -279,6 +279,7 @@ interface RunResult {
   scenario: string;
   rep: number;
   faultAt: number;
+  faultDoneMs: number | null;
   failoverMs: number | null; // fault → first TCP-acknowledged write on a new primary
   newMaster: string | null;
   newFirstAckMs: number | null; // any channel
@@ -334,6 +335,7 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     scenario,
     rep,
     faultAt: 0,
+    faultDoneMs: null,
     failoverMs: null,
     newMaster: null,
     newFirstAckMs: null,
@@ -440,6 +442,9 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     result.faultAt = fault;
     if (scenario === "crash") await l.killDb(OLD);
     else await l.isolate(OLD);
+    // The clock starts before the fault command; this is when the command returned (kill -9 or
+    // iptables are not instant on a loaded machine, so a write may still land in between).
+    result.faultDoneMs = Date.now() - fault;
 
     const w = writer;
     const newFirst = (via?: Ack["via"]) =>
@@ -517,6 +522,9 @@ function printTimeline(r: RunResult): void {
       step: "fault",
       what: r.scenario === "crash" ? "postmaster killed (SIGKILL)" : "host isolated (iptables DROP)",
     },
+    ...(r.faultDoneMs !== null
+      ? [{ t: r.faultDoneMs, host: OLD, step: "fault", what: "fault command returned" }]
+      : []),
     ...r.timeline,
     ...(r.oldLastAckMs !== null
       ? [
