@@ -87,11 +87,24 @@ export function harnessConfig(self: string, patch: Partial<FailoverConfig> = {})
  * membership views, fake databases, a VIP register, scripts with chosen exit codes. Messages are
  * delivered in FIFO order; time only moves on `tick`.
  */
+/** Adds one transition's "from -> to" to a per-row record (the row `to` check reads it). */
+export function recordMove(
+  moves: Map<string, Set<string>>,
+  t: { rule: string; from: string | null; to: string | null },
+  role?: string | null,
+): void {
+  const set = moves.get(t.rule) ?? new Set<string>();
+  moves.set(t.rule, set);
+  set.add(`${t.from} -> ${t.to}${role === undefined ? "" : ` role ${role}`}`);
+}
+
 export class Harness {
   readonly nodes = new Map<string, HarnessNode>();
   readonly out: string[] = [];
   /** Every table row that fired, for coverage checks. */
   readonly fired = new Set<string>();
+  /** Per row id, every "from -> to" it made (role when running, else phase; "role R" after a step's last row). */
+  readonly moves = new Map<string, Set<string>>();
   now = 0;
   epoch = 0;
   voters: string[] = [];
@@ -260,6 +273,8 @@ export class Harness {
         stepped: (_e, r) => {
           for (const t of r.transitions) {
             this.fired.add(t.rule);
+            // The role after the step is the last row's: start-up rows set a role in a phase.
+            recordMove(this.moves, t, t === r.transitions.at(-1) ? r.state.role : undefined);
             if (QUIET_RULES.has(t.rule)) continue;
             this.out.push(
               `${address}: ${t.rule}${t.from !== t.to ? ` (${t.from} -> ${t.to})` : ""}: ${t.reason}`,

@@ -3852,8 +3852,9 @@ export const transitions: readonly TransitionRow[] = [
     from: ["*"],
     on: "clusterCommand",
     guard: "stop-cluster",
-    to: "exited",
-    actions: "broadcast stop; reply; exit",
+    // The exit is stop.exit's, when this agent's own stop message arrives like everyone else's.
+    to: "unchanged",
+    actions: "broadcast stop; reply; send stop to self (stop.exit exits)",
     reason: "stop-cluster: every agent exits",
     when: (_c, e) => e.command.kind === "stopCluster",
     run: (c, e) => {
