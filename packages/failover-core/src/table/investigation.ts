@@ -1,0 +1,692 @@
+import {
+  type TransitionRow,
+  row,
+  RUNNING,
+  recordStatus,
+  afterSwitchover,
+  reportFencedMaster,
+  unconfirmedFenceNotice,
+  anyReached,
+  lastMaster,
+  startMasterLost,
+} from "./rows.ts";
+
+/** Rows of one concern (members leaving, and checking a database on the coordinator's behalf), in the table's match order. */
+export const investigationRows: readonly TransitionRow[] = [
+  // ---- members leaving (8.3, 8.4, 8.5, 8.6) ----
+  row({
+    id: "gone.master",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; the master agent left",
+    to: "unchanged",
+    actions: "everyone checks the master database; conclude no earlier than lastHeard+L+margin",
+    reason: "the master agent is gone: check its database, wait out its lease before deciding (8.3)",
+    when: (c, e) =>
+      c.isCoordinator() && (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address),
+    run: (c, e) => {
+      delete (c.s.peers as Record<string, unknown>)[e.address];
+      c.s.peers = { ...c.s.peers };
+      c.s.knownMaster = { address: e.address, lastHeardAt: e.lastHeardAt };
+      if (e.how === "removed")
+        c.notify("masterBeingFenced", { clusterName: c.s.config.clusterName, ipAddress: e.address });
+      startMasterLost(
+        c,
+        e.address,
+        e.takeoverAllowedAt ?? e.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+      );
+    },
+  }),
+  row({
+    id: "gone.standby",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; a standby agent left",
+    to: "unchanged",
+    actions: "everyone checks its database; drop it from the priority list",
+    reason: "a standby agent is gone: check whether its database still runs (8.4)",
+    when: (c, e) =>
+      c.isCoordinator() && (c.roleOf(e.address) === "Standby" || c.roleOf(e.address) === "Promoting"),
+    run: (c, e) => {
+      const role = c.roleOf(e.address)!;
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      if (c.s.promotion?.candidate === e.address) c.setPromotion(null);
+      if (c.s.priority.includes(e.address)) {
+        c.s.priority = c.s.priority.filter((a) => a !== e.address);
+        c.publishLists();
+      }
+      c.startInvestigation("standbyLost", e.address, role, c.now);
+    },
+  }),
+  row({
+    id: "gone.witness",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; the witness left",
+    to: "unchanged",
+    actions: "notify witnessFailure",
+    reason: "the witness agent is gone (8.5)",
+    when: (c, e) => c.isCoordinator() && c.roleOf(e.address) === "Witness",
+    run: (c, e) => {
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      c.notify("witnessFailure", c.node(e.address));
+    },
+  }),
+  row({
+    id: "gone.idle",
+    from: RUNNING,
+    on: "memberGone",
+    guard: "coordinator; an Idle agent left",
+    to: "unchanged",
+    actions: "notify idleAgentFailure",
+    reason: "an Idle agent is gone",
+    when: (c, e) => c.isCoordinator() && c.roleOf(e.address) === "Idle",
+    run: (c, e) => {
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+      c.notify("idleAgentFailure", c.node(e.address));
+    },
+  }),
+  row({
+    id: "gone.record",
+    from: ["*"],
+    on: "memberGone",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "remember when the master was last heard",
+    reason: "a member left; the coordinator decides",
+    run: (c, e) => {
+      if (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address) {
+        c.s.knownMaster = { address: e.address, lastHeardAt: e.lastHeardAt };
+      }
+      const { [e.address]: _gone, ...rest } = c.s.peers;
+      c.s.peers = rest;
+    },
+  }),
+  row({
+    id: "suspect.note",
+    from: ["*"],
+    on: "memberSuspected",
+    guard: "always",
+    to: "unchanged",
+    actions: "none",
+    reason: "a member is suspected; membership verifies before removing it",
+    run: () => {},
+  }),
+  row({
+    id: "watch.masterless",
+    from: RUNNING,
+    on: "timer:masterWatch",
+    guard:
+      "coordinator of a majority with its lease; no master, promotion or check anywhere; a healthy standby; no lease can still run (last master heard, our start: L+margin ago); failover not disabled",
+    to: "unchanged",
+    actions:
+      "request a promotion that first asks every database whether it is in recovery (auto.failover=false: notify)",
+    reason:
+      "the cluster has no writable master and a healthy standby: the guide would have failed over, so do it (or say it is needed)",
+    // A masterless end state that waits for a person (every database in recovery after a cluster
+    // restart, a failover abandoned half-way) is not one the guide's failover would leave.
+    when: (c) => {
+      const cfg = c.s.config;
+      const wait = cfg.leaseMs + cfg.takeoverMarginMs;
+      const healthy = c
+        .membersWithRole("Standby")
+        .some((a) => (a === c.self ? c.s.db : c.s.peers[a]?.db) === "UP" && !c.s.peers[a]?.starting);
+      return (
+        c.isCoordinator() &&
+        c.membersWithRole("Master", "Promoting").length === 0 &&
+        c.s.promotion === null &&
+        c.s.investigations.length === 0 &&
+        !c.s.failoverDisabled &&
+        healthy &&
+        (c.s.knownMaster === null || c.now >= c.s.knownMaster.lastHeardAt + wait) &&
+        c.s.startedAt !== null &&
+        c.now >= c.s.startedAt + wait
+      );
+    },
+    run: (c) => {
+      c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+      if (!c.s.config.autoFailover) {
+        // Detect and notify, never act; once per masterless spell (cluster-status keeps saying it).
+        const text = `Potential manual failover required on cluster ${c.s.config.clusterName}: no database is a master and a standby is healthy; run 'efm promote ${c.s.config.clusterName}'.`;
+        if (c.s.attention !== text) {
+          c.notify("potentialManualFailover", c.cluster());
+          c.setAttention(text);
+        }
+        return;
+      }
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: null,
+        request: null,
+        probe: true,
+      });
+    },
+  }),
+  row({
+    id: "watch.ok",
+    from: ["*"],
+    on: "timer:masterWatch",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "look again later",
+    reason: "a master runs, a decision is in progress, or this agent does not coordinate",
+    run: (c) => {
+      if (c.s.phase === "running") c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "reconcile.noMaster",
+    from: RUNNING,
+    on: "timer:reconcile",
+    guard: "coordinator; last master gone or no longer master; no master, promotion or check anywhere",
+    to: "unchanged",
+    actions: "investigate the last known master (lease wait from now)",
+    reason: "new coordinator sees no master: re-run the master-loss checks it may have missed",
+    when: (c) => {
+      const m = lastMaster(c);
+      return (
+        c.isCoordinator() &&
+        m !== null &&
+        (!c.members().includes(m) || ["Standby", "Idle", "Witness"].includes(c.roleOf(m) ?? "")) &&
+        c.membersWithRole("Master", "Promoting").length === 0 &&
+        c.s.promotion === null &&
+        !c.s.failoverDisabled &&
+        c.s.investigations.length === 0
+      );
+    },
+    run: (c) => startMasterLost(c, lastMaster(c)!, c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs),
+  }),
+  row({
+    id: "reconcile.wait",
+    from: RUNNING,
+    on: "timer:reconcile",
+    guard: "coordinator of a quorate view without a lease yet",
+    to: "unchanged",
+    actions: "try again later",
+    reason: "a majority has not acknowledged us yet: reconcile once it has",
+    when: (c) => c.quorate() && c.s.view?.coordinator === c.self && !c.leaseValid(),
+    run: (c) => c.timer("reconcile", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs),
+  }),
+  row({
+    id: "reconcile.ok",
+    from: ["*"],
+    on: "timer:reconcile",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "cluster roles are consistent",
+    run: () => {},
+  }),
+
+  // ---- checking a database on the coordinator's behalf ----
+  row({
+    id: "fencedRetry.again",
+    from: ["Idle"],
+    on: "timer:fencedRetry",
+    guard: "still fenced for isolation and nobody took over",
+    to: "unchanged",
+    actions: "report fenced to the coordinator again",
+    reason: "no new master yet: remind the coordinator this old master is fenced",
+    when: (c) => c.s.fencedForIsolation,
+    run: (c) => reportFencedMaster(c),
+  }),
+  row({
+    id: "fencedRetry.stop",
+    from: ["*"],
+    on: "timer:fencedRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "a new master exists (or we resumed): nothing to report",
+    run: () => {},
+  }),
+  row({
+    id: "coord.fencedMasterBack.switchover",
+    from: RUNNING,
+    on: "message:fencedMasterBack",
+    guard: "coordinator waiting for exactly this master to step down for a manual promotion",
+    to: "unchanged",
+    actions: "continue the promotion",
+    reason: "its 'fenced' answer was lost, this reminder says the same: the master has stepped down",
+    when: (c, e) =>
+      c.isCoordinator() && c.s.promotion?.stage === "switchover" && c.s.promotion.oldMaster === e.from,
+    run: (c) => afterSwitchover(c),
+  }),
+  row({
+    id: "coord.fencedMasterBack",
+    from: RUNNING,
+    on: "message:fencedMasterBack",
+    guard:
+      "coordinator; it was the last master (or we know no other); no master, promotion or check in progress",
+    to: "unchanged",
+    actions: "request a promotion that skips the master-database check",
+    reason: "the old master fenced itself and nobody took over: fail over to the best standby",
+    // A coordinator that restarted while the master was cut off never learned it: with no other
+    // master known here or reported by running peers, the fenced master's own word is the best
+    // knowledge (sim seed 10461, 3 nodes: the cluster otherwise stayed without a master for good).
+    when: (c, e) =>
+      c.isCoordinator() &&
+      (lastMaster(c) ?? e.from) === e.from &&
+      c.membersWithRole("Master", "Promoting").length === 0 &&
+      c.s.promotion === null &&
+      c.s.investigations.length === 0,
+    // A fence its master could not confirm proves nothing: the candidate then checks the old
+    // master like a lost one (8.3: VIP, ping server, master database) before promoting.
+    run: (c, e) => {
+      const confirmed = e.message.unconfirmed !== true;
+      if (!confirmed) unconfirmedFenceNotice(c, e.from);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: e.from,
+        request: null,
+        masterFenced: confirmed,
+      });
+    },
+  }),
+  row({
+    id: "coord.fencedMasterBack.ignore",
+    from: ["*"],
+    on: "message:fencedMasterBack",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "a master already exists or a decision is in progress (or we are not the coordinator)",
+    run: () => {},
+  }),
+  row({
+    id: "idle.vouched",
+    from: ["Idle"],
+    on: "message:status",
+    guard:
+      "Idle because of a master conflict at start-up; the coordinator names us the master; no master here",
+    to: "Master",
+    actions: "take the master role: lease, VIP, monitoring",
+    reason: "the coordinator vouches for us as its master and nobody else holds the role: resume as master",
+    // Only the coordinator's word counts: it alone runs promotions and names no master while one is
+    // in flight. A standby's word let an old primary resume while the coordinator was promoting
+    // another standby (sim seed 13580, 7 nodes: two writable masters).
+    when: (c, e) =>
+      c.s.idleForConflict &&
+      !e.message.starting &&
+      e.from === c.s.view?.coordinator &&
+      e.message.master === c.self &&
+      c.quorate() &&
+      c.leaseValid() &&
+      !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "") && !c.s.peers[a]?.starting),
+    run: (c, e) => {
+      recordStatus(c, e);
+      c.s.idleForConflict = false;
+      c.setRole("Master");
+      c.provisionalLease();
+      if (c.s.config.virtualIp)
+        c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+    },
+  }),
+  row({
+    id: "conflict.recheck.vouched",
+    from: ["Idle"],
+    on: "timer:conflictRecheck",
+    guard: "still Idle for a start-up conflict; the rival is gone; the coordinator names us the master",
+    to: "Master",
+    actions: "take the master role: lease, VIP, monitoring",
+    reason: "the conflict that kept us Idle is over and the coordinator names us its master",
+    when: (c) => {
+      const coord = c.s.view?.coordinator;
+      // as coordinator ourselves: what our running peers report, and no promotion of ours in flight
+      const vouched =
+        coord === c.self
+          ? c.s.promotion === null &&
+            c.others().some((a) => !c.s.peers[a]?.starting && c.s.peers[a]?.master === c.self)
+          : coord !== undefined && !c.s.peers[coord]?.starting && c.s.peers[coord]?.master === c.self;
+      return (
+        c.s.idleForConflict &&
+        c.quorate() &&
+        c.leaseValid() &&
+        !c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? "")) &&
+        vouched
+      );
+    },
+    run: (c) => {
+      c.s.idleForConflict = false;
+      c.setRole("Master");
+      c.provisionalLease();
+      if (c.s.config.virtualIp)
+        c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+    },
+  }),
+  row({
+    id: "conflict.recheck.wait",
+    from: ["*"],
+    on: "timer:conflictRecheck",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "check again later while still Idle for a conflict; ask the coordinator's status",
+    reason: "the start-up conflict is not resolved yet",
+    run: (c) => {
+      if (c.s.idleForConflict && c.s.role === "Idle") {
+        c.timer("conflictRecheck", c.now + c.s.config.promotionTimeoutMs);
+        // statuses are sent on changes only: ask the coordinator again for the master it names
+        const coord = c.s.view?.coordinator;
+        if (coord && coord !== c.self && c.members().includes(coord)) c.send(coord, c.status(true));
+      }
+    },
+  }),
+  row({
+    id: "peer.status",
+    from: ["*"],
+    on: "message:status",
+    guard: "always",
+    to: "unchanged",
+    actions: "coordinator appends a new standby to the priority list",
+    reason: "a peer announced its role",
+    run: (c, e) => {
+      recordStatus(c, e);
+    },
+  }),
+  row({
+    id: "checkDb.request",
+    from: ["*"],
+    on: "message:checkDb",
+    guard: "always",
+    to: "unchanged",
+    actions: "checkRemoteDb(target)",
+    reason: "the coordinator asked us to try a database directly",
+    run: (c, e) => {
+      const t = c.token("chk");
+      c.s.remoteChecks = { ...c.s.remoteChecks, [t]: { replyTo: e.from, token: e.message.token } };
+      c.act({
+        type: "checkRemoteDb",
+        token: t,
+        target: e.message.target,
+        timeoutMs: c.s.config.remoteTimeoutMs,
+        asMaster: e.message.asMaster === true,
+      });
+    },
+  }),
+  row({
+    id: "checkDb.answer",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "result of a check the coordinator asked for",
+    to: "unchanged",
+    actions: "reply to the coordinator",
+    reason: "report whether we reached the database",
+    when: (c, e) => c.s.remoteChecks[e.token] !== undefined,
+    run: (c, e) => {
+      const req = c.s.remoteChecks[e.token]!;
+      const { [e.token]: _done, ...rest } = c.s.remoteChecks;
+      c.s.remoteChecks = rest;
+      if (req.replyTo === c.self) c.recordCheck(req.token, c.self, e.result);
+      else c.send(req.replyTo, { type: "checkDbReply", token: req.token, result: e.result });
+    },
+  }),
+  row({
+    id: "checkDb.reply",
+    from: ["*"],
+    on: "message:checkDbReply",
+    guard: "always",
+    to: "unchanged",
+    actions: "record; conclude when all answered and the lease wait is over",
+    reason: "a member reported on the database",
+    run: (c, e) => c.recordCheck(e.message.token, e.from, e.message.result),
+  }),
+  row({
+    id: "investigation.deadline",
+    from: ["*"],
+    on: "timer:investigation",
+    guard: "always",
+    to: "unchanged",
+    actions: "conclude with the answers received",
+    reason: "remote.timeout passed: members that did not answer count as not having reached the database",
+    when: (c, e) => c.investigation(e.name.slice("investigation:".length)) !== undefined,
+    run: (c, e) => c.maybeConclude(e.name.slice("investigation:".length), true),
+  }),
+  row({
+    id: "investigation.timer.stale",
+    from: ["*"],
+    on: "timer:investigation",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "timer of an investigation already concluded",
+    run: () => {},
+  }),
+  row({
+    id: "investigation.notBefore",
+    from: ["*"],
+    on: "timer:notBefore",
+    guard: "always",
+    to: "unchanged",
+    actions: "conclude if every member answered",
+    reason: "the lost master's lease (L + margin) has run out",
+    run: (c, e) => {
+      const token = e.name.slice("notBefore:".length);
+      const inv = c.investigation(token);
+      c.maybeConclude(token, inv !== undefined && c.now >= inv.deadline);
+    },
+  }),
+  row({
+    id: "inv.notCoordinator",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the investigation",
+    reason: "lost the coordinator role or the majority: a decision here would not be safe",
+    when: (c) => !c.isCoordinator(),
+    run: (c, e) => c.dropInvestigation(e.token),
+  }),
+  row({
+    id: "inv.dbFailure.refuted",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "database failure reported, another agent reached the database",
+    to: "unchanged",
+    actions: "verdict refuted to the reporter",
+    reason: "another agent can connect to the database: no failover",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "dbFailure" && anyReached(inv);
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: false });
+    },
+  }),
+  row({
+    id: "inv.dbFailure.standby",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby database failure confirmed by everyone",
+    to: "unchanged",
+    actions: "verdict confirmed; notify standbyDatabaseFailed",
+    reason: "no agent can reach the standby database: it has failed (8.2)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "dbFailure" && inv.targetRole !== "Master";
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.notify("standbyDatabaseFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.dbFailure.master",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master database failure confirmed by everyone",
+    to: "unchanged",
+    actions: "verdict confirmed; wait for the master to fence itself",
+    reason: "no agent can reach the master database: the master must release the VIP and fence (8.1)",
+    when: (c, e) => c.investigation(e.token)?.kind === "dbFailure",
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.putInvestigation({ ...inv, awaitingFence: true });
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.timer(`verdictRetry:${inv.token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "inv.masterLost.reachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master agent gone but its database is reachable",
+    to: "unchanged",
+    actions: "notify masterNodeLeft; failover disabled until the master agent returns",
+    reason: "the master database still runs: failover is disabled until the master agent is restarted (8.3)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "masterLost" && anyReached(inv);
+    },
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.s.failoverDisabled = true;
+      c.notify("masterNodeLeft", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.masterLost.unreachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "master agent gone and nobody reaches its database",
+    to: "unchanged",
+    actions: "request a promotion",
+    reason: "the master agent and database are gone: fail over (8.3)",
+    when: (c, e) => c.investigation(e.token)?.kind === "masterLost",
+    run: (c, e) => {
+      const inv = c.investigation(e.token)!;
+      c.dropInvestigation(inv.token);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: inv.target,
+        request: null,
+      });
+    },
+  }),
+  row({
+    id: "inv.standbyLost.reachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby agent gone, database still running",
+    to: "unchanged",
+    actions: "notify standbyAgentFailed",
+    reason: "the standby agent left but its database still runs (8.4)",
+    when: (c, e) => {
+      const inv = c.investigation(e.token);
+      return inv?.kind === "standbyLost" && anyReached(inv);
+    },
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.notify("standbyAgentFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "inv.standbyLost.unreachable",
+    from: ["*"],
+    on: "investigationDone",
+    guard: "standby agent gone and its database unreachable",
+    to: "unchanged",
+    actions: "notify standbyDatabaseFailed",
+    reason: "the standby node failed: neither agent nor database can be reached (8.4)",
+    when: (c, e) => c.investigation(e.token)?.kind === "standbyLost",
+    run: (c, e) => {
+      c.dropInvestigation(e.token);
+      c.notify("standbyDatabaseFailed", c.cluster());
+    },
+  }),
+  row({
+    id: "verdict.retry",
+    from: ["*"],
+    on: "timer:verdictRetry",
+    guard: "still waiting for the master to fence",
+    to: "unchanged",
+    actions: "resend the confirmed verdict",
+    reason: "the master has not confirmed fencing yet: ask again",
+    when: (c, e) => {
+      const inv = c.investigation(e.name.slice("verdictRetry:".length));
+      return inv?.awaitingFence === true && c.isCoordinator() && c.members().includes(inv.target);
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.name.slice("verdictRetry:".length))!;
+      c.send(inv.target, { type: "dbFailureVerdict", token: inv.token, confirmed: true });
+      c.timer(e.name, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "verdict.retry.stop",
+    from: ["*"],
+    on: "timer:verdictRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "drop the wait (agent loss takes over if the master left)",
+    reason: "no longer waiting for that master to fence",
+    run: (c, e) => c.dropInvestigation(e.name.slice("verdictRetry:".length)),
+  }),
+  row({
+    id: "fenced.dbFailure",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "coordinator waiting for the failed master to fence",
+    to: "unchanged",
+    actions: "request a promotion",
+    reason: "the failed master released the VIP and fenced its database: fail over (8.1)",
+    when: (c, e) => c.investigation(e.message.token)?.awaitingFence === true && c.isCoordinator(),
+    // The candidate checks the failed master's database either way (8.1 promotes with the 8.3 checks).
+    run: (c, e) => {
+      const inv = c.investigation(e.message.token)!;
+      c.dropInvestigation(inv.token);
+      if (e.message.unconfirmed === true) unconfirmedFenceNotice(c, inv.target);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: inv.target,
+        request: null,
+      });
+    },
+  }),
+  row({
+    id: "fenced.switchover",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "manual promotion waiting for the master to step down",
+    to: "unchanged",
+    actions: "query the standbys' positions again (the master no longer writes)",
+    reason: "the master stepped down for a manual promotion (4.1.4): pick the candidate on final positions",
+    when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
+    run: (c, e) => {
+      if (e.message.unconfirmed === true) {
+        // The master stepped down but its database may still take writes: check it before promoting.
+        unconfirmedFenceNotice(c, e.from);
+        c.setPromotion({ ...c.s.promotion!, masterUnconfirmed: true });
+      }
+      afterSwitchover(c);
+    },
+  }),
+  row({
+    id: "fenced.stale",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "fencing report for a request no longer pending",
+    run: () => {},
+  }),
+];

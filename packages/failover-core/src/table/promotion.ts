@@ -1,0 +1,815 @@
+import { compareLsn } from "../lsn.ts";
+import { type TransitionRow, row, possibleStandbys, queryPositions, pendingPromoteTarget } from "./rows.ts";
+
+/** Rows of one concern (promotion, coordinator side), in the table's match order. */
+export const promotionRows: readonly TransitionRow[] = [
+  // ---- promotion, coordinator side ----
+  row({
+    id: "promo.requery.masterStopped",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "positions being collected for a promotion from this same master, which has now stopped writing",
+    to: "unchanged",
+    actions: "ask every standby for its position again (new token)",
+    reason:
+      "the old master stopped writing while positions were collected: rank the standbys on their final positions",
+    // Sim seed 20599 (7 nodes): a manual promotion collected positions while the master still wrote;
+    // its database then failed and it fenced itself, and the standby that answered last looked best
+    // although another, first in the priority list, had caught up to the same final position.
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      !e.manual &&
+      e.oldMaster !== null &&
+      e.oldMaster === c.s.promotion.oldMaster,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const token = c.token("promo");
+      const ask = possibleStandbys(c);
+      c.setPromotion({
+        ...p,
+        token,
+        awaiting: ask,
+        lsns: {},
+        timelines: {},
+        candidate: null,
+        switchedOver: p.switchedOver || e.masterFenced === true,
+      });
+      queryPositions(c, token, ask);
+    },
+  }),
+  row({
+    id: "promo.busy",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "a promotion is already running",
+    to: "unchanged",
+    actions: "notify promotionNotOccurred",
+    reason: "only one promotion at a time",
+    when: (c) => c.s.promotion !== null,
+    run: (c, e) => {
+      c.notify("promotionNotOccurred", {
+        clusterName: c.s.config.clusterName,
+        ipAddress: pendingPromoteTarget(c),
+      });
+      if (e.request)
+        c.reply(e.request.origin, e.request.requestId, false, "A promotion is already in progress.");
+    },
+  }),
+  row({
+    id: "promo.autoFailoverOff",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "automatic request and auto.failover=false",
+    to: "unchanged",
+    actions: "notify potentialManualFailover",
+    reason: "auto.failover=false: detect and notify, never act",
+    when: (c, e) => !e.manual && !c.s.config.autoFailover,
+    run: (c) => c.notify("potentialManualFailover", c.cluster()),
+  }),
+  row({
+    id: "promo.noStandby",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "no standby agent in the view",
+    to: "unchanged",
+    actions: "notify failoverNotOccurred (automatic) / refuse (manual)",
+    reason: "there are no standby nodes available for failover",
+    when: (c) => c.membersWithRole("Standby").length === 0,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(e.request.origin, e.request.requestId, false, "There is no standby available to promote.");
+      else c.notify("failoverNotOccurred", c.cluster());
+    },
+  }),
+  row({
+    id: "promo.manual.masterTooRecent",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual, no master in the view, last master heard less than L+margin ago",
+    to: "unchanged",
+    actions: "refuse",
+    reason: "the lost master could still hold its lease: wait L plus the margin before promoting",
+    when: (c, e) =>
+      e.manual &&
+      c.membersWithRole("Master").length === 0 &&
+      c.s.knownMaster !== null &&
+      c.now < c.s.knownMaster.lastHeardAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(
+          e.request.origin,
+          e.request.requestId,
+          false,
+          "The master was seen too recently; try again shortly.",
+        );
+    },
+  }),
+  row({
+    id: "promo.manual.tooSoonAfterStart",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual, no master in the view, this agent started less than L+margin ago",
+    to: "unchanged",
+    actions: "refuse",
+    reason:
+      "a restarted coordinator does not know when the last master was heard: its lease may still run until start + L + margin",
+    // The issue-13 schedule: the master cut off, both standbys' agents restarted, `efm promote`
+    // promoted one while the master, unaware, still held its lease and took writes.
+    when: (c, e) =>
+      e.manual &&
+      c.membersWithRole("Master").length === 0 &&
+      c.s.startedAt !== null &&
+      c.now < c.s.startedAt + c.s.config.leaseMs + c.s.config.takeoverMarginMs,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(
+          e.request.origin,
+          e.request.requestId,
+          false,
+          "The agents restarted too recently: the last master may still hold its lease; try again shortly.",
+        );
+    },
+  }),
+  row({
+    id: "promo.start.probe",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "manual (or a masterless cluster found by the coordinator) and no master in the view",
+    to: "unchanged",
+    actions: "checkRemoteDb(asMaster) on the database of every member and voter first",
+    reason:
+      "no master is known here: ask every member database whether it is in recovery before choosing a standby",
+    when: (c, e) => (e.manual || e.probe === true) && c.membersWithRole("Master").length === 0,
+    run: (c, e) => {
+      const token = c.token("promo");
+      const probes: Record<string, string> = {};
+      // Voters outside the view too: a master whose agent crashed is no member, but its database
+      // may still run as a primary (a down host or a witness simply does not answer as a master).
+      const targets = [...new Set([...c.members(), ...(c.s.view?.voters ?? [])])];
+      for (const a of targets) {
+        if (c.roleOf(a) === "Witness" || (a === c.self && c.s.config.isWitness)) continue;
+        const t = c.token("probe");
+        probes[t] = a;
+        c.act({
+          type: "checkRemoteDb",
+          token: t,
+          target: a,
+          timeoutMs: c.s.config.remoteTimeoutMs,
+          asMaster: true,
+        });
+      }
+      c.setPromotion({
+        token,
+        manual: e.manual,
+        force: e.force,
+        oldMaster: e.oldMaster ?? c.s.knownMaster?.address ?? c.s.recordedMaster,
+        stage: "probe",
+        probes,
+        awaiting: Object.values(probes),
+        lsns: {},
+        timelines: {},
+        masterLsn: null,
+        masterTimeline: null,
+        candidate: null,
+        request: e.request,
+        epoch: c.s.view?.epoch ?? 0,
+        switchedOver: e.masterFenced === true,
+        ranked: [],
+        failures: {},
+        verified: [],
+        restoring: false,
+      });
+      c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+      if (Object.keys(probes).length === 0) c.raise({ type: "probesDone", now: c.now });
+    },
+  }),
+  row({
+    id: "promo.start",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "queryLsn on every standby (and the master for a manual promotion)",
+    reason: "find the most up-to-date standby",
+    run: (c, e) => {
+      const token = c.token("promo");
+      const master = c.membersWithRole("Master")[0] ?? null;
+      const ask = [...possibleStandbys(c), ...(e.manual && master ? [master] : [])];
+      c.setPromotion({
+        token,
+        manual: e.manual,
+        force: e.force,
+        // Without a master in the view, the last known one is checked by the candidate like on failover.
+        oldMaster: e.manual ? (master ?? c.s.knownMaster?.address ?? null) : e.oldMaster,
+        stage: "queryLsn",
+        awaiting: ask,
+        lsns: {},
+        timelines: {},
+        masterLsn: null,
+        masterTimeline: null,
+        candidate: null,
+        request: e.request,
+        epoch: c.s.view?.epoch ?? 0,
+        switchedOver: e.masterFenced === true,
+        ranked: [],
+        failures: {},
+        verified: [],
+        restoring: false,
+      });
+      queryPositions(c, token, ask);
+    },
+  }),
+  row({
+    id: "promo.probe.master",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "probing before a promotion: a member database is not in recovery, or could not be verified",
+    to: "unchanged",
+    actions: "drop the promotion; refuse",
+    reason:
+      "a database answered as a master (or could not be verified): promoting a standby would make two masters",
+    when: (c, e) =>
+      c.s.promotion?.stage === "probe" &&
+      c.s.promotion.probes?.[e.token] !== undefined &&
+      e.result !== "unreachable",
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const who = p.probes![e.token]!;
+      c.setPromotion(null);
+      const why =
+        e.result === "reachable"
+          ? `the database of ${who} is not in recovery (pg_is_in_recovery() is false): a master may still be running`
+          : `the database of ${who} answered but could not be verified`;
+      const text = `Promotion has not occurred: ${why}.`;
+      if (p.request) c.reply(p.request.origin, p.request.requestId, false, text);
+      else if (c.s.attention !== text) {
+        // The periodic look finds the same database each time: say it once, keep it in cluster-status.
+        c.notify("unexpectedError", { clusterName: c.s.config.clusterName, errorDetails: text });
+        c.setAttention(text);
+      }
+    },
+  }),
+  row({
+    id: "promo.probe.recovery",
+    from: ["*"],
+    on: "remoteDbChecked",
+    guard: "probing before a promotion: that member database is in recovery or down",
+    to: "unchanged",
+    actions: "record; ask for WAL positions once every database answered",
+    reason: "no master database found there",
+    when: (c, e) => c.s.promotion?.stage === "probe" && c.s.promotion.probes?.[e.token] !== undefined,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const { [e.token]: _done, ...rest } = p.probes!;
+      c.setPromotion({ ...p, probes: rest, awaiting: Object.values(rest) });
+      if (Object.keys(rest).length === 0) c.raise({ type: "probesDone", now: c.now });
+    },
+  }),
+  row({
+    id: "promo.probe.done",
+    from: ["*"],
+    on: "probesDone",
+    guard: "every member database is in recovery or down",
+    to: "unchanged",
+    actions: "queryLsn on every standby",
+    reason: "no database of the cluster runs as a master: find the most up-to-date standby",
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.stage !== "probe") return;
+      const ask = possibleStandbys(c);
+      c.setPromotion({ ...p, stage: "queryLsn", awaiting: ask, epoch: c.s.view?.epoch ?? p.epoch });
+      queryPositions(c, p.token, ask);
+    },
+  }),
+  row({
+    id: "lsn.request",
+    from: ["*"],
+    on: "message:queryLsn",
+    guard: "always",
+    to: "unchanged",
+    actions: "queryLsn on the local database",
+    reason: "the coordinator asks for our WAL position",
+    run: (c, e) => {
+      const t = c.token("lsn");
+      c.s.lsnQueries = { ...c.s.lsnQueries, [t]: `${e.from}|${e.message.token}` };
+      c.act({ type: "queryLsn", token: t });
+    },
+  }),
+  row({
+    id: "lsn.answer",
+    from: ["*"],
+    on: "lsnQueried",
+    guard: "a position the coordinator asked for",
+    to: "unchanged",
+    actions: "reply with the position",
+    reason: "report our WAL position",
+    when: (c, e) => c.s.lsnQueries[e.token] !== undefined,
+    run: (c, e) => {
+      const dest = c.s.lsnQueries[e.token]!;
+      const { [e.token]: _d, ...rest } = c.s.lsnQueries;
+      c.s.lsnQueries = rest;
+      const bar = dest.indexOf("|");
+      const to = bar < 0 ? c.self : dest.slice(0, bar);
+      const token = bar < 0 ? dest : dest.slice(bar + 1);
+      c.send(to, {
+        type: "lsnReply",
+        token,
+        lsn: e.lsn,
+        role: c.s.role ?? "Idle",
+        ...(e.timeline !== undefined ? { timeline: e.timeline } : {}),
+        ...(c.s.rebuildNeeded ? { rebuild: true } : {}),
+      });
+    },
+  }),
+  row({
+    id: "lsn.reply",
+    from: ["*"],
+    on: "message:lsnReply",
+    guard: "promotion collecting positions",
+    to: "unchanged",
+    actions: "record; continue when every standby answered",
+    reason: "a WAL position arrived",
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.awaiting.includes(e.from),
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const isMaster = e.message.role === "Master";
+      const timeline = e.message.timeline ?? null;
+      // A fenced ex-master not yet rewound is never a candidate, whatever its position.
+      const candidate = e.message.role === "Standby" && e.message.rebuild !== true;
+      c.setPromotion({
+        ...p,
+        awaiting: p.awaiting.filter((a) => a !== e.from),
+        lsns: candidate ? { ...p.lsns, [e.from]: e.message.lsn } : p.lsns,
+        timelines: candidate ? { ...p.timelines, [e.from]: timeline } : p.timelines,
+        masterLsn: isMaster ? e.message.lsn : p.masterLsn,
+        masterTimeline: isMaster ? timeline : p.masterTimeline,
+      });
+      if (c.s.promotion!.awaiting.length === 0) c.raise({ type: "lsnsCollected", now: c.now });
+    },
+  }),
+  row({
+    id: "lsn.stale",
+    from: ["*"],
+    on: "message:lsnReply",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "WAL position for a promotion no longer collecting",
+    run: () => {},
+  }),
+  row({
+    id: "promo.notCoordinator",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "a promotion is only decided inside a majority view",
+    when: (c) => !c.isCoordinator(),
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.request)
+        c.reply(p.request.origin, p.request.requestId, false, "Lost the majority; promotion abandoned.");
+      c.setPromotion(null);
+    },
+  }),
+  row({
+    id: "promo.viewChanged",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "the view changed while positions were collected",
+    to: "unchanged",
+    actions: "ask the new view's standbys again",
+    reason: "members came or went during the query: a newcomer may be the most up to date, ask again",
+    when: (c) => c.s.promotion !== null && c.s.view !== null && c.s.promotion.epoch !== c.s.view.epoch,
+    run: (c) => {
+      const p = c.s.promotion!;
+      const ask = possibleStandbys(c).filter((a) => !(p.manual && a === p.oldMaster && !p.switchedOver));
+      const master = p.manual && !p.switchedOver && p.oldMaster ? [p.oldMaster] : [];
+      c.setPromotion({
+        ...p,
+        epoch: c.s.view!.epoch,
+        awaiting: [...ask, ...master],
+        lsns: {},
+        timelines: {},
+        masterLsn: null,
+      });
+      queryPositions(c, p.token, [...ask, ...master]);
+    },
+  }),
+  row({
+    id: "promo.noCandidate",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "no standby reported a position",
+    to: "unchanged",
+    actions: "notify failoverNotOccurred",
+    reason: "no standby could report its WAL position: nothing to promote",
+    when: (c) => {
+      const p = c.s.promotion;
+      return p !== null && c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0;
+    },
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const off = Object.entries(c.offTimeline(p)).map(([a, why]) => `${a}: ${why}`);
+      const why =
+        off.length > 0
+          ? `No standby is on the current timeline (${off.join("; ")}).`
+          : "No standby could report its WAL position.";
+      if (p.request) c.reply(p.request.origin, p.request.requestId, false, why);
+      else c.notify("failoverNotOccurred", c.cluster());
+    },
+  }),
+  row({
+    id: "promo.manual.notUpToDate",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "manual, no force, best standby behind the master",
+    to: "unchanged",
+    actions: "refuse (the CLI asks and retries with force)",
+    reason: "no standby is up to date with the master: promoting would lose data",
+    when: (c) => {
+      const p = c.s.promotion;
+      if (!p?.manual || p.force || p.switchedOver || p.masterLsn === null) return false;
+      const best = c.rankCandidates(p.lsns, p.timelines, p.masterTimeline)[0]!;
+      return (
+        p.lsns[best] !== p.masterLsn &&
+        (c.rankCandidates(
+          { m: p.masterLsn, s: p.lsns[best]! },
+          { m: p.masterTimeline, s: p.timelines[best] ?? null },
+        )[0] ?? "m") === "m"
+      );
+    },
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, "No standby is up to date with the master.");
+    },
+  }),
+  row({
+    id: "promo.rank",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "rank the candidates; ask the best untried one to check it can be promoted",
+    reason:
+      "rank the standbys by (timeline, WAL position), ties by the priority list, leaving out any behind the current timeline; the best must pass its pre-promotion check before anyone is fenced",
+    run: (c) => {
+      const p = c.s.promotion!;
+      // A manual promotion without force only considers standbys up to date with the master.
+      const ranked = c
+        .rankCandidates(p.lsns, p.timelines, p.masterTimeline)
+        .filter(
+          (a) => !p.manual || p.force || p.masterLsn === null || compareLsn(p.lsns[a]!, p.masterLsn) >= 0,
+        );
+      // Standbys left out for their timeline are named in the outcome if nobody can be promoted.
+      c.setPromotion({ ...p, ranked, failures: { ...c.offTimeline(p), ...p.failures } });
+      c.nextCandidate();
+    },
+  }),
+  row({
+    id: "promo.verified.notCoordinator",
+    from: ["*"],
+    on: "candidateVerified",
+    guard: "no longer coordinator of a majority",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "a promotion is only decided inside a majority view",
+    when: (c) => !c.isCoordinator(),
+    run: (c) => {
+      const p = c.s.promotion;
+      if (p?.request)
+        c.reply(p.request.origin, p.request.requestId, false, "Lost the majority; promotion abandoned.");
+      c.setPromotion(null);
+    },
+  }),
+  row({
+    id: "promo.manual.switchover",
+    from: ["*"],
+    on: "candidateVerified",
+    guard: "manual with a master in the view",
+    to: "unchanged",
+    actions: "ask the master to release the VIP and fence itself",
+    reason: "manual promotion: the master steps down first (4.1.4), now that the candidate can be promoted",
+    when: (c) =>
+      c.s.promotion?.manual === true &&
+      c.s.promotion.oldMaster !== null &&
+      c.membersWithRole("Master").includes(c.s.promotion.oldMaster) &&
+      !c.s.promotion.switchedOver,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, stage: "switchover" });
+      c.send(p.oldMaster!, { type: "switchover", token: p.token, newMaster: p.candidate! });
+      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "promo.send",
+    from: ["*"],
+    on: "candidateVerified",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "notify promotionStarted; send promote to the verified candidate",
+    reason: "promote the most up-to-date standby that can be promoted",
+    run: (c) => {
+      const p = c.s.promotion!;
+      const candidate = p.candidate!;
+      c.setPromotion({ ...p, stage: "promoting" });
+      c.notify("promotionStarted", c.cluster());
+      c.send(candidate, {
+        type: "promote",
+        token: p.token,
+        epoch: c.s.view?.epoch ?? p.epoch,
+        oldMaster: p.oldMaster,
+        checkMaster: (!p.switchedOver || p.masterUnconfirmed === true) && !p.restoring,
+        ...(p.restoring ? { restore: true } : {}),
+      });
+      c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
+    id: "promo.precheck.ok",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate can be promoted",
+    to: "unchanged",
+    actions: "go on with the switchover or the promotion",
+    reason: "the candidate's database answers, is in recovery and its agent can promote it",
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.ok,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, verified: [...p.verified, e.from] });
+      c.raise({ type: "candidateVerified", now: c.now });
+    },
+  }),
+  row({
+    id: "promo.precheck.refused",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate did not run the check (not yet a running standby of our view)",
+    to: "unchanged",
+    actions: "drop the promotion; re-evaluate the cluster shortly",
+    reason:
+      "the candidate refused to be checked (a view change or start-up in flight): start over with fresh positions rather than skip it",
+    // Skipping it would promote a less up-to-date standby over one that is only a view behind.
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.refused === true,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion has not occurred: ${e.from}: ${e.message.error ?? "refused the pre-promotion check"}.`,
+        );
+    },
+  }),
+  row({
+    id: "promo.precheck.failed",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate cannot be promoted",
+    to: "unchanged",
+    actions: "try the next candidate in rank order",
+    reason: "the candidate failed its pre-promotion check: nobody was fenced for it, try the next one",
+    when: (c, e) =>
+      c.s.promotion?.stage === "precheck" &&
+      c.s.promotion.token === e.message.token &&
+      c.s.promotion.candidate === e.from,
+    run: (c, e) => c.candidateFailed(`cannot be promoted: ${e.message.error ?? "no reason given"}`),
+  }),
+  row({
+    id: "promo.precheck.stale",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "pre-promotion check result for a promotion no longer waiting for it",
+    run: () => {},
+  }),
+  row({
+    id: "promo.exhausted.restore",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard:
+      "no standby could be promoted; the old master fenced itself for this promotion, is here, Idle, its database up",
+    to: "unchanged",
+    actions: "ask the old master to check, then take its role back",
+    reason: "no standby could be promoted: bring the healthy old master back rather than leave no master",
+    when: (c) => {
+      const p = c.s.promotion!;
+      const old = p.oldMaster;
+      return (
+        c.isCoordinator() &&
+        old !== null &&
+        p.switchedOver &&
+        !p.restoring &&
+        !(old in p.failures) &&
+        c.members().includes(old) &&
+        c.roleOf(old) === "Idle" &&
+        (old === c.self ? c.s.db : c.s.peers[old]?.db) === "UP"
+      );
+    },
+    run: (c) => c.nextCandidate(true),
+  }),
+  row({
+    id: "promo.exhausted.noMaster",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard: "no candidate could be promoted and no master runs",
+    to: "unchanged",
+    actions:
+      "notify unexpectedError with the steps; tell every agent (cluster-status) what to do; answer the operator",
+    reason: "every database is in recovery and none could be promoted: an operator must act",
+    when: (c) => c.membersWithRole("Master", "Promoting").length === 0,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const tried = Object.entries(p.failures)
+        .map(([a, why]) => `${a}: ${why}`)
+        .join("; ");
+      const cluster = c.s.config.clusterName;
+      const action =
+        `No database of cluster ${cluster} is a master. Fix the cause in the agent logs, then either ` +
+        `promote the most up-to-date database by hand (pg_ctl promote -D <data directory>, as the database owner) ` +
+        `and run 'efm resume ${cluster}' on its node, or run 'efm resume ${cluster}' on each Idle standby ` +
+        `and then 'efm promote ${cluster}'.`;
+      // The guide's catalogue has no entry for this outcome (EFM could end here silently); its
+      // SEVERE "unexpected error" carries the failures and the exact steps.
+      c.notify("unexpectedError", {
+        clusterName: cluster,
+        errorDetails: `Promotion failed on every candidate (${tried || "no candidate"}). ${action}`,
+      });
+      c.setAttention(`Promotion failed (${tried || "no candidate"}). ${action}`);
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion failed: ${tried || "no candidate"}. ${action}`,
+        );
+    },
+  }),
+  row({
+    id: "promo.exhausted",
+    from: ["*"],
+    on: "candidatesExhausted",
+    guard: "otherwise (the master still runs: nobody was fenced)",
+    to: "unchanged",
+    actions: "answer the operator / notify failoverNotOccurred",
+    reason: "no standby can be promoted; the master was left alone",
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const tried = Object.entries(p.failures)
+        .map(([a, why]) => `${a}: ${why}`)
+        .join("; ");
+      if (p.request)
+        c.reply(
+          p.request.origin,
+          p.request.requestId,
+          false,
+          `Promotion failed: no standby can be promoted (${tried || "no candidate"}). The master was not changed.`,
+        );
+      else c.notify("failoverNotOccurred", c.cluster());
+    },
+  }),
+  row({
+    id: "promo.lsn.retry",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "still collecting positions; a standby that has not answered is still in the view",
+    to: "unchanged",
+    actions: "ask the silent standbys again",
+    reason:
+      "a standby of this view has not reported its WAL position: it may be the most up to date, ask again",
+    when: (c, e) =>
+      c.s.promotion?.stage === "queryLsn" &&
+      e.name === `promotion:${c.s.promotion.token}` &&
+      c.isCoordinator() &&
+      c.s.promotion.awaiting.some((a) => possibleStandbys(c).includes(a)),
+    run: (c) => {
+      const p = c.s.promotion!;
+      const silent = p.awaiting.filter((a) => possibleStandbys(c).includes(a));
+      c.setPromotion({ ...p, awaiting: silent });
+      queryPositions(c, p.token, silent);
+    },
+  }),
+  row({
+    id: "promo.timeout.lsn",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "still collecting positions",
+    to: "unchanged",
+    actions: "continue with the positions received",
+    reason: "remote.timeout passed: standbys that did not answer are not candidates",
+    when: (c, e) => c.s.promotion?.stage === "queryLsn" && e.name === `promotion:${c.s.promotion.token}`,
+    run: (c) => c.raise({ type: "lsnsCollected", now: c.now }),
+  }),
+  row({
+    id: "promo.timeout",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "candidate (its check or its promotion) or master did not answer in time",
+    to: "unchanged",
+    actions: "drop the promotion",
+    reason: "the promotion did not complete in time; re-evaluate the cluster shortly",
+    // A silent candidate is not skipped for the next one: it may be the most up to date and only
+    // cut off for a moment; the coordinator starts over with fresh positions (reconcile).
+    when: (c, e) => c.s.promotion !== null && e.name === `promotion:${c.s.promotion.token}`,
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (c.s.view?.coordinator === c.self) c.timer("reconcile", c.now + c.s.config.messageSlackMs);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, "The promotion did not complete in time.");
+    },
+  }),
+  row({
+    id: "promo.timer.stale",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "timer of a finished promotion",
+    run: () => {},
+  }),
+  row({
+    id: "promo.result.ok",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our promotion succeeded",
+    to: "unchanged",
+    actions: "clear; answer the operator",
+    reason: "the candidate is the new master",
+    when: (c, e) => c.s.promotion?.token === e.message.token && e.message.ok,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      c.s.knownMaster = { address: e.from, lastHeardAt: c.now };
+      c.s.peers = { ...c.s.peers, [e.from]: { role: "Master", db: "UP" } };
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, true, `Promotion of ${e.from} has completed.`);
+    },
+  }),
+  row({
+    id: "promo.result.next",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our candidate failed on its own (its database stayed in recovery, its network)",
+    to: "unchanged",
+    actions: "try the next candidate (then the old master); never end with no master silently",
+    reason: "the promotion failed on this candidate: try the next one in rank order",
+    // Only the candidate's own failures: a refusal over a changed view or a lost lease is retried
+    // with fresh positions (the best standby may still be the best), not by skipping it.
+    when: (c, e) =>
+      c.s.promotion?.token === e.message.token &&
+      c.s.promotion.candidate === e.from &&
+      e.message.next === true,
+    run: (c, e) => c.candidateFailed(e.message.reason),
+  }),
+  row({
+    id: "promo.result.failed",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "our promotion was aborted by the candidate",
+    to: "unchanged",
+    actions: "clear; answer the operator",
+    reason: "the candidate refused or aborted; failover has NOT occurred",
+    when: (c, e) => c.s.promotion?.token === e.message.token,
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      if (p.request)
+        c.reply(p.request.origin, p.request.requestId, false, `Promotion failed: ${e.message.reason}`);
+    },
+  }),
+  row({
+    id: "promo.result.stale",
+    from: ["*"],
+    on: "message:promotionResult",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "result of a promotion no longer tracked",
+    run: () => {},
+  }),
+];

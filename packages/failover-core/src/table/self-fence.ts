@@ -1,0 +1,159 @@
+import { type TransitionRow, row, completeSelfFence, reportFencedMaster } from "./rows.ts";
+
+/** Rows of one concern (fencing ourselves), in the table's match order. */
+export const selfFenceRows: readonly TransitionRow[] = [
+  // ---- fencing ourselves (release VIP, fencing recovery configuration, script) ----
+  row({
+    id: "selfFence.vipReleased",
+    from: ["*"],
+    on: "vipDone",
+    guard: "releasing the VIP while fencing",
+    to: "unchanged",
+    actions: "notify releasingVip; fenceDb",
+    reason: "VIP released: now write the fencing recovery configuration",
+    when: (c, e) => c.s.selfFence?.token === e.token && e.op === "release",
+    run: (c, e) => {
+      const f = c.s.selfFence!;
+      c.notify("releasingVip", {
+        nodeAddress: c.self,
+        vipAddress: c.s.config.virtualIp ?? "",
+        scriptResults: e.output,
+      });
+      c.s.selfFence = { ...f, stage: "fenceDb" };
+      c.act({ type: "fenceDb", token: f.token, newMaster: f.newMaster ?? null });
+    },
+  }),
+  row({
+    id: "selfFence.done",
+    from: ["*"],
+    on: "dbFenced",
+    guard: "fencing succeeded",
+    to: "unchanged",
+    actions: "run script.db.failure / script.master.isolated; report fenced",
+    reason: "database fenced: a restart comes up read-only",
+    when: (c, e) => c.s.selfFence?.token === e.token && e.ok,
+    run: (c) => {
+      c.s.fenceUnconfirmed = false;
+      if (c.s.selfFence?.purpose !== "retry") completeSelfFence(c);
+      else {
+        // A retried fence held: nothing else to run; tell the coordinator while nobody took over.
+        c.s.selfFence = null;
+        if (c.s.fencedForIsolation) reportFencedMaster(c);
+      }
+    },
+  }),
+  row({
+    id: "selfFence.failed",
+    from: ["*"],
+    on: "dbFenced",
+    guard: "fencing failed: the database could not be confirmed stopped",
+    to: "unchanged",
+    actions: "notify recoveryConfCreateError; report fenced as unconfirmed; retry the fence",
+    reason:
+      "the fence could not be confirmed: report it as failed, so the cluster treats this database as possibly writable",
+    when: (c, e) => c.s.selfFence?.token === e.token,
+    run: (c, e) => {
+      c.s.fenceUnconfirmed = true;
+      // Said once; a retry that fails again changes nothing the cluster was told.
+      if (c.s.selfFence?.purpose === "retry") c.s.selfFence = null;
+      else {
+        c.notify("recoveryConfCreateError", {
+          nodeAddress: c.self,
+          clusterName: c.s.config.clusterName,
+          messageDetails: e.error ?? "",
+        });
+        completeSelfFence(c);
+      }
+      c.timer("fenceRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "fenceRetry.again",
+    from: ["Idle"],
+    on: "timer:fenceRetry",
+    guard: "our fence is still unconfirmed and no fence runs",
+    to: "unchanged",
+    actions: "fenceDb again (pointing at the new master once known)",
+    reason: "the database was not confirmed stopped: try to fence it again",
+    when: (c) => c.s.fenceUnconfirmed && c.s.selfFence === null,
+    run: (c) => {
+      const token = c.token("fence");
+      const m = c.s.knownMaster?.address;
+      const newMaster = m !== undefined && m !== c.self ? m : null;
+      c.s.selfFence = { token, purpose: "retry", stage: "fenceDb", replyTo: null, newMaster };
+      c.act({ type: "fenceDb", token, newMaster });
+    },
+  }),
+  row({
+    id: "fenceRetry.stop",
+    from: ["*"],
+    on: "timer:fenceRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "the fence is confirmed (or we are no longer the fenced old master)",
+    run: () => {},
+  }),
+  row({
+    id: "script.dbFailure.ok",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.db.failure exit 0",
+    to: "unchanged",
+    actions: "notify executedPostDatabaseFailureScript",
+    reason: "post-database failure script ran",
+    when: (_c, e) => e.script === "dbFailure" && e.exitCode === 0,
+    run: (c, e) =>
+      c.notify("executedPostDatabaseFailureScript", {
+        scriptName: c.s.config.scripts.dbFailure ?? "",
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.dbFailure.failed",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.db.failure non-zero exit",
+    to: "unchanged",
+    actions: "notify postDatabaseFailureScriptError",
+    reason: "post-database failure script failed",
+    when: (_c, e) => e.script === "dbFailure",
+    run: (c, e) =>
+      c.notify("postDatabaseFailureScriptError", {
+        scriptName: c.s.config.scripts.dbFailure ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.isolated.ok",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.master.isolated exit 0",
+    to: "unchanged",
+    actions: "notify executedMasterIsolationScript",
+    reason: "master isolation script ran",
+    when: (_c, e) => e.script === "masterIsolated" && e.exitCode === 0,
+    run: (c, e) =>
+      c.notify("executedMasterIsolationScript", {
+        scriptName: c.s.config.scripts.masterIsolated ?? "",
+        scriptResults: e.output,
+      }),
+  }),
+  row({
+    id: "script.isolated.failed",
+    from: ["*"],
+    on: "scriptDone",
+    guard: "script.master.isolated non-zero exit",
+    to: "unchanged",
+    actions: "notify masterIsolationScriptFailed",
+    reason: "master isolation script failed",
+    when: (_c, e) => e.script === "masterIsolated",
+    run: (c, e) =>
+      c.notify("masterIsolationScriptFailed", {
+        scriptName: c.s.config.scripts.masterIsolated ?? "",
+        exitCode: e.exitCode,
+        scriptResults: e.output,
+      }),
+  }),
+];
