@@ -402,7 +402,7 @@ export class Ctx {
       const action = this.candidacyAction(c, stage);
       if (action && stage === "promote" && !this.leaseValid()) {
         // The irreversible step needs a majority that still hears us.
-        this.abortCandidacy("lease expired before promoting");
+        this.abortCandidacy("lease expired before promoting", undefined, false, true);
         return;
       }
       if (action) {
@@ -466,7 +466,7 @@ export class Ctx {
    * Gives up: back to Standby (or Idle) and tell the coordinator why. `next`: the failure is ours
    * alone (our database, our network), so the coordinator may try its next candidate.
    */
-  abortCandidacy(reason: string, role?: AgentRole, next = false): void {
+  abortCandidacy(reason: string, role?: AgentRole, next = false, retry = false): void {
     const c = this.s.candidacy;
     if (!c) return;
     this.s.candidacy = null;
@@ -478,6 +478,7 @@ export class Ctx {
       ok: false,
       reason,
       ...(next ? { next } : {}),
+      ...(retry ? { retry } : {}),
     });
   }
 

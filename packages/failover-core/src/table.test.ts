@@ -1265,7 +1265,8 @@ describe("promotion (candidate side)", () => {
     const lost = run(r.state, { type: "leaseLost", now: 2 });
     expect(rules(lost)).toEqual(["lease.lost.candidate"]);
     expect(lost.state.role).toBe("Standby");
-    expect(find(lost, "send").message).toMatchObject({ type: "promotionResult", ok: false });
+    // a passing loss, not a check that said no: the coordinator may look again soon
+    expect(find(lost, "send").message).toMatchObject({ type: "promotionResult", ok: false, retry: true });
     const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
     expect(rules(moved)).toEqual(["view.changed.candidate"]);
   });
@@ -1369,6 +1370,30 @@ describe("a promotion checks its candidate first and never ends silently without
       name: "reconcile",
       at: 3 + harnessTimings.messageSlackMs,
     });
+  });
+
+  it("looks again soon after a candidate that lost its lease mid-way, only for an automatic failover", () => {
+    const { s, tok } = collected();
+    const automatic = { ...s, promotion: { ...s.promotion!, request: null } };
+    const result = (retry: boolean) =>
+      msg(9, "b", {
+        type: "promotionResult",
+        token: tok,
+        ok: false,
+        reason: "lease lost before promoting",
+        ...(retry ? { retry } : {}),
+      });
+    const soon = 9 + harnessTimings.leaseMs + harnessTimings.takeoverMarginMs + harnessTimings.messageSlackMs;
+    const r = run(automatic, result(true));
+    expect(rules(r)).toEqual(["promo.result.failed"]);
+    expect(r.state.promotion).toBeNull();
+    expect(r.actions).toContainEqual({ type: "setTimer", name: "masterWatch", at: soon });
+    // a check that said no (VIP, ping server, master database, fence script) waits for the usual watch
+    expect(run(automatic, result(false)).actions.some((a) => a.type === "setTimer")).toBe(false);
+    // an operator's promote is answered instead: the operator decides whether to try again
+    const manual = run(s, result(true));
+    expect(manual.actions.some((a) => a.type === "setTimer")).toBe(false);
+    expect(find(manual, "respond").message).toBe("Promotion failed: lease lost before promoting");
   });
 
   it("drops a verified promotion once no longer the coordinator", () => {

@@ -162,6 +162,11 @@ export type PeerMessage =
       readonly reason: string;
       /** The failure is this candidate's own (its database, its network): another one may succeed. */
       readonly next?: boolean;
+      /**
+       * The candidate gave up for a passing reason (it lost the majority's acknowledgements before
+       * promoting), not because a check said no: the cluster still needs a master, so look again soon.
+       */
+      readonly retry?: boolean;
     }
   /** Coordinator to candidate: can you be promoted (database reachable with our credentials, in recovery, promote path usable)? */
   | { readonly type: "checkPromotable"; readonly token: string; readonly restore?: boolean }

@@ -798,6 +798,13 @@ export const promotionRows: readonly TransitionRow[] = [
     run: (c, e) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
+      // A candidate that lost its lease mid-way said nothing against promoting: an automatic
+      // failover the cluster still needs is looked at again as soon as a lease can be back, through
+      // the masterless watch (which asks every database first), not a whole promotion timeout later.
+      if (e.message.retry && !p.request) {
+        const cfg = c.s.config;
+        c.timer("masterWatch", c.now + cfg.leaseMs + cfg.takeoverMarginMs + cfg.messageSlackMs);
+      }
       if (p.request)
         c.reply(p.request.origin, p.request.requestId, false, `Promotion failed: ${e.message.reason}`);
     },

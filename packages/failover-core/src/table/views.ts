@@ -253,7 +253,7 @@ export const viewRows: readonly TransitionRow[] = [
       "lost the majority's acknowledgements before promoting: a promotion needs a majority that hears us",
     when: (c) =>
       c.s.candidacy !== null && ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
-    run: (c) => c.abortCandidacy("lease lost before promoting"),
+    run: (c) => c.abortCandidacy("lease lost before promoting", undefined, false, true),
   }),
   row({
     id: "lease.lost",
