@@ -163,6 +163,9 @@ describe("cluster-status", () => {
     expect(compareLsn("2/35000230", "10/0")).toBe(-1);
     expect(compareLsn("0/E000090", "0/E000090")).toBe(0);
     expect(compareLsn("0/10000000", "0/E000090")).toBe(1);
+    // an unknown position is behind every known one and never throws
+    expect(compareLsn("UNKNOWN", "0/0")).toBe(-1);
+    expect(compareLsn("0/1", "UNKNOWN")).toBe(1);
   });
 });
 

@@ -22,11 +22,11 @@ function row(cols: [string, number][], last: string): string {
   return ` ${cols.map(([text, width]) => text.padEnd(width)).join("")}${last}`.trimEnd();
 }
 
-/** Compare two `X/Y` WAL positions numerically. */
+/** Compare two `X/Y` WAL positions numerically; an unknown position ("UNKNOWN") is behind any known one. */
 export function compareLsn(a: string, b: string): number {
   const n = (s: string) => {
-    const [hi = "0", lo = "0"] = s.split("/");
-    return BigInt(`0x${hi}`) * 2n ** 32n + BigInt(`0x${lo}`);
+    const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(s);
+    return m ? BigInt(`0x${m[1]}`) * 2n ** 32n + BigInt(`0x${m[2]}`) : -1n;
   };
   const d = n(a) - n(b);
   return d === 0n ? 0 : d < 0n ? -1 : 1;

@@ -7,6 +7,7 @@ import {
   agentFiles,
   type ClusterStatus,
   type DbQuery,
+  compareLsn,
   queryDatabases,
   readToken,
   renderClusterStatus,
@@ -235,7 +236,9 @@ export async function runPromote(dir: string, cluster: string, force: boolean, i
           q.ok &&
           q.inRecovery &&
           got.status.nodes.some((n) => n.address === q.address && n.type === "Standby") &&
-          q.lsn === master.lsn,
+          // The master was read first: a standby holding at least that position has every write
+          // acknowledged before the check (later ones keep arriving while the master writes).
+          compareLsn(q.lsn, master.lsn) >= 0,
       );
     if (!upToDate) {
       io.output.write("There is no standby that is up to date with the master; a promotion may lose data.\n");
