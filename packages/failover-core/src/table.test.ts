@@ -1152,6 +1152,32 @@ describe("promotion (candidate side)", () => {
     return run(v.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
   }
 
+  it("keeps watching its database as master when a check was in flight as it was chosen", () => {
+    const tick = run(standby(), { type: "timer", now: 1, name: "localCheck" });
+    const token = find(tick, "checkLocalDb").token;
+    const promoting = run(tick.state, promote(2));
+    expect(promoting.state.role).toBe("Promoting");
+    // the next period passes while Promoting: no check then
+    const period = 1 + harnessTimings.localPeriodMs;
+    const skipped = run(promoting.state, { type: "timer", now: period, name: "localCheck" });
+    expect(rules(skipped)).toEqual(["local.tick.skip"]);
+    // the standby's check answers late: nobody acts on it, and it is no longer in flight
+    const late = run(skipped.state, { type: "localDbChecked", now: period + 1, token, ok: true });
+    expect(rules(late)).toEqual(["local.stale"]);
+    expect(late.state.local.token).toBeNull();
+    const at = period + 10;
+    let s = run(late.state, { type: "vipPinged", now: at, token: "p1", reachable: false }).state;
+    s = run(s, { type: "pingServerPinged", now: at, token: "p1", reachable: true }).state;
+    s = run(s, { type: "remoteDbChecked", now: at, token: "p1", target: "a", result: "unreachable" }).state;
+    const master = run(s, { type: "dbPromoted", now: at, token: "p1", ok: true });
+    expect(master.state.role).toBe("Master");
+    expect(master.actions).toContainEqual({
+      type: "setTimer",
+      name: "localCheck",
+      at: at + harnessTimings.localPeriodMs,
+    });
+  });
+
   it("refuses while already promoting and when not a standby of the sender's view", () => {
     const r = run(standby(), promote());
     expect(rules(r)).toEqual(["cand.accept"]);

@@ -109,10 +109,15 @@ export const localMonitoringRows: readonly TransitionRow[] = [
     on: "localDbChecked",
     guard: "result nobody waits for",
     to: "unchanged",
-    actions: "none",
+    actions: "none (a check that was in flight no longer is)",
     reason: "stale local check result ignored",
     when: (c, e) => c.s.pendingResume?.token !== e.token,
-    run: () => {},
+    // The check was started as a Standby and ends while Promoting (or Idle): nobody acts on it, but
+    // it is no longer in flight. Left set, the token made the monitoring invariant believe a check
+    // was running, so a standby promoted while its check was out was never checked again as master.
+    run: (c, e) => {
+      if (e.token === c.s.local.token) c.s.local = { ...c.s.local, token: null, final: false };
+    },
   }),
   row({
     id: "dbFailed.retry",
