@@ -6,7 +6,7 @@
  * `--keep` leaves everything running and prints how to use it.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { appendFileSync, mkdirSync, openSync } from "node:fs";
+import { appendFileSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Cluster, createCluster, downCluster } from "@efm/lab";
@@ -113,6 +113,10 @@ async function main(): Promise<void> {
   });
 
   try {
+    // A new cluster: the agents' saved state of an earlier run (voters, last master, a fenced
+    // node's rebuild flag) describes databases that no longer exist.
+    await downCluster(join(runDir, "lab"));
+    rmSync(join(runDir, "agents"), { recursive: true, force: true });
     say("Building a 3-host PostgreSQL 15 cluster on 127.0.10.11-13 (a master and two streaming standbys)");
     cluster = await createCluster({
       name: "efmdemo",
