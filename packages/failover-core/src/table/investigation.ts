@@ -267,9 +267,10 @@ export const investigationRows: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "request a promotion that skips the master-database check",
     reason: "the old master fenced itself and nobody took over: fail over to the best standby",
-    // A coordinator that restarted while the master was cut off never learned it: with no other
-    // master known here or reported by running peers, the fenced master's own word is the best
-    // knowledge (sim seed 10461, 3 nodes: the cluster otherwise stayed without a master for good).
+    // Invariant (liveness): a fenced master with a healthy standby and no other master ends in a
+    // failover. A coordinator that restarted while the master was cut off never learned it: with no
+    // other master known here or reported by running peers, the fenced master's own word is the best
+    // knowledge; without it the cluster stayed without a master for good.
     when: (c, e) =>
       c.isCoordinator() &&
       (lastMaster(c) ?? e.from) === e.from &&
@@ -311,9 +312,9 @@ export const investigationRows: readonly TransitionRow[] = [
     to: "Master",
     actions: "take the master role: lease, VIP, monitoring",
     reason: "the coordinator vouches for us as its master and nobody else holds the role: resume as master",
-    // Only the coordinator's word counts: it alone runs promotions and names no master while one is
-    // in flight. A standby's word let an old primary resume while the coordinator was promoting
-    // another standby (sim seed 13580, 7 nodes: two writable masters).
+    // Invariant: never two writable databases. Only the coordinator's word counts: it alone runs
+    // promotions and names no master while one is in flight; a standby's word let an old primary
+    // resume while the coordinator was promoting another standby.
     when: (c, e) =>
       c.s.idleForConflict &&
       !e.message.starting &&

@@ -13,9 +13,10 @@ export const promotionRows: readonly TransitionRow[] = [
     actions: "ask every standby for its position again (new token)",
     reason:
       "the old master stopped writing while positions were collected: rank the standbys on their final positions",
-    // Sim seed 20599 (7 nodes): a manual promotion collected positions while the master still wrote;
-    // its database then failed and it fenced itself, and the standby that answered last looked best
-    // although another, first in the priority list, had caught up to the same final position.
+    // Invariant: the candidate is ranked on final positions (ties by priority). Positions collected
+    // while the old master still wrote are stale once it stops: the standby that answered last
+    // looked best although another, first in the priority list, had caught up to the same point.
+    // (Regression test: table.test.ts, "a master that stops writing during a promotion's query".)
     when: (c, e) =>
       c.s.promotion?.stage === "queryLsn" &&
       !e.manual &&

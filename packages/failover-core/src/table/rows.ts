@@ -71,9 +71,10 @@ export function finishStartup(c: Ctx): void {
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
   }
   // local monitoring of a Master or Standby is armed by step (Ctx.keepMonitoring)
+  // Invariant (liveness): a quorate cluster without a master always has a coordinator that decides.
   // A coordinator that just started (its view arrived while it was still starting) reconciles once
-  // like one that gained the role in a view: the cluster may have no master (sim seed 22604, 4 nodes:
-  // the fenced old master restarted as a standby and became coordinator; nobody else decides).
+  // like one that gained the role in a view, e.g. a fenced old master that restarted as a standby
+  // and became coordinator, where nobody else would decide.
   if (
     c.quorate() &&
     c.s.view?.coordinator === c.self &&
@@ -225,9 +226,10 @@ export function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
   c.s.peers = peers;
   // A lost member is back (a restarted agent or a merge): the removal an investigation waited on no
   // longer bounds its lease, since it may have earned a fresh one since. Deciding on that old
-  // removal's takeoverAllowedAt (and on database checks made while it was down) let a coordinator
-  // promote over a master that had restarted and was then isolated (sim seed 11943, 5 nodes). If
-  // it is lost again, its new removal starts a new investigation with a new takeoverAllowedAt.
+  // removal's takeoverAllowedAt (and on database checks made while it was down) broke the invariant
+  // that no promotion happens while the old master may still hold a lease: a coordinator promoted
+  // over a master that had restarted and was then isolated. If it is lost again, its new removal
+  // starts a new investigation with a new takeoverAllowedAt.
   const back = new Set(view.members.map((m) => m.address));
   c.s.investigations = c.s.investigations.filter((i) => i.kind === "dbFailure" || !back.has(i.target));
 }
