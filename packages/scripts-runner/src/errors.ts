@@ -36,6 +36,13 @@ export const SCRIPTS_RUNNER_ERROR_CODES = [
   "HELPER_FAILED",
   /** The helper could not connect to or query its running database with the agent's credentials. */
   "CONNECT_FAILED",
+  /**
+   * A rejoin cannot resynchronise the old master: pg_rewind is impossible (no wal_log_hints, no
+   * data checksums) or failed, and no base backup is allowed (db.rejoin.basebackup=false).
+   */
+  "REJOIN_REFUSED",
+  /** pg_rewind or pg_basebackup ran and failed (base backup allowed, and it failed too). */
+  "REJOIN_FAILED",
 ] as const;
 
 /** One of {@link SCRIPTS_RUNNER_ERROR_CODES}. */

@@ -57,6 +57,23 @@ describe("helper grammar", () => {
       verb: "restart",
       mode: "immediate",
     });
+    const REJOIN = ["--connection", "stdin", "--passfile", "/var/lib/pg/efm-a.pgpass"];
+    expect(
+      parseHelperArgs(["rejoin", "/d", "10.0.0.2", ...BIN, ...REJOIN, "--source-user", "rewinder"]),
+    ).toEqual({
+      verb: "rejoin",
+      dataDir: "/d",
+      newMaster: "10.0.0.2",
+      sourceUser: "rewinder",
+      basebackup: false,
+      timeoutSeconds: 60,
+      bin: "/usr/lib/postgresql/15/bin",
+      connection: "stdin",
+      passfile: "/var/lib/pg/efm-a.pgpass",
+    });
+    expect(parseHelperArgs(["rejoin", "/d", "h", ...BIN, ...REJOIN, "--basebackup", "allow"])).toMatchObject({
+      basebackup: true,
+    });
   });
 
   it.each([
@@ -86,6 +103,26 @@ describe("helper grammar", () => {
     [["fence", "/d", "h", ...BIN, "--passfile", "pgpass"], "absolute"],
     [["check", "/d", ...BIN, "--role", "master"], "not any or standby"],
     [["check", "/d", ...BIN, "--timeout", "5"], 'does not take "--timeout"'],
+    [["rejoin", "/d", ...BIN], "needs <datadir> <new-master-host>"],
+    [["rejoin", "/d", "h", ...BIN], "rejoin needs --connection stdin and --passfile"],
+    [
+      ["rejoin", "/d", "h", ...BIN, "--connection", "stdin"],
+      "rejoin needs --connection stdin and --passfile",
+    ],
+    [["rejoin", "/d", "h", ...BIN, "--passfile", "/p"], "rejoin needs --connection stdin and --passfile"],
+    [["rejoin", "/d", "h;x", ...BIN, "--connection", "stdin", "--passfile", "/p"], "not a host name"],
+    [
+      ["rejoin", "/d", "h", ...BIN, "--connection", "stdin", "--passfile", "/p", "--basebackup", "yes"],
+      "not allow or deny",
+    ],
+    [
+      ["rejoin", "/d", "h", ...BIN, "--connection", "stdin", "--passfile", "/p", "--source-user", "a b"],
+      "not a role name",
+    ],
+    [
+      ["rejoin", "/d", "h", ...BIN, "--connection", "stdin", "--passfile", "/p", "--password", "x"],
+      'does not take "--password"',
+    ],
   ])("refuses %j", (argv, words) => {
     expect(usage(argv)).toContain(words);
   });
@@ -149,6 +186,33 @@ describe("helper grammar", () => {
         bin: path,
         mode: fc.constantFrom("fast" as const, "immediate" as const),
       }),
+      fc.record(
+        {
+          verb: fc.constant("rejoin" as const),
+          dataDir: path,
+          newMaster: host,
+          bin: path,
+          port: fc.integer({ min: 1, max: 65535 }),
+          replicationUser: fc.constant("repl"),
+          sourceUser: fc.constantFrom("efm", "rewinder"),
+          basebackup: fc.boolean(),
+          timeoutSeconds: fc.integer({ min: 1, max: 999 }),
+          connection: fc.constant("stdin" as const),
+          passfile: path,
+        },
+        {
+          requiredKeys: [
+            "verb",
+            "dataDir",
+            "newMaster",
+            "bin",
+            "basebackup",
+            "timeoutSeconds",
+            "connection",
+            "passfile",
+          ],
+        },
+      ),
       fc.record({
         verb: fc.constant("check" as const),
         dataDir: path,

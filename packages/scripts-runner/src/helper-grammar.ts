@@ -73,6 +73,28 @@ export type HelperCommand =
     })
   | (HelperCommon & {
       /**
+       * Brings a fenced old master back as a standby of `newMaster`: stop it (confirmed down),
+       * pg_rewind against the new master (or, when `basebackup` is allowed and a rewind is
+       * impossible or fails, pg_basebackup into a fresh directory with the old one moved aside),
+       * standby.signal and primary_conninfo naming the new master, start, confirm streaming.
+       * Needs the stdin connection and the passfile: no password ever goes on a command line.
+       */
+      readonly verb: "rejoin";
+      readonly dataDir: string;
+      readonly newMaster: string;
+      /** The new master's database port; default the connection's (db.port). */
+      readonly port?: number;
+      /** Role primary_conninfo streams as; default the connection's user (db.user). */
+      readonly replicationUser?: string;
+      /** Role pg_rewind connects to the new master as (db.rewind.source.user); default the connection's user. */
+      readonly sourceUser?: string;
+      /** db.rejoin.basebackup: whether a base backup may replace the data directory. */
+      readonly basebackup: boolean;
+      /** Bound of the whole rewind or base backup, and of each start and streaming wait (local.timeout). */
+      readonly timeoutSeconds: number;
+    })
+  | (HelperCommon & {
+      /**
        * Dry run of the paths promote and fence take: data directory owned by us, pg_ctl
        * runnable, the passfile's directory writable and, with a running server, the SQL
        * connection; `role: "standby"` also requires a running server in recovery.
@@ -94,6 +116,8 @@ export const HELPER_USAGE = [
   "         fence also takes [--timeout <s>] [--stop immediate|fast] [--after down|standby]",
   "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [--mode fast|immediate] [common]",
   "       efm-helper check <datadir> --bin <dir> [--role any|standby] [common]",
+  "       efm-helper rejoin <datadir> <new-master-host> --bin <dir> --connection stdin --passfile <path> [--port <n>]",
+  "         [--replication-user <role>] [--source-user <role>] [--basebackup allow|deny] [--timeout <s>] [common]",
   "common: [--db-user <role>] [--db-name <name>] [--log-file <path>] [--connection stdin] [--passfile <path>]",
 ].join("\n");
 
@@ -103,6 +127,7 @@ const POSITIONALS: Record<HelperVerb, readonly string[]> = {
   reconfigure: ["datadir", "new-master-host"],
   restart: ["datadir", "timeout-seconds"],
   check: ["datadir"],
+  rejoin: ["datadir", "new-master-host"],
 };
 
 const COMMON = ["--db-user", "--db-name", "--log-file", "--connection", "--passfile"];
@@ -113,6 +138,7 @@ const OPTIONS: Record<HelperVerb, readonly string[]> = {
   reconfigure: ["--bin", "--timeout", ...COMMON],
   restart: ["--bin", "--mode", ...COMMON],
   check: ["--bin", "--role", ...COMMON],
+  rejoin: ["--bin", "--port", "--replication-user", "--source-user", "--basebackup", "--timeout", ...COMMON],
 };
 
 function usage(message: string): ScriptsRunnerError {
@@ -248,6 +274,32 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
       }
       return { verb: v, dataDir, role, ...common };
     }
+    case "rejoin": {
+      // The rewind's source and the standby's stream authenticate with the password the agent
+      // hands over on stdin, written to the passfile: without both there is no way but argv.
+      if (common.connection !== "stdin" || common.passfile === undefined) {
+        throw usage("rejoin needs --connection stdin and --passfile <path>");
+      }
+      const basebackup = options.get("--basebackup") ?? "deny";
+      if (basebackup !== "allow" && basebackup !== "deny") {
+        throw usage(`--basebackup: ${JSON.stringify(basebackup)} is not allow or deny`);
+      }
+      return {
+        verb: v,
+        dataDir,
+        newMaster: checkHost("new-master-host", positional[1]!),
+        ...(options.has("--port") ? { port: checkInt("--port", options.get("--port")!, 1, 65_535) } : {}),
+        ...(options.has("--replication-user")
+          ? { replicationUser: checkRole("--replication-user", options.get("--replication-user")!) }
+          : {}),
+        ...(options.has("--source-user")
+          ? { sourceUser: checkRole("--source-user", options.get("--source-user")!) }
+          : {}),
+        basebackup: basebackup === "allow",
+        timeoutSeconds: timeout,
+        ...common,
+      };
+    }
   }
 }
 
@@ -255,10 +307,10 @@ export function parseHelperArgs(argv: readonly string[]): HelperCommand {
 export function formatHelperArgs(command: HelperCommand): string[] {
   const argv: string[] = [command.verb, command.dataDir];
   if (command.verb === "fence") argv.push(command.newMaster ?? "-");
-  if (command.verb === "reconfigure") argv.push(command.newMaster);
+  if (command.verb === "reconfigure" || command.verb === "rejoin") argv.push(command.newMaster);
   if (command.verb === "restart") argv.push(String(command.timeoutSeconds));
   argv.push("--bin", command.bin);
-  if (command.verb === "promote" || command.verb === "reconfigure") {
+  if (command.verb === "promote" || command.verb === "reconfigure" || command.verb === "rejoin") {
     argv.push("--timeout", String(command.timeoutSeconds));
   }
   if (command.verb === "fence") {
@@ -270,6 +322,12 @@ export function formatHelperArgs(command: HelperCommand): string[] {
   }
   if (command.verb === "restart" && command.mode !== undefined) argv.push("--mode", command.mode);
   if (command.verb === "check") argv.push("--role", command.role);
+  if (command.verb === "rejoin") {
+    if (command.port !== undefined) argv.push("--port", String(command.port));
+    if (command.replicationUser !== undefined) argv.push("--replication-user", command.replicationUser);
+    if (command.sourceUser !== undefined) argv.push("--source-user", command.sourceUser);
+    argv.push("--basebackup", command.basebackup ? "allow" : "deny");
+  }
   if (command.dbUser !== undefined) argv.push("--db-user", command.dbUser);
   if (command.dbName !== undefined) argv.push("--db-name", command.dbName);
   if (command.logFile !== undefined) argv.push("--log-file", command.logFile);

@@ -17,6 +17,7 @@ import {
 import { ScriptsRunnerError } from "./errors.ts";
 import type { HelperCommand } from "./helper-grammar.ts";
 import { configValue, setConfigValue } from "./pg-config-file.ts";
+import { rejoin, rewindable } from "./helper-rejoin.ts";
 import { runProcess } from "./run.ts";
 
 /** What the helper did, printed as one JSON line and returned by the TypeScript API. */
@@ -39,10 +40,19 @@ export interface HelperReport {
   readonly running?: boolean;
   /** fence: whether a server was running when the fence began (it is down now, or restarted). */
   readonly wasRunning?: boolean;
+  /**
+   * check, rejoin: from pg_control, whether pg_rewind can work on this data directory
+   * (wal_log_hints=on or data checksums); absent when pg_controldata could not tell.
+   */
+  readonly rewindable?: { readonly walLogHints: boolean; readonly dataChecksums: boolean };
+  /** rejoin: how the data directory was resynchronised with the new master. */
+  readonly method?: "rewind" | "basebackup";
+  /** rejoin by base backup: where the old data directory was moved (never deleted). */
+  readonly movedAside?: string;
   readonly durationMs: number;
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * The connection the agent itself uses for its local database (bind address, db.port, db.user,
@@ -106,7 +116,7 @@ function passfileField(value: string): string {
  * (walreceiver asks for "replication") and the replication user. Mode 0600 and, since the
  * helper runs as db.service.owner, owned by it: libpq ignores a file others can read.
  */
-function writePassfile(
+export function writePassfile(
   path: string,
   user: string,
   conn: HelperConnection,
@@ -152,7 +162,7 @@ const FOLLOW_SETS = new Set(["host", "hostaddr", "port", "user", "password", "pa
  * a standby pointed at a new master replicates the way the agents connect; unchanged when
  * the agents' settings name none (see conninfoTlsFor) or there is no connection string.
  */
-function withTls(conninfo: string, conn: HelperConnection | undefined): string {
+export function withTls(conninfo: string, conn: HelperConnection | undefined): string {
   const tls = conn === undefined ? null : conninfoTlsFor(conn.ssl);
   return tls === null || conninfo === "" ? conninfo : setConninfoTls(conninfo, tls);
 }
@@ -189,7 +199,7 @@ function followConninfo(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function readText(path: string): Promise<string | undefined> {
+export async function readText(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, "utf8");
   } catch (e) {
@@ -243,7 +253,7 @@ async function serverAddress(dataDir: string): Promise<{ host: string; port: num
   };
 }
 
-async function query<T>(
+export async function query<T>(
   command: HelperCommand,
   conn: HelperConnection | undefined,
   sql: string,
@@ -297,13 +307,20 @@ async function query<T>(
   );
 }
 
-async function inRecovery(command: HelperCommand, conn: HelperConnection | undefined): Promise<boolean> {
+export async function inRecovery(
+  command: HelperCommand,
+  conn: HelperConnection | undefined,
+): Promise<boolean> {
   const rows = await query<{ r: boolean }>(command, conn, "SELECT pg_is_in_recovery() AS r");
   return rows[0]?.r === true;
 }
 
 /** Retries `check` until it returns a value or `seconds` pass; the last error explains a miss. */
-async function waitUntil<T>(seconds: number, what: string, check: () => Promise<T | undefined>): Promise<T> {
+export async function waitUntil<T>(
+  seconds: number,
+  what: string,
+  check: () => Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + seconds * 1000;
   let last = "";
   for (;;) {
@@ -320,7 +337,7 @@ async function waitUntil<T>(seconds: number, what: string, check: () => Promise<
   }
 }
 
-async function pgCtl(command: HelperCommand, args: string[], timeoutSeconds: number): Promise<void> {
+export async function pgCtl(command: HelperCommand, args: string[], timeoutSeconds: number): Promise<void> {
   const argv = [join(command.bin, "pg_ctl"), ...args, "-D", command.dataDir];
   const result = await runProcess(argv, {
     timeoutMs: (timeoutSeconds + 15) * 1000,
@@ -335,7 +352,7 @@ async function pgCtl(command: HelperCommand, args: string[], timeoutSeconds: num
   }
 }
 
-async function serverLog(command: HelperCommand): Promise<string> {
+export async function serverLog(command: HelperCommand): Promise<string> {
   if (command.logFile !== undefined) return command.logFile;
   // pg_ctl without -l would hand the server our pipe as stderr; give it a file instead.
   const dir = join(command.dataDir, "log");
@@ -363,7 +380,7 @@ async function currentConninfo(
 }
 
 /** standby.signal (or recovery.conf) and primary_conninfo naming the new master, or empty. */
-async function writeFenceSettings(
+export async function writeFenceSettings(
   command: Extract<HelperCommand, { verb: "fence" }>,
   conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
@@ -544,7 +561,7 @@ async function probeAddress(
  * server process alive and a TCP connect to the database's address:port refused. Anything less
  * rejects with CONFIRM_FAILED saying what is still there. Returns whether a server was running.
  */
-async function stopConfirmed(
+export async function stopConfirmed(
   command: Extract<HelperCommand, { verb: "fence" }>,
   conn: HelperConnection | undefined,
   report: Mutable<HelperReport>,
@@ -627,7 +644,7 @@ async function stopConfirmed(
   return wasRunning;
 }
 
-function formatAddress(a: { host: string; port: number }): string {
+export function formatAddress(a: { host: string; port: number }): string {
   return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
@@ -820,6 +837,14 @@ async function check(
     }
     report.actions.push(`${dir} is writable for the password file`);
   }
+  // Whether a rejoin could rewind this database later: the agent says so at start-up.
+  const rewind = await rewindable(command);
+  if (rewind !== undefined) {
+    report.rewindable = rewind;
+    report.actions.push(
+      `pg_control: wal_log_hints ${rewind.walLogHints ? "on" : "off"}, data checksums ${rewind.dataChecksums ? "on" : "off"}`,
+    );
+  }
   report.running = (await serverAddress(command.dataDir)) !== undefined;
   if (!report.running) {
     if (command.role === "standby") {
@@ -869,6 +894,9 @@ export async function executeHelperCommand(
       break;
     case "check":
       await check(command, conn, report);
+      break;
+    case "rejoin":
+      await rejoin(command, conn!, report);
       break;
   }
   report.durationMs = performance.now() - started;

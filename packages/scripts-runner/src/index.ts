@@ -48,6 +48,7 @@ export {
   privilegedArgv,
   promote,
   reconfigure,
+  rejoin,
   restart,
   runHelper,
 } from "./privileged.ts";

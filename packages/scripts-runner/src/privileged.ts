@@ -237,3 +237,43 @@ export function restart(
     (2 * timeoutSeconds + 30) * 1000,
   );
 }
+
+/**
+ * Rejoins the fenced old master in `dataDir` as a standby of `newMaster`: stopped and confirmed
+ * down, `pg_rewind` against the new master as `sourceUser` (db.rewind.source.user; db.user by
+ * default, with the password file), or, only when `basebackup` is true and a rewind is impossible
+ * or fails, `pg_basebackup` into a fresh directory with the old one moved aside; this host's
+ * *.conf files put back, standby.signal and primary_conninfo (replication user, password file)
+ * written, started, and confirmed in recovery and streaming from the new master. Rejects with
+ * REJOIN_REFUSED (changing nothing when pg_control rules a rewind out) or REJOIN_FAILED and why.
+ * Needs `connection` and `passfile`.
+ */
+export function rejoin(
+  dataDir: string,
+  newMaster: string,
+  options: HelperOptions & {
+    port?: number;
+    replicationUser?: string;
+    sourceUser?: string;
+    basebackup: boolean;
+    /** Bound of the rewind or base backup, and of the start and streaming waits. */
+    timeoutSeconds: number;
+  },
+): Promise<HelperReport> {
+  return runHelper(
+    {
+      verb: "rejoin",
+      dataDir,
+      newMaster,
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.replicationUser === undefined ? {} : { replicationUser: options.replicationUser }),
+      ...(options.sourceUser === undefined ? {} : { sourceUser: options.sourceUser }),
+      basebackup: options.basebackup,
+      timeoutSeconds: options.timeoutSeconds,
+      ...common(options),
+    },
+    options,
+    // Stop, rewind or base backup, start and streaming each have the bound; the rest is files.
+    (4 * options.timeoutSeconds + 120) * 1000,
+  );
+}
