@@ -30,3 +30,14 @@ export {
   tlsFailureKind,
   tlsOptions,
 } from "./tls.ts";
+export {
+  ConnectionWatch,
+  lossCause,
+  pgWatchConnector,
+  type WatchConnector,
+  type WatchEvent,
+  type WatchLink,
+  type WatchOptions,
+  type WatchState,
+} from "./watch.ts";
+export { promoteBySql, type SqlPromoteResult } from "./promote.ts";
