@@ -40,6 +40,7 @@ import { newToken, startAdminServer, writeTokenFile } from "./admin/server.ts";
 import { agentFiles, resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
+import { LocalDbWatch, promoteLocal } from "./local-watch.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
 import { readFailoverState, writeFailoverState } from "./failover-state.ts";
@@ -321,6 +322,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const localChecker = c.isWitness
     ? null
     : new PgChecker(db(selfHost), { reuseCount: c.dbReuseConnectionCount });
+  // The monitoring connection (issue 15): a lost local database is seen when it happens, and
+  // the engine's periodic check is brought forward so the guide's confirmation starts now.
+  const localWatch = c.isWitness
+    ? null
+    : new LocalDbWatch({
+        conn: db(selfHost),
+        finalTimeoutMs: c.localTimeoutFinal * 1000,
+        periodMs: c.localPeriod * 1000,
+        log,
+        onLoss: () => {
+          const s = loop.current;
+          // Only while the engine monitors its database and no check runs: a check in flight
+          // fails by itself, and a reported failure already waits for its verdict.
+          const monitoring = s.phase === "running" && (s.role === "Master" || s.role === "Standby");
+          if (monitoring && s.local.token === null && !s.local.reported)
+            loop.dispatch({ type: "timer", name: "localCheck", now: member.now() });
+        },
+      });
   const dataDir = c.dbDataDir ?? c.dbRecoveryConfDir ?? "";
   const helper: HelperOptions = {
     owner: c.dbServiceOwner ?? "postgres",
@@ -402,7 +421,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     checkLocalDb: async (timeoutMs) => {
       if (!localChecker) return { ok: true };
-      const r = await localChecker.check(timeoutMs);
+      const checker = localChecker;
+      // A loss the monitoring connection saw answers a regular check at once; never the final one.
+      const r = localWatch
+        ? await localWatch.check(() => checker.check(timeoutMs), loop.current.local.final)
+        : await checker.check(timeoutMs);
       if (r.ok) return { ok: true };
       log.warn(
         { failure: r.failure.code, detail: r.failure.detail },
@@ -464,7 +487,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     },
     promoteDb: async () => {
-      await promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout });
+      // pg_promote() over SQL where db.user may run it; pg_ctl through the helper otherwise.
+      await promoteLocal(
+        db(selfHost),
+        c.localTimeout,
+        () => promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout }),
+        log,
+      );
     },
     fenceDb: async (newMaster) => {
       // Fenced means stopped and confirmed down (no server process of the data directory, its
@@ -652,6 +681,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     } catch (err) {
       log.warn({ err }, "leaving the cluster failed");
     }
+    localWatch?.stop();
     await within(localChecker?.close() ?? Promise.resolve(), 200).catch(() => {});
     // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
@@ -820,6 +850,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   startup.info(`agent for cluster ${cluster} listening on ${self}, admin port ${c.adminPort}`);
   logs.flush();
   loop.dispatch({ type: "started", now: member.now() });
+  localWatch?.start();
   hw.start();
 
   return {

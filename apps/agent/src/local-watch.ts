@@ -1,0 +1,129 @@
+import {
+  type CheckResult,
+  ConnectionWatch,
+  type DbConnectionOptions,
+  type Failure,
+  pgWatchConnector,
+  promoteBySql,
+  type WatchConnector,
+} from "@efm/db-probe";
+import type { Logger } from "pino";
+
+/** Options of LocalDbWatch. */
+export interface LocalDbWatchOptions {
+  /** The local database, as the periodic check reaches it. */
+  conn: DbConnectionOptions;
+  /** local.timeout.final: bound of the reconnect that tells a loss from a dropped connection. */
+  finalTimeoutMs: number;
+  /** local.period: pause between reconnects while the database is gone. */
+  periodMs: number;
+  log: Logger;
+  /**
+   * Called when the database is lost: the agent brings its periodic check forward (the engine's
+   * `localCheck` timer, when no check is in flight) so the guide's confirmation starts now.
+   */
+  onLoss: () => void;
+  /** How to open monitoring connections (default: node-postgres to `conn`); tests script one. */
+  connector?: WatchConnector;
+}
+
+/**
+ * The agent's side of db-probe's monitoring connection. Its loss is held until the engine's next
+ * regular local check takes it: that check fails at once with the loss's failure, and the
+ * engine goes on exactly as after any failed check (the final check bounded by
+ * local.timeout.final, then the report to the coordinator). The final check always asks the
+ * database itself, so a loss never decides a failure alone.
+ */
+export class LocalDbWatch {
+  readonly #watch: ConnectionWatch;
+  readonly #log: Logger;
+  #loss: { failure: Failure; at: number } | null = null;
+
+  constructor(o: LocalDbWatchOptions) {
+    this.#log = o.log;
+    this.#watch = new ConnectionWatch({
+      connector: o.connector ?? pgWatchConnector({ ...o.conn, applicationName: "efm monitor" }),
+      connectTimeoutMs: o.finalTimeoutMs,
+      retryMs: o.periodMs,
+    });
+    this.#watch.on((e) => {
+      switch (e.type) {
+        case "lost":
+          this.#loss = { failure: e.failure, at: Date.now() };
+          // `watch` names the event for log readers and the failover benchmark's timeline.
+          this.#log.warn(
+            { watch: "lost", cause: e.cause.code, causeDetail: e.cause.detail, failure: e.failure.code },
+            `monitoring connection to the local database lost (${e.cause.message}) and reconnect failed: ${e.failure.message}`,
+          );
+          o.onLoss();
+          return;
+        case "dropped":
+          this.#log.info(
+            { watch: "dropped", cause: e.cause.code, causeDetail: e.cause.detail },
+            `monitoring connection to the local database dropped (${e.cause.message}): reconnecting`,
+          );
+          return;
+        case "restored":
+          this.#log.info({ watch: "restored" }, "monitoring connection to the local database open again");
+          return;
+        case "connected":
+          // Whatever was lost is back: a loss no check took must not fail a later one.
+          this.#loss = null;
+          this.#log.debug(
+            { watch: "connected", again: e.again },
+            "monitoring connection to the local database open",
+          );
+          return;
+      }
+    });
+  }
+
+  start(): void {
+    this.#watch.start();
+  }
+
+  stop(): void {
+    this.#watch.stop();
+  }
+
+  /**
+   * A regular (not final) local check: a loss not yet taken answers it at once; otherwise the
+   * real check runs. A real check that started after the loss has newer news, so it clears it.
+   */
+  async check(real: () => Promise<CheckResult>, final: boolean): Promise<CheckResult> {
+    const loss = this.#loss;
+    if (!final && loss !== null) {
+      this.#loss = null;
+      return { ok: false, latencyMs: 0, failure: loss.failure };
+    }
+    const started = Date.now();
+    const r = await real();
+    if (this.#loss !== null && this.#loss.at <= started) this.#loss = null;
+    return r;
+  }
+}
+
+/**
+ * Promote the local standby: over SQL with pg_promote(wait => true) where db.user may run it,
+ * else through the privileged helper (`viaHelper`, pg_ctl promote). Either way it resolves only
+ * once the database is out of recovery, and rejects with why otherwise.
+ */
+export async function promoteLocal(
+  conn: DbConnectionOptions,
+  waitSeconds: number,
+  viaHelper: () => Promise<unknown>,
+  log: Logger,
+): Promise<void> {
+  const r = await promoteBySql(conn, Math.max(1, Math.ceil(waitSeconds)));
+  if (r.outcome === "notPermitted") {
+    log.info({ promoteBy: "helper" }, `promoting with pg_ctl through the privileged helper: ${r.reason}`);
+    await viaHelper();
+    return;
+  }
+  log.info(
+    { promoteBy: "sql", durationMs: Math.round(r.durationMs), outcome: r.outcome },
+    r.outcome === "promoted"
+      ? "database promoted with pg_promote(); pg_is_in_recovery() is false"
+      : "database already out of recovery",
+  );
+}
