@@ -4,19 +4,20 @@
  * settings, and clients that write the whole time:
  *   - over TCP from the root namespace to every database host, every 50 ms, each attempt on a
  *     new connection (the issue's client: it sees what the network lets it see);
- *   - over each database host's Unix socket, every 50 ms (a client on the host itself: it still
- *     reaches an isolated master, so a write the old master takes behind a cut is seen too).
+ *   - over the first master's Unix socket, every 50 ms (a client on that host itself: it still
+ *     reaches the master behind any cut, so a write the old master takes while isolated or
+ *     frozen is seen too).
  * Every acknowledged write is recorded with its host, a unique token, and the interval in which
  * the server committed it (attempt start .. acknowledgement). That log is the ground truth the
  * checks judge: two hosts writable at once, writes lost, which host was primary.
  *
  * Reserved for this suite: namespaces ee26-*, bridge ee26br, veths ee26h*, 10.201.26.0/24,
  * database port 26432, agent port 26800, admin port 26809 (inside each namespace), run folder
- * /tmp/efm-h7-chaos. Needs root (`ip netns`, iptables) and `pnpm build` (bin/efm-agent loads
+ * /tmp/efm-h7-chaos (each scenario's agent logs are kept in /tmp/efm-h7-chaos-logs/<scenario>). Needs root (`ip netns`, iptables) and `pnpm build` (bin/efm-agent loads
  * apps/agent/dist).
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { type Cluster, createCluster, downCluster } from "@efm/lab";
 import { encrypt } from "@efm/password-crypto";
@@ -129,6 +130,8 @@ export async function sweepLeftovers(): Promise<void> {
 class Writers {
   readonly acks: Ack[] = [];
   readonly lastError = new Map<string, string>();
+  /** Attempts made per host/channel, acknowledged or not (so "no write" is not for want of trying). */
+  readonly attempts = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private readonly inflight = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
@@ -138,10 +141,8 @@ class Writers {
 
   start(): void {
     this.timer = setInterval(() => {
-      for (const h of DB_HOSTS) {
-        this.attempt(h, "tcp");
-        this.attempt(h, "socket");
-      }
+      for (const h of DB_HOSTS) this.attempt(h, "tcp");
+      this.attempt("a", "socket");
     }, TICK_MS);
   }
 
@@ -155,6 +156,7 @@ class Writers {
     const key = `${host}/${via}`;
     // A silent host (hung, cut off) must not pile up sockets: at most 4 attempts in flight.
     if ((this.inflight.get(key) ?? 0) >= 4) return;
+    this.attempts.set(key, (this.attempts.get(key) ?? 0) + 1);
     const limits = { connectionTimeoutMillis: 2000, query_timeout: 2000, statement_timeout: 2000 };
     const cfg =
       via === "tcp"
@@ -289,7 +291,7 @@ export class ChaosWorld {
         { name: "c", role: "standby" },
         { name: WITNESS, role: "witness" },
       ],
-      // Six writers at 20 Hz plus the agents' sessions; bounded attempts keep it far below.
+      // Four writers (at most 4 attempts in flight each) plus the agents' sessions: far below.
       postgresConf: { max_connections: 100 },
     });
     const lab = this.lab;
@@ -314,6 +316,9 @@ export class ChaosWorld {
         "from.email": "efm@example.com",
         // No mail server in the namespaces: every notification still reaches the cluster log.
         "notification.smtp.port": "1",
+        // FINE: the engine's decisions and actions (fence, LSN queries, prechecks) are logged,
+        // which is what a post-mortem of a failed scenario needs.
+        "efm.loglevel": "FINE",
         ...extraProps,
       },
       hostProperties: hostProps,
@@ -512,7 +517,7 @@ export class ChaosWorld {
   }
 
   /** Stop agents and writers, tear the lab down; copies the agents' logs aside for post-mortems. */
-  async teardown(): Promise<void> {
+  async teardown(scenario: string): Promise<void> {
     await this.writers?.stop().catch(() => {});
     for (const [h, a] of this.agents) {
       if (a.pid === undefined) continue;
@@ -525,6 +530,9 @@ export class ChaosWorld {
     }
     this.agents.clear();
     await sleep(300);
+    const keep = join(`${RUN}-logs`, scenario);
+    rmSync(keep, { recursive: true, force: true });
+    if (existsSync(join(RUN, "agents"))) cpSync(join(RUN, "agents"), keep, { recursive: true });
     await sweepLeftovers();
   }
 

@@ -305,6 +305,7 @@ async function runScenario(sc: Scenario): Promise<void> {
     console.log(
       `[chaos] ${sc.name}: ${sc.title}\n  overlap: ${row.overlap}\n  failover: ${row.failover} (expected ${sc.expect})` +
         `\n  old master's last ack: ${aLast ? describeAck(aLast, t0) : "-"}; new master's first: ${newFirst ? describeAck(newFirst, t0) : "-"}` +
+        `\n  attempts: ${[...w.writers.attempts].map(([k, n]) => `${k} ${n}`).join(", ")}; acknowledged: ${acks.length}` +
         `\n  final: ${row.final}\n  lost acknowledged writes: ${row.lost}` +
         (lost.length
           ? `\n  first lost: ${lost
@@ -338,7 +339,7 @@ async function runScenario(sc: Scenario): Promise<void> {
   } finally {
     dog?.stop();
     if (dog?.fired.length) console.log(`[chaos] ${sc.name}: watchdog resets: ${JSON.stringify(dog.fired)}`);
-    await w.teardown();
+    await w.teardown(sc.name);
   }
 }
 
