@@ -1,6 +1,5 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { hostname } from "node:os";
-import { dirname, join } from "node:path";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
 import {
   type FailoverConfig,
@@ -27,7 +26,7 @@ import {
 import {
   check,
   fence,
-  type HelperOptions,
+  HelperClient,
   promote,
   reconfigure,
   runUserScript,
@@ -340,20 +339,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
             loop.dispatch({ type: "timer", name: "localCheck", now: member.now() });
         },
       });
-  const dataDir = c.dbDataDir ?? c.dbRecoveryConfDir ?? "";
-  const helper: HelperOptions = {
-    owner: c.dbServiceOwner ?? "postgres",
-    bin: c.dbBin ?? "",
-    dbUser: c.dbUser,
-    dbName: c.dbDatabase,
-    // The helper reaches the database exactly as the monitor does (this node's address, db.port,
-    // db.user, the decrypted password on its stdin, the jdbc.ssl* settings): a standby this
-    // agent can watch is one the helper can promote, whatever pg_hba.conf says about the socket.
-    connection: db(selfHost),
-    // What a fenced or reconfigured server's primary_conninfo names for the password: next to
-    // the data directory (pg_rewind and pg_basebackup replace what is inside it).
-    ...(dataDir === "" ? {} : { passfile: join(dirname(dataDir), `efm-${cluster}.pgpass`) }),
-  };
+  // The privileged helper takes only the cluster name: the data directory, db.bin, the owner
+  // and the connection it reads itself from the root-owned properties file (issue 18). It is
+  // started once here and answers every request over a pipe, so a failover starts no process
+  // (issue 15); it reaches the database exactly as the monitor does (bind.address, db.port,
+  // db.user, db.password.encrypted, the jdbc.ssl* settings).
+  const helper = new HelperClient(
+    { cluster, configDir: opts.configDir, ...(c.dbServiceOwner ? { owner: c.dbServiceOwner } : {}) },
+    (level, message) => (level === "warn" ? log.warn(message) : log.info(message)),
+  );
   if (!c.isWitness) {
     // Guide 4.1.1: the agent connects to its local database first. A server that answers and
     // refuses our credentials (password, pg_hba.conf, db.database) is a configuration error the
@@ -377,12 +371,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // over exactly the path a promotion takes (elevation, data directory, pg_ctl, its SQL
     // connection) before joining, and refuse to start when it fails.
     try {
-      const r = await check(dataDir, helper);
+      const started = await helper.start();
+      if (started.persistent) {
+        startup.info({ helper: started.ready }, "long-lived privileged helper started");
+      } else {
+        startup.warn(
+          `long-lived privileged helper not started, one process per request instead: ${started.why}`,
+        );
+      }
+      const r = await check(helper);
       startup.info({ actions: r.actions }, "privileged helper check passed");
     } catch (err) {
       const why = `the privileged helper cannot do what a promotion needs: ${(err as Error).message}${ownFailure ? `; ${ownFailure}` : ""}`;
       startup.error(why);
       logs.flush();
+      await helper.close();
       await localChecker?.close().catch(() => {});
       lock.release();
       throw new AgentError("HELPER_CHECK", why, { cause: err });
@@ -480,7 +483,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       // The candidate's half of "can this standby be promoted" before any master is fenced for
       // it: the helper, as db.service.owner, over the connection the promotion itself uses.
       try {
-        await check(dataDir, { ...helper, role: "standby" });
+        await check(helper, { role: "standby" });
         return { ok: true };
       } catch (err) {
         return { ok: false, error: (err as Error).message };
@@ -491,7 +494,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await promoteLocal(
         db(selfHost),
         c.localTimeout,
-        () => promote(dataDir, { ...helper, timeoutSeconds: c.localTimeout }),
+        () => promote(helper, { timeoutSeconds: c.localTimeout }),
         log,
       );
     },
@@ -506,10 +509,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       // recovery following it, after a fast stop that hands the standbys every record; an
       // isolated, failed or hung database, or a retried fence, stays down.
       const switchover = loop.current.selfFence?.purpose === "switchover" && newMaster !== null;
-      const r = await fence(dataDir, newMaster ? hostOf(newMaster) : null, {
-        ...helper,
-        port: c.dbPort,
-        replicationUser: c.dbUser,
+      const r = await fence(helper, newMaster ? hostOf(newMaster) : null, {
         timeoutSeconds: c.localTimeout,
         stop: switchover ? "fast" : "immediate",
         after: switchover ? "standby" : "down",
@@ -522,7 +522,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       );
     },
     reconfigureDb: async (newMaster) => {
-      const r = await reconfigure(dataDir, hostOf(newMaster), { ...helper, timeoutSeconds: c.localTimeout });
+      const r = await reconfigure(helper, hostOf(newMaster), { timeoutSeconds: c.localTimeout });
       log.info({ actions: r.actions, primaryConninfo: r.primaryConninfo }, "database reconfigured");
     },
     assignVip: async (address) => {
@@ -683,6 +683,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
     localWatch?.stop();
     await within(localChecker?.close() ?? Promise.resolve(), 200).catch(() => {});
+    await within(helper.close(), 2_500).catch(() => {});
     // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
     await notifier.close(Math.max(100, stopBy - Date.now()));
@@ -755,6 +756,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     await http?.close();
     await member.stop().catch(() => {});
     await localChecker?.close().catch(() => {});
+    await helper.close();
     lock.release();
     await notifier.close(1000);
     logs.flush();

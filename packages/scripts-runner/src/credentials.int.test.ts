@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Cluster, createCluster, downCluster } from "@efm/lab";
+import { type Cluster, createCluster, downCluster, type EfmHostFiles } from "@efm/lab";
+import { encrypt } from "@efm/password-crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conninfoValue } from "./conninfo.ts";
 import { isScriptsRunnerError } from "./errors.ts";
-import type { HelperConnection } from "./helper-ops.ts";
 import { configValue } from "./pg-config-file.ts";
 import { check, fence, type HelperOptions, promote, reconfigure } from "./privileged.ts";
 
@@ -14,26 +14,32 @@ import { check, fence, type HelperOptions, promote, reconfigure } from "./privil
 // (test-e2e/rejoin.test.ts uses the same range; heavy suites never run at the same time.)
 const runDir = "/tmp/efm-lab-it-creds";
 const port = 15415;
-const bin = "/usr/lib/postgresql/15/bin";
+const CLUSTER = "creds";
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 
 let lab: Cluster;
+let files: Record<string, EfmHostFiles>;
 const dataDir = (host: string) => lab.host(host).dataDir!;
 const passfile = (host: string) => join(dirname(dataDir(host)), "efm-creds.pgpass");
 const autoConf = (host: string) => readFileSync(join(dataDir(host), "postgresql.auto.conf"), "utf8");
-const connection = (host: string, password = lab.efmPassword): HelperConnection => ({
-  ...lab.efmConnection(host),
-  password,
-  ssl: false,
-});
-/** What the agent hands the helper: its own connection and the passfile next to the data dir. */
-const agentOpts = (host: string): HelperOptions => ({
-  owner: "postgres",
-  bin,
-  logFile: lab.host(host).logFile,
-  connection: connection(host),
-  passfile: passfile(host),
-});
+/**
+ * What the agent hands the helper: the cluster name and the folder of its properties. The helper
+ * reads the connection (bind.address, db.port, db.user, the decrypted password, db.database)
+ * and the password file's place from them.
+ */
+const agentOpts = (host: string): HelperOptions => ({ cluster: CLUSTER, configDir: files[host]!.dir });
+let variants = 0;
+/** `host`'s properties with `changes`, in a folder of their own. */
+const variant = (host: string, changes: Record<string, string>): HelperOptions => {
+  const dir = join(runDir, `properties-${++variants}`);
+  mkdirSync(dir, { mode: 0o755 });
+  let text = readFileSync(files[host]!.propertiesFile, "utf8");
+  for (const [k, v] of Object.entries(changes)) {
+    text = text.replace(new RegExp(`^${k.replaceAll(".", "\\.")}=.*$`, "m"), `${k}=${v}`);
+  }
+  writeFileSync(join(dir, `${CLUSTER}.properties`), text, { mode: 0o640 });
+  return { cluster: CLUSTER, configDir: dir };
+};
 
 beforeAll(async () => {
   execFileSync("npx", ["tsc", "-p", `${pkg}/tsconfig.build.json`], { stdio: "inherit" });
@@ -52,6 +58,10 @@ beforeAll(async () => {
     hbaLines: ["local all efm scram-sha-256", "host replication efm 0.0.0.0/0 scram-sha-256"],
   });
   await lab.psql("a", "ALTER ROLE efm REPLICATION");
+  files = lab.writeEfmFiles(CLUSTER, {
+    passwordEncrypted: encrypt(lab.efmPassword, CLUSTER),
+    properties: { "user.email": "dba@example.com" },
+  });
   await lab.waitReplayed("b", await lab.lsn("a"));
   await lab.waitReplayed("c", await lab.lsn("a"));
 }, 180_000);
@@ -61,47 +71,39 @@ afterAll(async () => {
 });
 
 describe("the helper uses the agent's credentials (issue 11)", () => {
-  it("cannot use the local socket as db.user without a password, which is why it no longer does", async () => {
-    // The old path: Unix socket as db.user, no password.
-    await expect(
-      promote(dataDir("b"), { owner: "postgres", bin, dbUser: "efm", dbName: "efm", timeoutSeconds: 5 }),
-    ).rejects.toSatisfy(
-      (e) => isScriptsRunnerError(e, "CONNECT_FAILED") && /Unix socket/.test((e as Error).message),
-    );
-    expect(await lab.inRecovery("b")).toBe(true);
-  });
-
-  it("checks over the promotion's path: TCP, db.user, the password on stdin", async () => {
-    const ok = await check(dataDir("b"), { ...agentOpts("b"), role: "standby" });
+  it("checks over the promotion's path: TCP, db.user, the password from the properties", async () => {
+    const ok = await check(agentOpts("b"), { role: "standby" });
     expect(ok).toMatchObject({ verb: "check", running: true, inRecovery: true });
     expect(ok.actions.join("\n")).toContain(`connected to 127.0.15.12:${port} as efm: in recovery`);
     // The master is no promotion candidate; any role is fine at agent start-up.
-    await expect(check(dataDir("a"), { ...agentOpts("a"), role: "standby" })).rejects.toSatisfy((e) =>
+    await expect(check(agentOpts("a"), { role: "standby" })).rejects.toSatisfy((e) =>
       isScriptsRunnerError(e, "NOT_STANDBY"),
     );
-    expect(await check(dataDir("a"), agentOpts("a"))).toMatchObject({ running: true, inRecovery: false });
+    expect(await check(agentOpts("a"))).toMatchObject({ running: true, inRecovery: false });
     // A wrong password fails the check, names the address, and never shows the password.
-    const wrong = check(dataDir("b"), { ...agentOpts("b"), connection: connection("b", "s3cret-wrong") });
+    const wrong = check(variant("b", { "db.password.encrypted": encrypt("s3cret-wrong", CLUSTER) }));
     await expect(wrong).rejects.toSatisfy(
       (e) =>
         isScriptsRunnerError(e, "CONNECT_FAILED") &&
         (e as Error).message.includes(`127.0.15.12:${port} as efm`) &&
         !(e as Error).message.includes("s3cret-wrong"),
     );
-    // A pg_ctl that is not there fails it too.
-    await expect(check(dataDir("b"), { ...agentOpts("b"), bin: "/nonexistent/bin" })).rejects.toSatisfy((e) =>
-      isScriptsRunnerError(e, "PG_CTL_FAILED"),
+    // A db.bin that is not there: the helper refuses to start, naming it.
+    await expect(check(variant("b", { "db.bin": "/nonexistent/bin" }))).rejects.toSatisfy(
+      (e) =>
+        isScriptsRunnerError(e, "PROPERTIES_INVALID") &&
+        (e as Error).message.includes("db.bin /nonexistent/bin"),
     );
   });
 
   it("promotes B over TCP with the password, then fences A to follow B with a password file", async () => {
     await lab.stopDb("a", "fast");
-    const promoted = await promote(dataDir("b"), { ...agentOpts("b"), timeoutSeconds: 60 });
+    const promoted = await promote(agentOpts("b"), { timeoutSeconds: 60 });
     expect(promoted).toMatchObject({ verb: "promote", inRecovery: false });
     expect(await lab.inRecovery("b")).toBe(false);
 
     const b = lab.host("b").address;
-    const fenced = await fence(dataDir("a"), b, { ...agentOpts("a"), port, replicationUser: "efm" });
+    const fenced = await fence(agentOpts("a"), b);
     expect(existsSync(join(dataDir("a"), "standby.signal"))).toBe(true);
     const written = configValue(autoConf("a"), "auto", "primary_conninfo")!;
     expect(conninfoValue(written, "host")).toBe(b);
@@ -129,7 +131,7 @@ describe("the helper uses the agent's credentials (issue 11)", () => {
   it("fences without a known master to recovery with no streaming, then names the master once known", async () => {
     const b = lab.host("b").address;
     await lab.stopDb("c", "fast");
-    const fenced = await fence(dataDir("c"), null, { ...agentOpts("c"), port, replicationUser: "efm" });
+    const fenced = await fence(agentOpts("c"), null);
     expect(fenced.primaryConninfo).toBe("");
     expect(configValue(autoConf("c"), "auto", "primary_conninfo")).toBe("");
     expect(existsSync(join(dataDir("c"), "standby.signal"))).toBe(true);
@@ -137,7 +139,7 @@ describe("the helper uses the agent's credentials (issue 11)", () => {
     expect(readFileSync(passfile("c"), "utf8")).toBe(`*:${port}:*:efm:${lab.efmPassword}\n`);
 
     // The database is down: the file is rewritten, nothing is applied yet.
-    const named = await reconfigure(dataDir("c"), b, { ...agentOpts("c"), timeoutSeconds: 30 });
+    const named = await reconfigure(agentOpts("c"), b, { timeoutSeconds: 30 });
     expect(named.actions).toContain("server not running: the new primary_conninfo applies when it starts");
     const written = configValue(autoConf("c"), "auto", "primary_conninfo")!;
     expect(conninfoValue(written, "host")).toBe(b);

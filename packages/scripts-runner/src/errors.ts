@@ -37,6 +37,13 @@ export const SCRIPTS_RUNNER_ERROR_CODES = [
   /** The helper could not connect to or query its running database with the agent's credentials. */
   "CONNECT_FAILED",
   /**
+   * The privileged helper refuses the cluster's properties file, its directory or db.bin: owned
+   * by someone other than root (or the helper's own user) or writable by group or others.
+   */
+  "PROPERTIES_UNSAFE",
+  /** The cluster's properties file is missing, unreadable or lacks what the helper needs. */
+  "PROPERTIES_INVALID",
+  /**
    * A rejoin cannot resynchronise the old master: pg_rewind is impossible (no wal_log_hints, no
    * data checksums) or failed, and no base backup is allowed (db.rejoin.basebackup=false).
    */

@@ -3,7 +3,8 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Cluster, createCluster, downCluster } from "@efm/lab";
+import { type Cluster, createCluster, downCluster, type EfmHostFiles } from "@efm/lab";
+import { encrypt } from "@efm/password-crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isScriptsRunnerError } from "./errors.ts";
@@ -14,22 +15,18 @@ import { fence, type HelperOptions, promote } from "./privileged.ts";
 // (test-e2e/db-hang.test.ts uses the same range; heavy suites never run at the same time.)
 const runDir = "/tmp/efm-lab-it-fence";
 const port = 15421;
-const bin = "/usr/lib/postgresql/15/bin";
+const CLUSTER = "fence";
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 
 let lab: Cluster;
+let files: Record<string, EfmHostFiles>;
 const dataDir = (host: string) => lab.host(host).dataDir!;
 const address = (host: string) => lab.host(host).address;
-/** What the agent hands the helper: its own connection and the passfile next to the data dir. */
-const agentOpts = (host: string): HelperOptions & { port: number; replicationUser: string } => ({
-  owner: "postgres",
-  bin,
-  logFile: lab.host(host).logFile,
-  connection: { ...lab.efmConnection(host), password: lab.efmPassword, ssl: false },
-  passfile: join(dirname(dataDir(host)), "efm-fence.pgpass"),
-  port,
-  replicationUser: "efm",
-});
+/**
+ * What the agent hands the helper: the cluster and the folder of its properties; the helper
+ * reads its connection, db.port, db.user and the password file's place from them.
+ */
+const agentOpts = (host: string): HelperOptions => ({ cluster: CLUSTER, configDir: files[host]!.dir });
 
 /** What a TCP connect to the host's database finds, asked independently of the helper. */
 function connect(host: string): Promise<"refused" | "open" | string> {
@@ -100,6 +97,10 @@ beforeAll(async () => {
     hbaLines: ["host replication efm 0.0.0.0/0 scram-sha-256"],
   });
   await lab.psql("a", "ALTER ROLE efm REPLICATION");
+  files = lab.writeEfmFiles(CLUSTER, {
+    passwordEncrypted: encrypt(lab.efmPassword, CLUSTER),
+    properties: { "user.email": "dba@example.com" },
+  });
   await lab.waitReplayed("b", await lab.lsn("a"));
 }, 180_000);
 
@@ -110,7 +111,7 @@ afterAll(async () => {
 describe("fencing stops the server and confirms it down (issue 13)", () => {
   it("fences a running master: stopped immediately, port refused, recovery settings with no address", async () => {
     await lab.write("a", 3);
-    const r = await fence(dataDir("a"), null, { ...agentOpts("a"), timeoutSeconds: 10 });
+    const r = await fence(agentOpts("a"), null, { timeoutSeconds: 10 });
     expect(r.wasRunning).toBe(true);
     expect(r.actions).toContain("pg_ctl stop -m immediate");
     expect(r.actions).toContain(`connection to ${address("a")}:${port} refused: the database is down`);
@@ -135,7 +136,7 @@ describe("fencing stops the server and confirms it down (issue 13)", () => {
     expect(tree.length).toBeGreaterThan(3);
     lab.hangDb("a");
 
-    const r = await fence(dataDir("a"), null, { ...agentOpts("a"), timeoutSeconds: 5 });
+    const r = await fence(agentOpts("a"), null, { timeoutSeconds: 5 });
     expect(r.wasRunning).toBe(true);
     expect(r.actions.some((a) => a.startsWith("SIGKILL to "))).toBe(true);
     expect(living(tree)).toEqual([]);
@@ -170,7 +171,7 @@ describe("fencing stops the server and confirms it down (issue 13)", () => {
       squatter.listen(port, address("a"), resolve);
     });
     try {
-      await expect(fence(dataDir("a"), null, { ...agentOpts("a"), timeoutSeconds: 1 })).rejects.toSatisfy(
+      await expect(fence(agentOpts("a"), null, { timeoutSeconds: 1 })).rejects.toSatisfy(
         (e) =>
           isScriptsRunnerError(e, "CONFIRM_FAILED") &&
           (e as Error).message.includes(`${address("a")}:${port} still accepts connections`),
@@ -179,7 +180,7 @@ describe("fencing stops the server and confirms it down (issue 13)", () => {
       await new Promise((r) => squatter.close(r));
     }
     // With the port free again the same fence is confirmed.
-    const r = await fence(dataDir("a"), null, { ...agentOpts("a"), timeoutSeconds: 5 });
+    const r = await fence(agentOpts("a"), null, { timeoutSeconds: 5 });
     expect(r.wasRunning).toBe(false);
     await asMasterAgain("a");
   });
@@ -187,8 +188,7 @@ describe("fencing stops the server and confirms it down (issue 13)", () => {
   it("a switchover stops fast and starts the old master again in recovery, following the new one", async () => {
     const lsn = await lab.write("a", 5);
     await lab.waitReplayed("b", lsn);
-    const r = await fence(dataDir("a"), address("b"), {
-      ...agentOpts("a"),
+    const r = await fence(agentOpts("a"), address("b"), {
       timeoutSeconds: 30,
       stop: "fast",
       after: "standby",
@@ -198,7 +198,7 @@ describe("fencing stops the server and confirms it down (issue 13)", () => {
     expect(r.inRecovery).toBe(true);
     expect(await lab.inRecovery("a")).toBe(true);
     // The candidate promotes after the fence, as in 4.1.4; the old master streams its writes.
-    await promote(dataDir("b"), { ...agentOpts("b"), timeoutSeconds: 60 });
+    await promote(agentOpts("b"), { timeoutSeconds: 60 });
     const after = await lab.write("b", 3);
     await lab.waitReplayed("a", after, 60_000);
     expect(await lab.count("a")).toBe(await lab.count("b"));

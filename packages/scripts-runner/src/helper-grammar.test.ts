@@ -263,21 +263,20 @@ describe("the connection on stdin", () => {
 });
 
 describe("privilegedArgv", () => {
-  it("uses sudo -n for another user, runuser as root, nothing for the owner", () => {
-    expect(privilegedArgv("postgres", ["/h", "promote"], "sudo")).toEqual([
+  const helperCommand = ["/h"];
+  it("starts efm-helper <cluster> through sudo -n as root, directly when root or the owner", () => {
+    expect(privilegedArgv({ cluster: "acctg", helperCommand, elevation: "sudo" })).toEqual([
       "sudo",
       "-n",
-      "-u",
-      "postgres",
       "--",
       "/h",
-      "promote",
+      "acctg",
     ]);
-    expect(privilegedArgv("postgres", ["/h"], "runuser")).toEqual(["runuser", "-u", "postgres", "--", "/h"]);
-    expect(privilegedArgv("postgres", ["/h"], "direct")).toEqual(["/h"]);
+    expect(privilegedArgv({ cluster: "acctg", helperCommand, elevation: "direct" })).toEqual(["/h", "acctg"]);
   });
-  it("refuses an owner that is not a user name", () => {
-    expect(() => privilegedArgv("-u root", ["/h"])).toThrow(/not a user name/);
+  it("refuses a cluster name that is not one", () => {
+    expect(() => privilegedArgv({ cluster: "-u root", helperCommand })).toThrow(/cluster name/);
+    expect(() => privilegedArgv({ cluster: "a b", helperCommand })).toThrow(/cluster name/);
   });
 });
 
@@ -316,18 +315,17 @@ describe("atomic files", () => {
 
 describe("sudoers template", () => {
   const template = fileURLToPath(new URL("../sudoers/efm", import.meta.url));
-  it("allows exactly efm-helper as the database owners and efm-address as root", async () => {
+  it("allows exactly efm-helper <cluster> and efm-address, as root", async () => {
     const rules = (await readFile(template, "utf8"))
       .split("\n")
       .filter((l) => l.trim() !== "" && !l.startsWith("#"));
     expect(rules.filter((l) => /NOPASSWD/.test(l)).map((l) => l.replace(/\s+/g, " "))).toEqual([
-      "efm ALL=(postgres) NOPASSWD: EFM_HELPER",
-      "efm ALL=(enterprisedb) NOPASSWD: EFM_HELPER",
-      "efm ALL=(root) NOPASSWD: EFM_ADDRESS",
+      "efm ALL=(root) NOPASSWD: EFM_HELPER, EFM_ADDRESS",
     ]);
-    // The helper rule is the argv prefix the TS API runs: node, then the compiled helper.
+    // The helper rule is the argv the TS API runs: node, the compiled helper, one cluster name
+    // (a regular expression over all the arguments, so nothing else can follow).
     expect(rules.find((l) => l.startsWith("Cmnd_Alias EFM_HELPER"))).toMatch(
-      /= \/usr\/bin\/node \S+\/dist\/helper\.js \*$/,
+      /= \/usr\/bin\/node \^\S+\/dist\/helper\\\.js \[A-Za-z0-9_\]\[A-Za-z0-9_.-\]\*\$$/,
     );
   });
   it.skipIf(!existsSync("/usr/sbin/visudo"))("is valid sudoers syntax", () => {

@@ -335,3 +335,78 @@ export function formatHelperArgs(command: HelperCommand): string[] {
   if (command.passfile !== undefined) argv.push("--passfile", command.passfile);
   return argv;
 }
+
+/**
+ * What the helper takes from the root-owned properties file of its cluster (helper-facts.ts),
+ * never from its caller: the data directory, db.bin, the password file next to the data
+ * directory, db.port and db.user (the replication role).
+ */
+export interface HelperFactArgs {
+  readonly dataDir: string;
+  readonly bin: string;
+  readonly passfile: string;
+  readonly port: number;
+  readonly replicationUser: string;
+}
+
+/**
+ * Options only the helper fills in, from {@link HelperFactArgs}: a request naming one is
+ * refused, so the unprivileged agent cannot choose a program directory, a log file, a password
+ * file or a data directory for the database owner.
+ */
+export const FACT_OPTIONS: readonly string[] = [
+  "--bin",
+  "--log-file",
+  "--connection",
+  "--passfile",
+  "--db-user",
+  "--db-name",
+  "--port",
+  "--replication-user",
+];
+
+/** The request grammar of the running helper, for error messages and the README. */
+export const HELPER_REQUEST_USAGE = [
+  "requests: promote [--timeout <s>]",
+  "          fence <new-master-host>|- [--timeout <s>] [--stop immediate|fast] [--after down|standby]",
+  "          reconfigure <new-master-host> [--timeout <s>]",
+  "          restart <timeout-seconds> [--mode fast|immediate]",
+  "          check [--role any|standby]",
+].join("\n");
+
+/**
+ * One request of the agent (a verb, its positionals after the data directory, its options)
+ * turned into a validated command: the data directory and every option of
+ * {@link FACT_OPTIONS} the verb takes come from `facts`; then the same fixed grammar as the
+ * command line ({@link parseHelperArgs}) checks the whole.
+ */
+export function parseHelperRequest(tokens: readonly string[], facts: HelperFactArgs): HelperCommand {
+  const [verb, ...rest] = tokens;
+  if (verb === undefined || !Object.hasOwn(POSITIONALS, verb)) {
+    throw new ScriptsRunnerError(
+      "HELPER_USAGE",
+      `unknown verb ${JSON.stringify(verb ?? "")}\n${HELPER_REQUEST_USAGE}`,
+    );
+  }
+  const v = verb as HelperVerb;
+  for (const token of rest) {
+    if (FACT_OPTIONS.includes(token)) {
+      throw new ScriptsRunnerError(
+        "HELPER_USAGE",
+        `${v}: ${token} is taken from the cluster's properties file, never from the request\n${HELPER_REQUEST_USAGE}`,
+      );
+    }
+  }
+  const filled: string[] = ["--connection", "stdin", "--bin", facts.bin, "--passfile", facts.passfile];
+  if (OPTIONS[v].includes("--port")) filled.push("--port", String(facts.port));
+  if (OPTIONS[v].includes("--replication-user")) filled.push("--replication-user", facts.replicationUser);
+  // The request's own positionals come right after the verb; the data directory goes first.
+  const positionals = POSITIONALS[v].length - 1;
+  return parseHelperArgs([
+    v,
+    facts.dataDir,
+    ...rest.slice(0, positionals),
+    ...rest.slice(positionals),
+    ...filled,
+  ]);
+}

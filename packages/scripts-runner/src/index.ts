@@ -20,13 +20,37 @@ export {
   type ScriptsRunnerErrorCode,
 } from "./errors.ts";
 export {
+  checkTrusted,
+  CLUSTER_NAME,
+  DEFAULT_CONFIG_DIR,
+  factsFromConfig,
+  type HelperFacts,
+  helperConfigDir,
+  loadHelperFacts,
+  readTrustedProperties,
+} from "./helper-facts.ts";
+export {
+  FACT_OPTIONS,
   formatHelperArgs,
+  HELPER_REQUEST_USAGE,
   HELPER_USAGE,
   type HelperCommand,
   type HelperCommon,
+  type HelperFactArgs,
   type HelperVerb,
   parseHelperArgs,
+  parseHelperRequest,
 } from "./helper-grammar.ts";
+export {
+  formatRequestLine,
+  LineSplitter,
+  MAX_REQUEST_BYTES,
+  MAX_RESPONSE_BYTES,
+  parseRequestLine,
+  type RequestLine,
+  requestIdOf,
+  type TooLong,
+} from "./helper-protocol.ts";
 export {
   type HelperConnection,
   type HelperReport,
@@ -44,13 +68,18 @@ export {
   check,
   defaultHelperCommand,
   fence,
+  HelperClient,
+  type HelperLog,
   type HelperOptions,
+  type HelperReady,
+  type HelperTarget,
   privilegedArgv,
   promote,
   reconfigure,
   rejoin,
   restart,
   runHelper,
+  runHelperOnce,
 } from "./privileged.ts";
 export { describeRun, type RunOptions, type RunResult, runProcess } from "./run.ts";
 export {

@@ -1,8 +1,9 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Cluster, createCluster, downCluster } from "@efm/lab";
+import { type Cluster, createCluster, downCluster, type EfmHostFiles } from "@efm/lab";
+import { encrypt } from "@efm/password-crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { conninfoValue } from "./conninfo.ts";
 import { isScriptsRunnerError } from "./errors.ts";
@@ -12,11 +13,25 @@ import { fence, type HelperOptions, promote, reconfigure, restart } from "./priv
 // Reserved for this file: 127.0.3.x, port 15403, run folder /tmp/efm-lab-it-scripts.
 const runDir = "/tmp/efm-lab-it-scripts";
 const port = 15403;
-const bin = "/usr/lib/postgresql/15/bin";
+const CLUSTER = "itscripts";
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 
 let lab: Cluster;
-const opts = (host: string): HelperOptions => ({ owner: "postgres", bin, logFile: lab.host(host).logFile });
+let files: Record<string, EfmHostFiles>;
+/** What the agent passes: the cluster and where its properties are; the helper reads the rest. */
+const opts = (host: string): HelperOptions => ({ cluster: CLUSTER, configDir: files[host]!.dir });
+let variants = 0;
+/** `host`'s properties with `changes`, in a folder of their own. */
+const variant = (host: string, changes: Record<string, string>): HelperOptions => {
+  const dir = join(runDir, `properties-${++variants}`);
+  mkdirSync(dir, { mode: 0o755 });
+  let text = readFileSync(files[host]!.propertiesFile, "utf8");
+  for (const [k, v] of Object.entries(changes)) {
+    text = text.replace(new RegExp(`^${k.replaceAll(".", "\\.")}=.*$`, "m"), `${k}=${v}`);
+  }
+  writeFileSync(join(dir, `${CLUSTER}.properties`), text, { mode: 0o640 });
+  return { cluster: CLUSTER, configDir: dir };
+};
 const dataDir = (host: string) => lab.host(host).dataDir!;
 const autoConf = (host: string) => readFileSync(join(dataDir(host), "postgresql.auto.conf"), "utf8");
 
@@ -33,6 +48,13 @@ beforeAll(async () => {
       { name: "b", role: "standby" },
       { name: "c", role: "standby" },
     ],
+    // A fenced master follows the new one as db.user (efm) with the password file.
+    hbaLines: ["host replication efm 0.0.0.0/0 scram-sha-256"],
+  });
+  await lab.psql("a", "ALTER ROLE efm REPLICATION");
+  files = lab.writeEfmFiles(CLUSTER, {
+    passwordEncrypted: encrypt(lab.efmPassword, CLUSTER),
+    properties: { "user.email": "dba@example.com" },
   });
 }, 180_000);
 
@@ -42,12 +64,14 @@ afterAll(async () => {
 
 describe("privileged helper on a real PostgreSQL 15 cluster", () => {
   it("refuses to touch a data directory as the wrong user", async () => {
-    await expect(fence(dataDir("a"), "127.0.3.12", { ...opts("a"), elevation: "direct" })).rejects.toSatisfy(
+    // db.service.owner names a user who does not own the data directory: the helper becomes
+    // that user (never root) and refuses.
+    await expect(fence(variant("a", { "db.service.owner": "nobody" }), "127.0.3.12")).rejects.toSatisfy(
       (e) => isScriptsRunnerError(e, "WRONG_USER") && /run it as db.service.owner/.test((e as Error).message),
     );
-    await expect(promote("/nonexistent", opts("a"))).rejects.toSatisfy((e) =>
-      isScriptsRunnerError(e, "DATADIR_INVALID"),
-    );
+    await expect(
+      promote(variant("a", { "db.recovery.conf.dir": "/nonexistent", "db.data.dir": "/nonexistent" })),
+    ).rejects.toSatisfy((e) => isScriptsRunnerError(e, "DATADIR_INVALID"));
   });
 
   it("promotes B, points C at B, fences A, and A restarts as a standby", async () => {
@@ -55,15 +79,15 @@ describe("privileged helper on a real PostgreSQL 15 cluster", () => {
     // The master fails first, as in guide 8.1.
     await lab.stopDb("a");
 
-    const promoted = await promote(dataDir("b"), { ...opts("b"), timeoutSeconds: 60 });
+    const promoted = await promote(opts("b"), { timeoutSeconds: 60 });
     expect(promoted).toMatchObject({ verb: "promote", version: 15, inRecovery: false });
     expect(promoted.alreadyMaster).toBeUndefined();
     expect(await lab.inRecovery("b")).toBe(false);
     // Promoting a master again is a no-op, not an error.
-    expect((await promote(dataDir("b"), opts("b"))).alreadyMaster).toBe(true);
+    expect((await promote(opts("b"))).alreadyMaster).toBe(true);
 
     const before = configValue(autoConf("c"), "auto", "primary_conninfo")!;
-    const reconfigured = await reconfigure(dataDir("c"), b, { ...opts("c"), timeoutSeconds: 60 });
+    const reconfigured = await reconfigure(opts("c"), b, { timeoutSeconds: 60 });
     expect(reconfigured.actions).toContain("reloaded the configuration");
     expect(reconfigured.backups).toHaveLength(1);
     expect(readFileSync(reconfigured.backups[0]!, "utf8")).toContain(before);
@@ -78,15 +102,18 @@ describe("privileged helper on a real PostgreSQL 15 cluster", () => {
     await lab.waitReplayed("c", lsn);
     expect(await lab.count("c")).toBe(await lab.count("b"));
 
-    const fenced = await fence(dataDir("a"), b, { ...opts("a"), port, replicationUser: "replicator" });
+    const fenced = await fence(opts("a"), b);
     expect(existsSync(join(dataDir("a"), "standby.signal"))).toBe(true);
-    expect(fenced.primaryConninfo).toBe(`host=${b} port=${port} user=replicator`);
+    // db.port, db.user and the password file next to the data directory, from the properties.
+    expect(fenced.primaryConninfo).toBe(
+      `host=${b} port=${port} user=efm passfile='${join(dirname(dataDir("a")), `efm-${CLUSTER}.pgpass`)}'`,
+    );
     expect(configValue(autoConf("a"), "auto", "primary_conninfo")).toBe(fenced.primaryConninfo);
     expect(
       readdirSync(dataDir("a")).filter((f) => f.startsWith("postgresql.auto.conf.efm-backup-")),
     ).toHaveLength(1);
 
-    const restarted = await restart(dataDir("a"), 60, opts("a"));
+    const restarted = await restart(opts("a"), 60);
     expect(restarted.inRecovery).toBe(true);
     expect(await lab.inRecovery("a")).toBe(true);
   });
@@ -94,9 +121,9 @@ describe("privileged helper on a real PostgreSQL 15 cluster", () => {
   it("refuses to reconfigure a master and leaves its files alone", async () => {
     // B is a master now, though its postgresql.auto.conf still holds its old primary_conninfo.
     const text = autoConf("b");
-    await expect(
-      reconfigure(dataDir("b"), "127.0.3.13", { ...opts("b"), timeoutSeconds: 5 }),
-    ).rejects.toSatisfy((e) => isScriptsRunnerError(e, "NOT_STANDBY"));
+    await expect(reconfigure(opts("b"), "127.0.3.13", { timeoutSeconds: 5 })).rejects.toSatisfy((e) =>
+      isScriptsRunnerError(e, "NOT_STANDBY"),
+    );
     expect(autoConf("b")).toBe(text);
   });
 
@@ -111,7 +138,7 @@ describe("privileged helper on a real PostgreSQL 15 cluster", () => {
       `primary_conninfo = '${conninfo.replaceAll("'", "''")}'\n`,
     );
     expect(configValue(autoConf("c"), "auto", "primary_conninfo")).toBeUndefined();
-    const report = await reconfigure(dataDir("c"), b, { ...opts("c"), timeoutSeconds: 60 });
+    const report = await reconfigure(opts("c"), b, { timeoutSeconds: 60 });
     // The report masks the password the lab's conninfo carries; the file keeps it as it was.
     expect(report.primaryConninfo).toBe(conninfo.replace("password=lab-replication", "password=********"));
     expect(configValue(autoConf("c"), "auto", "primary_conninfo")).toBe(conninfo);

@@ -1,0 +1,284 @@
+import { execFileSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  type Stats,
+  statSync,
+} from "node:fs";
+import { userInfo } from "node:os";
+import { dirname, join } from "node:path";
+import { decrypt } from "@efm/password-crypto";
+import { type EfmConfig, formatProblem, parseConfig, tlsSettings } from "@efm/properties-parser";
+import { ScriptsRunnerError } from "./errors.ts";
+import type { HelperFactArgs } from "./helper-grammar.ts";
+import type { HelperConnection } from "./helper-ops.ts";
+
+/** Where the cluster properties live when the helper is started through sudo. */
+export const DEFAULT_CONFIG_DIR = "/etc/efm";
+
+/** A cluster name as the helper accepts it on its command line (and the sudoers rule allows). */
+export const CLUSTER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
+/** Everything the privileged helper knows, all of it read from the cluster's properties file. */
+export interface HelperFacts extends HelperFactArgs {
+  readonly cluster: string;
+  readonly propertiesFile: string;
+  /** db.service.owner: the user the helper runs its work as. */
+  readonly owner: string;
+  /** The connection every SQL of the helper uses: bind.address, db.port, db.user, db.database. */
+  readonly connection: HelperConnection;
+}
+
+/**
+ * The directory of the properties file. Through sudo it is always {@link DEFAULT_CONFIG_DIR}:
+ * sudo sets SUDO_UID itself, so a caller cannot hide that it came through sudo, and an
+ * EFM_CONFIG_DIR it managed to pass is ignored. Started by root directly, or as the user it
+ * runs as (the caller already has that user's rights), EFM_CONFIG_DIR is honoured: tests and
+ * the demo keep their files in a folder.
+ */
+export function helperConfigDir(env: NodeJS.ProcessEnv): string {
+  if (env.SUDO_UID !== undefined) return DEFAULT_CONFIG_DIR;
+  const dir = env.EFM_CONFIG_DIR;
+  return dir?.startsWith("/") ? dir : DEFAULT_CONFIG_DIR;
+}
+
+function unsafe(message: string): ScriptsRunnerError {
+  return new ScriptsRunnerError("PROPERTIES_UNSAFE", message);
+}
+
+/**
+ * Refuses a file or directory that someone other than root (or `trustedUid`, the user the
+ * helper already is) could change: owned by another user, or writable by group or others.
+ */
+export function checkTrusted(path: string, what: string, st: Stats, trustedUid: number): void {
+  if (st.uid !== 0 && st.uid !== trustedUid) {
+    const who = trustedUid === 0 ? "root" : `root or uid ${trustedUid}`;
+    throw unsafe(`${what} ${path} is owned by uid ${st.uid}, not ${who}: refusing to take facts from it`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
+    throw unsafe(
+      `${what} ${path} is writable by ${(st.mode & 0o002) !== 0 ? "others" : "its group"} (mode ${mode}): refusing to take facts from it`,
+    );
+  }
+}
+
+/**
+ * Reads `<configDir>/<cluster>.properties` after proving nobody but root (or `trustedUid`)
+ * could have written it: the file (opened without following a symlink, checked on the open
+ * descriptor) and its directory. Returns the text and the path.
+ */
+export function readTrustedProperties(
+  configDir: string,
+  cluster: string,
+  trustedUid: number,
+): { path: string; text: string } {
+  if (!CLUSTER_NAME.test(cluster)) {
+    throw new ScriptsRunnerError(
+      "HELPER_USAGE",
+      `cluster name ${JSON.stringify(cluster.slice(0, 80))}: use 1 to 64 letters, digits, _ . - (not starting with . or -)`,
+    );
+  }
+  let dir: string;
+  try {
+    dir = realpathSync(configDir);
+  } catch (e) {
+    throw new ScriptsRunnerError("PROPERTIES_INVALID", `cannot read ${configDir}: ${(e as Error).message}`);
+  }
+  const dirStat = statSync(dir);
+  if (!dirStat.isDirectory()) throw unsafe(`${dir} is not a directory`);
+  checkTrusted(dir, "the directory", dirStat, trustedUid);
+  const path = join(dir, `${cluster}.properties`);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ELOOP")
+      throw unsafe(`the properties file ${path} is a symbolic link: refusing to follow it`);
+    throw new ScriptsRunnerError("PROPERTIES_INVALID", `cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw unsafe(`the properties file ${path} is not a regular file`);
+    checkTrusted(path, "the properties file", st, trustedUid);
+    return { path, text: readFileSync(fd, "utf8") };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Uid and primary gid of `user` (through NSS, as the system resolves it). */
+function lookupUser(user: string): { uid: number; gid: number } {
+  const id = (flag: string) => {
+    try {
+      return Number(
+        execFileSync("id", [flag, user], {
+          encoding: "utf8",
+          env: { PATH: "/usr/bin:/bin" },
+          stdio: ["ignore", "pipe", "pipe"],
+        }).trim(),
+      );
+    } catch {
+      throw new ScriptsRunnerError(
+        "PROPERTIES_INVALID",
+        `db.service.owner=${user}: no such user on this host`,
+      );
+    }
+  };
+  return { uid: id("-u"), gid: id("-g") };
+}
+
+/**
+ * The helper's facts from the parsed properties: what it runs, where and as whom. db.bin, its
+ * pg_ctl and postgres must be as trusted as the file itself: the helper runs them as the
+ * database owner.
+ */
+export function factsFromConfig(
+  cluster: string,
+  propertiesFile: string,
+  text: string,
+  trustedUid: number,
+): HelperFacts {
+  const r = parseConfig(text, propertiesFile, { checkFiles: false });
+  if (!r.config || r.errors.length > 0) {
+    throw new ScriptsRunnerError("PROPERTIES_INVALID", r.errors.map(formatProblem).join("\n"));
+  }
+  const c: EfmConfig = r.config;
+  if (c.isWitness) {
+    throw new ScriptsRunnerError(
+      "PROPERTIES_INVALID",
+      `${propertiesFile}: is.witness=true: a witness has no database to act on`,
+    );
+  }
+  const dataDir = c.dbDataDir ?? c.dbRecoveryConfDir;
+  const missing = [
+    ["db.service.owner", c.dbServiceOwner],
+    ["db.bin", c.dbBin],
+    ["db.recovery.conf.dir", dataDir],
+  ].filter(([, v]) => v === undefined || v === "");
+  if (missing.length > 0) {
+    throw new ScriptsRunnerError(
+      "PROPERTIES_INVALID",
+      `${propertiesFile}: ${missing.map(([k]) => k).join(", ")} must be set for the privileged helper`,
+    );
+  }
+  const bin = c.dbBin!;
+  for (const [path, what] of [
+    [bin, "db.bin"],
+    [join(bin, "pg_ctl"), "db.bin's pg_ctl"],
+    [join(bin, "postgres"), "db.bin's postgres"],
+  ] as const) {
+    let st: Stats;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      throw new ScriptsRunnerError("PROPERTIES_INVALID", `${what} ${path}: ${(e as Error).message}`);
+    }
+    checkTrusted(path, what, st, trustedUid);
+  }
+  let password: string;
+  try {
+    password = decrypt(c.dbPasswordEncrypted, cluster);
+  } catch (e) {
+    throw new ScriptsRunnerError(
+      "PROPERTIES_INVALID",
+      `${propertiesFile}: db.password.encrypted: ${(e as Error).message}`,
+    );
+  }
+  return {
+    cluster,
+    propertiesFile,
+    owner: c.dbServiceOwner!,
+    dataDir: dataDir!,
+    bin,
+    // Next to the data directory: pg_rewind and pg_basebackup replace what is inside it.
+    passfile: join(dirname(dataDir!), `efm-${cluster}.pgpass`),
+    port: c.dbPort,
+    replicationUser: c.dbUser,
+    connection: {
+      host: c.bindAddress.host,
+      port: c.dbPort,
+      user: c.dbUser,
+      password,
+      database: c.dbDatabase,
+      // Resolved against the owner's home once privileges are dropped (see loadHelperFacts).
+      ssl: tlsSettings(c),
+    },
+  };
+}
+
+/**
+ * db.service.owner must own the data directory: files written as anyone else would stop the
+ * server from starting. A directory not there yet is left to each request to report.
+ */
+function ownsDataDir(facts: HelperFacts, uid: number): void {
+  let st: Stats;
+  try {
+    st = statSync(facts.dataDir);
+  } catch {
+    return;
+  }
+  if (st.uid !== uid) {
+    throw new ScriptsRunnerError(
+      "WRONG_USER",
+      `${facts.dataDir} belongs to uid ${st.uid}, not to db.service.owner=${facts.owner} (uid ${uid}) of ${facts.propertiesFile}; run it as db.service.owner`,
+    );
+  }
+}
+
+/**
+ * What the helper does before anything else: reads the facts of `cluster` from its trusted
+ * properties file, then, when started as root, becomes db.service.owner for good (supplementary
+ * groups, gid, uid; never root: files root writes in a data directory stop the server from
+ * starting). Started as any other user, it must already be db.service.owner.
+ */
+export function loadHelperFacts(cluster: string, env: NodeJS.ProcessEnv): HelperFacts {
+  const euid = process.geteuid?.() ?? 0;
+  const { path, text } = readTrustedProperties(helperConfigDir(env), cluster, euid);
+  const facts = factsFromConfig(cluster, path, text, euid);
+  const me = userInfo().username;
+  if (euid !== 0) {
+    if (me !== facts.owner) {
+      throw new ScriptsRunnerError(
+        "WRONG_USER",
+        `${path}: db.service.owner=${facts.owner} but the helper runs as ${me} and cannot become it; start it as root (sudo) or as ${facts.owner}`,
+      );
+    }
+    ownsDataDir(facts, euid);
+    return facts;
+  }
+  const { uid, gid } = lookupUser(facts.owner);
+  if (uid === 0) {
+    throw new ScriptsRunnerError(
+      "PROPERTIES_INVALID",
+      `${path}: db.service.owner=${facts.owner} is root; PostgreSQL refuses to run as root`,
+    );
+  }
+  try {
+    (process as unknown as { initgroups?: (user: string, gid: number) => void }).initgroups?.(
+      facts.owner,
+      gid,
+    );
+    process.setgid?.(gid);
+    process.setuid?.(uid);
+  } catch (e) {
+    throw new ScriptsRunnerError("WRONG_USER", `cannot become ${facts.owner}: ${(e as Error).message}`);
+  }
+  if (process.geteuid?.() !== uid || process.getuid?.() !== uid) {
+    throw new ScriptsRunnerError(
+      "WRONG_USER",
+      `still uid ${process.geteuid?.()} after becoming ${facts.owner}`,
+    );
+  }
+  ownsDataDir(facts, uid);
+  // libpq-style lookups (~/.postgresql, ~/.pgpass) are the owner's from now on.
+  const home = userInfo().homedir;
+  process.env.HOME = home;
+  const c = parseConfig(text, path, { checkFiles: false }).config!;
+  return { ...facts, connection: { ...facts.connection, ssl: tlsSettings(c, home) } };
+}
