@@ -48,7 +48,9 @@ export type InternalEvent =
     }
   | { readonly type: "reviewSize"; readonly now: number }
   | { readonly type: "reviewStandbys"; readonly now: number }
-  | { readonly type: "selfFenced"; readonly now: number; readonly fence: SelfFence };
+  | { readonly type: "selfFenced"; readonly now: number; readonly fence: SelfFence }
+  /** A fenced old master with auto.rejoin has a running master to rejoin (see rejoin.ts). */
+  | { readonly type: "rejoinDue"; readonly now: number };
 
 /** Any event a row can handle. */
 export type AnyEvent = FailoverEvent | InternalEvent;

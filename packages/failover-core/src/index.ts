@@ -13,6 +13,15 @@ export type {
   TimerHandle,
 } from "./node.ts";
 export { createNode, settleWhen } from "./node.ts";
+export {
+  autoRejoinDue,
+  NO_REWIND_NO_BASEBACKUP,
+  type RejoinDecision,
+  rejoinDecision,
+  rejoinProblemText,
+  rejoinTarget,
+  supersededMaster,
+} from "./rejoin.ts";
 export { parsePeerMessage } from "./peer-message.ts";
 export type { ClusterSnapshot, MemberSnapshot } from "./snapshot.ts";
 export { snapshot } from "./snapshot.ts";
@@ -36,6 +45,7 @@ export type {
   PeerMessage,
   PersistedFailoverState,
   Phase,
+  RejoinConfig,
   Promotion,
   Reachability,
   ScriptKind,

@@ -62,6 +62,7 @@ function recordingPorts(fail: Set<string> = new Set()) {
     promoteDb: () => answer("promoteDb", undefined),
     fenceDb: () => answer("fenceDb", undefined),
     reconfigureDb: () => answer("reconfigureDb", undefined),
+    rejoinDb: () => answer("rejoinDb", { method: "rewind" as const }),
     assignVip: () => answer("assignVip", { ok: true, output: "assigned" }),
     releaseVip: () => answer("releaseVip", { ok: true, output: "released" }),
     notify: (a) => void calls.push(`notify ${a.id}`),
@@ -91,6 +92,7 @@ const EVERY_ACTION: { [K in FailoverAction["type"]]: Extract<FailoverAction, { t
   promoteDb: { type: "promoteDb", token: "t-promote" },
   fenceDb: { type: "fenceDb", token: "t-fence", newMaster: B },
   reconfigureDb: { type: "reconfigureDb", token: "t-reconf", newMaster: B },
+  rejoinDb: { type: "rejoinDb", token: "t-rejoin", newMaster: B },
   assignVip: { type: "assignVip", token: "t-assign", vip: "10.0.0.100" },
   releaseVip: { type: "releaseVip", token: "t-release", vip: "10.0.0.100" },
   notify: {
@@ -154,6 +156,7 @@ describe("createNode: actions", () => {
       "promoteDb",
       "fenceDb",
       "reconfigureDb",
+      "rejoinDb",
       "assignVip",
       "releaseVip",
       "notify lockFileRemoved",
@@ -175,6 +178,7 @@ describe("createNode: actions", () => {
       { type: "dbPromoted", token: "t-promote" },
       { type: "dbFenced", token: "t-fence" },
       { type: "dbReconfigured", token: "t-reconf" },
+      { type: "dbRejoined", token: "t-rejoin" },
       { type: "vipDone", token: "t-assign" },
       { type: "vipDone", token: "t-release" },
     ]);

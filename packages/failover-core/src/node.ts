@@ -64,6 +64,11 @@ export interface NodePorts {
   promoteDb(): PromiseLike<void>;
   fenceDb(newMaster: string | null): PromiseLike<void>;
   reconfigureDb(newMaster: string): PromiseLike<void>;
+  /**
+   * Resynchronise the local database with `newMaster` (pg_rewind, or a base backup when allowed)
+   * and start it streaming from it as a standby. Optional: without it a rejoin fails, saying so.
+   */
+  rejoinDb?(newMaster: string): PromiseLike<void | { readonly method?: "rewind" | "basebackup" }>;
   assignVip(vip: string): PromiseLike<{ ok: boolean; output: string }>;
   releaseVip(vip: string): PromiseLike<{ ok: boolean; output: string }>;
   notify(action: NotifyAction): void;
@@ -432,6 +437,22 @@ export function createNode(options: NodeOptions): FailoverNode {
           () => ports.reconfigureDb(a.newMaster),
           (_v, now) => ({ type: "dbReconfigured", now, token: a.token, ok: true }),
           (e, now) => ({ type: "dbReconfigured", now, token: a.token, ok: false, error: e.message }),
+        );
+      case "rejoinDb":
+        return later(
+          a,
+          () => {
+            if (ports.rejoinDb === undefined) throw new Error("this executor cannot rejoin a database");
+            return ports.rejoinDb(a.newMaster);
+          },
+          (v, now) => ({
+            type: "dbRejoined",
+            now,
+            token: a.token,
+            ok: true,
+            ...(v?.method !== undefined ? { method: v.method } : {}),
+          }),
+          (e, now) => ({ type: "dbRejoined", now, token: a.token, ok: false, error: e.message }),
         );
       case "assignVip":
       case "releaseVip": {

@@ -32,6 +32,9 @@ export interface ClusterSnapshot {
   readonly failoverDisabled: boolean;
   /** What an operator must do now (no master and none could be promoted); null when nothing. */
   readonly attention: string | null;
+  /** This node's rejoin: the master it is rejoining now, or why it could not (issue 16). */
+  readonly rejoin: { readonly master: string } | null;
+  readonly rejoinProblem: string | null;
   readonly lastReason: string;
 }
 
@@ -80,6 +83,8 @@ export function snapshot(state: FailoverState): ClusterSnapshot {
     promoting: state.promotion?.candidate ?? (state.candidacy ? state.config.self : null),
     failoverDisabled: state.failoverDisabled,
     attention: state.attention,
+    rejoin: state.rejoin === null ? null : { master: state.rejoin.master },
+    rejoinProblem: state.rejoinProblem,
     lastReason: state.lastReason,
   };
 }

@@ -1,5 +1,6 @@
 import { type AnyEvent, Ctx } from "./context.ts";
 import { FailoverCoreError } from "./errors.ts";
+import { autoRejoinDue } from "./rejoin.ts";
 import { type TransitionRow, transitions } from "./table.ts";
 import type { FailoverConfig, FailoverEvent, FailoverState, StepResult } from "./types.ts";
 
@@ -69,6 +70,9 @@ export function initialState(config: FailoverConfig): FailoverState {
     reconfigureRetry: false,
     previousViewSize: 0,
     hadStandby: false,
+    rejoin: null,
+    rejoinGaveUp: null,
+    rejoinProblem: null,
   };
 }
 
@@ -113,7 +117,17 @@ export function step(state: FailoverState, event: FailoverEvent): StepResult {
   if (event.type === "timer" && event.name === "localCheck") c.s.localCheckAt = null;
   c.queue.push(event);
   let n = 0;
-  while (c.queue.length > 0) {
+  // A fenced old master with auto.rejoin rejoins once a running master is known, whichever event
+  // made it known (a status, a newMaster, a view, its own fence ending): one check after the rows.
+  // At most once per step, so a row that does not act on it can never loop.
+  let rejoinAsked = false;
+  const dueRejoin = () => {
+    if (rejoinAsked || c.queue.length > 0 || autoRejoinDue(c.s as FailoverState) === null) return false;
+    rejoinAsked = true;
+    c.queue.push({ type: "rejoinDue", now: c.now });
+    return true;
+  };
+  while (c.queue.length > 0 || dueRejoin()) {
     if (++n > MAX_CASCADE) {
       throw new FailoverCoreError(
         "invalid-event",

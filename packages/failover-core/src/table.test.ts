@@ -5,6 +5,7 @@ import { Harness, harnessTimings, recordMove, runScenario } from "./harness.ts";
 import { snapshot } from "./snapshot.ts";
 import { initialState, step } from "./step.ts";
 import { transitions } from "./table.ts";
+import { RESUME_STREAMING_WAIT_MS } from "./table/rows.ts";
 import type {
   AgentRole,
   FailoverAction,
@@ -12,6 +13,8 @@ import type {
   FailoverEvent,
   FailoverState,
   PeerMessage,
+  PersistedFailoverState,
+  RejoinConfig,
   StepResult,
   ViewInfo,
 } from "./types.ts";
@@ -83,6 +86,8 @@ function msg(now: number, from: string, message: PeerMessage): FailoverEvent {
 }
 
 const LEASE = 1_000_000;
+/** How long a resume waits for a rebuilt database to stream (local.timeout, capped). */
+const RESUME_WAIT = Math.min(harnessTimings.localTimeoutMs, RESUME_STREAMING_WAIT_MS);
 
 const FULL: [string, AgentRole][] = [
   ["a", "Master"],
@@ -2126,6 +2131,213 @@ describe("commands and exits", () => {
       actions: [],
       transitions: [],
     });
+  });
+});
+
+describe("rejoin of a failed master (issue 16)", () => {
+  const REJOIN: RejoinConfig = { auto: true, rewindStandbys: false, basebackup: false, rewindable: true };
+  const AFTER: [string, AgentRole | null][] = [
+    ["b", "Master"],
+    ["a", null],
+    ["c", "Standby"],
+    ["w", "Witness"],
+  ];
+
+  /** Agent a restarts after it was master: its database is down; b is the master now (not yet heard). */
+  function oldMaster(rejoin: RejoinConfig | undefined, persisted: PersistedFailoverState): StepResult {
+    let s = run(initialState(config("a", { persisted, ...(rejoin ? { rejoin } : {}) })), {
+      type: "started",
+      now: 100,
+    }).state;
+    s = run(s, { type: "localRoleChecked", now: 100, result: "unreachable" }).state;
+    s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
+    // b's role comes with the view: the start-up ends knowing the running master
+    let last = joinView(s, view(2, AFTER), 100);
+    for (const t of Object.keys(last.state.startupChecks ?? {}))
+      last = run(last.state, {
+        type: "remoteDbChecked",
+        now: 101,
+        token: t,
+        target: last.state.startupChecks![t]!,
+        result: "reachable",
+      });
+    expect([last.state.phase, last.state.role, last.state.db]).toEqual(["running", "Idle", "DOWN"]);
+    return last;
+  }
+  const fencedRecord: PersistedFailoverState = { lastMaster: "a", epoch: 0, rebuildNeeded: true };
+  const masterHeard = (s: FailoverState, now = 102) =>
+    run(s, msg(now, "b", { type: "status", role: "Master", db: "UP", master: "b" }));
+
+  it("auto.rejoin: rejoins the running master once it is known, then joins as a monitored Standby", () => {
+    const heard = oldMaster(REJOIN, fencedRecord);
+    expect(rules(heard)).toContain("rejoin.auto");
+    expect(find(heard, "rejoinDb").newMaster).toBe("b");
+    expect(heard.state.role).toBe("Idle");
+    expect(snapshot(heard.state).rejoin).toEqual({ master: "b" });
+    // while it runs nothing starts a second one, and a resume is told why it waits
+    expect(masterHeard(heard.state, 103).actions.some((x) => x.type === "rejoinDb")).toBe(false);
+    const busy = run(heard.state, {
+      type: "command",
+      now: 103,
+      requestId: "r1",
+      command: { kind: "resume" },
+    });
+    expect(rules(busy)).toEqual(["cmd.resume.rejoining"]);
+    expect(find(busy, "respond")).toMatchObject({
+      ok: false,
+      message: expect.stringContaining("in progress"),
+    });
+    const done = run(heard.state, {
+      type: "dbRejoined",
+      now: 110,
+      token: find(heard, "rejoinDb").token,
+      ok: true,
+      method: "rewind",
+    });
+    expect(rules(done)).toEqual(["rejoin.done"]);
+    expect(done.state).toMatchObject({ role: "Standby", db: "UP", rebuildNeeded: false, rejoin: null });
+    expect(find(done, "persist").state).toEqual({ lastMaster: "b", epoch: 0, rebuildNeeded: false });
+    expect(notified(done)).toEqual(["rejoinCompleted"]);
+    expect(done.state.localCheckAt).not.toBeNull();
+    // a result that comes back for nothing in flight changes nothing
+    expect(rules(run(done.state, { type: "dbRejoined", now: 111, token: "old", ok: true }))).toEqual([
+      "rejoin.stale",
+    ]);
+  });
+
+  it("a master that crashed with its agent (no fence recorded) is rejoined too: its database is down and it was the master", () => {
+    const heard = oldMaster(REJOIN, { lastMaster: "a", epoch: 0, rebuildNeeded: false });
+    expect(rules(heard)).toContain("rejoin.auto");
+    expect(find(heard, "rejoinDb").newMaster).toBe("b");
+    // a node that was never master, database down, is not touched
+    const other = oldMaster(REJOIN, { lastMaster: "b", epoch: 0, rebuildNeeded: false });
+    expect(other.state.rejoin).toBeNull();
+    expect(masterHeard(other.state).actions.some((x) => x.type === "rejoinDb")).toBe(false);
+  });
+
+  it("refused without wal_log_hints, checksums or base backup: notified once, said by cluster-status, never writable", () => {
+    const heard = oldMaster({ ...REJOIN, rewindable: false }, fencedRecord);
+    expect(rules(heard)).toContain("rejoin.auto");
+    expect(heard.actions.some((x) => x.type === "rejoinDb")).toBe(false);
+    expect(notified(heard)).toEqual(["rejoinFailed"]);
+    const note = heard.actions.find((x) => x.type === "notify" && x.id === "rejoinFailed");
+    expect(note).toMatchObject({ params: { nodeAddress: "a", serverAddress: "b" } });
+    expect(snapshot(heard.state).rejoinProblem).toContain("wal_log_hints=on or data checksums");
+    expect(snapshot(heard.state).rejoinProblem).toContain("db.rejoin.basebackup=false");
+    expect(heard.state).toMatchObject({ role: "Idle", rebuildNeeded: true });
+    // not tried again against the same master by itself
+    const again = masterHeard(heard.state, 200);
+    expect(notified(again)).toEqual([]);
+    expect(rules(again)).not.toContain("rejoin.auto");
+    // with a base backup allowed it goes ahead even though no rewind can work
+    const bb = oldMaster({ ...REJOIN, rewindable: false, basebackup: true }, fencedRecord);
+    expect(find(bb, "rejoinDb").newMaster).toBe("b");
+  });
+
+  it("auto.rejoin=false (the guide's way): nothing by itself; efm resume rejoins, and a failure says why", () => {
+    let s = masterHeard(oldMaster({ ...REJOIN, auto: false }, fencedRecord).state).state;
+    expect(s.rejoin).toBeNull();
+    const resume = run(s, { type: "command", now: 120, requestId: "r2", command: { kind: "resume" } });
+    const down = run(resume.state, {
+      type: "localDbChecked",
+      now: 121,
+      token: find(resume, "checkLocalDb").token,
+      ok: false,
+      failure: "refused",
+    });
+    expect(rules(down)).toEqual(["resume.rejoin.dbDown"]);
+    expect(find(down, "rejoinDb").newMaster).toBe("b");
+    expect(find(down, "respond")).toMatchObject({ requestId: "r2", ok: true });
+    const failed = run(down.state, {
+      type: "dbRejoined",
+      now: 130,
+      token: find(down, "rejoinDb").token,
+      ok: false,
+      error: "pg_rewind exited with 1: could not find common ancestor",
+    });
+    expect(rules(failed)).toEqual(["rejoin.failed"]);
+    expect(notified(failed)).toEqual(["rejoinFailed"]);
+    expect(failed.state).toMatchObject({ role: "Idle", rebuildNeeded: true, rejoin: null });
+    expect(failed.state.rejoinProblem).toContain("could not find common ancestor");
+    s = failed.state;
+    // without a rejoin-capable executor (no rejoin settings) resume still only refuses, as before
+    const plain = masterHeard(oldMaster(undefined, fencedRecord).state).state;
+    const r = run(plain, { type: "command", now: 120, requestId: "r3", command: { kind: "resume" } });
+    const d = run(r.state, {
+      type: "localDbChecked",
+      now: 121,
+      token: find(r, "checkLocalDb").token,
+      ok: false,
+    });
+    expect(rules(d)).toEqual(["resume.dbDown"]);
+  });
+
+  it("efm resume of an old master in recovery that never streams from the master: rejoined after the wait", () => {
+    const s = masterHeard(oldMaster({ ...REJOIN, auto: false }, fencedRecord).state).state;
+    let r = run(s, { type: "command", now: 120, requestId: "r4", command: { kind: "resume" } });
+    r = run(r.state, { type: "localDbChecked", now: 121, token: find(r, "checkLocalDb").token, ok: true });
+    r = run(r.state, { type: "localRoleChecked", now: 122, result: "recovery" });
+    expect(rules(r)).toEqual(["resume.rebuild.check"]);
+    const token = find(r, "queryLsn").token;
+    // within the wait: asked again, as before
+    const early = run(r.state, {
+      type: "lsnQueried",
+      now: 123,
+      token,
+      lsn: "0/9000",
+      timeline: 1,
+      streaming: false,
+    });
+    expect(rules(early)).toEqual(["resume.rebuild.wait"]);
+    const late = run(r.state, {
+      type: "lsnQueried",
+      now: 123 + RESUME_WAIT,
+      token,
+      lsn: "0/9000",
+      timeline: 1,
+      streaming: false,
+    });
+    expect(rules(late)).toEqual(["resume.rejoin.notStreaming"]);
+    expect(find(late, "rejoinDb").newMaster).toBe("b");
+  });
+
+  it("db.rewind=on: a standby that cannot follow the new master is rewound instead of retried", () => {
+    const c = boot("c", "recovery", view(1, FULL), {
+      rejoin: { ...REJOIN, auto: false, rewindStandbys: true },
+    });
+    const r = run(c, msg(1, "b", { type: "newMaster", address: "b" }));
+    const failed = run(r.state, {
+      type: "dbReconfigured",
+      now: 2,
+      token: find(r, "reconfigureDb").token,
+      ok: false,
+      error: "streaming from b not confirmed within 6 s",
+    });
+    expect(failed.state).toMatchObject({ role: "Idle", reconfigureRetry: true });
+    const s = run(failed.state, msg(3, "b", { type: "status", role: "Master", db: "UP", master: "b" })).state;
+    const retry = run(s, { type: "timer", now: find(failed, "setTimer").at, name: "reconfigureRetry" });
+    expect(rules(retry)).toEqual(["rejoin.standby"]);
+    const done = run(retry.state, {
+      type: "dbRejoined",
+      now: 50_000,
+      token: find(retry, "rejoinDb").token,
+      ok: true,
+    });
+    expect(rules(done)).toEqual(["rejoin.done"]);
+    expect(done.state).toMatchObject({ role: "Standby", reconfigureRetry: false });
+    // db.rewind=off: the plain retry, as before
+    const off = boot("c", "recovery", view(1, FULL), { rejoin: { ...REJOIN, auto: false } });
+    const r2 = run(off, msg(1, "b", { type: "newMaster", address: "b" }));
+    const f2 = run(r2.state, {
+      type: "dbReconfigured",
+      now: 2,
+      token: find(r2, "reconfigureDb").token,
+      ok: false,
+    });
+    const s2 = run(f2.state, msg(3, "b", { type: "status", role: "Master", db: "UP", master: "b" })).state;
+    expect(rules(run(s2, { type: "timer", now: find(f2, "setTimer").at, name: "reconfigureRetry" }))).toEqual(
+      ["reconfigure.retry"],
+    );
   });
 });
 

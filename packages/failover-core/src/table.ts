@@ -3,6 +3,7 @@ import { commandRows } from "./table/commands.ts";
 import { investigationRows } from "./table/investigation.ts";
 import { localMonitoringRows } from "./table/local-monitoring.ts";
 import { promotionRows } from "./table/promotion.ts";
+import { rejoinRows } from "./table/rejoin.ts";
 import type { TransitionRow } from "./table/rows.ts";
 import { selfFenceRows } from "./table/self-fence.ts";
 import { startUpRows } from "./table/start-up.ts";
@@ -22,6 +23,9 @@ export const transitions: readonly TransitionRow[] = [
   ...localMonitoringRows,
   ...selfFenceRows,
   ...promotionRows,
+  // Before the candidacy's reconfiguration retries and the commands' resume rows, which the
+  // rejoin rows refine (a rewind instead of a retry, a rejoin instead of a refusal).
+  ...rejoinRows,
   ...candidacyRows,
   ...commandRows,
 ];

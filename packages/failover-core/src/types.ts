@@ -48,6 +48,25 @@ export interface PersistedFailoverState {
   readonly rebuildNeeded: boolean;
 }
 
+/**
+ * Rejoin of a fenced old master, and rewind of a standby that cannot follow a new timeline
+ * (auto.rejoin, db.rewind, db.rejoin.basebackup; issue 16). Absent: the agent's executor cannot
+ * rejoin, so `efm resume` only checks and explains, as before.
+ */
+export interface RejoinConfig {
+  /** auto.rejoin: a fenced old master rejoins by itself once a running master is known. */
+  readonly auto: boolean;
+  /** db.rewind=on: a standby whose reconfiguration failed is rewound against the master. */
+  readonly rewindStandbys: boolean;
+  /** db.rejoin.basebackup: a base backup may replace the data directory when no rewind can. */
+  readonly basebackup: boolean;
+  /**
+   * pg_rewind's precondition as pg_control showed it at start-up (wal_log_hints=on or data
+   * checksums); null when it could not be read.
+   */
+  readonly rewindable: boolean | null;
+}
+
 /** Everything the engine needs from the properties file, already validated, times in milliseconds. */
 export interface FailoverConfig {
   /** This agent's address as it appears in views (`bind.address`). */
@@ -79,6 +98,8 @@ export interface FailoverConfig {
   readonly priority: readonly string[];
   /** What this agent persisted before it last stopped; absent on a first start. */
   readonly persisted?: PersistedFailoverState;
+  /** Rejoin and rewind settings; absent when the executor cannot rejoin (see RejoinConfig). */
+  readonly rejoin?: RejoinConfig;
 }
 
 /** One member of an installed view, with the failover role it last announced (if membership carries it). */
@@ -297,6 +318,16 @@ export type FailoverEvent =
       readonly error?: string;
     }
   | {
+      /** Result of `rejoinDb`: the database streams from the master as a standby, or why not. */
+      readonly type: "dbRejoined";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+      /** How it was resynchronised (pg_rewind or a base backup), when ok. */
+      readonly method?: "rewind" | "basebackup";
+    }
+  | {
       readonly type: "dbReconfigured";
       readonly now: number;
       readonly token: string;
@@ -351,6 +382,11 @@ export type FailoverAction =
   | { readonly type: "promoteDb"; readonly token: string }
   | { readonly type: "fenceDb"; readonly token: string; readonly newMaster: string | null }
   | { readonly type: "reconfigureDb"; readonly token: string; readonly newMaster: string }
+  /**
+   * Resynchronise the local database with `newMaster` (pg_rewind, or a base backup when allowed)
+   * and start it as a standby streaming from it; answered by `dbRejoined` with the same token.
+   */
+  | { readonly type: "rejoinDb"; readonly token: string; readonly newMaster: string }
   | { readonly type: "assignVip"; readonly token: string; readonly vip: string }
   | { readonly type: "releaseVip"; readonly token: string; readonly vip: string }
   | NotifyAction
@@ -533,6 +569,20 @@ export interface FailoverState {
   readonly reconfigureRetry: boolean;
   readonly previousViewSize: number;
   readonly hadStandby: boolean;
+  /**
+   * A rejoin (or a standby's rewind) in flight: against which master, and the `efm resume`
+   * request waiting for it (null when the agent started it by itself).
+   */
+  readonly rejoin: {
+    readonly token: string;
+    readonly master: string;
+    readonly requestId: string | null;
+    readonly purpose: "oldMaster" | "standby";
+  } | null;
+  /** The master an automatic rejoin or rewind last failed against: not tried again by itself. */
+  readonly rejoinGaveUp: string | null;
+  /** Why this node could not rejoin (shown by cluster-status); null when nothing to say. */
+  readonly rejoinProblem: string | null;
 }
 
 /** Where a step came from in the table, and why: every decision carries a reason. */

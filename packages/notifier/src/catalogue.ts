@@ -345,7 +345,26 @@ const entries = {
     description:
       "This agent could not resume monitoring after reconfiguring and restarting the local database. See agent log for details.",
   },
+  // ----- beyond the guide (EXTENSION_IDS): the rejoin of a failed master, issue 16 -----
+  rejoinCompleted: {
+    severity: "INFO",
+    subject: "Node {nodeAddress} rejoined cluster {clusterName} as a standby",
+    description:
+      "The database on {nodeAddress} was resynchronised with the master {serverAddress} ({messageDetails}) and now streams from it as a standby.",
+  },
+  rejoinFailed: {
+    severity: "SEVERE",
+    subject: "Node {nodeAddress} could not rejoin cluster {clusterName}",
+    description:
+      "The database on {nodeAddress} could not be brought back as a standby of the master {serverAddress}. The node stays Idle and takes no writes until it is rebuilt and resumed. Error details: {messageDetails}",
+  },
 } as const satisfies Record<string, EntryShape>;
+
+/**
+ * Notifications this implementation sends beyond the guide's section 7 tables, for what EFM
+ * 2.0.3 cannot do (the rejoin of a failed master); they keep its wording style and placeholders.
+ */
+export const EXTENSION_IDS = ["rejoinCompleted", "rejoinFailed"] as const;
 
 /** The notification catalogue: id -> severity, subject template, description template. */
 export const catalogue: { readonly [Id in NotificationId]: (typeof entries)[Id] } = entries;

@@ -9,6 +9,7 @@ export type {
 } from "./catalogue.ts";
 export {
   catalogue,
+  EXTENSION_IDS,
   fillTemplate,
   notificationIds,
   renderDescription,
