@@ -26,6 +26,8 @@ export {
   parseHostPort,
   prefixToNetmask,
   type VirtualIp,
+  REWIND_MODES,
+  type RewindMode,
   WATCHDOG_MODES,
   type WatchdogMode,
 } from "./schema.ts";

@@ -78,6 +78,10 @@ describe("parseConfig", () => {
     expect(r.config).toMatchObject({
       autoFailover: true,
       autoReconfigure: true,
+      // Rejoin (issue 16): off unless asked for, the guide's behaviour.
+      autoRejoin: false,
+      dbRewind: "off",
+      dbRejoinBasebackup: false,
       dbPort: 5444,
       dbReuseConnectionCount: 0,
       jdbcSsl: false,
@@ -234,6 +238,33 @@ describe("parseConfig", () => {
     expect(r.errors).toMatchObject([{ property: "script.fence", value: "fence.sh", line: 13 }]);
   });
 
+  test("rejoin properties: off by default, checked values, each error on its line", () => {
+    const on = parse(
+      `${VALID}auto.rejoin=true\ndb.rewind=on\ndb.rewind.source.user=rewinder\ndb.rejoin.basebackup=true\n`,
+    );
+    expect(on.errors).toEqual([]);
+    expect(on.config).toMatchObject({
+      autoRejoin: true,
+      dbRewind: "on",
+      dbRewindSourceUser: "rewinder",
+      dbRejoinBasebackup: true,
+    });
+    expect(parseConfig(printConfig(on.config!), "/etc/efm/acctg.properties").config).toEqual(on.config);
+    const bad = parse(
+      `${VALID}auto.rejoin=yes\ndb.rewind=true\ndb.rewind.source.user=rewind er\ndb.rejoin.basebackup=1\n`,
+    );
+    expect(bad.config).toBeNull();
+    expect(bad.errors.map((e) => [e.code, e.property, e.line])).toEqual([
+      ["INVALID_VALUE", "auto.rejoin", 13],
+      ["INVALID_VALUE", "db.rewind", 14],
+      ["INVALID_VALUE", "db.rewind.source.user", 15],
+      ["INVALID_VALUE", "db.rejoin.basebackup", 16],
+    ]);
+    expect(formatProblem(bad.errors[1]!)).toBe(
+      "/etc/efm/acctg.properties:14: db.rewind=true: expected off or on",
+    );
+  });
+
   test("admin.port must differ from the binding port", () => {
     const r = parse(VALID.replace("admin.port=7809", "admin.port=7800"));
     expect(r.errors).toMatchObject([{ code: "INCONSISTENT_PROPERTIES", property: "admin.port" }]);
@@ -278,6 +309,10 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
   {
     autoFailover: fc.boolean(),
     autoReconfigure: fc.boolean(),
+    autoRejoin: fc.boolean(),
+    dbRewind: fc.constantFrom("off" as const, "on" as const),
+    dbRewindSourceUser: fc.constantFrom("efm", "rewinder", "pg_rewind.user"),
+    dbRejoinBasebackup: fc.boolean(),
     dbUser: anyText,
     dbPasswordEncrypted: anyText,
     dbPort: fc.integer({ min: 1, max: 65535 }),
@@ -338,6 +373,9 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
     requiredKeys: [
       "autoFailover",
       "autoReconfigure",
+      "autoRejoin",
+      "dbRewind",
+      "dbRejoinBasebackup",
       "dbUser",
       "dbPasswordEncrypted",
       "dbPort",

@@ -17,6 +17,10 @@ export type SslMode = (typeof SSL_MODES)[number];
 export const WATCHDOG_MODES = ["off", "automatic", "required"] as const;
 export type WatchdogMode = (typeof WATCHDOG_MODES)[number];
 
+/** db.rewind: whether a standby that cannot follow a new timeline is rewound. */
+export const REWIND_MODES = ["off", "on"] as const;
+export type RewindMode = (typeof REWIND_MODES)[number];
+
 /** A `host:port` pair as written in `bind.address` and the members file. */
 export interface HostPort {
   host: string;
@@ -34,6 +38,17 @@ export interface VirtualIp {
 export interface EfmConfig {
   autoFailover: boolean;
   autoReconfigure: boolean;
+  /**
+   * auto.rejoin: a fenced old master rejoins as a standby of the new master by itself (pg_rewind,
+   * see docs/operations.md "Rejoining the old master"); false (default) waits for `efm resume`.
+   */
+  autoRejoin: boolean;
+  /** db.rewind: a standby that cannot follow the new master's timeline is rewound (pg_rewind). */
+  dbRewind: RewindMode;
+  /** db.rewind.source.user: the role pg_rewind reads the new master as; absent = db.user. */
+  dbRewindSourceUser?: string;
+  /** db.rejoin.basebackup: when no rewind is possible, re-clone (old data directory moved aside). */
+  dbRejoinBasebackup: boolean;
   dbUser: string;
   dbPasswordEncrypted: string;
   dbPort: number;
@@ -136,6 +151,19 @@ const sslMode: ValueType<SslMode> = {
 const watchdogMode: ValueType<WatchdogMode> = {
   expected: WATCHDOG_MODES.join(", "),
   parse: z.enum(WATCHDOG_MODES),
+  print: (v) => v,
+};
+
+const rewindMode: ValueType<RewindMode> = {
+  expected: REWIND_MODES.join(" or "),
+  parse: z.enum(REWIND_MODES),
+  print: (v) => v,
+};
+
+// What PostgreSQL accepts as an unquoted role name (the helper passes it to libpq as is).
+const role: ValueType<string> = {
+  expected: "a role name (letters, digits, _ $ . -, starting with a letter or _)",
+  parse: z.string().regex(/^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$/),
   print: (v) => v,
 };
 
@@ -243,6 +271,16 @@ function spec<T>(s: PropertySpec<T>): AnySpec {
 export const PROPERTIES: readonly AnySpec[] = [
   spec({ key: "auto.failover", field: "autoFailover", type: bool, need: "optional", default: true }),
   spec({ key: "auto.reconfigure", field: "autoReconfigure", type: bool, need: "optional", default: true }),
+  spec({ key: "auto.rejoin", field: "autoRejoin", type: bool, need: "optional", default: false }),
+  spec({ key: "db.rewind", field: "dbRewind", type: rewindMode, need: "optional", default: "off" }),
+  spec({ key: "db.rewind.source.user", field: "dbRewindSourceUser", type: role, need: "optional" }),
+  spec({
+    key: "db.rejoin.basebackup",
+    field: "dbRejoinBasebackup",
+    type: bool,
+    need: "optional",
+    default: false,
+  }),
   spec({ key: "db.user", field: "dbUser", type: text, need: "always" }),
   spec({ key: "db.password.encrypted", field: "dbPasswordEncrypted", type: text, need: "always" }),
   spec({ key: "db.port", field: "dbPort", type: port, need: "always" }),
