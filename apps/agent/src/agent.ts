@@ -32,7 +32,7 @@ import {
   runUserScript,
   type ScriptEvent,
 } from "@efm/scripts-runner";
-import { assign, isHeldLocally, isReachable, release } from "@efm/vip";
+import { assign, isHeldLocally, release } from "@efm/vip";
 import type { Logger } from "pino";
 import { adminHandler } from "./admin/handler.ts";
 import { newToken, startAdminServer, writeTokenFile } from "./admin/server.ts";
@@ -40,6 +40,7 @@ import { agentFiles, resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
 import { LocalDbWatch, promoteLocal } from "./local-watch.ts";
+import { pingWithin } from "./ping.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
 import { readFailoverState, writeFailoverState } from "./failover-state.ts";
@@ -462,7 +463,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         streaming: f.walReceiver?.status === "streaming",
       };
     },
-    ping: (address) => isReachable(address, pingCommand),
+    // pingServerCommand bounded by remote.timeout: a reply within it answers (./ping.ts).
+    ping: (address) => pingWithin(address, pingCommand, c.remoteTimeout * 1000),
     runScript: async (kind, path) => {
       const known = snapshot(loop.current);
       const r = await runUserScript(
