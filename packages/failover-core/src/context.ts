@@ -31,6 +31,8 @@ export type InternalEvent =
       readonly masterFenced?: boolean;
       /** No master is known: every member database is asked pg_is_in_recovery() first. */
       readonly probe?: boolean;
+      /** `efm promote -switchover` (manual only), with the target asked for. */
+      readonly switchover?: { readonly to: string | null };
     }
   | { readonly type: "lsnsCollected"; readonly now: number }
   /** Every member database answered the pre-promotion probe: none runs as a master. */
@@ -535,7 +537,12 @@ export class Ctx {
   // ---- fencing ourselves ----
 
   /** Stops acting as master now; release the VIP, fence the database, run the script, then report. */
-  beginSelfFence(purpose: SelfFence["purpose"], replyTo: SelfFence["replyTo"], newMaster?: string): void {
+  beginSelfFence(
+    purpose: SelfFence["purpose"],
+    replyTo: SelfFence["replyTo"],
+    newMaster?: string,
+    clean = false,
+  ): void {
     const token = this.token("fence");
     this.s.role = "Idle";
     this.s.fencedForIsolation = true;
@@ -545,12 +552,27 @@ export class Ctx {
     this.s.fenceUnconfirmed = false;
     this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
+    const extra = clean ? { clean: true } : {};
     if (vip) {
-      this.s.selfFence = { token, purpose, stage: "releaseVip", replyTo, newMaster: newMaster ?? null };
+      this.s.selfFence = {
+        token,
+        purpose,
+        stage: "releaseVip",
+        replyTo,
+        newMaster: newMaster ?? null,
+        ...extra,
+      };
       this.act({ type: "releaseVip", token, vip });
     } else {
-      this.s.selfFence = { token, purpose, stage: "fenceDb", replyTo, newMaster: newMaster ?? null };
-      this.act({ type: "fenceDb", token, newMaster: newMaster ?? null });
+      this.s.selfFence = {
+        token,
+        purpose,
+        stage: "fenceDb",
+        replyTo,
+        newMaster: newMaster ?? null,
+        ...extra,
+      };
+      this.act({ type: "fenceDb", token, newMaster: newMaster ?? null, ...extra });
     }
   }
 

@@ -23,3 +23,9 @@ export function compareLsn(a: string, b: string): number {
   const y = parseLsn(b);
   return x < y ? -1 : x > y ? 1 : 0;
 }
+
+/** How many bytes of WAL `ahead` is past `behind` (0 when it is not ahead). */
+export function lsnDistance(ahead: string, behind: string): bigint {
+  const d = parseLsn(ahead) - parseLsn(behind);
+  return d > 0n ? d : 0n;
+}

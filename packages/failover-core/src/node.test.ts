@@ -515,10 +515,20 @@ describe("parsePeerMessage", () => {
     checkDb: { type: "checkDb", token: "t", target: B, asMaster: true },
     checkDbReply: { type: "checkDbReply", token: "t", result: "unknown" },
     dbFailureVerdict: { type: "dbFailureVerdict", token: "t", confirmed: true },
-    fenced: { type: "fenced", token: "t", unconfirmed: true },
-    switchover: { type: "switchover", token: "t", newMaster: B },
+    fenced: { type: "fenced", token: "t", unconfirmed: true, finalLsn: "0/3000028" },
+    switchover: { type: "switchover", token: "t", newMaster: B, clean: true },
+    switchoverDone: { type: "switchoverDone", newMaster: B },
     queryLsn: { type: "queryLsn", token: "t" },
-    lsnReply: { type: "lsnReply", token: "t", lsn: "0/10", role: "Standby", timeline: 2, rebuild: true },
+    lsnReply: {
+      type: "lsnReply",
+      token: "t",
+      lsn: "0/10",
+      role: "Standby",
+      timeline: 2,
+      rebuild: true,
+      streaming: true,
+      replayed: "0/8",
+    },
     promote: { type: "promote", token: "t", epoch: 3, oldMaster: null, checkMaster: true, restore: false },
     promotionResult: { type: "promotionResult", token: "t", ok: false, reason: "no", next: true },
     checkPromotable: { type: "checkPromotable", token: "t", restore: true },
@@ -540,6 +550,24 @@ describe("parsePeerMessage", () => {
     for (const m of Object.values(EVERY_MESSAGE)) {
       expect(parsePeerMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
     }
+  });
+
+  it("carries a switchover promote command, its target or null, and names a bad target", () => {
+    for (const to of [B, null]) {
+      const m: PeerMessage = {
+        type: "command",
+        requestId: "r",
+        command: { kind: "promote", force: false, switchover: { to } },
+      };
+      expect(parsePeerMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
+    }
+    expect(
+      parsePeerMessage({
+        type: "command",
+        requestId: "r",
+        command: { kind: "promote", force: false, switchover: { to: 7 } },
+      }),
+    ).toBe("command.command is switchover.to is not a string or null");
   });
 
   it("names the field that is wrong", () => {

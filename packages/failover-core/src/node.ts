@@ -62,7 +62,8 @@ export interface NodePorts {
   /** Can the local database be promoted, checked over the path the promotion itself takes? */
   checkPromotable(): PromiseLike<{ ok: boolean; error?: string }>;
   promoteDb(): PromiseLike<void>;
-  fenceDb(newMaster: string | null): PromiseLike<void>;
+  /** `clean` (switchover): a fast stop that must end cleanly; its shutdown checkpoint comes back. */
+  fenceDb(newMaster: string | null, clean?: boolean): PromiseLike<void | { readonly finalLsn?: string }>;
   reconfigureDb(newMaster: string): PromiseLike<void>;
   /**
    * Resynchronise the local database with `newMaster` (pg_rewind, or a base backup when allowed)
@@ -365,6 +366,7 @@ export function createNode(options: NodeOptions): FailoverNode {
                   lsn: pos.lsn,
                   timeline: pos.timeline,
                   ...(pos.streaming !== undefined ? { streaming: pos.streaming } : {}),
+                  ...(pos.replayed !== undefined ? { replayed: pos.replayed } : {}),
                 },
           (_e, now) => ({ type: "lsnQueried", now, token: a.token, lsn: null }),
         );
@@ -427,8 +429,14 @@ export function createNode(options: NodeOptions): FailoverNode {
       case "fenceDb":
         return later(
           a,
-          () => ports.fenceDb(a.newMaster),
-          (_v, now) => ({ type: "dbFenced", now, token: a.token, ok: true }),
+          () => ports.fenceDb(a.newMaster, a.clean === true),
+          (v, now) => ({
+            type: "dbFenced",
+            now,
+            token: a.token,
+            ok: true,
+            ...(v?.finalLsn !== undefined ? { finalLsn: v.finalLsn } : {}),
+          }),
           (e, now) => ({ type: "dbFenced", now, token: a.token, ok: false, error: e.message }),
         );
       case "reconfigureDb":

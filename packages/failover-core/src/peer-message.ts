@@ -36,8 +36,9 @@ const SPECS: Specs = {
   checkDb: { token: STR, target: STR, asMaster: f("bool", OPT) },
   checkDbReply: { token: STR, result: f("reach") },
   dbFailureVerdict: { token: STR, confirmed: f("bool") },
-  fenced: { token: STR, unconfirmed: f("bool", OPT) },
-  switchover: { token: STR, newMaster: f("str", OPT) },
+  fenced: { token: STR, unconfirmed: f("bool", OPT), finalLsn: f("str", OPT) },
+  switchover: { token: STR, newMaster: f("str", OPT), clean: f("bool", OPT) },
+  switchoverDone: { newMaster: STR },
   queryLsn: { token: STR },
   lsnReply: {
     token: STR,
@@ -45,6 +46,8 @@ const SPECS: Specs = {
     role: f("role"),
     timeline: f("num", { optional: true, nullable: true }),
     rebuild: f("bool", OPT),
+    streaming: f("bool", OPT),
+    replayed: f("str", { optional: true, nullable: true }),
   },
   promote: {
     token: STR,
@@ -85,8 +88,13 @@ const isStr = (v: unknown, max = MAX_STR): v is string => typeof v === "string" 
 function parseCommand(v: unknown): Command | string {
   if (!isRecord(v)) return "not an object";
   switch (v.kind) {
-    case "promote":
-      return typeof v.force === "boolean" ? { kind: "promote", force: v.force } : "force is not a boolean";
+    case "promote": {
+      if (typeof v.force !== "boolean") return "force is not a boolean";
+      if (v.switchover === undefined) return { kind: "promote", force: v.force };
+      const so = v.switchover;
+      if (!isRecord(so) || (so.to !== null && !isStr(so.to))) return "switchover.to is not a string or null";
+      return { kind: "promote", force: v.force, switchover: { to: so.to as string | null } };
+    }
     case "resume":
       return { kind: "resume" };
     case "stopCluster":

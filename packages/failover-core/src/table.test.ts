@@ -1701,6 +1701,7 @@ describe("timeline-aware promotion (issue 13)", () => {
       lsn: "0/5000",
       timeline: 2,
       streaming: true,
+      replayed: "0/4000",
     });
     expect(find(r, "send").message).toEqual({
       type: "lsnReply",
@@ -1708,6 +1709,8 @@ describe("timeline-aware promotion (issue 13)", () => {
       lsn: "0/5000",
       role: "Standby",
       timeline: 2,
+      streaming: true,
+      replayed: "0/4000",
     });
     b = { ...r.state, rebuildNeeded: true };
     r = run(b, msg(3, "a", { type: "queryLsn", token: "p2" }));
@@ -2338,6 +2341,290 @@ describe("rejoin of a failed master (issue 16)", () => {
     expect(rules(run(s2, { type: "timer", now: find(f2, "setTimer").at, name: "reconfigureRetry" }))).toEqual(
       ["reconfigure.retry"],
     );
+  });
+});
+
+describe("efm promote -switchover (issue 16)", () => {
+  const sent = (r: StepResult, type: PeerMessage["type"]) =>
+    r.actions.flatMap((a) => (a.type === "send" && a.message.type === type ? [a] : []));
+  const command = (to: string | null, now = 1): FailoverEvent => ({
+    type: "command",
+    now,
+    requestId: "r1",
+    command: { kind: "promote", force: false, switchover: { to } },
+  });
+  const coordinator = (v = view(1, FULL, { coordinator: "w" }), priority: string[] = []) =>
+    boot("w", "witness", v, { priority });
+  const standby = (token: string, lsn: string, streaming = true, replayed?: string): PeerMessage => ({
+    type: "lsnReply",
+    token,
+    lsn,
+    role: "Standby",
+    streaming,
+    ...(replayed ? { replayed } : {}),
+  });
+
+  /** The switchover requested on w and every position collected. */
+  function collected(
+    to: string | null,
+    b: PeerMessage | null,
+    c: PeerMessage | null,
+    priority: string[] = [],
+  ) {
+    let s = coordinator(undefined, priority);
+    const asked = run(s, command(to));
+    expect(rules(asked)).toEqual(["cmd.cluster.local", "cc.promote", "promo.start"]);
+    s = asked.state;
+    const tok = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: tok, lsn: "0/3000000", role: "Master" })).state;
+    let last = run(s, msg(2, "b", b ?? standby(tok, "0/3000000")));
+    last = run(last.state, msg(2, "c", c ?? standby(tok, "0/3000000")));
+    return { s: last.state, tok, last };
+  }
+
+  it("is refused before anything is asked when an agent is down, the target is no standby, or a promotion runs", () => {
+    const threeOfFour = view(
+      1,
+      [
+        ["a", "Master"],
+        ["b", "Standby"],
+        ["w", "Witness"],
+      ],
+      { coordinator: "w", voters: ["a", "b", "c", "w"] },
+    );
+    const down = run(coordinator(threeOfFour), command(null));
+    expect(rules(down)).toEqual(["cmd.cluster.local", "cc.promote", "switchover.refused"]);
+    expect(find(down, "respond")).toMatchObject({
+      ok: false,
+      message:
+        "Switchover refused: the agent of c is not running: every agent must be up. Nothing was changed.",
+    });
+    expect(down.state.promotion).toBeNull();
+    expect(down.actions.filter((a) => a.type === "send")).toEqual([]);
+    expect(find(run(coordinator(), command("w")), "respond").message).toBe(
+      "Switchover refused: w is not a running standby (its role is Witness). Nothing was changed.",
+    );
+    expect(find(run(coordinator(), command("a")), "respond").message).toBe(
+      "Switchover refused: a is already the master. Nothing was changed.",
+    );
+    const busy = run(run(coordinator(), command(null)).state, command("b", 2));
+    expect(rules(busy)).toEqual(["cmd.cluster.local", "cc.promote", "switchover.refused"]);
+    expect(find(busy, "respond").message).toBe(
+      "Switchover refused: a promotion is already in progress. Nothing was changed.",
+    );
+  });
+
+  it("is refused with the reason when the target lags or does not stream; the master is never asked to stop", () => {
+    let s = coordinator();
+    s = run(s, command("b")).state;
+    const t = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "1/0", role: "Master" })).state;
+    s = run(s, msg(2, "b", standby(t, "0/0"))).state;
+    const r = run(s, msg(2, "c", standby(t, "1/0")));
+    expect(rules(r)).toEqual(["lsn.reply", "switchover.check"]);
+    expect(find(r, "respond").message).toBe(
+      "Switchover refused: b is 4294967296 bytes behind the master (switchover.max.lag.bytes is 16777216). Nothing was changed.",
+    );
+    expect(r.state.promotion).toBeNull();
+    expect(sent(r, "switchover")).toEqual([]);
+    expect(sent(r, "checkPromotable")).toEqual([]);
+
+    let q = coordinator();
+    q = run(q, command(null)).state;
+    const u = q.promotion!.token;
+    q = run(q, msg(2, "a", { type: "lsnReply", token: u, lsn: "0/10", role: "Master" })).state;
+    q = run(q, msg(2, "b", standby(u, "0/10", false))).state;
+    const none = run(q, msg(2, "c", { type: "lsnReply", token: u, lsn: "0/10", role: "Standby" }));
+    expect(find(none, "respond").message).toBe(
+      "Switchover refused: b is not streaming from the master; c is not streaming from the master. Nothing was changed.",
+    );
+  });
+
+  it("refuses, master untouched, when the target fails its pre-promotion check", () => {
+    const { s, tok, last } = collected("b", null, null);
+    expect(sent(last, "checkPromotable").map((a) => a.to)).toEqual(["b"]);
+    const r = run(s, msg(3, "b", { type: "promotableReply", token: tok, ok: false, error: "no pg_ctl" }));
+    expect(rules(r)).toEqual(["promo.precheck.failed", "switchover.notStarted"]);
+    expect(find(r, "respond").message).toBe(
+      "Switchover refused: b cannot be promoted: no pg_ctl. Nothing was changed.",
+    );
+    expect(sent(r, "switchover")).toEqual([]);
+  });
+
+  /** Up to the master's clean stop, target chosen by the priority list (c before b). */
+  function stopped() {
+    let s = coordinator(undefined, ["c", "b"]);
+    s = run(s, command(null)).state;
+    const t = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "0/3000000", role: "Master" })).state;
+    s = run(s, msg(2, "b", standby(t, "0/3000000"))).state;
+    const chosen = run(s, msg(2, "c", standby(t, "0/2FFFF00")));
+    expect(rules(chosen)).toEqual(["lsn.reply", "switchover.check"]);
+    expect(sent(chosen, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    const verified = run(chosen.state, msg(3, "c", { type: "promotableReply", token: t, ok: true }));
+    expect(rules(verified)).toEqual(["promo.precheck.ok", "switchover.stopMaster"]);
+    expect(sent(verified, "switchover")).toEqual([
+      { type: "send", to: "a", message: { type: "switchover", token: t, newMaster: "c", clean: true } },
+    ]);
+    // the master fenced itself: Idle, its database up (in recovery, following c), then its report
+    const idle = run(
+      verified.state,
+      msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null }),
+    ).state;
+    const down = run(idle, msg(5, "a", { type: "fenced", token: t, finalLsn: "0/3000100" }));
+    expect(rules(down)).toEqual(["switchover.masterStopped"]);
+    expect(sent(down, "queryLsn")).toEqual([
+      { type: "send", to: "c", message: { type: "queryLsn", token: t } },
+    ]);
+    expect(down.actions).toContainEqual({
+      type: "setTimer",
+      name: `promotion:${t}`,
+      at: 5 + harnessTimings.promotionTimeoutMs,
+    });
+    return { s: down.state, t };
+  }
+
+  it("promotes the target only once it replayed past the master's shutdown checkpoint; the old master is told to follow", () => {
+    const { s, t } = stopped();
+    // received but not replayed that far: ask again shortly, no promote
+    const behind = run(s, msg(6, "c", standby(t, "0/3000178", true, "0/3000100")));
+    expect(rules(behind)).toEqual(["switchover.replayWait"]);
+    expect(sent(behind, "promote")).toEqual([]);
+    const again = run(behind.state, { type: "timer", now: 106, name: `switchoverReplay:${t}` });
+    expect(rules(again)).toEqual(["switchover.replayAsk"]);
+    expect(sent(again, "queryLsn").map((a) => a.to)).toEqual(["c"]);
+    const caught = run(again.state, msg(107, "c", standby(t, "0/3000178", true, "0/3000178")));
+    expect(rules(caught)).toEqual(["switchover.replayed", "promo.send"]);
+    expect(sent(caught, "promote")).toEqual([
+      {
+        type: "send",
+        to: "c",
+        message: { type: "promote", token: t, epoch: 1, oldMaster: "a", checkMaster: false },
+      },
+    ]);
+    const done = run(
+      caught.state,
+      msg(108, "c", { type: "promotionResult", token: t, ok: true, reason: "" }),
+    );
+    expect(rules(done)).toEqual(["switchover.done"]);
+    expect(sent(done, "switchoverDone")).toEqual([
+      { type: "send", to: "a", message: { type: "switchoverDone", newMaster: "c" } },
+    ]);
+    expect(find(done, "respond")).toMatchObject({
+      ok: true,
+      message: "Switchover has completed: c is the master; a follows it as a standby.",
+    });
+    expect(done.state.promotion).toBeNull();
+    // a replay timer left over changes nothing
+    expect(rules(run(done.state, { type: "timer", now: 200, name: `switchoverReplay:${t}` }))).toEqual([
+      "switchover.replayAsk.stale",
+    ]);
+  });
+
+  it("rolls back when the target does not replay in time: the old master is master again and the operator hears why", () => {
+    const { s, t } = stopped();
+    const late = run(s, {
+      type: "timer",
+      now: 5 + harnessTimings.promotionTimeoutMs,
+      name: `promotion:${t}`,
+    });
+    expect(rules(late)).toEqual(["switchover.replayTimeout", "promo.exhausted.restore"]);
+    expect(sent(late, "promote")).toEqual([]);
+    expect(sent(late, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: t, restore: true } },
+    ]);
+    const ok = run(late.state, msg(20_000, "a", { type: "promotableReply", token: t, ok: true }));
+    expect(sent(ok, "promote").map((a) => [a.to, (a.message as { restore?: boolean }).restore])).toEqual([
+      ["a", true],
+    ]);
+    const back = run(ok.state, msg(20_001, "a", { type: "promotionResult", token: t, ok: true, reason: "" }));
+    expect(rules(back)).toEqual(["switchover.rolledBack"]);
+    expect(find(back, "respond")).toMatchObject({
+      ok: false,
+      message:
+        "Switchover failed: c did not replay the master's final position 0/3000100 within 10 s. Rolled back: a is the master again.",
+    });
+  });
+
+  it("rolls back when the master stopped but not cleanly (no final position)", () => {
+    let s = coordinator();
+    s = run(s, command("b")).state;
+    const t = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "0/10", role: "Master" })).state;
+    s = run(s, msg(2, "b", standby(t, "0/10"))).state;
+    s = run(s, msg(2, "c", standby(t, "0/10"))).state;
+    s = run(s, msg(3, "b", { type: "promotableReply", token: t, ok: true })).state;
+    s = run(s, msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    const r = run(s, msg(5, "a", { type: "fenced", token: t }));
+    expect(rules(r)).toEqual(["switchover.masterNotClean", "promo.exhausted.restore"]);
+    expect(sent(r, "promote")).toEqual([]);
+    expect(r.state.promotion?.failures).toEqual({
+      b: "the master did not shut down cleanly (its shutdown checkpoint is unknown)",
+    });
+  });
+
+  it("the old master stops cleanly, reports its final position, and joins as a standby once it streams from the new master", () => {
+    let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    const asked = run(a, msg(1, "w", { type: "switchover", token: "s1", newMaster: "c", clean: true }));
+    expect(rules(asked)).toEqual(["switchover.master"]);
+    expect(asked.state.role).toBe("Idle");
+    const vip = find(asked, "releaseVip");
+    const released = run(asked.state, {
+      type: "vipDone",
+      now: 2,
+      token: vip.token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    const fence = find(released, "fenceDb");
+    expect(fence).toMatchObject({ newMaster: "c", clean: true });
+    const fenced = run(released.state, {
+      type: "dbFenced",
+      now: 3,
+      token: fence.token,
+      ok: true,
+      finalLsn: "0/3000100",
+    });
+    expect(rules(fenced)).toEqual(["selfFence.done"]);
+    expect(sent(fenced, "fenced")).toEqual([
+      { type: "send", to: "w", message: { type: "fenced", token: "s1", finalLsn: "0/3000100" } },
+    ]);
+    a = fenced.state;
+    // only the coordinator's word counts
+    expect(rules(run(a, msg(4, "b", { type: "switchoverDone", newMaster: "c" })))).toEqual([
+      "switchover.follow.ignore",
+    ]);
+    const follow = run(a, msg(4, "w", { type: "switchoverDone", newMaster: "c" }));
+    expect(rules(follow)).toEqual(["switchover.follow"]);
+    const q = find(follow, "queryLsn");
+    const joined = run(follow.state, {
+      type: "lsnQueried",
+      now: 5,
+      token: q.token,
+      lsn: "0/3000200",
+      timeline: 2,
+      streaming: true,
+    });
+    expect(rules(joined)).toEqual(["resume.rebuild.ok"]);
+    expect(joined.state.role).toBe("Standby");
+    expect(joined.state.rebuildNeeded).toBe(false);
+    // nobody asked: no answer is sent
+    expect(joined.actions.filter((x) => x.type === "respond")).toEqual([]);
+  });
+
+  it("an old master that does not stream from the new one stays Idle, answering nobody", () => {
+    let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    a = { ...a, role: "Idle", fencedForIsolation: true, rebuildNeeded: true };
+    const follow = run(a, msg(4, "w", { type: "switchoverDone", newMaster: "c" }));
+    const q = find(follow, "queryLsn");
+    const never = run(
+      { ...follow.state, pendingResume: { ...follow.state.pendingResume!, until: 5 } },
+      { type: "lsnQueried", now: 5, token: q.token, lsn: "0/10", streaming: false },
+    );
+    expect(rules(never)).toEqual(["resume.rebuild.refused"]);
+    expect(never.state.role).toBe("Idle");
+    expect(never.actions.filter((x) => x.type === "respond")).toEqual([]);
   });
 });
 

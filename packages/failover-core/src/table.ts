@@ -7,6 +7,7 @@ import { rejoinRows } from "./table/rejoin.ts";
 import type { TransitionRow } from "./table/rows.ts";
 import { selfFenceRows } from "./table/self-fence.ts";
 import { startUpRows } from "./table/start-up.ts";
+import { switchoverRows } from "./table/switchover.ts";
 import { viewRows } from "./table/views.ts";
 
 export type { EventFor, RowSource, TransitionRow } from "./table/rows.ts";
@@ -19,6 +20,8 @@ export type { EventFor, RowSource, TransitionRow } from "./table/rows.ts";
 export const transitions: readonly TransitionRow[] = [
   ...startUpRows,
   ...viewRows,
+  // Before the promotion and fencing rows: each matches only a promotion carrying `switchover`.
+  ...switchoverRows,
   ...investigationRows,
   ...localMonitoringRows,
   ...selfFenceRows,

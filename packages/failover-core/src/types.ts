@@ -29,6 +29,8 @@ export interface WalPosition {
   readonly timeline: number | null;
   /** The WAL receiver streams from its upstream now (so its history is compatible with it). */
   readonly streaming?: boolean;
+  /** Last position replayed (pg_last_wal_replay_lsn; a standby's), when the executor reads it. */
+  readonly replayed?: string | null;
 }
 
 /**
@@ -92,6 +94,11 @@ export interface FailoverConfig {
   readonly messageSlackMs: number;
   /** How long a coordinator waits for a candidate to finish promoting before giving up on it. */
   readonly promotionTimeoutMs: number;
+  /**
+   * `switchover.max.lag.bytes`: a switchover is refused unless its target is at most this far
+   * behind the master (default 16 MiB): the write pause waits for the target to replay the rest.
+   */
+  readonly switchoverMaxLagBytes?: number;
   /** Allowed node host list (persisted state, seeded from the .nodes file). */
   readonly allowed: readonly string[];
   /** Standby priority host list (persisted state). */
@@ -124,7 +131,15 @@ export interface ViewInfo {
 
 /** A cluster command from the admin channel (the CLI). */
 export type Command =
-  | { readonly kind: "promote"; readonly force: boolean }
+  | {
+      readonly kind: "promote";
+      readonly force: boolean;
+      /**
+       * `efm promote -switchover`: the master shuts down cleanly once the target caught up, the
+       * target is promoted, the old master follows it as a standby; `to`: the chosen target.
+       */
+      readonly switchover?: { readonly to: string | null };
+    }
   | { readonly kind: "resume" }
   | { readonly kind: "addNode"; readonly address: string; readonly priority?: number }
   | { readonly kind: "removeNode"; readonly address: string }
@@ -154,8 +169,18 @@ export type PeerMessage =
       readonly token: string;
       /** The database could not be confirmed stopped: treat the old master as possibly writable. */
       readonly unconfirmed?: boolean;
+      /** A clean switchover stop: the position of the shutdown checkpoint, the master's last WAL. */
+      readonly finalLsn?: string;
     }
-  | { readonly type: "switchover"; readonly token: string; readonly newMaster?: string }
+  | {
+      readonly type: "switchover";
+      readonly token: string;
+      readonly newMaster?: string;
+      /** `efm promote -switchover`: CHECKPOINT, a clean fast shutdown, report the final position. */
+      readonly clean?: boolean;
+    }
+  /** Coordinator to the old master after a clean switchover: the target is master, follow it as a standby. */
+  | { readonly type: "switchoverDone"; readonly newMaster: string }
   | { readonly type: "queryLsn"; readonly token: string }
   | {
       readonly type: "lsnReply";
@@ -166,6 +191,10 @@ export type PeerMessage =
       readonly timeline?: number | null;
       /** The sender is a fenced ex-master not yet rewound or re-cloned: never a candidate. */
       readonly rebuild?: boolean;
+      /** Its WAL receiver streams from its upstream now (absent from older agents). */
+      readonly streaming?: boolean;
+      /** Last position replayed (a standby's; absent from older agents and on a master). */
+      readonly replayed?: string | null;
     }
   | {
       readonly type: "promote";
@@ -271,6 +300,8 @@ export type FailoverEvent =
       readonly lsn: string | null;
       readonly timeline?: number | null;
       readonly streaming?: boolean;
+      /** Last position replayed (standby), when the executor reads it. */
+      readonly replayed?: string | null;
     }
   | { readonly type: "vipPinged"; readonly now: number; readonly token: string; readonly reachable: boolean }
   | {
@@ -316,6 +347,8 @@ export type FailoverEvent =
       readonly token: string;
       readonly ok: boolean;
       readonly error?: string;
+      /** A clean fence (switchover): the shutdown checkpoint's position, when it shut down cleanly. */
+      readonly finalLsn?: string;
     }
   | {
       /** Result of `rejoinDb`: the database streams from the master as a standby, or why not. */
@@ -380,7 +413,17 @@ export type FailoverAction =
    */
   | { readonly type: "checkPromotable"; readonly token: string }
   | { readonly type: "promoteDb"; readonly token: string }
-  | { readonly type: "fenceDb"; readonly token: string; readonly newMaster: string | null }
+  | {
+      readonly type: "fenceDb";
+      readonly token: string;
+      readonly newMaster: string | null;
+      /**
+       * `efm promote -switchover`: CHECKPOINT, a fast stop that must end cleanly (its shutdown
+       * checkpoint's position comes back in dbFenced.finalLsn), then start in recovery following
+       * newMaster.
+       */
+      readonly clean?: boolean;
+    }
   | { readonly type: "reconfigureDb"; readonly token: string; readonly newMaster: string }
   /**
    * Resynchronise the local database with `newMaster` (pg_rewind, or a base backup when allowed)
@@ -432,7 +475,8 @@ export interface Promotion {
   readonly force: boolean;
   readonly oldMaster: string | null;
   /** probe: no master known, every member database is asked pg_is_in_recovery() first. */
-  readonly stage: "probe" | "queryLsn" | "precheck" | "switchover" | "promoting";
+  /** replay (switchover): the master stopped cleanly; waiting for the target to replay its final position. */
+  readonly stage: "probe" | "queryLsn" | "precheck" | "switchover" | "replay" | "promoting";
   /** Probe stage: our check token to the member whose database it asks. */
   readonly probes?: Readonly<Record<string, string>>;
   /** Manual promotion: the master has stepped down, positions were queried again. */
@@ -460,6 +504,18 @@ export interface Promotion {
    * 8.3 checks (VIP, ping server, master database) even after a switchover.
    */
   readonly masterUnconfirmed?: boolean;
+  /** Whether each standby's WAL receiver was streaming when it reported its position. */
+  readonly streaming?: Readonly<Record<string, boolean>>;
+  /**
+   * `efm promote -switchover`: the target asked for (null: the coordinator's choice), the
+   * master's final position once it stopped cleanly, and until when the target may take to
+   * replay it. Anything failing before the target is promoted brings the old master back.
+   */
+  readonly switchover?: {
+    readonly to: string | null;
+    readonly finalLsn: string | null;
+    readonly until: number | null;
+  };
 }
 
 /** The promotion pipeline on the chosen standby. */
@@ -494,6 +550,10 @@ export interface SelfFence {
   readonly replyTo: { readonly to: string; readonly token: string } | null;
   /** Where the fenced database must point (a switchover names the candidate); null: unknown. */
   readonly newMaster?: string | null;
+  /** `efm promote -switchover`: a clean stop whose final position is reported. */
+  readonly clean?: boolean;
+  /** The clean stop's shutdown checkpoint position, once the fence reported it. */
+  readonly finalLsn?: string;
 }
 
 /** The whole agent state: plain data, safe to serialise and to compare. */

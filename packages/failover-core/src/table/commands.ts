@@ -21,8 +21,14 @@ export const commandRows: readonly TransitionRow[] = [
     actions: "release VIP, fence; report fenced",
     reason: "manual promotion: the master releases the VIP, fences its database and goes Idle",
     when: (c, e) => c.coordinator() === e.from,
+    // `efm promote -switchover` asks for a clean stop whose final position comes back with `fenced`.
     run: (c, e) =>
-      c.beginSelfFence("switchover", { to: e.from, token: e.message.token }, e.message.newMaster),
+      c.beginSelfFence(
+        "switchover",
+        { to: e.from, token: e.message.token },
+        e.message.newMaster,
+        e.message.clean === true && e.message.newMaster !== undefined,
+      ),
   }),
   row({
     id: "switchover.ignore",
@@ -209,6 +215,8 @@ export const commandRows: readonly TransitionRow[] = [
       const r = c.s.pendingResume!;
       c.s.pendingResume = null;
       const m = c.s.knownMaster?.address;
+      // The old master of a switchover joining by itself: nobody waits; it stays Idle for `efm resume`.
+      if (r.requestId === "") return;
       c.act({
         type: "respond",
         requestId: r.requestId,
@@ -365,6 +373,7 @@ export const commandRows: readonly TransitionRow[] = [
     when: (_c, e) => e.command.kind === "promote",
     run: (c, e) => {
       const force = e.command.kind === "promote" && e.command.force;
+      const switchover = e.command.kind === "promote" ? e.command.switchover : undefined;
       c.raise({
         type: "promotionRequested",
         now: c.now,
@@ -372,6 +381,7 @@ export const commandRows: readonly TransitionRow[] = [
         force,
         oldMaster: null,
         request: { requestId: e.requestId, origin: e.origin },
+        ...(switchover ? { switchover } : {}),
       });
     },
   }),

@@ -197,6 +197,7 @@ export const promotionRows: readonly TransitionRow[] = [
       const master = c.membersWithRole("Master")[0] ?? null;
       const ask = [...possibleStandbys(c), ...(e.manual && master ? [master] : [])];
       c.setPromotion({
+        ...(e.switchover ? { switchover: { to: e.switchover.to, finalLsn: null, until: null } } : {}),
         token,
         manual: e.manual,
         force: e.force,
@@ -319,6 +320,8 @@ export const promotionRows: readonly TransitionRow[] = [
         role: c.s.role ?? "Idle",
         ...(e.timeline !== undefined ? { timeline: e.timeline } : {}),
         ...(c.s.rebuildNeeded ? { rebuild: true } : {}),
+        ...(e.streaming !== undefined ? { streaming: e.streaming } : {}),
+        ...(e.replayed !== undefined ? { replayed: e.replayed } : {}),
       });
     },
   }),
@@ -347,6 +350,9 @@ export const promotionRows: readonly TransitionRow[] = [
         timelines: candidate ? { ...p.timelines, [e.from]: timeline } : p.timelines,
         masterLsn: isMaster ? e.message.lsn : p.masterLsn,
         masterTimeline: isMaster ? timeline : p.masterTimeline,
+        ...(candidate && e.message.streaming !== undefined
+          ? { streaming: { ...p.streaming, [e.from]: e.message.streaming } }
+          : {}),
       });
       if (c.s.promotion!.awaiting.length === 0) c.raise({ type: "lsnsCollected", now: c.now });
     },

@@ -277,7 +277,7 @@ export function completeSelfFence(c: Ctx): void {
   if (!f) return;
   c.s.selfFence = null;
   selfFenceScript(c, f.purpose);
-  if (f.replyTo) c.send(f.replyTo.to, fencedReport(c, f.replyTo.token));
+  if (f.replyTo) c.send(f.replyTo.to, fencedReport(c, f.replyTo.token, f.finalLsn));
   // Whatever the reason, until someone takes over the coordinator must know this master is fenced:
   // a promotion that gets abandoned (lost lease, timeout) is otherwise never retried. When the
   // coordinator asked for the fencing it is already promoting: only remind it later.
@@ -286,8 +286,13 @@ export function completeSelfFence(c: Ctx): void {
 }
 
 /** Our answer to "fence yourself": fenced, or (its stop not confirmed) possibly still writable. */
-export function fencedReport(c: Ctx, token: string): PeerMessage {
-  return { type: "fenced", token, ...(c.s.fenceUnconfirmed ? { unconfirmed: true } : {}) };
+export function fencedReport(c: Ctx, token: string, finalLsn?: string): PeerMessage {
+  return {
+    type: "fenced",
+    token,
+    ...(c.s.fenceUnconfirmed ? { unconfirmed: true } : {}),
+    ...(finalLsn !== undefined && !c.s.fenceUnconfirmed ? { finalLsn } : {}),
+  };
 }
 
 /** Tell the coordinator (if we see one) that this old master is fenced, and keep telling it until someone takes over. */
@@ -356,7 +361,9 @@ export function resumeAsRole(c: Ctx, role: "Master" | "Standby", requestId: stri
   }
   // A resume restarts the check cycle now (step's invariant keeps it going from there).
   c.startLocalMonitoring();
-  c.act({ type: "respond", requestId, ok: true, message: `Resumed monitoring as ${role}.` });
+  // An empty request id: the old master of a switchover joining by itself, nobody to answer.
+  if (requestId !== "")
+    c.act({ type: "respond", requestId, ok: true, message: `Resumed monitoring as ${role}.` });
 }
 
 export function exitAgent(c: Ctx, code: number, reason: string): void {
@@ -373,7 +380,7 @@ export function possibleStandbys(c: Ctx): string[] {
 }
 
 /** Asks each member for its WAL position (ourselves directly) and bounds the wait. */
-export function queryPositions(c: Ctx, token: string, ask: readonly string[]): void {
+export function queryPositions(c: Ctx, token: string, ask: readonly string[], bound = true): void {
   for (const a of ask) {
     if (a === c.self) {
       const t = c.token("lsn");
@@ -381,7 +388,8 @@ export function queryPositions(c: Ctx, token: string, ask: readonly string[]): v
       c.act({ type: "queryLsn", token: t });
     } else c.send(a, { type: "queryLsn", token });
   }
-  c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+  // A switchover's replay wait asks again and again under its own, longer bound.
+  if (bound) c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
 }
 
 export function pendingPromoteTarget(c: Ctx): string {

@@ -20,7 +20,12 @@ export const selfFenceRows: readonly TransitionRow[] = [
         scriptResults: e.output,
       });
       c.s.selfFence = { ...f, stage: "fenceDb" };
-      c.act({ type: "fenceDb", token: f.token, newMaster: f.newMaster ?? null });
+      c.act({
+        type: "fenceDb",
+        token: f.token,
+        newMaster: f.newMaster ?? null,
+        ...(f.clean ? { clean: true } : {}),
+      });
     },
   }),
   row({
@@ -32,8 +37,12 @@ export const selfFenceRows: readonly TransitionRow[] = [
     actions: "run script.db.failure / script.master.isolated; report fenced",
     reason: "database fenced: a restart comes up read-only",
     when: (c, e) => c.s.selfFence?.token === e.token && e.ok,
-    run: (c) => {
+    run: (c, e) => {
       c.s.fenceUnconfirmed = false;
+      // A clean switchover stop says where the master's WAL ended: the coordinator waits for the
+      // target to replay that far before promoting it.
+      if (e.finalLsn !== undefined && c.s.selfFence)
+        c.s.selfFence = { ...c.s.selfFence, finalLsn: e.finalLsn };
       if (c.s.selfFence?.purpose !== "retry") completeSelfFence(c);
       else {
         // A retried fence held: nothing else to run; tell the coordinator while nobody took over.
