@@ -29,6 +29,7 @@ import {
   HelperClient,
   promote,
   reconfigure,
+  rejoin,
   runUserScript,
   type ScriptEvent,
 } from "@efm/scripts-runner";
@@ -345,6 +346,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // started once here and answers every request over a pipe, so a failover starts no process
   // (issue 15); it reaches the database exactly as the monitor does (bind.address, db.port,
   // db.user, db.password.encrypted, the jdbc.ssl* settings).
+  // Whether pg_rewind could rewind this database (issue 16): from the start-up check below.
+  let rewindable: boolean | null = null;
   const helper = new HelperClient(
     { cluster, configDir: opts.configDir, ...(c.dbServiceOwner ? { owner: c.dbServiceOwner } : {}) },
     (level, message) => (level === "warn" ? log.warn(message) : log.info(message)),
@@ -382,6 +385,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
       const r = await check(helper);
       startup.info({ actions: r.actions }, "privileged helper check passed");
+      rewindable = sayRewindable(r.rewindable, c, startup, log);
     } catch (err) {
       const why = `the privileged helper cannot do what a promotion needs: ${(err as Error).message}${ownFailure ? `; ${ownFailure}` : ""}`;
       startup.error(why);
@@ -523,6 +527,27 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           : "database fenced: stopped and confirmed down",
       );
     },
+    rejoinDb: async (newMaster) => {
+      // A fenced old master (or, with db.rewind=on, a standby past the fork) back as a standby of
+      // the running master: the helper stops it, rewinds it (or re-clones it when allowed),
+      // writes the standby settings, starts it and confirms it streams; else it rejects saying
+      // why, and the engine keeps this node Idle. A rewind takes longer than a restart.
+      const r = await rejoin(helper, hostOf(newMaster), {
+        basebackup: c.dbRejoinBasebackup,
+        ...(c.dbRewindSourceUser ? { sourceUser: c.dbRewindSourceUser } : {}),
+        timeoutSeconds: Math.max(c.localTimeout, REJOIN_MIN_SECONDS),
+      });
+      log.info(
+        {
+          actions: r.actions,
+          method: r.method,
+          movedAside: r.movedAside,
+          durationMs: Math.round(r.durationMs),
+        },
+        `database rejoined as a standby of ${hostOf(newMaster)} (${r.method})`,
+      );
+      return r.method === undefined ? undefined : { method: r.method };
+    },
     reconfigureDb: async (newMaster) => {
       const r = await reconfigure(helper, hostOf(newMaster), { timeoutSeconds: c.localTimeout });
       log.info({ actions: r.actions, primaryConninfo: r.primaryConninfo }, "database reconfigured");
@@ -627,6 +652,17 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     initialState({
       ...failoverConfig(cluster, self, c, member, lists),
       ...(record ? { persisted: record } : {}),
+      // Issue 16: a witness has no database to rejoin.
+      ...(c.isWitness
+        ? {}
+        : {
+            rejoin: {
+              auto: c.autoRejoin,
+              rewindStandbys: c.dbRewind === "on",
+              basebackup: c.dbRejoinBasebackup,
+              rewindable,
+            },
+          }),
     }),
     watchReadiness(observer.observeStep(step), () => {
       if (isReady) return;
@@ -868,6 +904,42 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       setTimeout(() => void finish(0, "stopped"), 2000).unref();
     },
   };
+}
+
+/** Lower bound of a rejoin's steps (stop, rewind or base backup, start, streaming), in seconds. */
+const REJOIN_MIN_SECONDS = 120;
+
+/**
+ * Says at start-up whether pg_rewind could rewind this database (wal_log_hints=on or data
+ * checksums, as pg_control shows them), and warns when a rejoin is configured and neither holds.
+ * Returns what the engine needs: true, false, or null when pg_control could not be read.
+ */
+function sayRewindable(
+  facts: { walLogHints: boolean; dataChecksums: boolean } | undefined,
+  c: EfmConfig,
+  startup: Logger,
+  log: Logger,
+): boolean | null {
+  const configured = c.autoRejoin || c.dbRewind === "on";
+  if (facts === undefined) {
+    const why =
+      "pg_control could not be read (pg_controldata in db.bin): whether pg_rewind can rewind this database is unknown";
+    if (configured) startup.warn(why);
+    else startup.info(why);
+    return null;
+  }
+  const ok = facts.walLogHints || facts.dataChecksums;
+  const said = `pg_rewind precondition: wal_log_hints=${facts.walLogHints ? "on" : "off"}, data checksums ${facts.dataChecksums ? "on" : "off"}`;
+  if (ok || !configured) {
+    startup.info(
+      ok ? `${said}: a rejoin can rewind this database` : `${said}: pg_rewind could not rewind it`,
+    );
+    return ok;
+  }
+  const warning = `${said}: pg_rewind cannot rewind this database, so ${c.autoRejoin ? "auto.rejoin" : "db.rewind"} ${c.dbRejoinBasebackup ? "falls back to a base backup (db.rejoin.basebackup=true)" : "will be refused (db.rejoin.basebackup=false)"}; set wal_log_hints=on and restart PostgreSQL before a failover`;
+  startup.warn(warning);
+  log.warn(warning);
+  return false;
 }
 
 /** The engine's step, calling `onReady` once the first time the agent reaches the running phase. */

@@ -38,6 +38,8 @@ export interface Executors {
   promoteDb(): Promise<void>;
   fenceDb(newMaster: string | null): Promise<void>;
   reconfigureDb(newMaster: string): Promise<void>;
+  /** Rewind (or re-clone) the local database against `newMaster` and start it as its standby. */
+  rejoinDb?(newMaster: string): Promise<void | { method?: "rewind" | "basebackup" }>;
   assignVip(vip: string): Promise<{ ok: boolean; output: string }>;
   releaseVip(vip: string): Promise<{ ok: boolean; output: string }>;
   notify(action: Extract<FailoverAction, { type: "notify" }>): void;
@@ -87,6 +89,7 @@ function portsOf(exec: Executors): NodePorts {
     promoteDb: () => exec.promoteDb(),
     fenceDb: (newMaster) => exec.fenceDb(newMaster),
     reconfigureDb: (newMaster) => exec.reconfigureDb(newMaster),
+    ...(exec.rejoinDb ? { rejoinDb: (newMaster: string) => exec.rejoinDb!(newMaster) } : {}),
     assignVip: (vip) => exec.assignVip(vip),
     releaseVip: (vip) => exec.releaseVip(vip),
     notify: (action) => exec.notify(action),

@@ -78,6 +78,8 @@ test("status shows nodes by address and lists the messages an operator needs", (
     promoting: null,
     failoverDisabled: true,
     attention: null,
+    rejoin: null,
+    rejoinProblem: null,
     lastReason: "",
   };
   const s = statusFromSnapshot(
@@ -97,6 +99,20 @@ test("status shows nodes by address and lists the messages an operator needs", (
     ["starting", true],
     ["", false],
   ]);
+  // Issue 16: this node's rejoin in progress, or why it was refused, in Info and the messages.
+  const rejoining = statusFromSnapshot(
+    { ...snap, role: "Idle", rejoin: { master: "10.0.1.9:7800" } },
+    [],
+    ["10.0.1.8:7800", "10.0.1.9:7800"],
+  );
+  expect(rejoining.nodes[0]).toMatchObject({ info: "rejoining 10.0.1.9" });
+  const refused = statusFromSnapshot(
+    { ...snap, role: "Idle", rejoinProblem: "Could not rejoin as a standby of 10.0.1.9:7800: no." },
+    [],
+    ["10.0.1.8:7800", "10.0.1.9:7800"],
+  );
+  expect(refused.nodes[0]).toMatchObject({ info: "rejoin refused" });
+  expect(refused.messages).toContain("Could not rejoin as a standby of 10.0.1.9:7800: no.");
   // A lost witness stays a Witness (its agent DOWN) rather than an Idle node with a database.
   const lost = statusFromSnapshot(
     snap,

@@ -121,7 +121,13 @@ export function statusFromSnapshot(
       type,
       agent: m.agent,
       db: m.db,
-      info: starting ? "starting" : "",
+      info: starting
+        ? "starting"
+        : m.address === snap.self && snap.rejoin
+          ? `rejoining ${hostOf(snap.rejoin.master)}`
+          : m.address === snap.self && snap.rejoinProblem
+            ? "rejoin refused"
+            : "",
       ...(starting ? { starting: true } : {}),
     };
   });
@@ -130,6 +136,8 @@ export function statusFromSnapshot(
   if (snap.failoverDisabled) messages.push("Failover is disabled until the master agent is restarted.");
   if (snap.promoting) messages.push(`Promotion of ${hostOf(snap.promoting)} is in progress.`);
   if (snap.attention) messages.push(snap.attention);
+  // Issue 16: why this old master could not rejoin (also notified as rejoinFailed).
+  if (snap.rejoinProblem) messages.push(snap.rejoinProblem);
   return {
     cluster: snap.clusterName,
     self: hostOf(snap.self),
