@@ -386,14 +386,16 @@ export const switchoverRows: readonly TransitionRow[] = [
     from: ["Idle"],
     on: "message:switchoverDone",
     guard:
-      "we are the old master of that switchover (fenced, database not a candidate yet), from the coordinator",
+      "we are the old master of that switchover (Idle, database not a candidate until shown to follow), from the coordinator",
     to: "unchanged",
     actions: "queryLsn: does the database stream from the new master? (then Standby, as a resume would)",
     reason:
       "the old master stopped cleanly at a position the new master replayed: once it streams from it, it is a standby",
+    // The rebuild flag, not fencedForIsolation: the new master's announcement (follow.note), which
+    // may arrive first, clears the latter.
     when: (c, e) =>
       c.coordinator() === e.from &&
-      c.s.fencedForIsolation &&
+      c.s.rebuildNeeded &&
       c.s.pendingResume === null &&
       c.s.selfFence === null &&
       !c.s.config.isWitness,
