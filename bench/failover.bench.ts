@@ -21,6 +21,7 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, test } from "vitest";
 import { type Cluster, createCluster, downCluster } from "../tooling/lab/src/index.ts";
@@ -186,6 +187,8 @@ interface LogLine {
   event?: string;
   action?: string | ({ type?: string } & Record<string, unknown>); // an object when acting, a type when failed
   err?: unknown;
+  watch?: string; // the agent's monitoring connection: connected, dropped, lost, restored
+  promoteBy?: string; // "sql" (pg_promote) or "helper" (pg_ctl)
 }
 
 function readLogs(agentDir: (h: string) => string): LogLine[] {
@@ -221,7 +224,7 @@ const STEPS: [string, RegExp][] = [
   ],
   ["promote", /promoteDb|dbPromoted|promotionResult|newMaster|promo\.(?!start|rank|timeout|noCandidate)/],
   ["confirmation", /checkRemoteDb|checkDb\.|cand\.masterDown|dbFailureVerdict|inv\./],
-  ["detection", /dbFailed|memberSuspected|memberGone|quorumLost|gone\.|local\.fail|suspect/],
+  ["detection", /dbFailed|memberSuspected|memberGone|quorumLost|gone\.|local\.fail|suspect|watch:lost/],
 ];
 
 const actionType = (l: LogLine) => (typeof l.action === "string" ? l.action : l.action?.type) ?? "";
@@ -261,7 +264,7 @@ function timeline(
     if (l.event === "timer" && l.from === l.to && !l.rule) continue;
     if ((l.rule && ROUTINE_RULE.test(l.rule)) || ROUTINE_MSG.test(l.msg ?? "")) continue;
     const text = describeLine(l);
-    const key = `${actionType(l)} ${l.event ?? ""} ${l.rule ?? ""}`;
+    const key = `${actionType(l)} ${l.event ?? ""} ${l.rule ?? ""}${l.watch ? ` watch:${l.watch}` : ""}${l.promoteBy ? " promoteDb" : ""}`;
     let step = STEPS.find(([, re]) => re.test(key))?.[0] ?? "";
     // The old master pinging the well-known server is its isolation check, not a candidate's.
     if (l.host === OLD && /pingServer/.test(key)) step = "isolation check";
@@ -364,7 +367,10 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     await l.psql(
       OLD,
       `CREATE TABLE bench_writes (id bigserial PRIMARY KEY, host text, via text, at timestamptz DEFAULT now());
-       GRANT INSERT ON bench_writes TO ${l.efmUser}; GRANT USAGE ON SEQUENCE bench_writes_id_seq TO ${l.efmUser};`,
+       GRANT INSERT ON bench_writes TO ${l.efmUser}; GRANT USAGE ON SEQUENCE bench_writes_id_seq TO ${l.efmUser};
+       -- db.user may promote over SQL (pg_promote), as the guide's privileges allow; a grant is
+       -- per database, so it is made here, in db.database.
+       GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${l.efmUser};`,
     );
     await l.waitStreaming(OLD, ["b", "c"]);
     const files = l.writeEfmFiles(NAME, {
@@ -550,19 +556,31 @@ function printTimeline(r: RunResult): void {
   for (const e of marks) {
     console.log(`  ${String(e.t).padStart(7)}  ${e.host}  ${(e.step || "").padEnd(16)} ${e.what}`);
   }
-  const order = [
-    "detection",
-    "confirmation",
-    "fence",
-    "lease wait",
-    "LSN collection",
-    "candidate checks",
-    "promote",
-    "first write",
-  ];
   console.log("  first time each step was seen:");
-  for (const k of order)
+  for (const k of STEP_ORDER)
     console.log(`    ${k.padEnd(17)} ${r.steps[k] === undefined ? "-" : `+${r.steps[k]} ms`}`);
+}
+
+const STEP_ORDER = [
+  "detection",
+  "confirmation",
+  "fence",
+  "lease wait",
+  "LSN collection",
+  "candidate checks",
+  "promote",
+  "first write",
+];
+
+/** min / median / max (ms after the fault) of the first time each step was seen, over the runs. */
+function stepStats(rs: RunResult[]): Record<string, { n: number; min: number; median: number; max: number }> {
+  const out: Record<string, { n: number; min: number; median: number; max: number }> = {};
+  for (const k of STEP_ORDER) {
+    const xs = rs.map((r) => r.steps[k]).filter((x): x is number => x !== undefined);
+    if (xs.length === 0) continue;
+    out[k] = { n: xs.length, min: Math.min(...xs), median: median(xs) as number, max: Math.max(...xs) };
+  }
+  return out;
 }
 
 function report(results: RunResult[]): void {
@@ -582,6 +600,13 @@ function report(results: RunResult[]): void {
           `target ${TARGETS[`${settings}/${scenario}`]} (${SETTINGS[settings]?.window})  ` +
           `old master's last write median ${sec(median(old))}  afterwards: ${[...new Set(rs.map((r) => r.oldAfterwards))].join(" / ")}`,
       );
+      const stats = stepStats(rs.filter((r) => r.failoverMs !== null));
+      console.log("  first time each step was seen, ms after the fault (min / median / max over the runs):");
+      for (const [k, v] of Object.entries(stats)) {
+        console.log(
+          `    ${k.padEnd(17)} ${String(v.min).padStart(7)} ${String(v.median).padStart(7)} ${String(v.max).padStart(7)}  (n=${v.n})`,
+        );
+      }
       for (const r of rs) {
         if (r.error) console.log(`  #${r.rep} ERROR: ${r.error}`);
         if (r.violation) console.log(`  #${r.rep} !!!!!!!! SAFETY VIOLATION: ${r.violation} !!!!!!!!`);
@@ -597,7 +622,39 @@ function report(results: RunResult[]): void {
   }
   writeFileSync(
     OUT,
-    `${JSON.stringify({ when: new Date().toISOString(), reps: REPS, settings: SETTINGS, targets: TARGETS, results }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        when: new Date().toISOString(),
+        // The machine is shared: its load says how far to trust the figures.
+        loadavg: loadavg(),
+        cpus: cpus().length,
+        reps: REPS,
+        settings: SETTINGS,
+        targets: TARGETS,
+        summary: Object.fromEntries(
+          RUN_SETTINGS.flatMap((settings) =>
+            RUN_SCENARIOS.map((scenario) => {
+              const rs = results.filter((r) => r.settings === settings && r.scenario === scenario);
+              const t = rs.map((r) => r.failoverMs).filter((x): x is number => x !== null);
+              return [
+                `${settings}/${scenario}`,
+                {
+                  n: rs.length,
+                  ok: t.length,
+                  medianMs: median(t),
+                  minMs: t.length ? Math.min(...t) : null,
+                  maxMs: t.length ? Math.max(...t) : null,
+                  steps: stepStats(rs.filter((r) => r.failoverMs !== null)),
+                },
+              ];
+            }),
+          ),
+        ),
+        results,
+      },
+      null,
+      2,
+    )}\n`,
   );
   console.log(`\nresult written to ${OUT}`);
 }
