@@ -636,7 +636,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     now: () => member.now(),
     leaseUntil: () => member.leaseUntil(),
-    role: () => loop.current.role,
+    // Armed only once the agent runs in the role: during start-up the role is tentative (a
+    // primary found at start may yet go Idle), no lease is held, so nothing could feed it.
+    role: () => (loop.current.phase === "running" ? loop.current.role : null),
+    fencePending: () => loop.current.selfFence !== null || loop.current.fenceUnconfirmed,
     log,
     // As on a lost lease: a master without the required watchdog fences itself and goes Idle.
     onUnavailable: () => loop.membership({ type: "leaseLost" }),
@@ -664,13 +667,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
             },
           }),
     }),
-    watchReadiness(observer.observeStep(step), () => {
-      if (isReady) return;
-      isReady = true;
-      startup.info(`agent for cluster ${cluster} is ready: joined the cluster and checked its databases`);
-      logs.flush();
-      resolveReady();
-    }),
+    watchReadiness(
+      onRoleChange(observer.observeStep(step), () => hw.tick()),
+      () => {
+        if (isReady) return;
+        isReady = true;
+        startup.info(`agent for cluster ${cluster} is ready: joined the cluster and checked its databases`);
+        logs.flush();
+        resolveReady();
+      },
+    ),
     observer.instrument(exec),
     log,
     () => member.now(),
@@ -943,6 +949,19 @@ function sayRewindable(
 }
 
 /** The engine's step, calling `onReady` once the first time the agent reaches the running phase. */
+/**
+ * Look at the watchdog as soon as a step changes the role or phase (once the step is applied),
+ * not only on its timer: a master frozen right after taking the role would otherwise run
+ * unguarded until the next tick.
+ */
+function onRoleChange(inner: typeof step, changed: () => void): typeof step {
+  return (state, event) => {
+    const result = inner(state, event);
+    if (result.state.role !== state.role || result.state.phase !== state.phase) queueMicrotask(changed);
+    return result;
+  };
+}
+
 function watchReadiness(inner: typeof step, onReady: () => void): typeof step {
   return (state, event) => {
     const result = inner(state, event);

@@ -132,6 +132,21 @@ describe("HardwareWatchdog on a simulated device", () => {
     expect(g.written()).toBe("1V");
   });
 
+  test("a master that stepped down stays armed until its own fence has begun and succeeded", () => {
+    // Step-down releases the VIP first; the fence starts after. Disarming in between would let a
+    // slow fence (or a freeze right then) run unguarded.
+    const world = { pending: true };
+    const h = harness(fileDevice(), { fencePending: () => world.pending });
+    h.wd.tick();
+    h.world.role = "Idle";
+    h.wd.tick();
+    expect(h.wd.armed).toBe(true);
+    expect(h.written()).toBe("1");
+    world.pending = false;
+    h.wd.tick();
+    expect(h.written()).toBe("1V");
+  });
+
   test("a graceful stop of a master disarms with the magic close, and nothing arms it again", () => {
     const h = harness(fileDevice());
     h.wd.tick();

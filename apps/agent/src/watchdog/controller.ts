@@ -26,6 +26,11 @@ export interface WatchdogOptions {
   leaseUntil(): number;
   /** The engine's role for this agent now. */
   role(): string | null;
+  /**
+   * The agent stepped down but its own fence has not yet succeeded (the VIP is being released
+   * before the fence starts, or a fence failed and is retried): the device must stay armed.
+   */
+  fencePending?(): boolean;
   log: WatchdogLog;
   /**
    * `required` only: this agent is (becoming) master and the device cannot guard it. Called once
@@ -97,7 +102,8 @@ export class HardwareWatchdog {
     if (!writable) {
       // Stepped down: disarm only once the database is known fenced. While a fence runs, or
       // after one failed, the device stays armed and unfed, so it resets the host instead.
-      if (this.fencing === 0 && !this.fenceFailed) this.disarm("this agent is no longer master");
+      if (this.fencing === 0 && !this.fenceFailed && !(this.o.fencePending?.() ?? false))
+        this.disarm("this agent is no longer master");
       return;
     }
     if (!mayFeed(this.plan!, this.o.now(), this.o.leaseUntil())) {
