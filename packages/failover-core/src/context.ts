@@ -523,8 +523,46 @@ export class Ctx {
     const p = this.s.promotion;
     if (!p?.candidate) return;
     this.setPromotion({ ...p, failures: { ...p.failures, [p.candidate]: reason } });
-    if (p.restoring) this.raise({ type: "candidatesExhausted", now: this.now });
-    else this.nextCandidate();
+    if (p.restoring) {
+      this.raise({ type: "candidatesExhausted", now: this.now });
+      return;
+    }
+    // Invariant: the promoted standby holds the highest position among the standbys of the view
+    // it is promoted in. A standby that joined after the positions were collected (an old master
+    // whose host rebooted read-only, with WAL the others never received) was never ranked: ask
+    // every standby again instead of going down a stale list. The failed candidates stay failed.
+    const fresh = this.members().filter((a) => this.roleOf(a) === "Standby" && !(a in p.lsns));
+    if (fresh.length > 0) {
+      const token = this.token("promo");
+      const ask = this.members().filter((a) => {
+        const r = this.roleOf(a);
+        return r === "Standby" || r === null;
+      });
+      this.setPromotion({
+        ...this.s.promotion!,
+        token,
+        epoch: this.s.view?.epoch ?? p.epoch,
+        stage: "queryLsn",
+        awaiting: ask,
+        lsns: {},
+        timelines: {},
+        candidate: null,
+        ranked: [],
+      });
+      for (const a of ask) {
+        if (a === this.self) {
+          const t = this.token("lsn");
+          this.s.lsnQueries = { ...this.s.lsnQueries, [t]: token };
+          this.act({ type: "queryLsn", token: t });
+        } else this.send(a, { type: "queryLsn", token });
+      }
+      this.timer(
+        `promotion:${token}`,
+        this.now + this.s.config.remoteTimeoutMs + this.s.config.messageSlackMs,
+      );
+      return;
+    }
+    this.nextCandidate();
   }
 
   /** Tells every agent (ourselves too) what an operator must do now; null clears it. */

@@ -759,7 +759,7 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
     expect(sent(failedMaster(true), "fenced")[0]!.message).toEqual({ type: "fenced", token: "inv1" });
   });
 
-  it("the coordinator then promotes only with the master-database check, and says why", () => {
+  it("the coordinator waits out the old master's lease after an unconfirmed fence, then promotes only with the master-database check, and says why", () => {
     let w = coordinator();
     w = run(w, msg(1, "a", { type: "dbFailed", role: "Master" })).state;
     const inv = w.investigations[0]!;
@@ -771,13 +771,45 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
       w = run(w, { type: "remoteDbChecked", now: 3, token: local, target: "a", result: "unreachable" }).state;
     expect(w.investigations[0]?.awaitingFence).toBe(true);
     const r = run(w, msg(4, "a", { type: "fenced", token: inv.token, unconfirmed: true }));
-    expect(rules(r)).toEqual(["fenced.dbFailure", "promo.start"]);
+    // A hung server that may resume as a primary: no promotion until its watchdog has reset it.
+    expect(rules(r)).toEqual(["fenced.dbFailure.unconfirmed"]);
+    expect(r.state.promotion).toBeNull();
+    const until = 4 + w.config.leaseMs + w.config.takeoverMarginMs;
+    expect(find(r, "setTimer")).toEqual({ type: "setTimer", name: `fenceWait:${inv.token}`, at: until });
     expect(notified(r)).toEqual(["unexpectedError"]);
     const n = r.actions.find((x) => x.type === "notify")!;
     expect(n.type === "notify" && JSON.stringify(n.params)).toContain(
       "could not confirm that its database stopped",
     );
-    expect(r.state.promotion).toMatchObject({ switchedOver: false, oldMaster: "a" });
+    // the same report again (the coordinator's verdict retries) changes nothing
+    const again = run(r.state, msg(5, "a", { type: "fenced", token: inv.token, unconfirmed: true }));
+    expect(again.actions).toEqual([]);
+    expect(again.state.promotion).toBeNull();
+    const p = run(again.state, { type: "timer", now: until, name: `fenceWait:${inv.token}` });
+    expect(rules(p)).toEqual(["fenceWait.over", "promo.start"]);
+    expect(p.state.promotion).toMatchObject({ switchedOver: false, oldMaster: "a" });
+  });
+
+  it("a fence confirmed while the coordinator waits out an unconfirmed one fails over at once", () => {
+    let w = coordinator();
+    w = run(w, msg(1, "a", { type: "dbFailed", role: "Master" })).state;
+    const inv = w.investigations[0]!;
+    for (const who of ["b", "c"])
+      w = run(w, msg(2, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    w = run(w, { type: "timer", now: 3, name: `investigation:${inv.token}` }).state;
+    const local = Object.keys(w.remoteChecks)[0];
+    if (local)
+      w = run(w, { type: "remoteDbChecked", now: 3, token: local, target: "a", result: "unreachable" }).state;
+    w = run(w, msg(4, "a", { type: "fenced", token: inv.token, unconfirmed: true })).state;
+    const r = run(w, msg(5, "a", { type: "fenced", token: inv.token }));
+    expect(rules(r)).toEqual(["fenced.dbFailure", "promo.start"]);
+    // the wait's timer then finds nothing to do
+    const late = run(r.state, {
+      type: "timer",
+      now: 5 + w.config.leaseMs * 2,
+      name: `fenceWait:${inv.token}`,
+    });
+    expect(rules(late)).toEqual(["fenceWait.stale"]);
   });
 
   it("a fenced master's report: confirmed skips the master check, unconfirmed does not", () => {
@@ -1434,6 +1466,91 @@ describe("a promotion checks its candidate first and never ends silently without
     expect(rules(r)).toEqual(["promo.precheck.ok", "promo.verified.notCoordinator"]);
     expect(r.state.promotion).toBeNull();
     expect(sent(r, "switchover")).toEqual([]);
+  });
+
+  it("a member shown as Promoting for a whole watch interval is asked for its status", () => {
+    const v = view(
+      2,
+      [
+        ["w", "Witness"],
+        ["b", "Promoting"],
+        ["c", "Standby"],
+      ],
+      { coordinator: "w" },
+    );
+    let s = run(coordinator(), { type: "viewInstalled", now: 1, view: v }).state;
+    s = run(s, msg(2, "b", { type: "status", role: "Promoting", db: "UP", master: null })).state;
+    const r = run(s, { type: "timer", now: 3, name: "masterWatch" });
+    expect(rules(r)).toEqual(["watch.askPromoting"]);
+    expect(sent(r, "status").map((a) => [a.to, a.message.type === "status" && a.message.ask])).toEqual([
+      ["b", true],
+    ]);
+    // its answer (back to Standby) is what lets the next look promote
+    const back = run(r.state, msg(4, "b", { type: "status", role: "Standby", db: "UP", master: null }));
+    expect(back.state.peers.b?.role).toBe("Standby");
+  });
+
+  it("no second promotion while a candidate is still promoting (its promote may yet complete)", () => {
+    const v = view(
+      2,
+      [
+        ["w", "Witness"],
+        ["b", "Promoting"],
+        ["c", "Standby"],
+      ],
+      { coordinator: "w" },
+    );
+    let s = run(coordinator(), { type: "viewInstalled", now: 1, view: v }).state;
+    s = run(s, msg(2, "b", { type: "status", role: "Promoting", db: "UP", master: null })).state;
+    const r = run(s, {
+      type: "command",
+      now: 3,
+      requestId: "r9",
+      command: { kind: "promote", force: true },
+    });
+    expect(rules(r)).toContain("promo.candidatePromoting");
+    expect(r.state.promotion).toBeNull();
+    expect(sent(r, "queryLsn")).toEqual([]);
+    expect(find(r, "respond")).toMatchObject({ ok: false, message: "A promotion is already in progress." });
+  });
+
+  it("a standby that joined after the positions were collected is ranked before the next candidate is tried", () => {
+    let { s, tok } = collected();
+    s = run(s, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
+    s = run(s, msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    s = run(s, msg(4, "a", { type: "fenced", token: tok })).state;
+    s = run(s, msg(5, "b", { type: "lsnReply", token: tok, lsn: "0/11", role: "Standby" })).state;
+    s = run(s, msg(5, "c", { type: "lsnReply", token: tok, lsn: "0/11", role: "Standby" })).state;
+    expect(s.promotion?.candidate).toBe("b");
+    // d joins as a standby (say an old master whose host rebooted read-only, holding more WAL)
+    s = run(s, {
+      type: "viewInstalled",
+      now: 6,
+      view: view(2, [...FULL, ["d", "Standby"]], { coordinator: "w" }),
+    }).state;
+    s = run(s, msg(6, "d", { type: "status", role: "Standby", db: "UP", master: null })).state;
+    const failB = run(
+      s,
+      msg(7, "b", { type: "promotionResult", token: tok, ok: false, reason: "x", next: true }),
+    );
+    expect(rules(failB)).toEqual(["promo.result.next"]);
+    // not c from the stale list: every standby is asked again, d too
+    expect(sent(failB, "checkPromotable")).toEqual([]);
+    expect(
+      sent(failB, "queryLsn")
+        .map((a) => a.to)
+        .sort(),
+    ).toEqual(["b", "c", "d"]);
+    const tok2 = failB.state.promotion!.token;
+    let r = failB;
+    for (const [who, lsn] of [
+      ["b", "0/11"],
+      ["c", "0/11"],
+      ["d", "0/20"],
+    ] as const)
+      r = run(r.state, msg(8, who, { type: "lsnReply", token: tok2, lsn, role: "Standby" }));
+    // d is the best now; b (failed) is never tried again
+    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["d"]);
   });
 
   it("after the master stepped down: next candidate, then the old master, then exact operator steps", () => {

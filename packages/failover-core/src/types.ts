@@ -466,6 +466,11 @@ export interface Investigation {
   readonly deadline: number;
   /** Confirmed master database failure: waiting for the master's `fenced` before promoting. */
   readonly awaitingFence?: boolean;
+  /**
+   * The master reported its fence as unconfirmed: no promotion before this time (when it
+   * reported, plus L and the takeover margin), by which its watchdog has reset its host.
+   */
+  readonly fenceWaitUntil?: number;
 }
 
 /** A promotion driven by the coordinator. */

@@ -169,6 +169,29 @@ export const investigationRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "watch.askPromoting",
+    from: RUNNING,
+    on: "timer:masterWatch",
+    guard: "coordinator of a majority; no promotion or check of ours; a member still shows as Promoting",
+    to: "unchanged",
+    actions: "ask that member for its status; look again later",
+    reason:
+      "a member has shown as Promoting for a whole watch interval: ask it, the status that ended it may have been lost",
+    // Invariant (liveness): a quorate coordinator that finds no writable master while a healthy
+    // standby exists promotes. A status lost or overtaken during a network fault left a standby
+    // marked Promoting here for good, and a Promoting member blocks every promotion; asking it
+    // costs one message per interval, only while the role is shown.
+    when: (c) =>
+      c.isCoordinator() &&
+      c.s.promotion === null &&
+      c.s.investigations.length === 0 &&
+      c.others().some((a) => c.roleOf(a) === "Promoting"),
+    run: (c) => {
+      for (const a of c.others().filter((x) => c.roleOf(x) === "Promoting")) c.send(a, c.status(true));
+      c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
     id: "watch.ok",
     from: ["*"],
     on: "timer:masterWatch",
@@ -639,6 +662,35 @@ export const investigationRows: readonly TransitionRow[] = [
     run: (c, e) => c.dropInvestigation(e.name.slice("verdictRetry:".length)),
   }),
   row({
+    id: "fenced.dbFailure.unconfirmed",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "coordinator waiting for the failed master to fence; its fence was not confirmed",
+    to: "unchanged",
+    actions: "notify unexpectedError; wait L + margin (the old master's watchdog) before promoting",
+    reason:
+      "the failed master could not confirm its database stopped: it may resume writable, so wait out its lease before failing over",
+    // Invariant: never two databases that accept writes. A hung server that a fence could not
+    // confirm stopped may resume as a primary whatever a candidate's check sees now (it does not
+    // answer while hung). The old master's watchdog is left armed and unfed after a failed fence
+    // (apps/agent/src/watchdog), so its host is reset at the latest L + margin after it stepped
+    // down, which came before this report: promote only after now + L + margin, and then only
+    // with the 8.3 checks (the candidate checks the old master's database). A confirmed fence
+    // arriving meanwhile ends the wait.
+    when: (c, e) =>
+      c.investigation(e.message.token)?.awaitingFence === true &&
+      c.isCoordinator() &&
+      e.message.unconfirmed === true,
+    run: (c, e) => {
+      const inv = c.investigation(e.message.token)!;
+      if (inv.fenceWaitUntil !== undefined) return;
+      unconfirmedFenceNotice(c, inv.target);
+      const until = c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs;
+      c.putInvestigation({ ...inv, fenceWaitUntil: until });
+      c.timer(`fenceWait:${inv.token}`, until);
+    },
+  }),
+  row({
     id: "fenced.dbFailure",
     from: ["*"],
     on: "message:fenced",
@@ -651,7 +703,6 @@ export const investigationRows: readonly TransitionRow[] = [
     run: (c, e) => {
       const inv = c.investigation(e.message.token)!;
       c.dropInvestigation(inv.token);
-      if (e.message.unconfirmed === true) unconfirmedFenceNotice(c, inv.target);
       c.raise({
         type: "promotionRequested",
         now: c.now,
@@ -661,6 +712,42 @@ export const investigationRows: readonly TransitionRow[] = [
         request: null,
       });
     },
+  }),
+  row({
+    id: "fenceWait.over",
+    from: ["*"],
+    on: "timer:fenceWait",
+    guard: "coordinator still waiting on an unconfirmed fence, and L + margin has passed",
+    to: "unchanged",
+    actions: "request a promotion (the candidate runs the 8.3 checks)",
+    reason:
+      "the old master's lease has run out since it reported an unconfirmed fence: fail over, checking its database first (8.3)",
+    when: (c, e) => {
+      const inv = c.investigation(e.name.slice("fenceWait:".length));
+      return inv?.awaitingFence === true && inv.fenceWaitUntil !== undefined && c.isCoordinator();
+    },
+    run: (c, e) => {
+      const inv = c.investigation(e.name.slice("fenceWait:".length))!;
+      c.dropInvestigation(inv.token);
+      c.raise({
+        type: "promotionRequested",
+        now: c.now,
+        manual: false,
+        force: false,
+        oldMaster: inv.target,
+        request: null,
+      });
+    },
+  }),
+  row({
+    id: "fenceWait.stale",
+    from: ["*"],
+    on: "timer:fenceWait",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "no longer waiting on that fence (confirmed, or the master left and agent loss took over)",
+    run: () => {},
   }),
   row({
     id: "fenced.switchover",

@@ -57,6 +57,25 @@ export const promotionRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.candidatePromoting",
+    from: ["*"],
+    on: "promotionRequested",
+    guard: "a member of the view (maybe this agent) is still Promoting",
+    to: "unchanged",
+    actions: "refuse (manual) / look again with the masterless watch (automatic)",
+    reason:
+      "a candidate is still promoting: its pg_ctl promote may yet complete, so promoting another would make two masters",
+    // Invariant: never two databases that accept writes. A promote that outlived the promotion
+    // timeout cannot be called back (the server acts on it whenever it gets to it); until its
+    // agent reports the outcome (Master, or back to Standby/Idle) nobody else is promoted.
+    when: (c) => c.membersWithRole("Promoting").length > 0,
+    run: (c, e) => {
+      if (e.request)
+        c.reply(e.request.origin, e.request.requestId, false, "A promotion is already in progress.");
+      else c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
     id: "promo.autoFailoverOff",
     from: ["*"],
     on: "promotionRequested",
