@@ -500,6 +500,16 @@ export class ChaosWorld {
       if (p.replicas[this.address(f)] !== "streaming")
         return `${p.host}'s pg_stat_replication does not show ${f} streaming: ${JSON.stringify(p.replicas)}`;
     }
+    // Any other database back in recovery (a fenced old master restarted as a standby) must
+    // follow the primary too: a standby stuck on a forked timeline is a broken cluster. One that
+    // stays down (fenced, not yet rejoined) is allowed.
+    for (const s of states) {
+      if (s.host === p.host || followers.includes(s.host) || !s.running) continue;
+      if (s.inRecovery !== true)
+        return `${s.host} runs but is neither primary nor standby: ${JSON.stringify(s)}`;
+      if (s.receiver?.status !== "streaming" || s.receiver.sender !== pa)
+        return `${s.host} is back in recovery but does not stream from ${p.host}: ${JSON.stringify(s.receiver)}`;
+    }
     return null;
   }
 
