@@ -147,6 +147,7 @@ function failoverConfig(
     // A promotion runs the fence script, pg_ctl promote (bounded by local.timeout), the VIP
     // and the post-promotion script: give the candidate that long before giving up on it.
     promotionTimeoutMs: (2 * c.scriptTimeout + c.localTimeout) * 1000 + 30_000,
+    switchoverMaxLagBytes: c.switchoverMaxLagBytes,
     allowed: lists.allowed,
     priority: lists.priority,
   };
@@ -465,6 +466,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         lsn: f.position?.toString() ?? null,
         timeline: f.walReceiver?.receivedTimeline ?? null,
         streaming: f.walReceiver?.status === "streaming",
+        // A switchover promotes its target only once it replayed past the master's last record.
+        replayed: f.replayLsn?.toString() ?? null,
       };
     },
     // pingServerCommand bounded by remote.timeout: a reply within it answers (./ping.ts).
@@ -504,7 +507,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         log,
       );
     },
-    fenceDb: async (newMaster) => {
+    fenceDb: async (newMaster, clean) => {
       // Fenced means stopped and confirmed down (no server process of the data directory, its
       // port refused), with the recovery settings written: the helper does all of it or rejects
       // with why (dbFenced ok:false). A hung server (SIGSTOP'd) is SIGKILLed, so it cannot wake
@@ -523,9 +526,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       log.info(
         { actions: r.actions, primaryConninfo: r.primaryConninfo, durationMs: Math.round(r.durationMs) },
         switchover
-          ? "database fenced and started again in recovery"
+          ? `database fenced and started again in recovery${r.finalLsn ? ` (shut down cleanly at ${r.finalLsn})` : ""}`
           : "database fenced: stopped and confirmed down",
       );
+      // `efm promote -switchover`: the shutdown checkpoint's position, when it shut down cleanly.
+      return clean && r.finalLsn !== undefined ? { finalLsn: r.finalLsn } : undefined;
     },
     rejoinDb: async (newMaster) => {
       // A fenced old master (or, with db.rewind=on, a standby past the fork) back as a standby of

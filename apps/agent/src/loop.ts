@@ -36,7 +36,8 @@ export interface Executors {
    */
   checkPromotable?(): Promise<{ ok: boolean; error?: string }>;
   promoteDb(): Promise<void>;
-  fenceDb(newMaster: string | null): Promise<void>;
+  /** `clean`: a switchover's fast stop, whose shutdown checkpoint position comes back. */
+  fenceDb(newMaster: string | null, clean?: boolean): Promise<void | { finalLsn?: string }>;
   reconfigureDb(newMaster: string): Promise<void>;
   /** Rewind (or re-clone) the local database against `newMaster` and start it as its standby. */
   rejoinDb?(newMaster: string): Promise<void | { method?: "rewind" | "basebackup" }>;
@@ -87,7 +88,7 @@ function portsOf(exec: Executors): NodePorts {
                 },
           ),
     promoteDb: () => exec.promoteDb(),
-    fenceDb: (newMaster) => exec.fenceDb(newMaster),
+    fenceDb: (newMaster, clean) => exec.fenceDb(newMaster, clean),
     reconfigureDb: (newMaster) => exec.reconfigureDb(newMaster),
     ...(exec.rejoinDb ? { rejoinDb: (newMaster: string) => exec.rejoinDb!(newMaster) } : {}),
     assignVip: (vip) => exec.assignVip(vip),

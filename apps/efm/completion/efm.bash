@@ -19,19 +19,21 @@ _efm() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "--version --config-dir --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "add-node cluster-status cluster-status-json decision-table encrypt init-secret prop-check promote remove-node resume stop-cluster node-status-json set-priority" -- "$cur"))
+      COMPREPLY=($(compgen -W "add-node allow-node cluster-status cluster-status-json decision-table disallow-node encrypt init-secret prop-check promote remove-node resume stop-cluster node-status-json set-priority" -- "$cur"))
     fi
     return
   fi
   case $cmd in
       add-node) opts="--help" ;;
+      allow-node) opts="--help" ;;
       cluster-status) opts="--help" ;;
       cluster-status-json) opts="--help" ;;
       decision-table) opts="--dot --help" ;;
+      disallow-node) opts="--help" ;;
       encrypt) opts="--from-env --help" ;;
       init-secret) opts="--replace --help" ;;
       prop-check) opts="--help" ;;
-      promote) opts="--force --help" ;;
+      promote) opts="--force --switchover --to --help" ;;
       remove-node) opts="--help" ;;
       resume) opts="--help" ;;
       stop-cluster) opts="--help" ;;

@@ -127,7 +127,7 @@ type Privileged =
   | { command: "set-priority"; address: string; priority: number }
   | { command: "resume" }
   | { command: "stop-cluster" }
-  | { command: "promote"; force: boolean };
+  | { command: "promote"; force: boolean; switchover?: boolean; to?: string };
 
 /** Send a command that needs root, efm or the efm group (guide 4.1); print the agent's answer. */
 export async function runPrivileged(dir: string, cluster: string, req: Privileged, io: Io): Promise<Outcome> {
@@ -182,7 +182,9 @@ async function sendPrivileged(c: EfmConfig, cluster: string, req: Privileged, io
   let progress: NodeJS.Timeout | undefined;
   if (req.command === "promote") {
     io.output.write(
-      "Promote command accepted by local agent. Proceeding with promotion and waiting for it to complete",
+      req.switchover === true
+        ? "Switchover command accepted by local agent. Proceeding with switchover and waiting for it to complete"
+        : "Promote command accepted by local agent. Proceeding with promotion and waiting for it to complete",
     );
     progress = setInterval(() => io.output.write("."), 2000);
   }
@@ -255,6 +257,35 @@ export async function runPromote(dir: string, cluster: string, force: boolean, i
     }
   }
   return sendPrivileged(c, cluster, { command: "promote", force: true }, io);
+}
+
+/**
+ * `efm promote -switchover [-sourcenode <address>]`: the agents check every precondition before
+ * anything changes (they print the reason when one fails); no question asked, nothing forced.
+ */
+export async function runSwitchover(
+  dir: string,
+  cluster: string,
+  to: string | undefined,
+  io: Io,
+): Promise<Outcome> {
+  const c = loadProperties(dir, cluster, io);
+  if (!c) return 1;
+  let target: string | undefined;
+  if (to !== undefined) {
+    const address = await resolveNodeAddress(to);
+    if (!address.ok) {
+      io.output.write(`${address.error}\n`);
+      return 1;
+    }
+    target = address.value;
+  }
+  return sendPrivileged(
+    c,
+    cluster,
+    { command: "promote", force: false, switchover: true, ...(target !== undefined ? { to: target } : {}) },
+    io,
+  );
 }
 
 function readAnswer(input: NodeJS.ReadableStream): Promise<string> {

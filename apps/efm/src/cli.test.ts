@@ -5,7 +5,7 @@ import { PassThrough } from "node:stream";
 import { decrypt } from "@efm/password-crypto";
 import { afterAll, describe, expect, test } from "vitest";
 import type { Io } from "./encrypt.ts";
-import { buildProgram } from "./main.ts";
+import { buildProgram, normalizeArgs } from "./main.ts";
 import { expandIpv6 } from "./prop-check.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "efm-cli-"));
@@ -25,7 +25,7 @@ async function efm(args: string[], opts: { stdin?: string; env?: NodeJS.ProcessE
   });
   program.exitOverride();
   if (opts.stdin !== undefined) input.end(opts.stdin);
-  await program.parseAsync(["node", "efm", ...args]);
+  await program.parseAsync(["node", "efm", ...normalizeArgs(args)]);
   return { status, text };
 }
 
@@ -247,6 +247,12 @@ describe("node addresses (issue 14)", () => {
       [["add-node", "acctg", "127.0.4.300"], '"127.0.4.300" is not a valid IPv4 or IPv6 address\n'],
       [["set-priority", "acctg", "127.0.4.300", "1"], '"127.0.4.300" is not a valid IPv4 or IPv6 address\n'],
       [["remove-node", "acctg", "foo bar"], '"foo bar" is neither an IP address nor a host name\n'],
+      [["allow-node", "acctg", "127.0.4.300"], '"127.0.4.300" is not a valid IPv4 or IPv6 address\n'],
+      [["disallow-node", "acctg", "foo bar"], '"foo bar" is neither an IP address nor a host name\n'],
+      [
+        ["promote", "acctg", "-switchover", "-sourcenode", "127.0.4.300"],
+        '"127.0.4.300" is not a valid IPv4 or IPv6 address\n',
+      ],
     ] as const) {
       const r = await efm(["--config-dir", dir, ...args]);
       expect(r.status).toBe(1);
@@ -266,5 +272,54 @@ describe("node addresses (issue 14)", () => {
     expect(!bad.ok && bad.error).toMatch(
       /^cannot resolve the host name "no-such-host\.invalid" \((ENOTFOUND|EAI_AGAIN)\): give the node's IP address$/,
     );
+  });
+});
+
+describe("efm promote -switchover (issue 16)", () => {
+  test("the EFM 3.x+ one-dash words become the two-dash options; nothing else changes", () => {
+    expect(normalizeArgs(["promote", "acctg", "-switchover", "-sourcenode", "10.0.0.2"])).toEqual([
+      "promote",
+      "acctg",
+      "--switchover",
+      "--to",
+      "10.0.0.2",
+    ]);
+    expect(normalizeArgs(["promote", "acctg", "--sourcenode", "10.0.0.2", "--force"])).toEqual([
+      "promote",
+      "acctg",
+      "--to",
+      "10.0.0.2",
+      "--force",
+    ]);
+  });
+
+  test("a target without --switchover, or --force with it, is refused before the agent is asked", async () => {
+    writeFileSync(join(dir, "acctg.properties"), example);
+    const noSwitch = await efm(["--config-dir", dir, "promote", "acctg", "--to", "127.0.20.12"]);
+    expect(noSwitch).toEqual({
+      status: 1,
+      text: "--to (-sourcenode) names the target of a switchover: add --switchover\n",
+    });
+    const forced = await efm(["--config-dir", dir, "promote", "acctg", "-switchover", "--force"]);
+    expect(forced).toEqual({
+      status: 1,
+      text: "--force does not apply to --switchover: a switchover never loses a write\n",
+    });
+  });
+
+  test("prop-check refuses a switchover.max.lag.bytes that is not a byte count, naming it", async () => {
+    writeFileSync(join(dir, "lag.properties"), `${example}\nswitchover.max.lag.bytes=16MB\n`);
+    writeFileSync(join(dir, "lag.nodes"), "127.0.0.12:7800\n");
+    const r = await efm(["--config-dir", dir, "prop-check", "lag"]);
+    expect(r.status).toBe(1);
+    expect(r.text).toContain("switchover.max.lag.bytes=16MB");
+    expect(r.text).toContain("a whole number from 0 to 1099511627776");
+  });
+
+  test("allow-node and disallow-node are listed with add-node and remove-node", () => {
+    const program = buildProgram({ input: new PassThrough(), output: new PassThrough(), env: {} }, () => {});
+    const text = program.helpInformation();
+    expect(text).toContain("allow-node <cluster> <address>");
+    expect(text).toContain("disallow-node <cluster> <address>");
   });
 });

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { runClusterStatus, runNodeStatus, runPrivileged, runPromote } from "./admin.ts";
+import { runClusterStatus, runNodeStatus, runPrivileged, runPromote, runSwitchover } from "./admin.ts";
 import { runDecisionTable } from "./decision-table.ts";
 import { type Io, runEncrypt } from "./encrypt.ts";
 import { configDir } from "./paths.ts";
@@ -41,6 +41,14 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
       })(),
     );
   program
+    .command("allow-node")
+    .argument("<cluster>", "cluster name")
+    .argument("<address>", "IP address of the node allowed to join")
+    .description("allow a node to join the cluster (the EFM 3.x+ name of add-node without a priority)")
+    .action((cluster: string, address: string) =>
+      run(() => runPrivileged(dir(), cluster, { command: "add-node", address }, io))(),
+    );
+  program
     .command("cluster-status")
     .argument("<cluster>", "cluster name")
     .description("show the status of every node, database and the promotion readiness")
@@ -56,6 +64,16 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .option("--dot", "print a Graphviz digraph (states as nodes, rows as labelled edges) instead")
     .description("print the failover decision table every agent runs (needs no cluster and no agent)")
     .action((opts: { dot?: boolean }) => run(() => runDecisionTable(opts, io))());
+  program
+    .command("disallow-node")
+    .argument("<cluster>", "cluster name")
+    .argument("<address>", "IP address of the node")
+    .description(
+      "remove a node from the allowed host list, and so from the failover priority list (the EFM 3.x+ name of remove-node)",
+    )
+    .action((cluster: string, address: string) =>
+      run(() => runPrivileged(dir(), cluster, { command: "remove-node", address }, io))(),
+    );
   program
     .command("encrypt")
     .argument("<cluster>", "cluster name")
@@ -79,9 +97,30 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .command("promote")
     .argument("<cluster>", "cluster name")
     .option("--force", "promote even when no standby is up to date with the master")
-    .description("switch the master role to the best standby (manual failover)")
-    .action((cluster: string, opts: { force?: boolean }) =>
-      run(() => runPromote(dir(), cluster, opts.force === true, io))(),
+    .option(
+      "--switchover",
+      "hand the master role to a standby without losing a write; the old master follows it as a standby (also -switchover)",
+    )
+    .option(
+      "--to <address>",
+      "with --switchover: the standby to hand it to (also -sourcenode); default: the first of the priority list, then the highest WAL position",
+    )
+    .description("switch the master role to the best standby (manual failover), or --switchover")
+    .action((cluster: string, opts: { force?: boolean; switchover?: boolean; to?: string }) =>
+      run(() => {
+        if (opts.switchover !== true) {
+          if (opts.to !== undefined) {
+            io.output.write("--to (-sourcenode) names the target of a switchover: add --switchover\n");
+            return 1;
+          }
+          return runPromote(dir(), cluster, opts.force === true, io);
+        }
+        if (opts.force === true) {
+          io.output.write("--force does not apply to --switchover: a switchover never loses a write\n");
+          return 1;
+        }
+        return runSwitchover(dir(), cluster, opts.to, io);
+      })(),
     );
   program
     .command("remove-node")
@@ -129,6 +168,20 @@ function parsePriority(text: string, io: Io): number | null {
   return null;
 }
 
+/**
+ * EFM 3.x+ writes promote's options with one dash (`efm promote acctg -switchover -sourcenode
+ * 10.0.0.2`); commander would read `-switchover` as a bundle of one-letter flags. Both spellings
+ * are accepted: the one-dash words become their two-dash options before parsing.
+ */
+export function normalizeArgs(args: readonly string[]): string[] {
+  const words: Readonly<Record<string, string>> = {
+    "-switchover": "--switchover",
+    "-sourcenode": "--to",
+    "--sourcenode": "--to",
+  };
+  return args.map((a) => words[a] ?? a);
+}
+
 /** Entry point of `bin/efm`. */
 export async function main(argv: string[]): Promise<void> {
   const io: Io = { input: process.stdin, output: process.stdout, env: process.env };
@@ -139,6 +192,6 @@ export async function main(argv: string[]): Promise<void> {
   program.exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : 1);
   });
-  await program.parseAsync(argv);
+  await program.parseAsync(normalizeArgs(argv));
   process.exitCode = status;
 }

@@ -114,7 +114,7 @@ describe("bash completion", () => {
   });
 
   test("completes a command's options", () => {
-    expect(complete(["efm", "promote", "acctg", "--"])).toEqual(["--force", "--help"]);
+    expect(complete(["efm", "promote", "acctg", "--"])).toEqual(["--force", "--switchover", "--to", "--help"]);
     expect(complete(["efm", "--c"])).toEqual(["--config-dir"]);
     expect(complete(["efm-agent", "start", "--c"])).toEqual(["--config-dir"]);
   });

@@ -364,6 +364,7 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
     watchdogMode: fc.constantFrom("off" as const, "automatic" as const, "required" as const),
     watchdogDevice: absPath,
     watchdogSafetyMargin: fc.nat({ max: 60_000 }),
+    switchoverMaxLagBytes: fc.nat({ max: 1024 ** 4 }),
     lockDir: absPath,
     logDir: absPath,
     runDir: absPath,
@@ -406,6 +407,7 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
       "watchdogMode",
       "watchdogDevice",
       "watchdogSafetyMargin",
+      "switchoverMaxLagBytes",
     ],
   },
 );

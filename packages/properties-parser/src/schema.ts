@@ -105,6 +105,11 @@ export interface EfmConfig {
   watchdogDevice: string;
   /** watchdog.safety.margin (ms): how long before another node may promote the device fires. */
   watchdogSafetyMargin: number;
+  /**
+   * switchover.max.lag.bytes: `efm promote -switchover` is refused unless its target is at most
+   * this many bytes of WAL behind the master (the writes pause while it replays the rest).
+   */
+  switchoverMaxLagBytes: number;
 }
 
 /** How a property's text value becomes a typed value; `print` is its inverse. */
@@ -431,6 +436,14 @@ export const PROPERTIES: readonly AnySpec[] = [
     type: int(0, 3_600_000),
     need: "optional",
     default: 2000,
+  }),
+  spec({
+    key: "switchover.max.lag.bytes",
+    field: "switchoverMaxLagBytes",
+    // Up to 1 TiB: past that a switchover is a long outage, not a pause.
+    type: int(0, 1024 ** 4),
+    need: "optional",
+    default: 16 * 1024 * 1024,
   }),
 ];
 

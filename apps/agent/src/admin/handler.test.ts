@@ -69,6 +69,20 @@ describe("admin commands during start-up", () => {
     expect(calls).toEqual([]);
   });
 
+  test("a switchover's bad target, or a target without --switchover, is refused before any change", async () => {
+    const { handle, calls } = starting(new Promise<void>(() => {}));
+    await expect(
+      handle({ command: "promote", force: false, switchover: true, to: "db-2", token: "t" } as never),
+    ).rejects.toMatchObject({
+      code: "BAD_REQUEST",
+      message: expect.stringContaining('"db-2" is not an IPv4'),
+    });
+    await expect(
+      handle({ command: "promote", force: false, switchover: false, to: "127.0.20.12", token: "t" } as never),
+    ).rejects.toMatchObject({ code: "BAD_REQUEST", message: "a target (--to) needs --switchover" });
+    expect(calls).toEqual([]);
+  });
+
   test("the status is answered at once while starting, the node flagged as starting", async () => {
     const { handle } = starting(new Promise<void>(() => {}));
     const s = (await handle({ command: "cluster-status" } as never)) as {

@@ -204,9 +204,18 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
         });
         return command(deps, { kind: "removeNode", address }, timeout);
       }
-      case "promote":
+      case "promote": {
+        if (req.switchover !== true) {
+          if (req.to !== undefined) throw new AgentError("BAD_REQUEST", "a target (--to) needs --switchover");
+          await whenSettled();
+          return command(deps, { kind: "promote", force: req.force }, 10 * 60_000);
+        }
+        const bad = req.to === undefined ? null : checkAddress(req.to);
+        if (bad) throw new AgentError("BAD_REQUEST", bad);
         await whenSettled();
-        return command(deps, { kind: "promote", force: req.force }, 10 * 60_000);
+        const to = req.to === undefined ? null : resolveAddress(req.to, deps.self, known());
+        return command(deps, { kind: "promote", force: false, switchover: { to } }, 10 * 60_000);
+      }
       case "resume":
         // Resume is this node's own business: it needs the start-up to have ended, not a majority.
         await whenSettled(false);

@@ -30,7 +30,14 @@ export const requestSchema = z.discriminatedUnion("command", [
     address,
     priority: z.number().int().min(1).max(1000),
   }),
-  z.object({ command: z.literal("promote"), token: z.string(), force: z.boolean().default(false) }),
+  z.object({
+    command: z.literal("promote"),
+    token: z.string(),
+    force: z.boolean().default(false),
+    // `efm promote -switchover [-sourcenode <address>]` (EFM 3.x+): a clean switchover.
+    switchover: z.boolean().optional(),
+    to: address.optional(),
+  }),
   z.object({ command: z.literal("resume"), token: z.string() }),
   z.object({ command: z.literal("stop-cluster"), token: z.string() }),
 ]);

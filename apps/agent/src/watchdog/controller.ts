@@ -124,12 +124,13 @@ export class HardwareWatchdog {
   }
 
   /** Wrap the agent's fence so that the device stays armed while it runs and after it failed. */
-  guardFence<A extends unknown[]>(fence: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  guardFence<A extends unknown[], R>(fence: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
     return async (...args: A) => {
       this.fencing++;
       try {
-        await fence(...args);
+        const r = await fence(...args);
         this.fenceFailed = false;
+        return r;
       } catch (err) {
         if (this.device) {
           this.o.log.error(
