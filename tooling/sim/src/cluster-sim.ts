@@ -47,6 +47,31 @@ export interface FakeDb {
   following: string | null;
   /** Probability per replication tick that this standby catches up (lagging standbys are low). */
   catchUp: number;
+  /**
+   * A fence sent SIGKILL to every server process while the server was hung (a stuck disk: the
+   * kill cannot be confirmed): the kernel delivers it the moment the server resumes, so it dies
+   * before it takes another write.
+   */
+  killPending?: boolean;
+}
+
+/**
+ * The host's watchdog device and the agent's driver of it (apps/agent/src/watchdog): armed while
+ * the agent is Master or Promoting, fed from the agent's own loop only while the lease leaves
+ * enough time, left armed and unfed while a fence runs or after one failed; when nobody feeds it
+ * in time it resets the host. The device outlives the agent process (closing it without the
+ * magic close does not stop it): a crashed master agent's host is reset too.
+ */
+interface HostWatchdog {
+  /** The device counts down to this virtual time; null: not running. */
+  deadline: number | null;
+  handle: EventHandle | null;
+  /** This agent incarnation opened the device (a restarted agent starts without it). */
+  open: boolean;
+  fencing: number;
+  fenceFailed: boolean;
+  /** Phase and role at the driver's last look. */
+  seen?: string;
 }
 
 /** One simulated host: agent (membership core + failover engine), its database, its disk. */
@@ -72,6 +97,9 @@ export interface ClusterNode {
   /** This host's clock: local = offset + rate x virtual time (drift; jumps move the offset). */
   clockRate: number;
   clockOffset: number;
+  watchdog: HostWatchdog;
+  /** Host crashes so far: an operation in flight when the host went down died with it. */
+  crashes: number;
 }
 
 /** How harsh the world of one run is (drawn from the seed by runClusterSim). */
@@ -80,6 +108,34 @@ export interface WorldOptions {
   readonly slowOps?: boolean;
   /** jgroups.timeout in virtual ms; 100 is fast, 5000 is the guide's default (then the guide's other defaults too). */
   readonly timeoutMs?: number;
+}
+
+/** How the simulated watchdog devices are driven. */
+export interface WatchdogSimPlan {
+  readonly deviceTimeoutMs: number;
+  readonly feedEveryMs: number;
+  readonly minLeaseLeftMs: number;
+}
+
+/**
+ * The agent's watchdog plan (apps/agent/src/watchdog/timing.ts, planWatchdog) for this world's
+ * timings, with the device set to the longest timeout the plan accepts (the worst case for
+ * safety): keepalives only while `leaseUntil - now >= minLeaseLeft`, so the device fires before
+ * the majority's lease wait (L + takeover margin) ends. `watchdog.safety.margin` is its default
+ * (2 s) with the guide's timings and 20 ms with the fast ones (2 s would leave no timeout that fits).
+ */
+export function planSimWatchdog(timing: Timing, scale: number): WatchdogSimPlan {
+  const safety = scale >= 50 ? 2000 : 20 * scale;
+  const renewalDip = Math.ceil(1.5 * timing.heartbeatInterval);
+  const feedEveryMs = Math.max(50, Math.min(1000, timing.heartbeatInterval));
+  const healthyLow = timing.lease - renewalDip - feedEveryMs;
+  const deviceTimeoutMs = healthyLow + timing.driftMargin - safety;
+  if (healthyLow <= 0 || deviceTimeoutMs <= 0)
+    throw new Error(
+      `no watchdog timeout fits lease ${timing.lease} ms with heartbeats ${timing.heartbeatInterval} ms`,
+    );
+  const minLeaseLeftMs = Math.max(0, deviceTimeoutMs + safety - timing.driftMargin);
+  return { deviceTimeoutMs, feedEveryMs, minLeaseLeftMs };
 }
 
 /** Options of one combined simulation. */
@@ -96,6 +152,11 @@ export interface ClusterSimOptions {
   readonly transcript?: boolean;
   /** runClusterSim: draw faults only from these kinds (default: all of FAULT_KINDS). */
   readonly faults?: readonly FaultKind[];
+  /**
+   * The checker's own test: hosts without a watchdog device (watchdog.mode=automatic on a host
+   * where none can be opened). A frozen master on an isolated host then writes beside the new one.
+   */
+  readonly noWatchdog?: boolean;
 }
 
 /** What the simulator judges after every event; each violation is counted under one of these. */
@@ -122,15 +183,7 @@ export type InvariantName = keyof typeof INVARIANTS;
  * their seeds in `expectedViolations`. CI holds them to the known-failing seeds of src/baseline.ts,
  * and the named scenarios that break them are it.fails tests that turn red once they hold.
  */
-export const EXPECTED_TO_FAIL: ReadonlySet<InvariantName> = new Set([
-  "masters",
-  "databases",
-  "vip",
-  "diverged",
-  "lostWrites",
-  "settle",
-  "liveness",
-]);
+export const EXPECTED_TO_FAIL: ReadonlySet<InvariantName> = new Set(["lostWrites", "liveness"]);
 
 /** Result of one seeded run. */
 export interface ClusterSimResult {
@@ -206,6 +259,8 @@ export class ClusterSim {
   private readonly rankedWith = new Map<string, readonly string[]>();
   /** Each database's position as its agent last reported it (what a coordinator ranks by). */
   private readonly reported = new Map<string, { timeline: number; lsn: bigint }>();
+  /** How every host's watchdog is driven (null: no device, `noWatchdog`). */
+  readonly watchdogPlan: WatchdogSimPlan | null;
 
   constructor(
     readonly opts: ClusterSimOptions,
@@ -259,10 +314,13 @@ export class ClusterSim {
         pausedUntil: 0,
         clockRate: 1,
         clockOffset: 0,
+        watchdog: { deadline: null, handle: null, open: false, fencing: 0, fenceFailed: false },
+        crashes: 0,
       };
       node.node = this.newNode(node);
       this.nodes.set(addr, node);
     }
+    this.watchdogPlan = opts.noWatchdog ? null : planSimWatchdog(this.timing, this.scale);
     this.clock.at(0, () => this.walTick());
   }
 
@@ -367,6 +425,77 @@ export class ClusterSim {
     this.log(`${addr}: clock jumps ${ms > 0 ? "+" : ""}${ms} ms`);
   }
 
+  // ---------------------------------------------------------------- the watchdog
+
+  /**
+   * One look of the agent's watchdog driver at its role and lease (HardwareWatchdog.tick): arm
+   * when Master or Promoting, feed while the lease leaves enough time, keep armed and unfed while
+   * a fence runs or after one failed, disarm once stepped down with the database fenced. Runs on
+   * the agent's loop, so a paused agent feeds nothing.
+   */
+  private watchdogTick(n: ClusterNode, gen: number): void {
+    const plan = this.watchdogPlan;
+    if (!plan || gen !== n.gen || !n.agentUp) return;
+    this.watchdogLook(n);
+    this.clock.after(
+      plan.feedEveryMs,
+      this.gate(n, () => this.watchdogTick(n, gen)),
+    );
+  }
+
+  /** The agent's look at the device: on its timer, and right after a step changes role or phase. */
+  private watchdogLook(n: ClusterNode): void {
+    const plan = this.watchdogPlan;
+    if (!plan) return;
+    const wd = n.watchdog;
+    wd.seen = `${n.fs.phase}/${n.fs.role}`;
+    const writable = n.fs.phase === "running" && (n.fs.role === "Master" || n.fs.role === "Promoting");
+    if (!wd.open && writable) {
+      wd.open = true;
+      wd.fenceFailed = false;
+      this.feedWatchdog(n);
+      this.log(`${n.addr}: watchdog armed`);
+    }
+    if (wd.open) {
+      if (!writable) {
+        // (HardwareWatchdog's fencePending: the step-down releases the VIP before the fence starts)
+        if (wd.fencing === 0 && !wd.fenceFailed && n.fs.selfFence === null && !n.fs.fenceUnconfirmed) {
+          wd.open = false;
+          wd.handle?.cancel();
+          wd.handle = null;
+          wd.deadline = null;
+          this.log(`${n.addr}: watchdog disarmed`);
+        }
+      } else {
+        const left = n.core.leaseUntil() - this.localTime(n);
+        if (Number.isFinite(left) && left > 0 && left >= plan.minLeaseLeftMs) this.feedWatchdog(n);
+      }
+    }
+  }
+
+  /** A keepalive: the device's countdown starts again. */
+  private feedWatchdog(n: ClusterNode): void {
+    const plan = this.watchdogPlan!;
+    const wd = n.watchdog;
+    wd.handle?.cancel();
+    wd.deadline = this.clock.now() + plan.deviceTimeoutMs;
+    wd.handle = this.clock.at(wd.deadline, () => {
+      wd.handle = null;
+      wd.deadline = null;
+      if (!n.hostUp) return;
+      this.log(`${n.addr}: WATCHDOG RESETS THE HOST (no keepalive for ${plan.deviceTimeoutMs} ms)`);
+      this.crashHost(n.addr);
+      this.clock.after(this.failRng.int(200, 1500) * this.scale, () => this.startHost(n.addr));
+    });
+  }
+
+  /** The device stops: the magic close of a graceful stop, or the host going down. */
+  private stopWatchdog(n: ClusterNode): void {
+    const wd = n.watchdog;
+    wd.handle?.cancel();
+    n.watchdog = { deadline: null, handle: null, open: false, fencing: 0, fenceFailed: false };
+  }
+
   /** A fresh failover node for the agent's current incarnation (`n.gen`). */
   private newNode(n: ClusterNode): FailoverNode {
     return createNode({
@@ -381,6 +510,7 @@ export class ClusterSim {
       },
       observer: {
         stepped: (_e, r) => {
+          if (n.watchdog.seen !== `${r.state.phase}/${r.state.role}` && n.agentUp) this.watchdogLook(n);
           if (!this.opts.transcript) return;
           for (const t of r.transitions) {
             if (QUIET.has(t.rule)) continue;
@@ -423,9 +553,17 @@ export class ClusterSim {
   /** Boot the host (its database starts; a fenced database comes up in recovery) and the agent. */
   startHost(addr: string): void {
     const n = this.node(addr);
-    if (!n.hostUp && n.db) {
+    // (the first boot starts the cluster as it was set up: the master's server runs)
+    if (!n.hostUp && n.db && n.gen > 0) {
+      // What we tell operators (docs/operations.md): the PostgreSQL unit writes standby.signal
+      // before every start at boot, so a rebooted server always comes up read-only and only a
+      // promotion by the cluster makes it writable again. An old master whose host rebooted
+      // without being fenced cannot take writes beside the master that replaced it; if nobody
+      // replaced it, the coordinator finds no master and promotes the best standby (it, when
+      // its WAL is the newest).
       n.db.state = "up";
-      if (n.db.fenced) n.db.inRecovery = true;
+      n.db.inRecovery = true;
+      n.db.fenced = true;
     }
     n.hostUp = true;
     this.startAgent(addr);
@@ -446,8 +584,12 @@ export class ClusterSim {
       this.gate(n, () => this.membership(n, gen, { type: "frame", from: frame.from, msg: frame.msg }))(),
     );
     this.log(`${addr}: agent start`);
+    // A new agent process has not opened the device; one its predecessor left running keeps
+    // counting down until this agent arms it as master (or the host is reset).
+    n.watchdog = { ...n.watchdog, open: false, fencing: 0, fenceFailed: false };
     this.membership(n, gen, { type: "start" });
     n.node.start();
+    this.watchdogTick(n, gen);
   }
 
   /** Kill the agent process only; the database keeps running. */
@@ -468,7 +610,12 @@ export class ClusterSim {
     const n = this.node(addr);
     this.crashAgent(addr);
     n.hostUp = false;
-    if (n.db) n.db.state = "down";
+    n.crashes++;
+    if (n.db) {
+      n.db.state = "down";
+      n.db.killPending = false;
+    }
+    this.stopWatchdog(n);
     if (this.vipHolder === addr) this.vipHolder = null;
     this.log(`${addr}: host crash`);
   }
@@ -485,7 +632,12 @@ export class ClusterSim {
     if (!n.db || !n.hostUp || n.db.state !== "up") return;
     this.setDb(addr, "hang");
     this.clock.after(ms, () => {
-      if (n.db?.state === "hang" && n.hostUp) this.setDb(addr, "up");
+      if (n.db?.state !== "hang" || !n.hostUp) return;
+      if (n.db.killPending) {
+        n.db.killPending = false;
+        this.setDb(addr, "down");
+        this.log(`${addr}: the resumed server dies of the fence's pending SIGKILL`);
+      } else this.setDb(addr, "up");
     });
   }
 
@@ -633,6 +785,8 @@ export class ClusterSim {
         n.persisted = e.state;
         return;
       case "halt":
+        // the agent stops itself: a graceful stop closes the watchdog first
+        this.stopWatchdog(n);
         this.crashAgent(n.addr);
         return;
       default:
@@ -742,9 +896,13 @@ export class ClusterSim {
               ? this.failRng.int(20, 600) * this.scale
               : 5;
         const fails = r >= 0.04 && r < 0.08;
+        const crashes = n.crashes;
         return this.later(n, delay, () => {
           const db = n.db;
           if (db === null || db.state !== "up" || !n.hostUp) throw new Error("the database is not running");
+          // a promote requested before the host went down died with it (PostgreSQL removes a
+          // leftover promote.signal at start)
+          if (n.crashes !== crashes) throw new Error("the host rebooted during pg_ctl promote");
           if (fails) throw new Error("pg_ctl promote: server did not promote in time");
           if (!db.inRecovery) return;
           this.checkPromoted(n);
@@ -759,10 +917,14 @@ export class ClusterSim {
         });
       },
       fenceDb: () => {
-        // As the agent does: write the recovery settings, then restart a running server read-only.
-        // A hung server cannot be stopped: the settings are written, the restart times out and the
-        // server, when it resumes, is still a primary. slowOps: sudo refuses now and then, or the
-        // stop is slow.
+        // As the agent's helper does: write the recovery settings, stop the server (immediate,
+        // then SIGKILL of every server process) and confirm it down. A server hung in the kernel
+        // (a stuck disk) cannot be confirmed down: the fence fails, but the SIGKILL is pending
+        // and kills it the moment it resumes. slowOps: sudo refuses now and then (nothing is
+        // sent), or the stop is slow. The watchdog driver keeps the device armed and unfed while
+        // the fence runs and after it failed (HardwareWatchdog.guardFence).
+        const wd = n.watchdog;
+        wd.fencing++;
         const r = this.world.slowOps ? this.failRng.next() : 1;
         const hung = n.db?.state === "hang";
         const delay = hung
@@ -771,14 +933,32 @@ export class ClusterSim {
             ? this.failRng.int(50, 1000) * this.scale
             : 2;
         const refused = r >= 0.15 && r < 0.2;
-        return this.later(n, delay, () => {
+        const crashes = n.crashes;
+        const run = (): void => {
           if (n.db === null) throw new Error("no database");
+          if (n.crashes !== crashes) throw new Error("the host rebooted during the fence");
           if (refused) throw new Error("sudo: a password is required");
           if (!n.hostUp) throw new Error("host down");
           n.db.fenced = true;
-          if (n.db.state === "hang") throw new Error("pg_ctl stop: server does not shut down");
+          if (n.db.state === "hang") {
+            n.db.killPending = true;
+            throw new Error("fence not confirmed: server processes still alive after SIGKILL");
+          }
+          // stopped and confirmed down (an isolated or failed master stays down; this world
+          // starts it again in recovery, as a switchover does, so it can serve as a standby)
           if (n.db.state === "up") n.db.inRecovery = true;
           this.log(`${me}: database fenced`);
+        };
+        return this.later(n, delay, () => {
+          try {
+            run();
+            if (wd === n.watchdog) wd.fenceFailed = false;
+          } catch (e) {
+            if (wd === n.watchdog) wd.fenceFailed = true;
+            throw e;
+          } finally {
+            if (wd === n.watchdog) wd.fencing = Math.max(0, wd.fencing - 1);
+          }
         });
       },
       reconfigureDb: (newMaster) =>
@@ -816,6 +996,7 @@ export class ClusterSim {
       respond: (_id, ok, message) => this.log(`${me}: respond ${ok ? "ok" : "error"}: ${message}`),
       exit: (code, reason) => {
         this.log(`${me}: agent exit ${code} (${reason})`);
+        this.stopWatchdog(n);
         this.crashAgent(me);
         if (reason.startsWith("cannot connect to the database")) this.startupExits.add(me);
       },
