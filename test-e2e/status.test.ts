@@ -4,9 +4,10 @@
  * lock file, the admin token), and finally a master database failure that must not promote.
  */
 import { createConnection } from "node:net";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type EfmCluster, Suite, sleep, threeHosts } from "./harness.ts";
+import { EFM_BIN, type EfmCluster, run, Suite, sleep, threeHosts } from "./harness.ts";
 
 const suite = new Suite();
 let efm: EfmCluster;
@@ -96,6 +97,28 @@ describe("cluster status (guide 4.2.1, 5.3)", () => {
     );
     expect(lines).toContain(" Standby database(s) in sync with master. It is safe to promote.");
     expect(r.stdout).not.toContain("Idle Node Status");
+    // No cluster secret here: the report repeats the agent's warning after the guide's layout.
+    expect(r.stdout).toMatch(/\nWARNING: .*acctg\.secret/);
+
+    // The agent queried the databases, not the CLI: with a password nobody can decrypt in its
+    // copy of the properties, the CLI still prints every database's position.
+    const cliOnly = "/tmp/efm-e2e-status/cli-only";
+    mkdirSync(cliOnly, { recursive: true });
+    writeFileSync(
+      join(cliOnly, "acctg.properties"),
+      readFileSync(efm.files.b!.propertiesFile, "utf8").replace(
+        /^db\.password\.encrypted=.*$/m,
+        "db.password.encrypted=0123456789abcdef",
+      ),
+    );
+    const blind = await run(
+      [process.execPath, EFM_BIN, "--config-dir", cliOnly, "cluster-status", "acctg"],
+      {},
+      120_000,
+    );
+    expect(blind.code, blind.stdout + blind.stderr).toBe(0);
+    expect(blind.stdout).toContain(" Standby database(s) in sync with master. It is safe to promote.");
+    expect(blind.stdout).not.toContain("decrypt");
 
     const j = await efm.status("c");
     expect(j.code).toBe(0);

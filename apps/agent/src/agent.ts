@@ -48,6 +48,7 @@ import { readFailoverState, writeFailoverState } from "./failover-state.ts";
 import { EventLoop, type Executors } from "./loop.ts";
 import { checkPropertiesMode, loadClusterKey } from "./cluster-key.ts";
 import { readAgentState, readMembershipState, rewriteMembersFile } from "./state.ts";
+import { queryDatabases } from "./status-report.ts";
 import { packageVersion } from "./version.ts";
 import { HardwareWatchdog } from "./watchdog/index.ts";
 
@@ -273,6 +274,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let saved: ReturnType<typeof readAgentState>;
   let persisted: PersistedState | null;
   let clusterKey: Buffer;
+  /** Repeated by `efm cluster-status`: what weakens this cluster's security. */
+  const securityWarnings: string[] = [];
   try {
     saved = readAgentState(files.state);
     persisted = readMembershipState(files.membership);
@@ -285,6 +288,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     if (k.warning) {
       startup.warn(k.warning);
       log.warn(k.warning);
+      securityWarnings.push(k.warning);
     }
   } catch (err) {
     startup.error((err as Error).message);
@@ -841,6 +845,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       },
       ready,
       lastRoles,
+      // The status queries run here, with the password the agent already holds: the CLI never
+      // decrypts it (anyone may ask for the status).
+      queryDatabases: (status) => queryDatabases(status, db, c.remoteTimeout * 1000),
+      warnings: securityWarnings,
     }),
   }).catch(abortStart);
   writeTokenFile(files.token, token);

@@ -6,6 +6,8 @@ import { formatHostPort, parseHostPort } from "@efm/properties-parser";
 import { AgentError } from "../errors.ts";
 import type { EventLoop } from "../loop.ts";
 import { statusFromSnapshot } from "../state.ts";
+import type { DbQuery } from "../status-report.ts";
+import type { ClusterStatus } from "./protocol.ts";
 import type { AdminHandler } from "./server.ts";
 
 /** What the admin handler needs from the running agent. */
@@ -23,6 +25,10 @@ export interface HandlerDeps {
   lastRoles?: ReadonlyMap<string, string>;
   /** How long a command sent during start-up waits for it; default 30 s. */
   startupWaitMs?: number;
+  /** Queries each database of a cluster-status report, with the agent's credentials. */
+  queryDatabases?: (status: ClusterStatus) => Promise<DbQuery[]>;
+  /** Security warnings for cluster-status (no cluster secret). */
+  warnings?: readonly string[];
 }
 
 /** The refusal of a command that arrived while the agent starts and did not finish in time. */
@@ -140,13 +146,19 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
 
   return async (req) => {
     switch (req.command) {
-      case "cluster-status":
-        return statusFromSnapshot(
+      case "cluster-status": {
+        const status: ClusterStatus = statusFromSnapshot(
           snapshot(deps.loop.current),
           deps.member.config().allowed,
           deps.member.config().voters,
           deps.lastRoles,
         );
+        return {
+          ...status,
+          ...(deps.queryDatabases ? { databases: await deps.queryDatabases(status) } : {}),
+          ...(deps.warnings && deps.warnings.length > 0 ? { warnings: [...deps.warnings] } : {}),
+        };
+      }
       case "node-status": {
         const s = deps.loop.current;
         const healthy =

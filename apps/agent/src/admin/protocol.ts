@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { DbQuery } from "../status-report.ts";
 
 /** Commands of the admin channel; the mutating ones need the token (guide 4.1). */
 export const PRIVILEGED = [
@@ -56,7 +57,7 @@ export interface NodeStatus {
   starting?: boolean;
 }
 
-/** What the local agent knows of the cluster; the CLI adds the direct database queries. */
+/** What the local agent knows of the cluster, and what it found querying each database. */
 export interface ClusterStatus {
   cluster: string;
   self: string;
@@ -64,6 +65,13 @@ export interface ClusterStatus {
   allowedNodes: string[];
   failoverPriority: string[];
   messages: string[];
+  /**
+   * Each database of the report queried by the agent (guide 4.2.1 "Promote Status"): the agent
+   * holds the database password, so the CLI never has to decrypt it.
+   */
+  databases?: DbQuery[];
+  /** What weakens the cluster's security as the agent runs it (no cluster secret). */
+  warnings?: string[];
 }
 
 /** Every reply: `ok` with a result, or an error with a stable code. */
