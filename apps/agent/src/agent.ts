@@ -1,5 +1,6 @@
-import { appendFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync, realpathSync } from "node:fs";
 import { hostname } from "node:os";
+import { resolve as resolvePath } from "node:path";
 import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
 import {
   type FailoverConfig,
@@ -354,7 +355,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // Whether pg_rewind could rewind this database (issue 16): from the start-up check below.
   let rewindable: boolean | null = null;
   const helper = new HelperClient(
-    { cluster, configDir: opts.configDir, ...(c.dbServiceOwner ? { owner: c.dbServiceOwner } : {}) },
+    {
+      cluster,
+      configDir: resolvePath(opts.configDir),
+      ...(c.dbServiceOwner ? { owner: c.dbServiceOwner } : {}),
+    },
     (level, message) => (level === "warn" ? log.warn(message) : log.info(message)),
   );
   if (!c.isWitness) {
@@ -383,6 +388,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       const started = await helper.start();
       if (started.persistent) {
         startup.info({ helper: started.ready }, "long-lived privileged helper started");
+        // Through sudo the helper always reads /etc/efm: an agent started with another
+        // --config-dir would have its database run on facts it never read.
+        const mine = realpathSync(`${opts.configDir}/${cluster}.properties`);
+        if (started.ready.properties !== mine) {
+          throw new AgentError(
+            "HELPER_CHECK",
+            `the helper reads ${started.ready.properties}, but this agent reads ${mine}: through sudo the helper reads /etc/efm only; keep the cluster's files there`,
+          );
+        }
       } else {
         startup.warn(
           `long-lived privileged helper not started, one process per request instead: ${started.why}`,
