@@ -372,6 +372,7 @@ export const HELPER_REQUEST_USAGE = [
   "          reconfigure <new-master-host> [--timeout <s>]",
   "          restart <timeout-seconds> [--mode fast|immediate]",
   "          check [--role any|standby]",
+  "          rejoin <new-master-host> [--basebackup allow|deny] [--source-user <role>] [--timeout <s>]",
 ].join("\n");
 
 /**
