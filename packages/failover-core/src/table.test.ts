@@ -937,6 +937,35 @@ describe("promotion (coordinator side)", () => {
     ]);
   });
 
+  it("a fenced old master with no standby left takes its role back (its WAL is the newest)", () => {
+    const v = view(
+      2,
+      [
+        ["w", "Witness"],
+        ["a", "Idle"],
+        ["b", "Idle"],
+      ],
+      { coordinator: "w" },
+    );
+    let s = boot("w", "witness", v);
+    s = run(s, msg(1, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    s = run(s, msg(1, "b", { type: "status", role: "Idle", db: "DOWN", master: null })).state;
+    const r = run(s, msg(2, "a", { type: "fencedMasterBack" }));
+    expect(rules(r)).toEqual(["coord.fencedMasterBack", "promo.noStandby.restore"]);
+    const tok = r.state.promotion!.token;
+    expect(r.actions.filter((a) => a.type === "send")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: tok, restore: true } },
+    ]);
+    // an unconfirmed fence proves nothing about its WAL or its writes: no restore then
+    const u = run(s, msg(2, "a", { type: "fencedMasterBack", unconfirmed: true }));
+    expect(rules(u)).toEqual(["coord.fencedMasterBack", "promo.noStandby"]);
+    // nor when a member heard of a newer master (promoted while the old one was cut off)
+    const told = run(s, msg(2, "b", { type: "status", role: "Idle", db: "DOWN", master: "b" })).state;
+    expect(rules(run(told, msg(3, "a", { type: "fencedMasterBack" })))).not.toContain(
+      "promo.noStandby.restore",
+    );
+  });
+
   it("refuses a second promotion while one runs", () => {
     let s = coordinator();
     s = run(s, {

@@ -87,6 +87,63 @@ export const promotionRows: readonly TransitionRow[] = [
     run: (c) => c.notify("potentialManualFailover", c.cluster()),
   }),
   row({
+    id: "promo.noStandby.restore",
+    from: ["*"],
+    on: "promotionRequested",
+    guard:
+      "automatic; every voter in the view, none a standby agent; the old master confirmed its fence, is here, Idle, its database up, and nobody here knows a later master",
+    to: "unchanged",
+    actions: "ask the old master to check, then take its role back",
+    reason: "no standby to promote: bring the fenced old master back rather than leave no master",
+    // Invariant (liveness): a quorate cluster with a healthy database and auto.failover on ends
+    // with a master. A master that fenced itself (confirmed) for a failover that never came holds
+    // the newest WAL there is (nobody was promoted after it: it was the last master here), so it
+    // takes the role back as when every standby failed (promo.exhausted.restore).
+    when: (c, e) => {
+      const old = e.oldMaster;
+      return (
+        !e.manual &&
+        e.masterFenced === true &&
+        c.isCoordinator() &&
+        old !== null &&
+        // no standby here, and no member whose role we do not know yet (just merged back in)
+        c.members().every((a) => c.roleOf(a) !== null && c.roleOf(a) !== "Standby") &&
+        // every voter is here: no standby still on its way back in a merge could be better
+        (c.s.view?.voters ?? []).every((v) => c.members().includes(v)) &&
+        c.members().includes(old) &&
+        c.roleOf(old) === "Idle" &&
+        (old === c.self ? c.s.db : c.s.peers[old]?.db) === "UP" &&
+        // nobody here heard of a master after it (a promotion it missed while cut off would put
+        // a newer timeline past its WAL's fork)
+        c.others().every((a) => (c.s.peers[a]?.master ?? old) === old) &&
+        (c.s.knownMaster?.address ?? old) === old
+      );
+    },
+    run: (c, e) => {
+      c.setPromotion({
+        token: c.token("promo"),
+        manual: false,
+        force: false,
+        oldMaster: e.oldMaster,
+        stage: "precheck",
+        awaiting: [],
+        lsns: {},
+        timelines: {},
+        masterLsn: null,
+        masterTimeline: null,
+        candidate: null,
+        request: null,
+        epoch: c.s.view?.epoch ?? 0,
+        switchedOver: true,
+        ranked: [],
+        failures: {},
+        verified: [],
+        restoring: false,
+      });
+      c.nextCandidate(true);
+    },
+  }),
+  row({
     id: "promo.noStandby",
     from: ["*"],
     on: "promotionRequested",
