@@ -38,3 +38,12 @@ export {
   type TlsSettings,
   tlsSettings,
 } from "./tls.ts";
+export {
+  CLUSTER_NAME,
+  DEFAULT_CONFIG_DIR,
+  readTrustedProperties,
+  trustedConfigDir,
+  type Untrusted,
+  type UntrustedKind,
+  untrustedReason,
+} from "./trusted.ts";

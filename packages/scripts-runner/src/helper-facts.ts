@@ -1,27 +1,28 @@
 import { execFileSync } from "node:child_process";
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  openSync,
-  readFileSync,
-  realpathSync,
-  type Stats,
-  statSync,
-} from "node:fs";
+import { type Stats, statSync } from "node:fs";
 import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { decrypt } from "@efm/password-crypto";
-import { type EfmConfig, formatProblem, parseConfig, tlsSettings } from "@efm/properties-parser";
+import {
+  type EfmConfig,
+  formatProblem,
+  parseConfig,
+  readTrustedProperties as readShared,
+  CLUSTER_NAME as SHARED_CLUSTER_NAME,
+  DEFAULT_CONFIG_DIR as SHARED_CONFIG_DIR,
+  tlsSettings,
+  trustedConfigDir,
+  untrustedReason,
+} from "@efm/properties-parser";
 import { ScriptsRunnerError } from "./errors.ts";
 import type { HelperFactArgs } from "./helper-grammar.ts";
 import type { HelperConnection } from "./helper-ops.ts";
 
 /** Where the cluster properties live when the helper is started through sudo. */
-export const DEFAULT_CONFIG_DIR = "/etc/efm";
+export const DEFAULT_CONFIG_DIR = SHARED_CONFIG_DIR;
 
 /** A cluster name as the helper accepts it on its command line (and the sudoers rule allows). */
-export const CLUSTER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+export const CLUSTER_NAME = SHARED_CLUSTER_NAME;
 
 /** Everything the privileged helper knows, all of it read from the cluster's properties file. */
 export interface HelperFacts extends HelperFactArgs {
@@ -34,16 +35,11 @@ export interface HelperFacts extends HelperFactArgs {
 }
 
 /**
- * The directory of the properties file. Through sudo it is always {@link DEFAULT_CONFIG_DIR}:
- * sudo sets SUDO_UID itself, so a caller cannot hide that it came through sudo, and an
- * EFM_CONFIG_DIR it managed to pass is ignored. Started by root directly, or as the user it
- * runs as (the caller already has that user's rights), EFM_CONFIG_DIR is honoured: tests and
- * the demo keep their files in a folder.
+ * The directory of the properties file: always /etc/efm through sudo, EFM_CONFIG_DIR otherwise
+ * (see trustedConfigDir in @efm/properties-parser, which efm-address shares).
  */
 export function helperConfigDir(env: NodeJS.ProcessEnv): string {
-  if (env.SUDO_UID !== undefined) return DEFAULT_CONFIG_DIR;
-  const dir = env.EFM_CONFIG_DIR;
-  return dir?.startsWith("/") ? dir : DEFAULT_CONFIG_DIR;
+  return trustedConfigDir(env);
 }
 
 function unsafe(message: string): ScriptsRunnerError {
@@ -55,16 +51,8 @@ function unsafe(message: string): ScriptsRunnerError {
  * helper already is) could change: owned by another user, or writable by group or others.
  */
 export function checkTrusted(path: string, what: string, st: Stats, trustedUid: number): void {
-  if (st.uid !== 0 && st.uid !== trustedUid) {
-    const who = trustedUid === 0 ? "root" : `root or uid ${trustedUid}`;
-    throw unsafe(`${what} ${path} is owned by uid ${st.uid}, not ${who}: refusing to take facts from it`);
-  }
-  if ((st.mode & 0o022) !== 0) {
-    const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
-    throw unsafe(
-      `${what} ${path} is writable by ${(st.mode & 0o002) !== 0 ? "others" : "its group"} (mode ${mode}): refusing to take facts from it`,
-    );
-  }
+  const problem = untrustedReason(path, what, st, trustedUid);
+  if (problem !== undefined) throw unsafe(problem);
 }
 
 /**
@@ -77,39 +65,11 @@ export function readTrustedProperties(
   cluster: string,
   trustedUid: number,
 ): { path: string; text: string } {
-  if (!CLUSTER_NAME.test(cluster)) {
-    throw new ScriptsRunnerError(
-      "HELPER_USAGE",
-      `cluster name ${JSON.stringify(cluster.slice(0, 80))}: use 1 to 64 letters, digits, _ . - (not starting with . or -)`,
-    );
-  }
-  let dir: string;
-  try {
-    dir = realpathSync(configDir);
-  } catch (e) {
-    throw new ScriptsRunnerError("PROPERTIES_INVALID", `cannot read ${configDir}: ${(e as Error).message}`);
-  }
-  const dirStat = statSync(dir);
-  if (!dirStat.isDirectory()) throw unsafe(`${dir} is not a directory`);
-  checkTrusted(dir, "the directory", dirStat, trustedUid);
-  const path = join(dir, `${cluster}.properties`);
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ELOOP")
-      throw unsafe(`the properties file ${path} is a symbolic link: refusing to follow it`);
-    throw new ScriptsRunnerError("PROPERTIES_INVALID", `cannot read ${path}: ${(e as Error).message}`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw unsafe(`the properties file ${path} is not a regular file`);
-    checkTrusted(path, "the properties file", st, trustedUid);
-    return { path, text: readFileSync(fd, "utf8") };
-  } finally {
-    closeSync(fd);
-  }
+  const r = readShared(configDir, cluster, trustedUid);
+  if (r.ok) return { path: r.path, text: r.text };
+  const code =
+    r.kind === "usage" ? "HELPER_USAGE" : r.kind === "unsafe" ? "PROPERTIES_UNSAFE" : "PROPERTIES_INVALID";
+  throw new ScriptsRunnerError(code, r.message);
 }
 
 /** Uid and primary gid of `user` (through NSS, as the system resolves it). */
