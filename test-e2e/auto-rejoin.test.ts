@@ -50,17 +50,16 @@ async function build(
 }
 
 /** The lab host that is Master according to `from`'s agent, once there is one besides `not`. */
-async function newMaster(efm: EfmCluster, from: string, not: string): Promise<string> {
+async function newMaster(efm: EfmCluster, from: string, not?: string): Promise<string> {
+  const other = (addr: string) => not === undefined || addr !== efm.address(not);
   const s = await efm.waitStatus(
     from,
-    `a master other than ${not}`,
+    `a master other than ${not ?? "none"}`,
     (st) =>
-      Object.entries(st.nodes).some(
-        ([addr, n]) => n.type === "Master" && n.agent === "UP" && addr !== efm.address(not),
-      ),
+      Object.entries(st.nodes).some(([addr, n]) => n.type === "Master" && n.agent === "UP" && other(addr)),
     120_000,
   );
-  const [address] = Object.entries(s.nodes).find(([, n]) => n.type === "Master")!;
+  const [address] = Object.entries(s.nodes).find(([addr, n]) => n.type === "Master" && other(addr))!;
   return efm.hostOf(address);
 }
 
@@ -140,6 +139,35 @@ describe("auto.rejoin with wal_log_hints=on: a crashed master comes back as a st
     // The rebuild flag is cleared on disk: a restart of this agent keeps it a standby.
     const record = JSON.parse(readFileSync(join(efm.agentDir("a"), "rejoin.failover.json"), "utf8"));
     expect(record).toMatchObject({ lastMaster: `${efm.address(winner)}:24531`, rebuildNeeded: false });
+  });
+
+  it("a crashed master whose database an init system starts again as a primary is fenced by its agent, then rejoined", async () => {
+    const old = await newMaster(efm, "a");
+    const standbys = ["a", "b", "c"].filter((h) => h !== old);
+    const lsn = await lab.write(old, 10);
+    for (const h of standbys) await lab.waitReplayed(h, lsn);
+    const mark = efm.smtp.mark();
+    await efm.kill(old, "SIGKILL");
+    await lab.killDb(old);
+    await efm.smtp.waitFor("Failover has completed on cluster rejoin", 120_000, mark);
+    const winner = await newMaster(efm, standbys[0]!, old);
+    const afterFailover = await lab.write(winner, 4);
+    // The host is back and its init system starts PostgreSQL: nothing wrote standby.signal, so
+    // the old master's database is a primary again, before its agent runs.
+    await lab.startDb(old);
+    expect(await lab.inRecovery(old)).toBe(false);
+    const back = efm.smtp.mark();
+    efm.start(old);
+    await efm.smtp.waitFor(`Node ${efm.address(old)} rejoined cluster rejoin as a standby`, 180_000, back);
+    await efm.waitTypes(winner, { [old]: "Standby", [winner]: "Master" }, 60_000);
+    expect(await lab.inRecovery(old)).toBe(true);
+    await lab.waitReplayed(old, afterFailover, 60_000);
+    const later = await lab.write(winner, 2);
+    await lab.waitReplayed(old, later, 60_000);
+    expect(await lab.count(old)).toBe(await lab.count(winner));
+    // Its agent fenced it first (stopped, confirmed down), as its log says.
+    const log = readFileSync(join(efm.agentDir(old), "rejoin.log"), "utf8");
+    expect(log).toContain("check.begin.staleMaster");
   });
 });
 

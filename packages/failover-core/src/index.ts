@@ -20,6 +20,7 @@ export {
   rejoinDecision,
   rejoinProblemText,
   rejoinTarget,
+  stalePrimaryAtStart,
   supersededMaster,
 } from "./rejoin.ts";
 export { parsePeerMessage } from "./peer-message.ts";

@@ -5,6 +5,7 @@ import {
   NO_REWIND_NO_BASEBACKUP,
   rejoinDecision,
   rejoinTarget,
+  stalePrimaryAtStart,
   supersededMaster,
 } from "./rejoin.ts";
 import { initialState } from "./step.ts";
@@ -92,6 +93,30 @@ describe("rejoin decision rules", () => {
     expect(supersededMaster(fenced({ rebuildNeeded: false, db: "UP" }, crashed))).toBe(false);
     const standby = { persisted: { lastMaster: "b", epoch: 1, rebuildNeeded: false } };
     expect(supersededMaster(fenced({ rebuildNeeded: false }, standby))).toBe(false);
+  });
+
+  it("a starting primary is a stale old master's only if it was the master on record and another agent runs as master", () => {
+    const starting = {
+      phase: "checking" as const,
+      role: "Master" as const,
+      rebuildNeeded: false,
+      db: "UP" as const,
+    };
+    expect(stalePrimaryAtStart(fenced(starting))).toBe("b");
+    expect(stalePrimaryAtStart(fenced({ ...starting, peers: { b: { role: "Promoting", db: "UP" } } }))).toBe(
+      "b",
+    );
+    // b is itself still starting: the start-up conflict rows decide, not this one
+    expect(
+      stalePrimaryAtStart(
+        fenced({ ...starting, peers: { b: { role: "Master", db: "UP", starting: true } } }),
+      ),
+    ).toBeNull();
+    const neverMaster = { persisted: { lastMaster: "b", epoch: 1, rebuildNeeded: false } };
+    expect(stalePrimaryAtStart(fenced(starting, neverMaster))).toBeNull();
+    expect(stalePrimaryAtStart(fenced({ ...starting, rebuildNeeded: true }, neverMaster))).toBe("b");
+    expect(stalePrimaryAtStart(fenced(starting, { rejoin: undefined }))).toBeNull();
+    expect(stalePrimaryAtStart(fenced({ ...starting, phase: "running" }))).toBeNull();
   });
 
   it("starts by itself only with auto.rejoin, Idle, nothing in flight, and not against a master it gave up on", () => {

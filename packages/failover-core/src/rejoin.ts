@@ -70,6 +70,26 @@ export function autoRejoinDue(s: FailoverState): string | null {
   return m === null || s.rejoinGaveUp === m ? null : m;
 }
 
+/**
+ * The running master that makes our starting primary a stale old master's database, or null. We
+ * were the master on record (or fenced ourselves), our database came back as a primary (started
+ * by an init system, or by hand without standby.signal), and another agent, past its own
+ * start-up, runs as master or is promoting: our database must never take writes, so it is
+ * fenced and, like any old master, rejoined. Two agents both starting with primaries are the
+ * start-up conflict rows' business, not this one's. Only for an executor that can rejoin.
+ */
+export function stalePrimaryAtStart(s: FailoverState): string | null {
+  if (s.config.rejoin === undefined || s.config.isWitness) return null;
+  if (s.phase !== "checking" || s.role !== "Master") return null;
+  if (!s.rebuildNeeded && s.config.persisted?.lastMaster !== s.config.self) return null;
+  for (const m of s.view?.members ?? []) {
+    if (m.address === s.config.self) continue;
+    const p = s.peers[m.address];
+    if ((p?.role === "Master" || p?.role === "Promoting") && p.starting !== true) return m.address;
+  }
+  return null;
+}
+
 /** What cluster-status says about a refused or failed rejoin. */
 export function rejoinProblemText(master: string, reason: string): string {
   return `Could not rejoin as a standby of ${master}: ${reason}. This node stays Idle and takes no writes; rebuild it (docs/operations.md, "Rejoining the old master") and run efm resume.`;

@@ -2450,6 +2450,51 @@ describe("rejoin of a failed master (issue 16)", () => {
     expect(find(late, "rejoinDb").newMaster).toBe("b");
   });
 
+  it("an old master whose database came back as a primary while another master runs is fenced, then rejoined", () => {
+    const start = (persisted: PersistedFailoverState, rejoin: RejoinConfig | undefined) => {
+      let s = run(initialState(config("a", { persisted, ...(rejoin ? { rejoin } : {}) })), {
+        type: "started",
+        now: 100,
+      }).state;
+      s = run(s, { type: "localRoleChecked", now: 100, result: "primary" }).state;
+      s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
+      s = run(s, { type: "viewInstalled", now: 100, view: view(2, AFTER) }).state;
+      // b runs (its start-up is over) as the master the cluster failed over to
+      s = run(s, msg(100, "b", { type: "status", role: "Master", db: "UP", master: "b" })).state;
+      return run(s, { type: "timer", now: 101, name: "startupChecks" });
+    };
+    const r = start({ lastMaster: "a", epoch: 0, rebuildNeeded: false }, REJOIN);
+    expect(rules(r)).toEqual(["check.begin.staleMaster"]);
+    expect(r.state).toMatchObject({ role: "Idle", rebuildNeeded: true });
+    expect(find(r, "fenceDb").newMaster).toBe("b");
+    expect(find(r, "persist").state).toMatchObject({ rebuildNeeded: true });
+    // fenced: start-up ends Idle and, with auto.rejoin, the rejoin starts
+    let s = run(r.state, { type: "dbFenced", now: 102, token: find(r, "fenceDb").token, ok: true }).state;
+    expect(s.selfFence).toBeNull();
+    let last: StepResult | undefined;
+    for (const t of Object.keys(s.startupChecks ?? {})) {
+      last = run(s, {
+        type: "remoteDbChecked",
+        now: 103,
+        token: t,
+        target: s.startupChecks![t]!,
+        result: "reachable",
+      });
+      s = last.state;
+    }
+    expect([s.phase, s.role]).toEqual(["running", "Idle"]);
+    expect(rules(last!)).toContain("rejoin.auto");
+    expect(find(last!, "rejoinDb").newMaster).toBe("b");
+    // a primary that was not the master on record keeps the guide's start-up conflict (Idle, untouched)
+    const other = start({ lastMaster: "b", epoch: 0, rebuildNeeded: false }, REJOIN);
+    expect(rules(other)).toEqual(["check.begin.secondMaster"]);
+    expect(other.actions.some((x) => x.type === "fenceDb")).toBe(false);
+    // and so does an executor that cannot rejoin
+    expect(rules(start({ lastMaster: "a", epoch: 0, rebuildNeeded: false }, undefined))).toEqual([
+      "check.begin.secondMaster",
+    ]);
+  });
+
   it("db.rewind=on: a standby that cannot follow the new master is rewound instead of retried", () => {
     const c = boot("c", "recovery", view(1, FULL), {
       rejoin: { ...REJOIN, auto: false, rewindStandbys: true },

@@ -1,3 +1,4 @@
+import { stalePrimaryAtStart } from "../rejoin.ts";
 import {
   type TransitionRow,
   row,
@@ -162,6 +163,32 @@ export const startUpRows: readonly TransitionRow[] = [
     run: (c) => {
       c.broadcast(c.status(true));
       c.timer("startupChecks", c.now + c.s.config.messageSlackMs);
+    },
+  }),
+  row({
+    id: "check.begin.staleMaster",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard:
+      "we are Master (a primary database) and were the master on record, and another agent runs as master (issue 16)",
+    to: "Idle",
+    actions:
+      "fence our database (stopped, standby settings naming the running master; rebuild flag persisted); check every cluster database",
+    reason:
+      "an old master's database came back writable while another master runs: fence it so it never takes writes, then it can rejoin",
+    when: (c) => stalePrimaryAtStart(c.s) !== null,
+    run: (c) => {
+      const master = stalePrimaryAtStart(c.s)!;
+      c.s.role = "Idle";
+      c.s.rebuildNeeded = true;
+      c.s.fenceUnconfirmed = false;
+      // The fence a retry uses: nothing to release (no VIP before start-up ends), no script, no
+      // report; an unconfirmed stop is retried like any other (fenceRetry).
+      const token = c.token("fence");
+      c.s.selfFence = { token, purpose: "retry", stage: "fenceDb", replyTo: null, newMaster: master };
+      c.act({ type: "fenceDb", token, newMaster: master });
+      beginStartupChecks(c);
+      if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
     },
   }),
   row({
