@@ -2,7 +2,8 @@
 /**
  * The README's main job: a 3-host PostgreSQL cluster on loopback with an agent on each
  * host, a live failover after the master database is killed, the old master brought back as a
- * standby, a second failover when the new master's database is killed, and a clean teardown.
+ * standby, a second failover when the new master's database is killed, a switchover back to
+ * the original master (`efm promote -switchover`) while rows are written, and a clean teardown.
  * `--keep` leaves everything running and prints how to use it.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -130,8 +131,13 @@ async function main(): Promise<void> {
         { name: "db2", role: "standby" },
         { name: "db3", role: "standby" },
       ],
+      // The old master of a switchover follows the new one as db.user: it needs replication.
+      hbaLines: ["host replication efm 0.0.0.0/0 scram-sha-256"],
       log: (l) => process.stdout.write(`   ${l}\n`),
     });
+    // db.user streams as a switched-over master's replication user and may CHECKPOINT
+    // (docs/operations.md, "Switchover").
+    await cluster.psql("db1", "ALTER ROLE efm REPLICATION; GRANT pg_checkpoint TO efm;");
     const files = cluster.writeEfmFiles(CLUSTER, {
       passwordEncrypted: encrypt(cluster.efmPassword, CLUSTER),
       agentPort: 17800,
@@ -223,7 +229,30 @@ async function main(): Promise<void> {
     await cluster.killDb(second);
     const watcher = nodes.find((n) => n.name !== second) as Node;
     say(`Watching the agents (from ${watcher.name}'s point of view)`);
-    await watch(watcher, second);
+    const third = await watch(watcher, second);
+
+    // The original master back in its role, on purpose this time: a switchover loses no write.
+    const db1 = cluster.host("db1").address;
+    for (let i = 0; i < 60; i++) {
+      const s = statusJson(n1);
+      if (s?.nodes[db1]?.type === "Standby" && s.nodes[cluster.host(third).address]?.type === "Master") break;
+      await sleep(1000);
+    }
+    say(`Switchover back to db1: bin/efm promote ${CLUSTER} -switchover -sourcenode ${db1}`);
+    await cluster.write(third, 25);
+    const before = await cluster.count(third);
+    const so = efm(n1.configDir, n1.runFolder, ["promote", CLUSTER, "-switchover", "-sourcenode", db1]);
+    process.stdout.write(so.out);
+    if (so.status !== 0) throw new Error(`the switchover back to db1 failed (exit ${so.status})`);
+    for (let i = 0; i < 60; i++) {
+      if (statusJson(n1)?.nodes[cluster.host(third).address]?.type === "Standby") break;
+      await sleep(1000);
+    }
+    say(`bin/efm cluster-status ${CLUSTER} after the switchover`);
+    process.stdout.write(efm(n1.configDir, n1.runFolder, ["cluster-status", CLUSTER]).out);
+    process.stdout.write(
+      `\n   db1 is the master again with all ${await cluster.count("db1")} rows (${before} on ${third} before); ${third} follows it as a standby without efm resume\n`,
+    );
 
     if (keep) {
       say("Left running (--keep)");
