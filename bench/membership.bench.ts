@@ -37,6 +37,7 @@ async function formCluster(
       maxTries,
       seeds: addrs.filter((x) => x !== a),
       initialAllowed: hosts,
+      mayFoundAlone: a === addrs[0],
     }),
   );
   live.push(...members);
@@ -119,6 +120,7 @@ describe("membership bench", () => {
             maxTries,
             seeds: addrs.filter((x) => x !== a),
             initialAllowed: hosts,
+            mayFoundAlone: a === addrs[0],
           }),
         );
       }

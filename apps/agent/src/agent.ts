@@ -60,6 +60,11 @@ export interface AgentOptions {
   env: NodeJS.ProcessEnv;
   /** Also print readable log lines here (a terminal). */
   tty?: NodeJS.WritableStream;
+  /**
+   * `start --bootstrap`: with no saved membership state, found a new cluster when none answers
+   * even though the local database is not a primary (a witness or standby started first).
+   */
+  bootstrap?: boolean;
 }
 
 /** A running agent; `done` resolves with the exit code when it has stopped. */
@@ -297,7 +302,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     logs.flush();
     throw err;
   }
+  // With no saved voter set, only the primary's agent (or an operator's bootstrap) founds a new
+  // cluster when none answers; any other agent waits to join one (packages/membership README).
+  let localPrimary = false;
   const member = createMember({
+    mayFoundAlone: () => localPrimary || opts.bootstrap === true,
     bindAddress: self,
     clusterName: cluster,
     dbPassword: password,
@@ -368,6 +377,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // operator must see now, in the server's own words, with the address:port we tried; a
     // database that is not answering at all is left to the helper check below.
     const own = await remoteCheck(db(selfHost), c.localTimeout * 1000);
+    localPrimary = own.ok && !own.inRecovery;
     const ownFailure = own.ok
       ? null
       : `cannot connect to the local database at ${formatHostPort({ host: selfHost, port: c.dbPort })} as db.user=${c.dbUser} (db.database=${c.dbDatabase}): ${own.failure.message}`;
@@ -769,7 +779,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           // Refused by the coordinator (guide 4.1.7: a removed node may not rejoin). Retrying
           // would only spin; fail the start as the guide's init script does, saying why.
           if (loop.current.phase !== "running") {
-            const why = `this node is not allowed to join cluster ${cluster} (refused by ${e.by}: ${e.reason}); run 'efm add-node ${cluster} ${selfHost}' on a member first`;
+            // Another cluster id: this node's saved state belongs to a cluster founded apart.
+            const why = e.reason.includes("belongs to another cluster")
+              ? `this node cannot join the cluster running at ${e.by}: ${e.reason}. If this node should join it as a new node, stop it and remove ${files.membership}`
+              : `this node is not allowed to join cluster ${cluster} (refused by ${e.by}: ${e.reason}); run 'efm add-node ${cluster} ${selfHost}' on a member first`;
             startup.error(why);
             void finish(1, why, "stop");
           }

@@ -33,11 +33,17 @@ function notifySystemd(): void {
  * `start --wait`: run the agent as a detached child and return once it is ready (exit 0) or
  * has exited during start-up (exit 1, with its reason), so scripts can chain on a started agent.
  */
-function startAndWait(cluster: string, configDir: string | undefined): Promise<number> {
+function startAndWait(cluster: string, configDir: string | undefined, bootstrap: boolean): Promise<number> {
   const script = process.argv[1] ?? "";
   const child = spawn(
     process.execPath,
-    [script, "start", cluster, ...(configDir ? ["--config-dir", configDir] : [])],
+    [
+      script,
+      "start",
+      cluster,
+      ...(configDir ? ["--config-dir", configDir] : []),
+      ...(bootstrap ? ["--bootstrap"] : []),
+    ],
     {
       detached: true,
       stdio: ["ignore", "ignore", "ignore", "pipe"],
@@ -85,13 +91,17 @@ export function buildProgram(): Command {
     .argument("<cluster>", "cluster name: reads <config-dir>/<cluster>.properties and <cluster>.nodes")
     .option("--config-dir <dir>", "directory of the cluster's files (env EFM_CONFIG_DIR)")
     .option(
+      "--bootstrap",
+      "found a new cluster if none answers, even when the local database is not a primary (only an agent without saved membership state; the primary's agent does this by itself)",
+    )
+    .option(
       "--wait",
       "run in the background and return once the agent has joined the cluster and passed its start-up checks; exit 1 with the reason if it stops during start-up",
     )
     .description("run the agent in the foreground until it is stopped (SIGTERM leaves the cluster cleanly)")
-    .action(async (cluster: string, opts: { configDir?: string; wait?: boolean }) => {
+    .action(async (cluster: string, opts: { configDir?: string; wait?: boolean; bootstrap?: boolean }) => {
       if (opts.wait) {
-        process.exitCode = await startAndWait(cluster, opts.configDir);
+        process.exitCode = await startAndWait(cluster, opts.configDir, opts.bootstrap === true);
         return;
       }
       const configDir = opts.configDir ?? process.env.EFM_CONFIG_DIR ?? "/etc/efm";
@@ -100,6 +110,7 @@ export function buildProgram(): Command {
           cluster,
           configDir,
           env: process.env,
+          ...(opts.bootstrap ? { bootstrap: true } : {}),
           ...(process.stdout.isTTY || process.env.EFM_LOG_STDOUT ? { tty: process.stdout } : {}),
         });
         for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => agent.shutdown());

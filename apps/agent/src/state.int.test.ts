@@ -54,6 +54,7 @@ describe.runIf(root)("a configuration change is acknowledged only once it is on 
         maxTries: 3,
         seeds: addrs.filter((a) => a !== addr),
         initialAllowed: hosts,
+        mayFoundAlone: i === 0,
         // What the agent does: the atomic, fsynced writer, throwing on failure.
         persist: (state: PersistedState) => writeFileAtomic(files[i]!, `${JSON.stringify(state)}\n`, 0o640),
       });

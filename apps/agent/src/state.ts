@@ -15,6 +15,8 @@ const membershipSchema = z.object({
     allowed: z.array(z.string()),
   }),
   lastEpoch: z.number().nonnegative(),
+  // The cluster id (carried in every frame); absent in states written before cluster ids.
+  clusterId: z.string().max(300).nullable().optional(),
 });
 
 /**

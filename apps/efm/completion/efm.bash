@@ -74,7 +74,7 @@ _efm_agent() {
     return
   fi
   case $cmd in
-      start) opts="--config-dir --wait --help" ;;
+      start) opts="--config-dir --bootstrap --wait --help" ;;
       *) return ;;
   esac
   if [[ $cur == -* ]]; then

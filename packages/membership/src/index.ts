@@ -14,6 +14,7 @@ export type {
   ClusterConfig,
   CoreInput,
   Effect,
+  Frame,
   MembershipEvent,
   Msg,
   NodeId,

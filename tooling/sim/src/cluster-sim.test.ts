@@ -270,13 +270,11 @@ describe("issue 12's schedules as named scenarios", () => {
     expect(caught).toHaveLength(5);
   }, 120_000);
 
-  // Expected to fail (tooling/sim/README.md): the master fences itself and a standby is promoted.
-  it.fails("cut-pair: a cut between the master and one standby (the others see both) causes no failover", () => {
+  it("cut-pair: a cut between the master and one standby (the others see both) causes no failover", () => {
     expect(judged(runCutPairSim, 1, 10, ["settle"])).toEqual([]);
   }, 120_000);
 
-  // Expected to fail (tooling/sim/README.md): every database ends in recovery in about 1 % of seeds.
-  it.fails("all-in-recovery: after network faults and pauses with every database up, a writable master comes back", () => {
+  it("all-in-recovery: after network faults and pauses with every database up, a writable master comes back", () => {
     expect(judged(runAllInRecoverySim, 1, 12, ["liveness"])).toEqual([]);
   }, 120_000);
 });

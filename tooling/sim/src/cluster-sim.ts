@@ -148,6 +148,8 @@ export interface ClusterSimOptions {
    * soon as its removal is committed, without waiting out its lease (L + margin).
    */
   readonly skipLeaseWait?: boolean;
+  /** Membership removes a member on one member's suspicion (the old rule; CoreOptions.suspicionRule). */
+  readonly suspicionRule?: "majority" | "own";
   /** Keep a readable transcript (slower); failing seeds are replayed with it on. */
   readonly transcript?: boolean;
   /** runClusterSim: draw faults only from these kinds (default: all of FAULT_KINDS). */
@@ -255,6 +257,7 @@ export class ClusterSim {
   private readonly failRng: Rng;
   private readonly netRng: Rng;
   private readonly addrs: string[];
+  private readonly bootstrap: ReadonlySet<string>;
   private reqSeq = 0;
   private readonly rankedWith = new Map<string, readonly string[]>();
   /** Each database's position as its agent last reported it (what a coordinator ranks by). */
@@ -271,6 +274,8 @@ export class ClusterSim {
       maxTries: number;
       /** Run without a virtual IP (its ping is what stops a promotion while an old master serves). */
       noVip?: boolean;
+      /** Agents started with the operator's bootstrap flag: they may found a cluster alone. */
+      bootstrap?: readonly string[];
       world?: WorldOptions;
     },
   ) {
@@ -282,6 +287,7 @@ export class ClusterSim {
     this.net = new VirtualNetwork<Frame>(this.clock, this.netRng, { minDelay: 1, maxDelay: 5, loss: 0 });
     this.addrs = layout.addrs;
     this.autoFailover = layout.autoFailover;
+    this.bootstrap = new Set(layout.bootstrap ?? []);
     this.vip = layout.noVip ? null : VIP;
     for (const [i, addr] of layout.addrs.entries()) {
       const witness = layout.witnesses.has(addr);
@@ -534,6 +540,7 @@ export class ClusterSim {
       seeds: this.addrs.filter((a) => a !== addr),
       initialAllowed: this.addrs.map(hostOf),
       persisted,
+      ...(this.opts.suspicionRule ? { suspicionRule: this.opts.suspicionRule } : {}),
     });
   }
 
@@ -587,7 +594,10 @@ export class ClusterSim {
     // A new agent process has not opened the device; one its predecessor left running keeps
     // counting down until this agent arms it as master (or the host is reset).
     n.watchdog = { ...n.watchdog, open: false, fencing: 0, fenceFailed: false };
-    this.membership(n, gen, { type: "start" });
+    // A node with no saved voter set founds a cluster alone only as the primary's agent (or
+    // when the operator bootstraps it); the others wait for a cluster to join.
+    const primary = n.db !== null && n.db.state === "up" && !n.db.inRecovery;
+    this.membership(n, gen, { type: "start", mayFoundAlone: primary || this.bootstrap.has(addr) });
     n.node.start();
     this.watchdogTick(n, gen);
   }
@@ -1475,10 +1485,11 @@ export function runCascadeSim(seed: number, options: Omit<ClusterSimOptions, "se
 }
 
 /**
- * A one-way cut from the master to the coordinator: the coordinator stops hearing the master and
- * removes it, while the master still hears (and is acknowledged by) the others for a while. The
- * coordinator, itself a standby, cannot reach the master's database or VIP either, so only the
- * lease wait keeps it from promoting while the old master is still writable.
+ * A one-way cut from the master to the coordinator: the coordinator stops hearing the master,
+ * while the master still hears (and is acknowledged by) the others. The coordinator alone
+ * suspects it, and a member leaves the view only when a majority of the voters suspects it: the
+ * master stays and nothing fails over. (Were it removed, the coordinator, itself a standby,
+ * could not reach the master's database or VIP either; runLeaseWaitSim builds that case.)
  */
 export function runOneWayCutSim(
   seed: number,
@@ -1487,13 +1498,19 @@ export function runOneWayCutSim(
   const setup = createRng(seed ^ 0x1ca7);
   const n = setup.int(4, 6);
   const addrs = Array.from({ length: n }, (_, i) => addrOf(i));
-  const sim = new ClusterSim(
-    { seed, ...options },
-    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
-  );
   const master = addrs[0]!;
   const coordinator = addrs[1]!;
-  // the coordinator (oldest member) is a standby: it starts first
+  const sim = new ClusterSim(
+    { seed, ...options },
+    {
+      addrs,
+      witnesses: new Set(),
+      autoFailover: true,
+      maxTries: setup.pick([3, 4, 5]),
+      bootstrap: [coordinator],
+    },
+  );
+  // the coordinator (oldest member) is a standby: it starts first, bootstrapped by the operator
   sim.clock.at(0, () => sim.startHost(coordinator));
   for (const a of addrs) if (a !== coordinator) sim.clock.at(setup.int(40, 80), () => sim.startHost(a));
   if (
@@ -1529,11 +1546,20 @@ export function runLeaseWaitSim(
   // removal to promotion (about two remote.timeouts here, 250 ms), so a takeover that skips the
   // wait always lands inside the old master's lease.
   const sim = new ClusterSim(
-    { seed, ...options },
-    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([5, 6, 8]) },
+    // Membership's old rule (a coordinator removes whom it alone suspects) builds the case; with
+    // removal by majority suspicion the master stays, and the lease wait is the second line.
+    { seed, suspicionRule: "own", ...options },
+    {
+      addrs,
+      witnesses: new Set(),
+      autoFailover: true,
+      maxTries: setup.pick([5, 6, 8]),
+      bootstrap: [addrs[1]!],
+    },
   );
   const master = addrs[0]!;
-  // The standbys found the cluster first, so the coordinator (its oldest member) is a standby.
+  // A standby founds the cluster first (the operator bootstraps it), so the coordinator (its
+  // oldest member) is a standby.
   for (const a of addrs.slice(1)) sim.clock.at(setup.int(0, 40), () => sim.startHost(a));
   sim.clock.at(setup.int(400, 500), () => sim.startHost(master));
   if (

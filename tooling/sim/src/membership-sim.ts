@@ -32,6 +32,8 @@ export interface SimNodeSpec {
   readonly seeds?: readonly string[];
   /** Allowed hosts it starts with when it has no persisted state. */
   readonly initialAllowed?: readonly string[];
+  /** Its database is the primary: it may found a cluster alone (see MembershipCore's start). */
+  readonly mayFoundAlone?: boolean;
 }
 
 /** Options of a membership simulation. */
@@ -41,6 +43,8 @@ export interface MembershipSimOptions {
   readonly link?: LinkSpec;
   /** Inject a different quorum rule (to show the simulator catches unsafe ones). */
   readonly quorumRule?: QuorumRule;
+  /** Remove members on one member's suspicion (the old rule; see CoreOptions.suspicionRule). */
+  readonly suspicionRule?: "majority" | "own";
   /**
    * When the simulated failover layer may take over a removed member's role; default: the
    * core's published `takeoverAllowedAt`. Tests pass a broken rule to show the checker bites.
@@ -132,6 +136,7 @@ export class MembershipSim {
       initialAllowed: spec.initialAllowed ?? [],
       persisted,
       ...(this.opts.quorumRule ? { quorumRule: this.opts.quorumRule } : {}),
+      ...(this.opts.suspicionRule ? { suspicionRule: this.opts.suspicionRule } : {}),
     });
   }
 
@@ -154,7 +159,7 @@ export class MembershipSim {
     this.net.attach(addr, (_from, frame) =>
       this.deliver(n, gen, { type: "frame", from: frame.from, msg: frame.msg }),
     );
-    this.deliver(n, gen, { type: "start" });
+    this.deliver(n, gen, { type: "start", mayFoundAlone: n.spec.mayFoundAlone === true });
   }
 
   /** Kill the process: timers and in-flight work vanish, the disk stays. */
@@ -422,6 +427,7 @@ export function runMembershipScenario(
     scenario?: MembershipScenario;
     quorumRule?: QuorumRule;
     takeoverRule?: MembershipSimOptions["takeoverRule"];
+    suspicionRule?: MembershipSimOptions["suspicionRule"];
   } = {},
 ): ScenarioResult {
   const setup = createRng(seed ^ 0x5eed);
@@ -436,11 +442,19 @@ export function runMembershipScenario(
     allowedAddrs: addrsAll,
     ...(options.quorumRule ? { quorumRule: options.quorumRule } : {}),
     ...(options.takeoverRule ? { takeoverRule: options.takeoverRule } : {}),
+    ...(options.suspicionRule ? { suspicionRule: options.suspicionRule } : {}),
   });
   const t = sim.timing;
   const extraSeeds = scenario === "unresolvable" ? ["nowhere.invalid:7800"] : [];
+  // The first address plays the primary's agent: the one node that may found the cluster alone;
+  // the others join it (one voter at a time), wherever they start in the window below.
   for (const a of addrsAll) {
-    sim.add({ addr: a, seeds: [...addrsAll.filter((x) => x !== a), ...extraSeeds], initialAllowed: hosts });
+    sim.add({
+      addr: a,
+      seeds: [...addrsAll.filter((x) => x !== a), ...extraSeeds],
+      initialAllowed: hosts,
+      mayFoundAlone: a === addrsAll[0],
+    });
   }
   const stranger = "10.0.0.99:7800";
   if (scenario === "nonAllowed") sim.add({ addr: stranger, seeds: addrsAll, initialAllowed: [] });
@@ -454,7 +468,14 @@ export function runMembershipScenario(
   }
   if (scenario === "nonAllowed") sim.clock.at(setup.int(0, 500), () => sim.start(stranger));
   const formBound = 1000 + n * 4 * t.batchDelay + 20 * t.discoveryInterval;
-  const formed = sim.runUntilTrue(formBound, () => sim.converged(addrsAll));
+  // Formed: one view of everyone, and everyone a voter (R grows one voter at a time after the
+  // founder, so the scenarios below start from the full voter set they assume).
+  const formed = sim.runUntilTrue(
+    formBound,
+    () =>
+      sim.converged(addrsAll) &&
+      addrsAll.every((a) => sim.nodes.get(a)!.core.clusterConfig().voters.length === addrsAll.length),
+  );
   if (formed === null) fail(`no single view of ${n} members within ${formBound} ms of starting`);
   let convergedAfter: number | null = null;
   const healAndConverge = (label: string): void => {

@@ -1,4 +1,4 @@
-import type { ClusterConfig, Msg, NodeId, View, ViewId } from "./types.ts";
+import type { ClusterConfig, Frame, NodeId, View, ViewId } from "./types.ts";
 
 // Frames are authenticated, but a member running a different version (or a bug) can still send
 // nonsense; every field is checked before the protocol looks at it, so nothing can throw later.
@@ -35,8 +35,9 @@ function isConfig(v: unknown): v is ClusterConfig {
 }
 
 /** Validate an untrusted message body; returns the message or a reason for dropping it. */
-export function parseMsg(m: unknown): Msg | string {
+export function parseMsg(m: unknown): Frame | string {
   if (!isObj(m) || !isStr(m.t, 20)) return "not a message object";
+  if (m.cid !== null && !isStr(m.cid, 200)) return `${String(m.t)} message without a valid cluster id`;
   const ok = ((): boolean => {
     switch (m.t) {
       case "discover":
@@ -59,16 +60,28 @@ export function parseMsg(m: unknown): Msg | string {
       case "joinRedirect":
         return isStr(m.coord);
       case "view":
-        return isView(m.view) && isConfig(m.config) && isStrArr(m.left) && isStrArr(m.removed);
+        return (
+          isView(m.view) && isConfig(m.config) && isStrArr(m.left) && isStrArr(m.removed) && isNum(m.sentAt)
+        );
       case "viewAck":
-        return isViewId(m.viewId);
+        return (
+          isViewId(m.viewId) &&
+          isNum(m.sentAt) &&
+          Array.isArray(m.silent) &&
+          m.silent.length <= 1000 &&
+          m.silent.every((x) => isObj(x) && isStr(x.member) && isNum(x.ms) && x.ms >= 0)
+        );
       case "cfgPropose":
       case "cfgCommit":
         return isConfig(m.config);
       case "cfgAck":
         return isNum(m.version) && isConfig(m.config);
       case "hb":
-        return isViewId(m.viewId) && isNum(m.sentAt) && (m.cfg === null || isConfig(m.cfg));
+        return (
+          isViewId(m.viewId) && isNum(m.sentAt) && (m.cfg === null || isConfig(m.cfg)) && isStrArr(m.sus)
+        );
+      case "suspects":
+        return isStrArr(m.sus);
       case "hbAck":
         return isNum(m.sentAt);
       case "aya":
@@ -98,7 +111,7 @@ export function parseMsg(m: unknown): Msg | string {
         return false;
     }
   })();
-  return ok ? (m as unknown as Msg) : `malformed ${String(m.t)} message`;
+  return ok ? (m as unknown as Frame) : `malformed ${String(m.t)} message`;
 }
 
 /** Total order on view ids: epoch, then creator address. */

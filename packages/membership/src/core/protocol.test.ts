@@ -16,7 +16,15 @@ class Mini {
   effects = new Map<string, Effect[]>();
   timers = new Map<string, number>();
   down = new Set<string>();
-  constructor(addrs: string[], opts: { allowed?: string[]; seeds?: (a: string) => string[] } = {}) {
+  /** Cut links, both ways: "a|b". */
+  cuts = new Set<string>();
+  /** The node whose database is the primary: the only one that may found a cluster alone. */
+  founder: string | null;
+  constructor(
+    addrs: string[],
+    opts: { allowed?: string[]; seeds?: (a: string) => string[]; founder?: string | null } = {},
+  ) {
+    this.founder = opts.founder === undefined ? addrs[0]! : opts.founder;
     const hosts = opts.allowed ?? addrs.map((a) => a.split(":")[0]!);
     for (const a of addrs) {
       const core = new MembershipCore({
@@ -36,7 +44,7 @@ class Mini {
     this.queue.sort((x, y) => x.at - y.at || x.seq - y.seq);
   }
   start(a: string): void {
-    this.push(this.now, a, { type: "start" });
+    this.push(this.now, a, { type: "start", mayFoundAlone: a === this.founder });
   }
   run(until: number): void {
     while (this.queue.length > 0 && this.queue[0]!.at <= until) {
@@ -53,7 +61,7 @@ class Mini {
     this.effects.get(a)!.push(e);
     // Every timer the core asks for is at a finite time: the runtime arms real timers from it.
     if (e.type === "setTimer" && !Number.isFinite(e.at)) throw new Error(`${a}: timer ${e.id} at ${e.at}`);
-    if (e.type === "send" && this.nodes.has(e.to))
+    if (e.type === "send" && this.nodes.has(e.to) && !this.cuts.has(`${a}|${e.to}`))
       this.push(this.now + 2, e.to, { type: "frame", from: self, msg: e.msg });
     if (e.type === "setTimer") {
       const seq = this.seq;
@@ -62,6 +70,13 @@ class Mini {
     }
     if (e.type === "cancelTimer") this.timers.delete(`${a}/${e.id}`);
     if (e.type === "emit") this.events.get(a)!.push(e.event);
+  }
+  cut(a: string, b: string): void {
+    this.cuts.add(`${a}|${b}`);
+    this.cuts.add(`${b}|${a}`);
+  }
+  heal(): void {
+    this.cuts.clear();
   }
   view(a: string): readonly string[] {
     return this.nodes.get(a)!.currentView()?.members ?? [];
@@ -179,11 +194,92 @@ describe("membership core", () => {
     expect(m.nodes.get(A)!.leaseValidAt(m.now)).toBe(true);
   });
 
-  it("a fresh node that cannot reach a majority of its members file never founds a cluster", () => {
+  it("a fresh standby never founds a cluster of its own; it waits for one to join", () => {
     const m = new Mini([A, B, C]);
     m.start(C);
+    m.start(B);
     m.run(3000);
     expect(m.view(C)).toEqual([]);
+    expect(m.view(B)).toEqual([]);
+    // The primary's agent starts: it founds after the join window, and both join it.
+    m.start(A);
+    m.run(m.now + timing.joinWindow + 1000);
+    for (const x of [A, B, C]) expect(m.view(x)).toHaveLength(3);
+    expect(m.view(A)[0]).toBe(A);
+  });
+
+  it("a first agent whose members file lists hosts not running yet founds alone after the join window", () => {
+    const m = new Mini([A, B, C]);
+    m.start(A);
+    m.run(timing.joinWindow - 1);
+    expect(m.view(A)).toEqual([]);
+    m.run(timing.joinWindow + 2 * timing.discoveryInterval);
+    expect(m.view(A)).toEqual([A]);
+    const core = m.nodes.get(A)!;
+    // R starts as the founder alone: the listed addresses were only where to look.
+    expect(core.clusterConfig().voters).toEqual([A]);
+    expect(core.isQuorate()).toBe(true);
+    expect(core.clusterId()).toBe(`${A}/inc-${A}`);
+    // The others join later, one voter at a time, and learn the cluster id.
+    m.start(B);
+    m.run(m.now + 1000);
+    m.start(C);
+    m.run(m.now + 1000);
+    for (const x of [A, B, C]) {
+      expect(m.view(x)).toEqual([A, B, C]);
+      expect(m.nodes.get(x)!.clusterConfig().voters).toEqual([A, B, C]);
+      expect(m.nodes.get(x)!.clusterId()).toBe(`${A}/inc-${A}`);
+      // R grew after the view that admitted C: the same members were installed again, so the
+      // failover layer (which counts voters from views) knows the R in force.
+      const last = m.events
+        .get(x)!
+        .filter((e) => e.type === "viewInstalled")
+        .at(-1);
+      expect(last?.type === "viewInstalled" && last.view.voters).toEqual([A, B, C]);
+    }
+    const versions = m.effects
+      .get(A)!
+      .flatMap((e) =>
+        e.type === "emit" && e.event.type === "configCommitted" ? [e.event.config.voters.length] : [],
+      );
+    for (let i = 1; i < versions.length; i++)
+      expect(Math.abs(versions[i]! - versions[i - 1]!)).toBeLessThanOrEqual(1);
+  });
+
+  it("a restarted cluster keeps its id and needs a majority of its saved voters", () => {
+    const m = new Mini([A, B, C]);
+    for (const a of [A, B, C]) m.start(a);
+    m.run(2000);
+    const id = m.nodes.get(A)!.clusterId();
+    const saved = new Map(
+      [A, B, C].map((a) => {
+        const p = m.effects
+          .get(a)!
+          .filter((e) => e.type === "persist")
+          .at(-1);
+        if (p?.type !== "persist") throw new Error(`${a} saved nothing`);
+        return [a, p.state] as const;
+      }),
+    );
+    expect(saved.get(B)!.clusterId).toBe(id);
+    // Every agent stops; C restarts alone: no majority of R, no cluster, even as a "primary".
+    const again = (a: string) =>
+      new MembershipCore({
+        self: a,
+        incarnation: `again-${a}`,
+        timing,
+        seeds: [A, B, C].filter((x) => x !== a),
+        persisted: saved.get(a)!,
+      });
+    const m2 = new Mini([A, B, C], { founder: C });
+    for (const a of [A, B, C]) m2.nodes.set(a, again(a));
+    m2.start(C);
+    m2.run(5 * timing.joinWindow);
+    expect(m2.view(C)).toEqual([]);
+    m2.start(B);
+    m2.run(m2.now + 1000);
+    expect([...m2.view(B)].sort()).toEqual([B, C]);
+    for (const a of [B, C]) expect(m2.nodes.get(a)!.clusterId()).toBe(id);
   });
 
   it("three nodes started at once form one view; the second and third join in order", () => {
@@ -192,7 +288,7 @@ describe("membership core", () => {
     m.run(1000);
     for (const a of [A, B, C]) expect([...m.view(a)].sort()).toEqual([A, B, C]);
     expect(m.view(A)[0]).toBe(A);
-    expect(m.nodes.get(B)!.clusterConfig().voters).toEqual([A, B, C]);
+    expect([...m.nodes.get(B)!.clusterConfig().voters].sort()).toEqual([A, B, C]);
   });
 
   it("refuses a joiner whose host is not allowed, and the joiner reports it", () => {
@@ -221,9 +317,14 @@ describe("membership core", () => {
     const committed = ev.find((e) => e.type === "viewCommitted" && e.removed.length > 0);
     expect(committed?.type === "viewCommitted" && committed.removed[0]!.member).toBe(C);
     if (committed?.type === "viewCommitted") {
-      expect(committed.removed[0]!.takeoverAllowedAt).toBe(
-        committed.committedAt + timing.lease + timing.driftMargin,
+      // Counted from when A and B last heard C (a heartbeat interval before it went down at
+      // most, plus a link delay), not from the removal a detection time later.
+      const at = committed.removed[0]!.takeoverAllowedAt;
+      expect(at).toBeLessThanOrEqual(
+        downAt + timing.heartbeatInterval + 2 + timing.lease + timing.driftMargin,
       );
+      expect(at).toBeGreaterThanOrEqual(downAt + timing.lease + timing.driftMargin);
+      expect(committed.committedAt).toBeGreaterThan(downAt + timing.suspectAfter);
     }
     // C stays a voter (DOWN): R only shrinks on a graceful leave or remove-node.
     expect(m.nodes.get(A)!.clusterConfig().voters).toContain(C);
@@ -310,8 +411,116 @@ describe("membership core", () => {
     const stale = core.handle(m.now, {
       type: "frame",
       from: { addr: B, inc: "old" },
-      msg: { t: "hb", viewId: { epoch: 1, creator: A }, sentAt: 0, cfg: null },
+      msg: {
+        t: "hb",
+        viewId: { epoch: 1, creator: A },
+        sentAt: 0,
+        cfg: null,
+        sus: [],
+        cid: core.clusterId(),
+      },
     });
     expect(stale).toEqual([{ type: "drop", from: B, reason: "stale incarnation old" }]);
+  });
+});
+
+const D = "10.1.0.4:7800";
+const E = "10.1.0.5:7800";
+
+describe("a member leaves a quorate view only when a majority of the voters suspects it", () => {
+  const formed = (addrs: string[]): Mini => {
+    const m = new Mini(addrs);
+    for (const a of addrs) m.start(a);
+    m.run(1000);
+    for (const a of addrs) expect(m.view(a)).toEqual(addrs);
+    return m;
+  };
+  const removals = (m: Mini, a: string) =>
+    m.events
+      .get(a)!
+      .filter((e) => e.type === "memberRemoved" || (e.type === "viewCommitted" && e.removed.length > 0));
+
+  it("a cut between the coordinator and one member (the others see both) removes neither, and both keep their lease", () => {
+    const m = formed([A, B, C, D]);
+    const from = m.now;
+    m.cut(A, B);
+    for (let t = from; t <= from + 10 * timing.suspectAfter; t += timing.heartbeatInterval) {
+      m.run(t);
+      for (const x of [A, B, C, D]) expect(m.view(x)).toEqual([A, B, C, D]);
+    }
+    // Both suspected each other; neither could act on it alone.
+    expect(m.events.get(A)!.some((e) => e.type === "memberSuspected" && e.member === B)).toBe(true);
+    expect(m.events.get(B)!.some((e) => e.type === "memberSuspected" && e.member === A)).toBe(true);
+    for (const x of [A, B, C, D]) expect(removals(m, x)).toEqual([]);
+    // A (the master, say) still reaches a majority through C and D: no reason to fence.
+    expect(m.nodes.get(A)!.leaseValidAt(m.now)).toBe(true);
+    expect(m.nodes.get(B)!.leaseValidAt(m.now)).toBe(true);
+    expect(m.events.get(A)!.some((e) => e.type === "leaseLost")).toBe(false);
+    // Healed: the suspicions clear and nothing changed.
+    m.heal();
+    m.run(m.now + 2 * timing.suspectAfter);
+    for (const x of [A, B, C, D]) expect(m.view(x)).toEqual([A, B, C, D]);
+  });
+
+  it("a member the coordinator still hears is removed once a majority of the voters suspects it", () => {
+    const m = formed([A, B, C, D, E]);
+    for (const x of [B, C, D]) m.cut(E, x);
+    const from = m.now;
+    m.run(from + detectionBound(timing, 2) + 2 * timing.heartbeatInterval + timing.ackTimeout);
+    for (const x of [A, B, C, D]) expect(m.view(x)).toEqual([A, B, C, D]);
+    // E reaches only A: its own lease (A's acknowledgement and its own of five) is gone.
+    expect(m.nodes.get(E)!.leaseValidAt(m.now)).toBe(false);
+    const committed = m.events.get(A)!.find((e) => e.type === "viewCommitted" && e.removed.length > 0);
+    expect(committed?.type === "viewCommitted" && committed.removed.map((r) => r.member)).toEqual([E]);
+  });
+
+  it("a member cut off from everyone drops them in a view without quorum, then merges back after the heal", () => {
+    const m = formed([A, B, C]);
+    for (const x of [B, C]) m.cut(A, x);
+    m.run(m.now + detectionBound(timing, 2) + timing.ackTimeout);
+    expect(m.view(A)).toEqual([A]);
+    expect(m.nodes.get(A)!.isQuorate()).toBe(false);
+    expect(m.view(B)).toEqual([B, C]);
+    expect(m.nodes.get(B)!.isQuorate()).toBe(true);
+    m.heal();
+    m.run(m.now + 6 * timing.mergeInterval);
+    const v = [...m.view(B)].sort();
+    expect(v).toEqual([A, B, C]);
+    for (const x of [A, C]) expect([...m.view(x)].sort()).toEqual(v);
+  });
+
+  it("a crashed coordinator is replaced once the others' suspicions add up to a majority", () => {
+    const m = formed([A, B, C]);
+    m.down.add(A);
+    m.run(m.now + detectionBound(timing, 2) + 2 * timing.heartbeatInterval + timing.ackTimeout);
+    expect(m.view(B)).toEqual([B, C]);
+    expect(m.view(C)).toEqual([B, C]);
+    expect(m.nodes.get(B)!.isQuorate()).toBe(true);
+  });
+});
+
+describe("takeover of a removed member's role counts from when it was last heard", () => {
+  it("is never earlier than the end of the removed member's own lease plus the drift margin", () => {
+    const m = new Mini([A, B, C]);
+    for (const a of [A, B, C]) m.start(a);
+    m.run(1000);
+    // C is cut off but keeps running: its lease ends on its own, by time.
+    const cutAt = m.now;
+    for (const x of [A, B]) m.cut(C, x);
+    let cLease = m.nodes.get(C)!.leaseUntil();
+    const end = cutAt + detectionBound(timing, 2) + timing.ackTimeout + timing.lease;
+    for (let t = cutAt; t <= end; t += 7) {
+      m.run(t);
+      cLease = Math.max(cLease, m.nodes.get(C)!.leaseUntil());
+    }
+    expect(m.view(A)).toEqual([A, B]);
+    const committed = m.events.get(A)!.find((e) => e.type === "viewCommitted" && e.removed.length > 0);
+    if (committed?.type !== "viewCommitted") throw new Error("no removal of C was committed");
+    const at = committed.removed[0]!.takeoverAllowedAt;
+    expect(cLease + timing.driftMargin).toBeLessThanOrEqual(at);
+    // ...and no later than one heartbeat interval and a link delay after the cut, plus L and the margin.
+    expect(at).toBeLessThanOrEqual(cutAt + timing.heartbeatInterval + 2 + timing.lease + timing.driftMargin);
+    // Well before "removal plus L": the detection time is no longer waited twice.
+    expect(at).toBeLessThan(committed.committedAt + timing.lease + timing.driftMargin);
   });
 });

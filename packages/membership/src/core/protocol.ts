@@ -4,6 +4,7 @@ import type {
   ClusterConfig,
   CoreInput,
   Effect,
+  Frame,
   MembershipEvent,
   Msg,
   NodeId,
@@ -49,6 +50,12 @@ export interface CoreOptions {
   readonly persisted?: PersistedState | null;
   /** Testing hook: replace the quorum rule (see QuorumRule). */
   readonly quorumRule?: QuorumRule;
+  /**
+   * Testing hook: `"own"` removes a member as soon as this member alone verified its suspicion
+   * (the rule before majority suspicion), so the simulator can show that the lease wait alone
+   * still keeps a takeover safe when a coordinator removes a master the others still hear.
+   */
+  readonly suspicionRule?: "majority" | "own";
 }
 
 interface Suspicion {
@@ -58,7 +65,11 @@ interface Suspicion {
 interface AckTracking {
   viewId: ViewId;
   acks: Set<string>;
-  removed: { member: string; incarnation: string; lastHeard: number | null }[];
+  /**
+   * `heardBound`: no acknowledging member (the coordinator included) acknowledged the removed
+   * member's heartbeats after this time on our clock; it only grows as acknowledgements arrive.
+   */
+  removed: { member: string; incarnation: string; lastHeard: number | null; heardBound: number }[];
   committed: boolean;
 }
 interface CfgChange {
@@ -90,6 +101,8 @@ const NOT_PROOF_OF_MEMBERSHIP = new Set([
   "mergeRsp",
   "joinRedirect",
 ]);
+/** What a node that belongs to no cluster yet (no id) may send. */
+const BEFORE_A_CLUSTER = new Set(["discover", "join", "info"]);
 const addrs = (ms: readonly NodeId[]): string[] => ms.map((m) => m.addr);
 const sameMembers = (a: readonly NodeId[], b: readonly NodeId[]): boolean =>
   a.length === b.length && a.every((m, i) => m.addr === b[i]!.addr && m.inc === b[i]!.inc);
@@ -103,8 +116,13 @@ export class MembershipCore {
   readonly timing: Timing;
   private readonly seeds: readonly string[];
   private readonly quorumRule: QuorumRule;
+  private readonly suspicionRule: "majority" | "own";
   private config: ClusterConfig;
   private lastEpoch: number;
+  /** Set when this node founds a cluster or installs its first view; saved with the voters. */
+  private clusterIdValue: string | null;
+  private mayFoundAlone = false;
+  private startedAt = 0;
   private view: View | null = null;
   private prevMembers: string[] | null = null;
   private quorate = false;
@@ -119,6 +137,13 @@ export class MembershipCore {
   private readonly known = new Set<string>();
   private readonly lastHeard = new Map<string, number>();
   private readonly suspects = new Map<string, Suspicion>();
+  /**
+   * Each member's latest report of the members it suspects and failed to verify (from its
+   * heartbeats and `suspects` messages). A member leaves a quorate view only when a majority
+   * of R suspects it, so a cut between two members alone removes neither.
+   */
+  private readonly reports = new Map<string, ReadonlySet<string>>();
+  private lastSusSent = "";
   private readonly leaseAcks = new Map<string, number>();
   /**
    * When we last acknowledged ourselves: our own heartbeat tick (or a view install). We count
@@ -130,12 +155,23 @@ export class MembershipCore {
   private leaseHeld = false;
   private leaseAnnounced = Number.NEGATIVE_INFINITY;
   private leaseTimerAt: number | null = null;
+  /** The voter set the lease was last counted against, and the one before it (see evalLease). */
+  private leaseCfg: {
+    version: number;
+    voters: readonly string[];
+    prev: readonly string[];
+    changedAt: number;
+  } = { version: -1, voters: [], prev: [], changedAt: Number.NEGATIVE_INFINITY };
   private discovery = new Map<string, InfoMsg>();
   // Coordinator state.
   private readonly pendingJoins = new Map<string, NodeId>();
   private readonly pendingLeaves = new Set<string>();
   private readonly pendingVoterRemovals = new Set<string>();
   private batchScheduled = false;
+  /** R changed since the view was installed: the next batch installs the same members again. */
+  private reinstallView = false;
+  /** The voter set in force when the current view was installed. */
+  private viewVoters: readonly string[] = [];
   private ackTracking: AckTracking | null = null;
   private cfgChange: CfgChange | null = null;
   private readonly adminQueue: AdminOp[] = [];
@@ -148,9 +184,11 @@ export class MembershipCore {
     this.timing = opts.timing ?? deriveTiming();
     this.seeds = (opts.seeds ?? []).filter((s) => s !== opts.self);
     this.quorumRule = opts.quorumRule ?? majorityOfVoters;
+    this.suspicionRule = opts.suspicionRule ?? "majority";
     const p = opts.persisted ?? null;
     this.config = p ? p.config : { version: 0, voters: [], allowed: [...(opts.initialAllowed ?? [])] };
     this.lastEpoch = p ? p.lastEpoch : 0;
+    this.clusterIdValue = p?.clusterId ?? null;
   }
 
   /** Feed one input; returns the effects to carry out, in order. */
@@ -165,6 +203,7 @@ export class MembershipCore {
     }
     switch (input.type) {
       case "start":
+        this.mayFoundAlone = input.mayFoundAlone === true;
         this.onStart();
         break;
       case "frame":
@@ -252,6 +291,10 @@ export class MembershipCore {
   isHalted(): boolean {
     return this.halted;
   }
+  /** The id of the cluster we belong to, or null before we founded or joined one. */
+  clusterId(): string | null {
+    return this.clusterIdValue;
+  }
   /** When we last heard from a member, if we track it. */
   lastHeardFrom(addr: string): number | null {
     return this.lastHeard.get(addr) ?? null;
@@ -263,7 +306,8 @@ export class MembershipCore {
     this.out.push({ type: "emit", event });
   }
   private send(to: string, msg: Msg): void {
-    this.out.push({ type: "send", to, msg });
+    const frame: Frame = { ...msg, cid: this.clusterIdValue };
+    this.out.push({ type: "send", to, msg: frame });
   }
   private setTimer(id: string, at: number): void {
     this.out.push({ type: "setTimer", id, at });
@@ -275,7 +319,10 @@ export class MembershipCore {
     this.out.push({ type: "drop", from, reason });
   }
   private persist(): void {
-    this.out.push({ type: "persist", state: { config: this.config, lastEpoch: this.lastEpoch } });
+    this.out.push({
+      type: "persist",
+      state: { config: this.config, lastEpoch: this.lastEpoch, clusterId: this.clusterIdValue },
+    });
   }
   private halt(reason: "left" | "stopCluster"): void {
     this.halted = true;
@@ -331,6 +378,7 @@ export class MembershipCore {
 
   private onStart(): void {
     this.started = true;
+    this.startedAt = this.now;
     this.hbDue = this.now + this.timing.heartbeatInterval;
     this.setTimer("hb", this.hbDue);
     this.discoverRound();
@@ -355,49 +403,50 @@ export class MembershipCore {
     const best = withView[0];
     if (best) {
       this.send(best[1].coord!, { t: "join" });
-    } else if (this.isAllowed(this.self.addr)) {
-      // Found a cluster only as the lowest founder-capable address among a majority of the
-      // universe (R if we were ever a member, else the .nodes file plus us): two sides of a
-      // partition can never both found.
-      const universe = this.universe();
+    } else if (this.isAllowed(this.self.addr) && this.config.voters.length > 0) {
+      // We were a member: restart the cluster only as the lowest founder-capable address among
+      // a majority of the saved voter set R, which stays R, so two sides of a partition can
+      // never both reach quorum.
+      const voters = this.config.voters;
       const founders = [
         this.self.addr,
         ...replies.filter(([, i]) => i.viewId === null && i.canFound).map(([a]) => a),
       ];
-      const present = universe.filter((u) => founders.includes(u)).length;
+      const present = voters.filter((u) => founders.includes(u)).length;
       const lowest = [...founders].sort(compareAddr)[0];
-      if (2 * present > universe.length && lowest === this.self.addr) {
-        this.found(universe);
+      if (2 * present > voters.length && lowest === this.self.addr) {
+        this.found();
         return;
       }
+    } else if (
+      this.isAllowed(this.self.addr) &&
+      this.mayFoundAlone &&
+      this.now - this.startedAt >= this.timing.joinWindow
+    ) {
+      // Never a member, and no cluster answered within the join window: the members file only
+      // named where to look (guide 3.2.2: addresses that are not running members are ignored).
+      // Only a node whose database is the primary (or an operator's bootstrap) founds, alone;
+      // the others join it one voter at a time. A standby or a witness never founds a cluster
+      // of its own, so a second cluster beside a running one never gets a quorum to promote in.
+      this.found();
+      return;
     }
     this.discoverRound();
   }
 
-  /**
-   * Who may vote when the cluster is founded: R if we were ever a member, else the allowed
-   * addresses of the .nodes file plus us. A founder needs a majority of it present, and the
-   * new cluster's R is all of it, so two founders (a partition at first start) can never both
-   * reach quorum.
-   */
-  private universe(): string[] {
-    if (this.config.voters.length > 0) return [...this.config.voters];
-    const hosts = new Set([...this.config.allowed, hostOf(this.self.addr)]);
-    return [...new Set([...this.seeds, this.self.addr])]
-      .filter((a) => hosts.has(hostOf(a)))
-      .sort(compareAddr);
-  }
-
-  private found(universe: string[]): void {
+  private found(): void {
     if (this.config.voters.length === 0) {
       this.config = {
         version: this.config.version + 1,
-        voters: universe,
+        voters: [this.self.addr],
         allowed: this.config.allowed.includes(hostOf(this.self.addr))
           ? this.config.allowed
           : [...this.config.allowed, hostOf(this.self.addr)],
       };
     }
+    // A new id for a new cluster (our address and this start's random incarnation); a cluster
+    // restarted from its saved voter set keeps its id.
+    if (this.clusterIdValue === null) this.clusterIdValue = `${this.self.addr}/${this.self.inc}`;
     this.installNew([this.self], [], [], []);
   }
 
@@ -409,9 +458,18 @@ export class MembershipCore {
       this.drop(from.addr, parsed);
       return;
     }
-    const msg = parsed;
+    const { cid, ...body } = parsed;
+    const msg = body as Msg;
     if (from.addr === this.self.addr) {
       this.drop(from.addr, "frame claims our own address");
+      return;
+    }
+    if (cid !== null && this.clusterIdValue !== null && cid !== this.clusterIdValue) {
+      this.onForeign(from, msg, cid, this.clusterIdValue);
+      return;
+    }
+    if (cid === null && this.clusterIdValue !== null && !BEFORE_A_CLUSTER.has(msg.t)) {
+      this.drop(from.addr, `${msg.t} from ${from.addr} without a cluster id`);
       return;
     }
     const mem = this.member(from.addr);
@@ -451,7 +509,7 @@ export class MembershipCore {
         if (msg.coord !== this.self.addr) this.send(msg.coord, { t: "join" });
         return;
       case "view":
-        this.onView(from, msg);
+        this.onView(from, msg, cid);
         return;
       case "aya":
         this.send(from.addr, { t: "iaa", nonce: msg.nonce, member: fromMember });
@@ -469,28 +527,38 @@ export class MembershipCore {
     }
     switch (msg.t) {
       case "viewAck":
+        // Installing our view, the member counted us in as of when we sent it: a lease
+        // acknowledgement like a heartbeat's, so a voter just admitted backs our lease at once.
+        if (this.view && sameViewId(msg.viewId, this.view.id)) this.leaseAck(from.addr, msg.sentAt);
         if (this.ackTracking && sameViewId(this.ackTracking.viewId, msg.viewId)) {
-          this.ackTracking.acks.add(from.addr);
+          const t = this.ackTracking;
+          if (t.committed || t.acks.has(from.addr)) return;
+          t.acks.add(from.addr);
+          // The acknowledging member stopped acknowledging each removed member no later than it
+          // installed this view, and that was before its acknowledgement arrived here; it had
+          // last heard the member `ms` before that. Unknown means "just now".
+          for (const r of t.removed) {
+            const ms = msg.silent.find((x) => x.member === r.member)?.ms ?? 0;
+            r.heardBound = Math.max(r.heardBound, this.now - ms);
+          }
           this.checkViewCommit();
         }
         return;
       case "hb":
         this.send(from.addr, { t: "hbAck", sentAt: msg.sentAt });
+        this.onReport(from.addr, msg.sus);
         // The sender installed a newer view we never received (lost on a cut link): ask for it.
         if (this.view && compareViewId(msg.viewId, this.view.id) > 0)
           this.send(msg.viewId.creator, { t: "join" });
         if (msg.cfg && from.addr === this.view?.members[0]?.addr) this.adoptConfig(msg.cfg);
         return;
       case "hbAck":
-        if (
-          msg.sentAt <= this.now &&
-          msg.sentAt > (this.leaseAcks.get(from.addr) ?? Number.NEGATIVE_INFINITY)
-        ) {
-          this.leaseAcks.set(from.addr, msg.sentAt);
-          this.evalLease();
-        }
+        this.leaseAck(from.addr, msg.sentAt);
         return;
       case "iaa":
+        return;
+      case "suspects":
+        this.onReport(from.addr, msg.sus);
         return;
       case "cfgPropose":
         if (from.addr === this.view?.members[0]?.addr) this.adoptConfig(msg.config);
@@ -536,12 +604,99 @@ export class MembershipCore {
     }
   }
 
+  /** A member acknowledged (as a member of its view) something we sent at `sentAt`. */
+  private leaseAck(from: string, sentAt: number): void {
+    if (sentAt <= this.now && sentAt > (this.leaseAcks.get(from) ?? Number.NEGATIVE_INFINITY)) {
+      this.leaseAcks.set(from, sentAt);
+      this.evalLease();
+    }
+  }
+
   private heard(addr: string): void {
     this.lastHeard.set(addr, this.now);
-    if (this.suspects.has(addr)) {
+    const s = this.suspects.get(addr);
+    if (s) {
       this.suspects.delete(addr);
       this.cancelTimer(`verify:${addr}`);
+      if (s.confirmed) this.announceSuspects();
     }
+  }
+
+  // ---- suspicion shared: a member leaves a quorate view only when a majority suspects it ----
+
+  /** Members we suspected and failed to verify, in address order. */
+  private verifiedSuspects(): string[] {
+    return [...this.suspects.entries()]
+      .filter(([, s]) => s.confirmed)
+      .map(([a]) => a)
+      .sort(compareAddr);
+  }
+
+  /** Tell the others at once when our verified suspects change (heartbeats repeat it). */
+  private announceSuspects(): void {
+    const sus = this.verifiedSuspects();
+    const key = sus.join(",");
+    if (key === this.lastSusSent) return;
+    this.lastSusSent = key;
+    for (const m of this.others()) this.send(m, { t: "suspects", sus });
+  }
+
+  private onReport(from: string, sus: readonly string[]): void {
+    const before = this.reports.get(from);
+    if (before && before.size === sus.length && sus.every((x) => before.has(x))) return;
+    this.reports.set(from, new Set(sus));
+    this.actOnSuspicion();
+  }
+
+  /**
+   * True when a strict majority of R suspects `x`: us if we verified our suspicion, and every
+   * other voter in our view whose latest report names it (a voter we suspect ourselves does not
+   * count: its report is as old as our last word from it).
+   */
+  private suspectedByMajority(x: string): boolean {
+    if (this.suspicionRule === "own") return this.suspects.get(x)?.confirmed === true;
+    const voters = this.config.voters;
+    let n = 0;
+    for (const v of voters) {
+      if (v === this.self.addr) {
+        if (this.suspects.get(x)?.confirmed === true) n++;
+      } else if (v !== x && this.isMemberAddr(v) && !this.suspects.has(v) && this.reports.get(v)?.has(x)) n++;
+    }
+    return voters.length > 0 && 2 * n > voters.length;
+  }
+
+  /**
+   * The members the next view drops as failed. In a quorate view only those a majority of R
+   * suspects (JGroups VERIFY_SUSPECT, Raft CheckQuorum): a cut between two members alone, with
+   * the rest seeing both, removes neither, so no failover follows a partial cut. A member that
+   * cannot reach a majority itself drops everyone it verified as silent: its view is not
+   * quorate, so it decides nothing, and the merge after the heal needs a view of its own.
+   */
+  private removals(): string[] {
+    if (!this.view) return [];
+    const members = this.others();
+    const byMajority = members.filter((m) => this.suspectedByMajority(m));
+    const all = members.filter((m) => byMajority.includes(m) || this.suspects.get(m)?.confirmed === true);
+    if (all.length === byMajority.length) return byMajority;
+    const rest = addrs(this.view.members).filter((a) => !all.includes(a));
+    return majorityOfVoters(rest, this.config.voters, null) ? byMajority : all;
+  }
+
+  /** A suspicion was verified or reported: remove whom the rule allows, or take over. */
+  private actOnSuspicion(): void {
+    if (!this.view || this.leaving) return;
+    if (this.isCoord()) {
+      if (this.removals().length > 0) this.scheduleBatch();
+      return;
+    }
+    // Take over when every member ahead of us in join order is to be removed.
+    const gone = new Set(this.removals());
+    const ahead: string[] = [];
+    for (const m of this.view.members) {
+      if (m.addr === this.self.addr) break;
+      ahead.push(m.addr);
+    }
+    if (ahead.every((a) => gone.has(a))) this.onBatch();
   }
 
   private adoptConfig(c: ClusterConfig): void {
@@ -621,7 +776,9 @@ export class MembershipCore {
     this.evalLease();
     this.selfAck = this.now;
     const cfg = this.isCoord() ? this.config : null;
-    for (const m of this.others()) this.send(m, { t: "hb", viewId: this.view.id, sentAt: this.now, cfg });
+    const sus = this.verifiedSuspects();
+    for (const m of this.others())
+      this.send(m, { t: "hb", viewId: this.view.id, sentAt: this.now, cfg, sus });
     for (const m of this.others()) {
       const h = this.lastHeard.get(m) ?? this.now;
       if (this.now - h >= this.timing.suspectAfter && !this.suspects.has(m)) this.verify(m, true);
@@ -647,17 +804,8 @@ export class MembershipCore {
     const s = this.suspects.get(addr);
     if (!s || !this.view || !this.isMemberAddr(addr)) return;
     s.confirmed = true;
-    if (this.isCoord()) {
-      this.scheduleBatch();
-      return;
-    }
-    // Take over when every member ahead of us in join order is confirmed dead.
-    const ahead = [];
-    for (const m of this.view.members) {
-      if (m.addr === this.self.addr) break;
-      ahead.push(m.addr);
-    }
-    if (ahead.every((a) => this.suspects.get(a)?.confirmed === true)) this.onBatch();
+    this.announceSuspects();
+    this.actOnSuspicion();
   }
 
   // ---- coordinator: joins, leaves, removals ----
@@ -691,7 +839,14 @@ export class MembershipCore {
     const mem = this.member(from.addr);
     if (mem && mem.inc === from.inc) {
       // It missed the view that admitted it.
-      this.send(from.addr, { t: "view", view: this.view, config: this.config, left: [], removed: [] });
+      this.send(from.addr, {
+        t: "view",
+        view: this.view,
+        config: this.config,
+        left: [],
+        removed: [],
+        sentAt: this.now,
+      });
       return;
     }
     this.pendingJoins.set(from.addr, from);
@@ -737,10 +892,11 @@ export class MembershipCore {
     const left: string[] = [];
     const removed: string[] = [];
     const next: NodeId[] = [];
+    const gone = new Set(this.removals());
     for (const m of v.members) {
       if (m.addr === this.self.addr) next.push(m);
       else if (this.pendingLeaves.has(m.addr)) left.push(m.addr);
-      else if (this.suspects.get(m.addr)?.confirmed) removed.push(m.addr);
+      else if (gone.has(m.addr)) removed.push(m.addr);
       else if (this.pendingJoins.has(m.addr))
         removed.push(m.addr); // restarted: old incarnation out
       else next.push(m);
@@ -750,7 +906,7 @@ export class MembershipCore {
     this.pendingJoins.clear();
     this.pendingLeaves.clear();
     if (next[0]?.addr !== this.self.addr) return; // only the head of the list may install
-    if (sameMembers(next, v.members)) return;
+    if (sameMembers(next, v.members) && !this.reinstallView) return;
     this.installNew(next, [], left, removed);
   }
 
@@ -759,15 +915,38 @@ export class MembershipCore {
     const view: View = { id: { epoch, creator: this.self.addr }, members, subgroups };
     for (const m of members) {
       if (m.addr !== this.self.addr)
-        this.send(m.addr, { t: "view", view, config: this.config, left, removed });
+        this.send(m.addr, { t: "view", view, config: this.config, left, removed, sentAt: this.now });
     }
-    for (const l of left) this.send(l, { t: "view", view, config: this.config, left, removed });
+    for (const l of left)
+      this.send(l, { t: "view", view, config: this.config, left, removed, sentAt: this.now });
     this.install(view, this.config, left, removed);
   }
 
   // ---- installing views ----
 
-  private onView(from: NodeId, msg: Extract<Msg, { t: "view" }>): void {
+  /**
+   * A frame from a member of another cluster (another id): agents of two clusters founded
+   * apart never join or merge, whatever their members files say. Say why, on both sides.
+   */
+  private onForeign(from: NodeId, msg: Msg, theirs: string, ours: string): void {
+    if (msg.t === "joinRefused") {
+      this.emit({ type: "admissionRefused", address: this.self.addr, by: from.addr, reason: msg.reason });
+      return;
+    }
+    if (msg.t === "discover") {
+      this.send(from.addr, this.info());
+      return;
+    }
+    const why = `${from.addr} belongs to another cluster (id ${theirs}; this cluster's id is ${ours}): joins and merges across clusters are refused`;
+    if (msg.t === "join") {
+      this.send(from.addr, { t: "joinRefused", reason: why });
+      this.emit({ type: "admissionRefused", address: from.addr, by: this.self.addr, reason: why });
+      return;
+    }
+    this.drop(from.addr, `${msg.t} from ${why}`);
+  }
+
+  private onView(from: NodeId, msg: Extract<Msg, { t: "view" }>, cid: string | null): void {
     const { view } = msg;
     if (from.addr !== view.id.creator) {
       this.drop(from.addr, "view sent by someone other than its creator");
@@ -783,12 +962,19 @@ export class MembershipCore {
     }
     if (this.view && compareViewId(view.id, this.view.id) <= 0) return;
     if (!this.view && !this.isAllowed(from.addr) && msg.config.allowed.length === 0) return;
+    if (cid === null) {
+      this.drop(from.addr, "view without a cluster id");
+      return;
+    }
+    // Our first view: from now on we belong to its cluster (saved with the voter set).
+    if (this.clusterIdValue === null) this.clusterIdValue = cid;
     this.adoptConfig(msg.config);
     this.install(
       view,
       msg.config.version >= this.config.version ? msg.config : this.config,
       msg.left,
       msg.removed,
+      msg.sentAt,
     );
   }
 
@@ -797,8 +983,13 @@ export class MembershipCore {
     config: ClusterConfig,
     leftIn: readonly string[],
     removedIn: readonly string[],
+    viewSentAt = Number.NEGATIVE_INFINITY,
   ): void {
     const prev = this.view;
+    this.reinstallView = false;
+    this.viewVoters = config.version >= this.config.version ? config.voters : this.config.voters;
+    // When we last heard each member, before this view resets or forgets it.
+    const heardBefore = new Map(this.lastHeard);
     this.prevMembers = prev ? addrs(prev.members) : null;
     this.view = view;
     // Installing a view is running: a founder holds its own share of the lease at once.
@@ -825,8 +1016,10 @@ export class MembershipCore {
         this.lastHeard.set(m.addr, this.now);
         this.leaseAcks.delete(m.addr);
         this.suspects.delete(m.addr);
+        this.reports.delete(m.addr);
       }
     }
+    for (const a of [...this.reports.keys()]) if (!now.has(a)) this.reports.delete(a);
     for (const a of [...this.lastHeard.keys()]) if (!now.has(a)) this.lastHeard.delete(a);
     for (const a of [...this.leaseAcks.keys()]) if (!now.has(a)) this.leaseAcks.delete(a);
     for (const a of [...this.suspects.keys()]) {
@@ -835,12 +1028,11 @@ export class MembershipCore {
         this.cancelTimer(`verify:${a}`);
       }
     }
-    const lastHeard = (a: string): number | null => this.lastHeardFrom(a);
-    const removedInfo = removed.map((member) => ({
-      member,
-      incarnation: prevIds.get(member) ?? "",
-      lastHeard: lastHeard(member),
-    }));
+    const removedInfo = removed.map((member) => {
+      const lastHeard = heardBefore.get(member) ?? null;
+      // Our own last acknowledgement of its heartbeats was no later than our last word from it.
+      return { member, incarnation: prevIds.get(member) ?? "", lastHeard, heardBound: lastHeard ?? this.now };
+    });
     const quorate = this.computeQuorate();
     this.quorate = quorate;
     this.emit({
@@ -885,8 +1077,16 @@ export class MembershipCore {
     } else {
       this.ackTracking = null;
       this.cfgChange = null;
-      this.send(view.members[0]!.addr, { t: "viewAck", viewId: view.id });
+      const silent = removedInfo.map((r) => ({
+        member: r.member,
+        ms: r.lastHeard === null ? 0 : this.now - r.lastHeard,
+      }));
+      this.send(view.members[0]!.addr, { t: "viewAck", viewId: view.id, silent, sentAt: viewSentAt });
     }
+    // Suspicions of members this view dropped are gone: say so, and act on what is left.
+    this.lastSusSent = "";
+    this.announceSuspects();
+    this.actOnSuspicion();
   }
   private quorateBefore = false;
 
@@ -920,29 +1120,56 @@ export class MembershipCore {
       epoch: t.viewId.epoch,
       creator: t.viewId.creator,
       committedAt: this.now,
+      // A majority of R installed the view and acknowledges the removed member no more; it
+      // acknowledged it last by heardBound, so the member's lease ends by heardBound + L (a
+      // lease needs a majority, and every majority includes one of these). Counting from when
+      // it was last heard, not from the removal, takes the detection time out of the wait.
       removed: t.removed.map((r) => ({
         member: r.member,
         incarnation: r.incarnation,
-        takeoverAllowedAt: takeoverAllowedAt(this.now, this.timing),
+        takeoverAllowedAt: takeoverAllowedAt(Math.min(r.heardBound, this.now), this.timing),
       })),
     });
   }
 
   // ---- lease ----
 
+  /** Until when a majority of `voters` acknowledged us (our own share as of our last tick). */
+  private leaseOver(voters: readonly string[]): number {
+    if (voters.length === 0) return Number.NEGATIVE_INFINITY;
+    const need = Math.floor(voters.length / 2) + 1;
+    const times = voters
+      .map((v) => {
+        if (v === this.self.addr) return this.selfAck + this.timing.lease;
+        if (!this.isMemberAddr(v)) return Number.NEGATIVE_INFINITY;
+        return (this.leaseAcks.get(v) ?? Number.NEGATIVE_INFINITY) + this.timing.lease;
+      })
+      .sort((a, b) => b - a);
+    return times[need - 1] ?? Number.NEGATIVE_INFINITY;
+  }
+
   private evalLease(): void {
     let until = Number.NEGATIVE_INFINITY;
+    const c = this.config;
+    if (c.version !== this.leaseCfg.version) {
+      // R changes one voter at a time, so every majority of the new R meets every majority of
+      // the one before: acknowledgements a majority of the previous R gave still stop any
+      // takeover. A voter just added has acknowledged nothing yet; without this, a master
+      // would lose its lease (and fence itself) each time a standby joins. Only for one change
+      // (a jump of several versions, after a merge, drops it) and for at most one lease length.
+      const consecutive = c.version === this.leaseCfg.version + 1;
+      this.leaseCfg = {
+        version: c.version,
+        voters: c.voters,
+        prev: consecutive ? this.leaseCfg.voters : c.voters,
+        changedAt: this.now,
+      };
+    }
     if (this.view) {
-      const voters = this.config.voters;
-      const need = Math.floor(voters.length / 2) + 1;
-      const times = voters
-        .map((v) => {
-          if (v === this.self.addr) return this.selfAck + this.timing.lease;
-          if (!this.isMemberAddr(v)) return Number.NEGATIVE_INFINITY;
-          return (this.leaseAcks.get(v) ?? Number.NEGATIVE_INFINITY) + this.timing.lease;
-        })
-        .sort((a, b) => b - a);
-      if (voters.length > 0) until = times[need - 1] ?? Number.NEGATIVE_INFINITY;
+      until = Math.max(
+        this.leaseOver(c.voters),
+        Math.min(this.leaseOver(this.leaseCfg.prev), this.leaseCfg.changedAt + this.timing.lease),
+      );
     }
     this.leaseUntilValue = until;
     const held = until > this.now;
@@ -1094,6 +1321,13 @@ export class MembershipCore {
     this.recomputeQuorum();
     this.checkViewCommit();
     this.evalLease();
+    // R grows (or shrinks) after the view that admitted (or let go) the member: install the same
+    // members again so every member's view (and the failover layer's count of voters, which
+    // decides whether a master cut off from the others must fence) names the R now in force.
+    if (ch.config.voters.join(",") !== this.viewVoters.join(",")) {
+      this.reinstallView = true;
+      this.scheduleBatch();
+    }
     this.nextCfgChange();
   }
 

@@ -14,6 +14,11 @@ export interface Timing {
   readonly batchDelay: number;
   /** Interval between discovery rounds of a node that is not yet in a view. */
   readonly discoveryInterval: number;
+  /**
+   * How long a node with no saved voter set looks for a running cluster before it may found
+   * one of its own (only when it may found alone: its database is the primary, or bootstrap).
+   */
+  readonly joinWindow: number;
   /** Interval between MERGE3-style INFO broadcasts of a coordinator. */
   readonly mergeInterval: number;
   /** A merge that has not installed its view after this long is cancelled. */
@@ -57,6 +62,7 @@ export function deriveTiming(
     ackTimeout: timeout,
     batchDelay: Math.min(100, Math.ceil(timeout / 10)),
     discoveryInterval: Math.ceil(timeout / 5),
+    joinWindow: timeout,
     mergeInterval: timeout,
     mergeTimeout: 2 * timeout,
     pauseThreshold: timeout,

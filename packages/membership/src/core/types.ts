@@ -32,6 +32,11 @@ export interface PersistedState {
   readonly config: ClusterConfig;
   /** Highest view epoch this address ever installed, so epochs keep growing across restarts. */
   readonly lastEpoch: number;
+  /**
+   * The id the cluster got when it was founded, carried in every frame: members of another
+   * cluster (another id) can neither join nor merge. Absent in states written before ids.
+   */
+  readonly clusterId?: string | null;
 }
 
 /** The public view of a view, in events. */
@@ -102,7 +107,15 @@ export type MembershipEvent =
 
 /** Inputs to the pure core. */
 export type CoreInput =
-  | { readonly type: "start" }
+  | {
+      readonly type: "start";
+      /**
+       * This node may found a new cluster on its own when it has no saved voter set and no
+       * cluster answers within the join window: its database is the primary, or the operator
+       * asked for a bootstrap. Nodes with a saved voter set ignore it (they need a majority of it).
+       */
+      readonly mayFoundAlone?: boolean;
+    }
   | { readonly type: "frame"; readonly from: NodeId; readonly msg: unknown }
   | { readonly type: "connectionUp"; readonly peer: string }
   | { readonly type: "connectionDown"; readonly peer: string }
@@ -121,9 +134,12 @@ export type CoreInput =
     }
   | { readonly type: "respond"; readonly to: string; readonly id: string; readonly payload: unknown };
 
+/** A message as it goes on the wire: with the sender's cluster id (null before it has one). */
+export type Frame = Msg & { readonly cid: string | null };
+
 /** Effects the runtime (or the simulator) carries out. */
 export type Effect =
-  | { readonly type: "send"; readonly to: string; readonly msg: Msg }
+  | { readonly type: "send"; readonly to: string; readonly msg: Frame }
   | { readonly type: "setTimer"; readonly id: string; readonly at: number }
   | { readonly type: "cancelTimer"; readonly id: string }
   | { readonly type: "emit"; readonly event: MembershipEvent }
@@ -157,12 +173,34 @@ export type Msg =
       readonly config: ClusterConfig;
       readonly left: readonly string[];
       readonly removed: readonly string[];
+      /** The creator's clock when it sent the view (echoed in the acknowledgement). */
+      readonly sentAt: number;
     }
-  | { readonly t: "viewAck"; readonly viewId: ViewId }
+  | {
+      readonly t: "viewAck";
+      readonly viewId: ViewId;
+      /** The view's `sentAt`: installing the view acknowledges its creator like a heartbeat. */
+      readonly sentAt: number;
+      /**
+       * For each member the view removed: ms between when the acknowledging member last heard
+       * it and when it installed the view (its last acknowledgement of that member's heartbeats
+       * was no later). Durations, not times: members' clocks have unrelated origins.
+       */
+      readonly silent: readonly { readonly member: string; readonly ms: number }[];
+    }
   | { readonly t: "cfgPropose"; readonly config: ClusterConfig }
   | { readonly t: "cfgAck"; readonly version: number; readonly config: ClusterConfig }
   | { readonly t: "cfgCommit"; readonly config: ClusterConfig }
-  | { readonly t: "hb"; readonly viewId: ViewId; readonly sentAt: number; readonly cfg: ClusterConfig | null }
+  | {
+      readonly t: "hb";
+      readonly viewId: ViewId;
+      readonly sentAt: number;
+      readonly cfg: ClusterConfig | null;
+      /** The members the sender suspects and failed to verify (repeated on every heartbeat). */
+      readonly sus: readonly string[];
+    }
+  /** Sent at once when the sender's set of verified suspects changes (the heartbeat repeats it). */
+  | { readonly t: "suspects"; readonly sus: readonly string[] }
   | { readonly t: "hbAck"; readonly sentAt: number }
   | { readonly t: "aya"; readonly nonce: number }
   | { readonly t: "iaa"; readonly nonce: number; readonly member: boolean }

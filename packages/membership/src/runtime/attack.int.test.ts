@@ -128,7 +128,13 @@ describe("an unauthenticated flood does not stall a member", () => {
   let members: Child[] = [];
 
   it("three members form a quorate view", async () => {
-    members = addrs.map((a) => startChild(a, { seeds: addrs.filter((x) => x !== a), initialAllowed: hosts }));
+    members = addrs.map((a) =>
+      startChild(a, {
+        seeds: addrs.filter((x) => x !== a),
+        initialAllowed: hosts,
+        mayFoundAlone: a === addrs[0],
+      }),
+    );
     for (const c of members)
       await waitFor(
         c,
@@ -213,6 +219,7 @@ describe("admission at accept", () => {
     const c = startChild(addr, {
       seeds: [],
       initialAllowed: ["127.0.17.4", "127.0.17.5"],
+      mayFoundAlone: true,
       preAuthMs: 120_000,
     });
     await waitFor(c, (ev) => ev.some((e) => e.type === "ready"), 10_000);
@@ -271,6 +278,7 @@ describe("captured frames and commands cannot be replayed", () => {
       maxTries: MAX_TRIES,
       seeds: others,
       initialAllowed: hosts,
+      mayFoundAlone: true,
     });
     inProcess.push(p);
     x = startChild(others[0]!, { seeds: [P, others[1]], initialAllowed: hosts });

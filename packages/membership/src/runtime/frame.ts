@@ -2,10 +2,13 @@ import { hkdfSync } from "node:crypto";
 
 /**
  * Wire version carried in every handshake frame. Version 2 added the per-connection handshake
- * (fresh nonces from both sides, session keys, sequence numbers); version 1 agents cannot talk
- * to version 2 agents, so a cluster is upgraded by stopping it (as any EFM upgrade is).
+ * (fresh nonces from both sides, session keys, sequence numbers). Version 3 added the cluster id
+ * to every message, the suspicions carried by heartbeats (a member leaves a view only when a
+ * majority suspects it) and, in view acknowledgements, how long ago each removed member was last
+ * heard. Agents of different versions cannot talk (the handshake refuses, naming both
+ * versions), so a cluster is upgraded by stopping it (as any EFM upgrade is).
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 /** Default cap on one frame (bytes after the length prefix) once a connection is authenticated. */
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
 /**

@@ -23,7 +23,13 @@ describe("createMember", () => {
   });
 
   it("founds a cluster alone, streams events, runs admin changes, and ends the stream on stop", async () => {
-    const m = createMember({ ...base, bindAddress: A, seeds: [], initialAllowed: ["127.0.4.20"] });
+    const m = createMember({
+      ...base,
+      bindAddress: A,
+      seeds: [],
+      initialAllowed: ["127.0.4.20"],
+      mayFoundAlone: true,
+    });
     started.push(m);
     const seen: MemberEvent[] = [];
     const iter = m.events();
@@ -62,6 +68,7 @@ describe("createMember", () => {
       bindAddress: "127.0.4.22:17405",
       seeds: [],
       initialAllowed: ["127.0.4.22"],
+      mayFoundAlone: true,
       logger,
     });
     started.push(m);

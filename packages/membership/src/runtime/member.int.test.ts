@@ -36,6 +36,8 @@ function startChild(addr: string, extra: Record<string, unknown> = {}): Child {
     maxTries: MAX_TRIES,
     seeds: addrs.filter((a) => a !== addr),
     initialAllowed: hosts,
+    // The first address plays the primary's agent: the one that may found the cluster alone.
+    mayFoundAlone: addr === addrs[0],
     ...extra,
   };
   const proc = spawn(process.execPath, [join(PKG, "test", "member-child.mjs"), JSON.stringify(opts)], {

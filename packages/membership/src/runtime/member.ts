@@ -51,6 +51,13 @@ export interface MemberOptions {
   readonly initialAllowed?: readonly string[];
   /** State from the last `persist` event (the agent stores it), or null. */
   readonly persisted?: PersistedState | null;
+  /**
+   * Whether this node may found a new cluster alone when it has no saved voter set and no
+   * cluster answers within the join window (jgroups.timeout): the agent says yes when its
+   * database is the primary or the operator asked for a bootstrap. Read once, at `start()`.
+   * Default false: the node waits for a cluster to join.
+   */
+  readonly mayFoundAlone?: boolean | (() => boolean);
   /** Logger (pino-compatible); silent by default. */
   readonly logger?: Logger;
   /** Cap on one frame in bytes (default 1 MiB). */
@@ -115,6 +122,8 @@ export interface Member {
   view(): ViewInfo | null;
   /** Voter set R and allowed hosts as this member holds them. */
   config(): ClusterConfig;
+  /** The id of our cluster (set when it was founded, carried in every frame), or null before we have one. */
+  clusterId(): string | null;
   /** Our lease end on this member's monotonic clock (see now()). */
   leaseUntil(): number;
   /** The monotonic clock (ms) all times in events use. */
@@ -686,7 +695,8 @@ export function createMember(options: MemberOptions): Member {
         for (const c of all) if (c.connected && now() - c.lastRx > limit) c.socket.destroy();
       }, timing.timeout);
       sweeper.unref?.();
-      feed({ type: "start" });
+      const f = options.mayFoundAlone;
+      feed({ type: "start", mayFoundAlone: typeof f === "function" ? f() : f === true });
     },
     async stop() {
       await shutdown();
@@ -721,6 +731,7 @@ export function createMember(options: MemberOptions): Member {
     },
     view: () => core.currentView(),
     config: () => core.clusterConfig(),
+    clusterId: () => core.clusterId(),
     leaseUntil: () => core.leaseUntil(),
     now,
     on(type: string, fn: (e: never) => void) {

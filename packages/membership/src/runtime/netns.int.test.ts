@@ -45,6 +45,8 @@ function startIn(i: number): Child {
     maxTries: MAX_TRIES,
     seeds: addrs.filter((a) => a !== addr),
     initialAllowed: addrs.map((a) => a.split(":")[0]),
+    // The first address plays the primary's agent: the one that may found the cluster alone.
+    mayFoundAlone: addr === addrs[0],
   };
   const proc = spawn(
     "ip",

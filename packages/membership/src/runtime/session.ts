@@ -84,7 +84,8 @@ const isNodeId = (v: unknown): v is NodeId => {
 };
 
 function common(o: Record<string, unknown>, t: string, cluster: string): string | null {
-  if (o.v !== WIRE_VERSION) return `unsupported wire version ${String(o.v)}`;
+  if (o.v !== WIRE_VERSION)
+    return `unsupported wire version ${String(o.v)} (this agent speaks ${WIRE_VERSION}; agents of different versions cannot form one cluster: stop the cluster and upgrade every agent)`;
   if (o.t !== t) return `expected a ${t} frame`;
   if (o.cluster !== cluster) return `frame for cluster ${JSON.stringify(o.cluster)}`;
   if (!isNodeId(o.from)) return "handshake without a sender";
