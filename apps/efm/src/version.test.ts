@@ -53,5 +53,6 @@ describe("--version", () => {
       }
       expect(out).toBe(`${cmd} ${manifest(pkg)}\n`);
     }
-  });
+    // Two Node start-ups: seconds each on a loaded 2-core machine, so more than the unit default.
+  }, 90_000);
 });
