@@ -7,7 +7,6 @@ import {
   parseInterface,
   prefixToNetmask,
 } from "./address.ts";
-import { main } from "./cli.ts";
 import { isVipError } from "./errors.ts";
 import { pingArgv } from "./vip.ts";
 
@@ -106,21 +105,5 @@ describe("pingArgv", () => {
     expect(pingArgv("10.0.0.9", "  /usr/bin/ping  -c 1 ")).toEqual(["/usr/bin/ping", "-c", "1", "10.0.0.9"]);
     expect(code(() => pingArgv("10.0.0.9", " "))).toBe("USAGE");
     expect(code(() => pingArgv("$(reboot)"))).toBe("INVALID_ADDRESS");
-  });
-});
-
-describe("efm-address command line", () => {
-  it("prints usage and exits 2 on a wrong grammar", async () => {
-    let text = "";
-    expect(await main(["assign", "eth0:0", "10.0.0.1"], (t) => (text += t))).toBe(2);
-    expect(text).toContain("usage: efm-address assign <interface> <ip_address> <netmask>");
-    expect(await main([], () => {})).toBe(2);
-    expect(await main(["delete", "eth0", "10.0.0.1"], () => {})).toBe(2);
-  });
-  it("refuses bad values before running anything", async () => {
-    let text = "";
-    expect(await main(["assign", "eth0:0", "10.0.0.1", "255.255.0.255"], (t) => (text += t))).toBe(2);
-    expect(text).toContain("INVALID_NETMASK");
-    expect(await main(["release", "eth0;x", "10.0.0.1"], () => {})).toBe(2);
   });
 });

@@ -14,6 +14,10 @@ export const VIP_ERROR_CODES = [
   "COMMAND_FAILED",
   /** The command line of efm-address does not fit its grammar. */
   "USAGE",
+  /** The properties file or its directory could be written by someone other than root. */
+  "PROPERTIES_UNSAFE",
+  /** The properties file cannot be read, does not parse, or configures no virtual IP. */
+  "PROPERTIES_INVALID",
 ] as const;
 
 /** One of {@link VIP_ERROR_CODES}. */

@@ -10,9 +10,14 @@ export interface ExecResult {
 
 /**
  * Runs `argv` without a shell. Resolves with any exit code; rejects with COMMAND_NOT_FOUND
- * when the program cannot be started and COMMAND_TIMEOUT when it outlives `timeoutMs`.
+ * when the program cannot be started and COMMAND_TIMEOUT when it outlives `timeoutMs`. `env`
+ * replaces the environment when given.
  */
-export function exec(argv: readonly string[], timeoutMs: number): Promise<ExecResult> {
+export function exec(
+  argv: readonly string[],
+  timeoutMs: number,
+  env?: NodeJS.ProcessEnv,
+): Promise<ExecResult> {
   const [file, ...args] = argv;
   if (file === undefined || file === "") {
     return Promise.reject(new VipError("COMMAND_NOT_FOUND", "empty command"));
@@ -21,7 +26,13 @@ export function exec(argv: readonly string[], timeoutMs: number): Promise<ExecRe
     execFile(
       file,
       args,
-      { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 4 * 1024 * 1024, encoding: "utf8" },
+      {
+        timeout: timeoutMs,
+        killSignal: "SIGKILL",
+        maxBuffer: 4 * 1024 * 1024,
+        encoding: "utf8",
+        ...(env === undefined ? {} : { env }),
+      },
       (error, stdout, stderr) => {
         if (error === null) return resolve({ code: 0, stdout, stderr });
         const e = error as NodeJS.ErrnoException & { killed?: boolean; code?: string | number };

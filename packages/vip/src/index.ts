@@ -7,11 +7,21 @@ export {
   parseInterface,
   prefixToNetmask,
 } from "./address.ts";
-export { main as addressCliMain } from "./cli.ts";
+export {
+  ADDRESS_USAGE,
+  ADDRESS_VERBS,
+  type AddressRequest,
+  type AddressVerb,
+  main as addressCliMain,
+  parseAddressArgs,
+  readVipFacts,
+} from "./cli.ts";
 export { isVipError, VIP_ERROR_CODES, VipError, type VipErrorCode } from "./errors.ts";
 export {
+  type AddressHelper,
   type AssignResult,
   assign,
+  defaultAddressCommand,
   type HeldAddress,
   isHeldLocally,
   isReachable,

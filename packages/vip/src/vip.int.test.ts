@@ -1,4 +1,7 @@
 import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assign, isHeldLocally, isReachable, listAddresses, release } from "./vip.ts";
@@ -45,6 +48,7 @@ beforeAll(() => {
     sh("ip", "-n", ns, "link", "set", "lo", "up");
   }
   // The CLI is tested as the program sudo would run, so build it.
+  sh("npx", "tsc", "-p", `${pkg}/../properties-parser/tsconfig.build.json`);
   sh("npx", "tsc", "-p", `${pkg}/tsconfig.build.json`);
 }, 120_000);
 
@@ -74,8 +78,33 @@ describe("virtual IP in network namespaces", () => {
     expect(await isReachable(VIP, PING, { netns: "evpB" })).toBe(false);
 
     // Through the efm-address program, as the unprivileged agent runs it (via sudo -n unless
-    // root); plain interface name, so the first free alias label is chosen.
-    const viaProgram = { netns: "evpB", addressCommand: [process.execPath, `${pkg}/dist/address-cli.js`] };
+    // root): it reads the VIP from the properties file; plain interface name, so the first
+    // free alias label is chosen.
+    const configDir = mkdtempSync(join(tmpdir(), "efm-evp-"));
+    chmodSync(configDir, 0o755);
+    writeFileSync(
+      join(configDir, "evp.properties"),
+      [
+        "db.user=efm",
+        "db.password.encrypted=0123456789abcdef",
+        "db.port=5432",
+        "db.database=postgres",
+        "bind.address=10.201.2.2:7800",
+        "admin.port=7809",
+        "is.witness=false",
+        "user.email=dba@example.com",
+        "db.service.owner=postgres",
+        "db.recovery.conf.dir=/var/lib/postgresql/15/main",
+        "db.bin=/usr/lib/postgresql/15/bin",
+        `virtualIp=${VIP}`,
+        "virtualIp.interface=eth0",
+        "virtualIp.netmask=255.255.255.0",
+        "",
+      ].join("\n"),
+      { mode: 0o640 },
+    );
+    const command = [process.execPath, `${pkg}/dist/address-cli.js`];
+    const viaProgram = { netns: "evpB", helper: { cluster: "evp", configDir, command } };
     const onBResult = await assign("eth0", VIP, "255.255.255.0", viaProgram);
     expect(onBResult).toMatchObject({
       changed: true,
@@ -93,6 +122,7 @@ describe("virtual IP in network namespaces", () => {
 
     expect(await release("eth0", VIP, viaProgram)).toBe(true);
     expect(await isHeldLocally(VIP, { netns: "evpB" })).toBe(false);
+    rmSync(configDir, { recursive: true, force: true });
   });
 
   it("accepts IPv6", async () => {

@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { type Family, addressFamily, netmaskToPrefix, normalizeAddress, parseInterface } from "./address.ts";
 import { VipError } from "./errors.ts";
 import { type ExecResult, exec } from "./exec.ts";
@@ -15,11 +16,36 @@ export interface VipOptions {
   /** Per-command timeout; default 15 s. */
   readonly timeoutMs?: number;
   /**
-   * The efm-address program as argv (e.g. `["/usr/bin/node", ".../dist/address-cli.js"]`).
-   * When set, assign and release run it through `sudo -n` (directly when root) instead of
-   * calling `ip` themselves: the agent runs as the unprivileged efm user.
+   * Go through the efm-address program instead of calling `ip` to change addresses: the agent
+   * runs as the unprivileged efm user. It runs through `sudo -n --` (directly when we are
+   * root) and reads the address, interface and netmask itself from the root-owned
+   * `<cluster>.properties`; assign and release then check that what it did is what the caller
+   * asked for.
    */
-  readonly addressCommand?: readonly string[];
+  readonly helper?: AddressHelper;
+}
+
+/** How to reach the efm-address program. */
+export interface AddressHelper {
+  /** The cluster name: with the verb, the program's only arguments. */
+  readonly cluster: string;
+  /** The program as argv; default {@link defaultAddressCommand}. Under sudo it must match sudoers. */
+  readonly command?: readonly string[];
+  /**
+   * EFM_CONFIG_DIR for a program started directly (we are root: tests, the demo); through
+   * sudo it always reads /etc/efm.
+   */
+  readonly configDir?: string;
+}
+
+/** The default efm-address program: the compiled address-cli.js next to this module. */
+export function defaultAddressCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  // From src/ (tests, typecheck) use the build output, which must exist.
+  const cli = here.endsWith(".ts")
+    ? fileURLToPath(new URL("../dist/address-cli.js", import.meta.url))
+    : fileURLToPath(new URL("./address-cli.js", import.meta.url));
+  return [process.execPath, cli];
 }
 
 /** What {@link assign} did. */
@@ -53,12 +79,20 @@ function wrap(argv: readonly string[], options: VipOptions): string[] {
   return [options.ipCommand ?? "ip", "netns", "exec", options.netns, ...argv];
 }
 
-async function run(argv: readonly string[], options: VipOptions): Promise<ExecResult> {
-  return exec(wrap(argv, options), options.timeoutMs ?? 15_000);
+async function run(
+  argv: readonly string[],
+  options: VipOptions,
+  env?: NodeJS.ProcessEnv,
+): Promise<ExecResult> {
+  return exec(wrap(argv, options), options.timeoutMs ?? 15_000, env);
 }
 
-async function mustRun(argv: readonly string[], options: VipOptions): Promise<ExecResult> {
-  const result = await run(argv, options);
+async function mustRun(
+  argv: readonly string[],
+  options: VipOptions,
+  env?: NodeJS.ProcessEnv,
+): Promise<ExecResult> {
+  const result = await run(argv, options, env);
   if (result.code !== 0) {
     throw new VipError(
       "COMMAND_FAILED",
@@ -122,8 +156,7 @@ export async function assign(
   const family = addressFamily(ip);
   const prefix = netmaskToPrefix(netmask, family);
   const spec = parseInterface(iface);
-  if (options.addressCommand !== undefined)
-    return assignViaProgram(spec, iface, ip, netmask, prefix, options);
+  if (options.helper !== undefined) return assignViaProgram(spec, ip, prefix, options.helper, options);
   const ipCmd = options.ipCommand ?? "ip";
   const held = await listAddresses(options);
   const mine = held.find((a) => a.address === normalizeAddress(ip) && a.device === spec.device);
@@ -154,24 +187,38 @@ export async function assign(
   };
 }
 
-function elevated(argv: readonly string[]): string[] {
-  return process.geteuid?.() === 0 ? [...argv] : ["sudo", "-n", ...argv];
+/**
+ * Runs `efm-address <cluster> <verb>`: through `sudo -n --` unless we are root, with a fixed
+ * environment (the program needs nothing else of ours; sudo would drop it anyway).
+ */
+function runHelper(verb: "assign" | "release", helper: AddressHelper, options: VipOptions) {
+  const root = process.geteuid?.() === 0;
+  const argv = [...(helper.command ?? defaultAddressCommand()), helper.cluster, verb];
+  const env: NodeJS.ProcessEnv = {
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    LANG: "C.UTF-8",
+    ...(root && helper.configDir !== undefined ? { EFM_CONFIG_DIR: helper.configDir } : {}),
+  };
+  return mustRun(root ? argv : ["sudo", "-n", "--", ...argv], options, env);
 }
 
 async function assignViaProgram(
   spec: { device: string },
-  iface: string,
   ip: string,
-  netmask: string,
   prefix: number,
+  helper: AddressHelper,
   options: VipOptions,
 ): Promise<AssignResult> {
   const wanted = normalizeAddress(ip);
   const before = (await listAddresses(options)).some((a) => a.address === wanted && a.device === spec.device);
-  const result = await mustRun(elevated([...options.addressCommand!, "assign", iface, ip, netmask]), options);
+  const result = await runHelper("assign", helper, options);
   const held = (await listAddresses(options)).find((a) => a.address === wanted && a.device === spec.device);
   if (held === undefined) {
-    throw new VipError("COMMAND_FAILED", `efm-address assign succeeded but ${ip} is not on ${spec.device}`);
+    // The program assigned what root's properties file says; the caller read another file.
+    throw new VipError(
+      "COMMAND_FAILED",
+      `efm-address ${helper.cluster} assign succeeded but ${ip} is not on ${spec.device}: it takes the virtual IP from the root-owned ${helper.cluster}.properties (/etc/efm through sudo), which must name the same virtualIp and interface as the agent's`,
+    );
   }
   const warning = result.stderr.trim();
   return {
@@ -227,8 +274,14 @@ export async function release(iface: string, ip: string, options: VipOptions = {
   const wanted = normalizeAddress(ip);
   const held = (await listAddresses(options)).find((a) => a.address === wanted && a.device === spec.device);
   if (held === undefined) return false;
-  if (options.addressCommand !== undefined) {
-    await mustRun(elevated([...options.addressCommand, "release", iface, ip]), options);
+  if (options.helper !== undefined) {
+    await runHelper("release", options.helper, options);
+    if ((await listAddresses(options)).some((a) => a.address === wanted && a.device === spec.device)) {
+      throw new VipError(
+        "COMMAND_FAILED",
+        `efm-address ${options.helper.cluster} release succeeded but ${ip} is still on ${spec.device}: root's ${options.helper.cluster}.properties names another virtualIp or interface than the agent's`,
+      );
+    }
     return true;
   }
   await mustRun(
