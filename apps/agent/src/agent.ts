@@ -426,6 +426,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }
   }
   const vip = c.virtualIp;
+  // Not root: the VIP goes through efm-address (sudo), which takes the address, interface and
+  // netmask from the root-owned properties file itself, never from us (issue 18). Root may
+  // call ip directly.
+  const vipOptions = process.geteuid?.() === 0 ? {} : { helper: { cluster } };
   const pingCommand = c.pingServerCommand.join(" ");
   const pendingReplies = new Map<string, (r: { ok: boolean; message: string }) => void>();
   /** The last failed write of the state file, until the next answer to an admin command. */
@@ -587,7 +591,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     assignVip: async (address) => {
       if (!vip) return { ok: false, output: "no virtual IP is configured" };
-      const r = await assign(vip.interface, address, String(vip.prefix));
+      const r = await assign(vip.interface, address, String(vip.prefix), vipOptions);
       return {
         ok: true,
         output: r.changed ? `assigned ${address}/${r.prefix} to ${r.device}` : "already assigned",
@@ -595,7 +599,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     releaseVip: async (address) => {
       if (!vip) return { ok: true, output: "no virtual IP is configured" };
-      const changed = await release(vip.interface, address);
+      const changed = await release(vip.interface, address, vipOptions);
       return { ok: true, output: changed ? `released ${address}` : "was not assigned here" };
     },
     notify: (action) => {
@@ -923,7 +927,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       void isHeldLocally(vip.address).then((held) => {
         if (held && loop.current.role !== "Master" && loop.current.role !== "Promoting") {
           notifier.notify({ id: "vipAssignedToNonMaster", params: {} });
-          void release(vip.interface, vip.address).catch((err) =>
+          void release(vip.interface, vip.address, vipOptions).catch((err) =>
             log.error({ err }, "cannot release the VIP"),
           );
         }
