@@ -1,6 +1,7 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main, parseAddressArgs, readVipFacts } from "./cli.ts";
 import { isVipError } from "./errors.ts";
@@ -163,5 +164,35 @@ describe("efm-address command line", () => {
     expect(code).toBe(2);
     expect(text).toMatch(/PROPERTIES_(INVALID|UNSAFE): .*\/etc\/efm/);
     expect(text).not.toContain(dir);
+  });
+});
+
+describe("sudoers rule for efm-address", () => {
+  // The template ships with @efm/scripts-runner, beside the efm-helper rule.
+  const template = fileURLToPath(new URL("../../scripts-runner/sudoers/efm", import.meta.url));
+  const line = readFileSync(template, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("Cmnd_Alias EFM_ADDRESS"));
+  // sudo matches a ^...$ argument pattern against all the arguments joined by blanks.
+  const args = new RegExp(/= \/usr\/bin\/node (\^.*\$)$/.exec(line ?? "")?.[1] ?? "^$");
+  const cli = "/usr/lib/efm/node_modules/@efm/vip/dist/address-cli.js";
+
+  it("allows exactly the installed program with a cluster name and assign or release", () => {
+    expect(line).toBeDefined();
+    expect(args.test(`${cli} acctg assign`)).toBe(true);
+    expect(args.test(`${cli} my_cluster.2 release`)).toBe(true);
+    for (const argv of [
+      `${cli} acctg assign eth0`,
+      `${cli} acctg release eth0 10.0.0.1`,
+      `${cli} assign eth0:0 10.0.0.1 255.255.255.0`,
+      `${cli} acctg check`,
+      `${cli} -u assign`,
+      `${cli} ../x assign`,
+      `${cli} acctg`,
+      `${cli.replace("address-cli.js", "address-cliXjs")} acctg assign`,
+      `/tmp/address-cli.js acctg assign`,
+    ]) {
+      expect(args.test(argv), argv).toBe(false);
+    }
   });
 });
