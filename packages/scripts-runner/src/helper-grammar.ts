@@ -107,20 +107,6 @@ export type HelperCommand =
 /** The helper's verbs. */
 export type HelperVerb = HelperCommand["verb"];
 
-/** The fixed grammar, for usage messages and the README. */
-export const HELPER_USAGE = [
-  "usage: efm-helper promote <datadir> --bin <dir> [--timeout <s>] [common]",
-  "       efm-helper fence <datadir> <new-master-host> --bin <dir> [--port <n>] [--replication-user <role>] [common]",
-  "       efm-helper reconfigure <datadir> <new-master-host> --bin <dir> [--timeout <s>] [common]",
-  "       efm-helper fence <datadir> - --bin <dir> ...   (no new master known: recovery, no streaming)",
-  "         fence also takes [--timeout <s>] [--stop immediate|fast] [--after down|standby]",
-  "       efm-helper restart <datadir> <timeout-seconds> --bin <dir> [--mode fast|immediate] [common]",
-  "       efm-helper check <datadir> --bin <dir> [--role any|standby] [common]",
-  "       efm-helper rejoin <datadir> <new-master-host> --bin <dir> --connection stdin --passfile <path> [--port <n>]",
-  "         [--replication-user <role>] [--source-user <role>] [--basebackup allow|deny] [--timeout <s>] [common]",
-  "common: [--db-user <role>] [--db-name <name>] [--log-file <path>] [--connection stdin] [--passfile <path>]",
-].join("\n");
-
 const POSITIONALS: Record<HelperVerb, readonly string[]> = {
   promote: ["datadir"],
   fence: ["datadir", "new-master-host"],
@@ -376,6 +362,16 @@ export const HELPER_REQUEST_USAGE = [
 ].join("\n");
 
 /**
+ * The usage every grammar error carries: the program takes only the cluster name, then one
+ * request per line on stdin; the data directory, db.bin, port, users and connection are filled
+ * in from the cluster's properties file, so they are not part of what a caller may write.
+ */
+export const HELPER_USAGE = [
+  "usage: efm-helper <cluster>   (then one request per line on stdin: <id> <request>)",
+  HELPER_REQUEST_USAGE,
+].join("\n");
+
+/**
  * One request of the agent (a verb, its positionals after the data directory, its options)
  * turned into a validated command: the data directory and every option of
  * {@link FACT_OPTIONS} the verb takes come from `facts`; then the same fixed grammar as the
@@ -397,6 +393,16 @@ export function parseHelperRequest(tokens: readonly string[], facts: HelperFactA
         `${v}: ${token} is taken from the cluster's properties file, never from the request\n${HELPER_REQUEST_USAGE}`,
       );
     }
+  }
+  // Missing positionals are named here, as the request spells them: the command-line grammar
+  // below would name the data directory, which the caller never writes.
+  const wanted = POSITIONALS[v].slice(1);
+  const given = rest.slice(0, wanted.length);
+  if (given.length < wanted.length || given.some((t) => t.startsWith("--"))) {
+    throw new ScriptsRunnerError(
+      "HELPER_USAGE",
+      `${v} needs ${wanted.map((n) => `<${n}>`).join(" ")}\n${HELPER_USAGE}`,
+    );
   }
   const filled: string[] = ["--connection", "stdin", "--bin", facts.bin, "--passfile", facts.passfile];
   if (OPTIONS[v].includes("--port")) filled.push("--port", String(facts.port));

@@ -168,6 +168,19 @@ describe("requests are completed from the properties, never from the caller", ()
   ])("refuses %j", (tokens, words) => {
     expect(refusal(() => parseHelperRequest(tokens, facts))).toContain(words);
   });
+
+  it("shows the request syntax in its usage, not the old command line with <datadir> and --bin", () => {
+    let message = "";
+    try {
+      parseHelperRequest(["fence"], facts);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain("usage: efm-helper <cluster>");
+    expect(message).toContain("fence <new-master-host>|- [--timeout <s>]");
+    expect(message).not.toContain("<datadir>");
+    expect(message).not.toContain("--bin");
+  });
 });
 
 describe("HelperClient", () => {
