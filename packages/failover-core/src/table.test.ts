@@ -238,6 +238,48 @@ describe("start-up (4.1.1)", () => {
     expect(find(vouched, "assignVip").vip).toBe("10.0.0.100");
   });
 
+  it("a primary Idle for a start-up conflict is fenced once its rival runs as the master", () => {
+    const v = view(
+      1,
+      [
+        ["x", null],
+        ["y", null],
+        ["b", null],
+      ],
+      { coordinator: "b" },
+    );
+    let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
+    s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
+    s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
+    s = run(s, { type: "viewInstalled", now: 1, view: v }).state;
+    s = run(s, msg(2, "y", { type: "status", role: "Master", db: "UP", master: null, starting: true })).state;
+    s = run(s, msg(2, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: null })).state;
+    const r = run(s, { type: "timer", now: 60, name: "startupChecks" });
+    // a rival still starting: nobody knows yet which primary is the master on record
+    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
+    expect(r.actions.some((x) => x.type === "fenceDb")).toBe(false);
+    s = run(r.state, {
+      type: "remoteDbChecked",
+      now: 61,
+      token: find(r, "checkRemoteDb").token,
+      target: "y",
+      result: "reachable",
+    }).state;
+    // the coordinator vouched for y: y runs as master, our primary must not stay writable beside it
+    s = run(s, msg(63, "y", { type: "status", role: "Master", db: "UP", master: "y" })).state;
+    const recheck = run(s, { type: "timer", now: 65, name: "conflictRecheck" });
+    expect(rules(recheck)).toEqual(["conflict.recheck.fence"]);
+    expect(recheck.state).toMatchObject({ role: "Idle", idleForConflict: false, rebuildNeeded: true });
+    expect(find(recheck, "fenceDb").newMaster).toBe("y");
+    expect(notified(recheck)).toEqual(["secondMasterFenced"]);
+    // fenced and no longer Idle for the conflict: no vouching makes this database master again
+    const later = run(
+      recheck.state,
+      msg(70, "b", { type: "status", role: "Witness", db: "UNKNOWN", master: "x" }),
+    );
+    expect(later.state.role).toBe("Idle");
+  });
+
   it("a restarting primary whose rival already stepped aside to Idle stays Idle too (sim seed 66)", () => {
     // y (the newer master) restarted first, saw x claim Master and went Idle; x decides later, after
     // waiting for its lease. Reading y's Idle role as "no other master" made the stale x master while
@@ -340,13 +382,42 @@ describe("start-up (4.1.1)", () => {
     expect(r.state.phase).toBe("checking");
   });
 
-  it("a second master joining stays Idle", () => {
+  it("a primary joining beside a running master is fenced, never left writable", () => {
+    // The invariant: an agent that finds its database writable while another master runs fences
+    // it (stopped, standby settings naming that master, rebuild flag persisted) and says so; EFM
+    // 2.0.3 goes Idle and leaves it writable, two masters for as long as nobody looks.
     let s = run(initialState(config("x")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "primary" }).state;
     s = run(s, { type: "leaseValid", now: 0, until: LEASE }).state;
     const r = joinView(s, view(1, [...FULL, ["x", null]]), 1);
-    expect(rules(r)).toEqual(["check.begin.secondMaster"]);
-    expect(r.state.role).toBe("Idle");
+    expect(rules(r)).toEqual(["check.begin.secondMaster.fence"]);
+    expect(r.state).toMatchObject({ role: "Idle", rebuildNeeded: true, idleForConflict: false });
+    const fence = find(r, "fenceDb");
+    expect(fence.newMaster).toBe("a");
+    expect(find(r, "persist").state).toMatchObject({ rebuildNeeded: true });
+    expect(notified(r)).toEqual(["secondMasterFenced"]);
+    const note = r.actions.find((x) => x.type === "notify" && x.id === "secondMasterFenced");
+    expect(note).toMatchObject({ params: { nodeAddress: "x", serverAddress: "a" } });
+    expect(r.actions.some((x) => x.type === "assignVip")).toBe(false);
+    // a stop that cannot be confirmed is tried again until it holds
+    const failed = run(r.state, { type: "dbFenced", now: 2, token: fence.token, ok: false, error: "sudo" });
+    expect(rules(failed)).toEqual(["selfFence.failed"]);
+    expect(failed.state.fenceUnconfirmed).toBe(true);
+    let t = failed.state;
+    for (const a of r.actions) {
+      if (a.type !== "checkRemoteDb") continue;
+      t = run(t, {
+        type: "remoteDbChecked",
+        now: 3,
+        token: a.token,
+        target: a.target,
+        result: "reachable",
+      }).state;
+    }
+    expect([t.phase, t.role]).toEqual(["running", "Idle"]);
+    const again = run(t, { type: "timer", now: 5_000, name: "fenceRetry" });
+    expect(rules(again)).toEqual(["fenceRetry.again"]);
+    expect(find(again, "fenceDb").newMaster).toBe("a");
   });
 
   it("a master alone with a witness starts at once and assigns the VIP", () => {
@@ -2485,14 +2556,14 @@ describe("rejoin of a failed master (issue 16)", () => {
     expect([s.phase, s.role]).toEqual(["running", "Idle"]);
     expect(rules(last!)).toContain("rejoin.auto");
     expect(find(last!, "rejoinDb").newMaster).toBe("b");
-    // a primary that was not the master on record keeps the guide's start-up conflict (Idle, untouched)
+    // a primary that was not the master on record, or one whose executor cannot rejoin, is fenced
+    // too: no database stays writable beside a running master
     const other = start({ lastMaster: "b", epoch: 0, rebuildNeeded: false }, REJOIN);
-    expect(rules(other)).toEqual(["check.begin.secondMaster"]);
-    expect(other.actions.some((x) => x.type === "fenceDb")).toBe(false);
-    // and so does an executor that cannot rejoin
-    expect(rules(start({ lastMaster: "a", epoch: 0, rebuildNeeded: false }, undefined))).toEqual([
-      "check.begin.secondMaster",
-    ]);
+    expect(rules(other)).toEqual(["check.begin.secondMaster.fence"]);
+    expect(find(other, "fenceDb").newMaster).toBe("b");
+    const noRejoin = start({ lastMaster: "a", epoch: 0, rebuildNeeded: false }, undefined);
+    expect(rules(noRejoin)).toEqual(["check.begin.secondMaster.fence"]);
+    expect(find(noRejoin, "fenceDb").newMaster).toBe("b");
   });
 
   it("db.rewind=on: a standby that cannot follow the new master is rewound instead of retried", () => {

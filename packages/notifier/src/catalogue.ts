@@ -358,13 +358,22 @@ const entries = {
     description:
       "The database on {nodeAddress} could not be brought back as a standby of the master {serverAddress}. The node stays Idle and takes no writes until it is rebuilt and resumed. Error details: {messageDetails}",
   },
+  // ----- beyond the guide: a primary found beside a running master is fenced, not left writable -----
+  secondMasterFenced: {
+    severity: "SEVERE",
+    subject: "Database on {nodeAddress} fenced: another master runs in cluster {clusterName}",
+    description:
+      "The agent on {nodeAddress} found its database accepting writes while {serverAddress} runs as the master of the cluster. To prevent two masters it stopped the database and wrote standby settings naming {serverAddress}. The node stays Idle and takes no writes until it rejoins as a standby, or is rebuilt and resumed.",
+  },
 } as const satisfies Record<string, EntryShape>;
 
 /**
  * Notifications this implementation sends beyond the guide's section 7 tables, for what EFM
- * 2.0.3 cannot do (the rejoin of a failed master); they keep its wording style and placeholders.
+ * 2.0.3 cannot do (the rejoin of a failed master) or does not do (fence a primary found beside a
+ * running master, where EFM 2.0.3 leaves it writable and Idle); they keep its wording style and
+ * placeholders.
  */
-export const EXTENSION_IDS = ["rejoinCompleted", "rejoinFailed"] as const;
+export const EXTENSION_IDS = ["rejoinCompleted", "rejoinFailed", "secondMasterFenced"] as const;
 
 /** The notification catalogue: id -> severity, subject template, description template. */
 export const catalogue: { readonly [Id in NotificationId]: (typeof entries)[Id] } = entries;

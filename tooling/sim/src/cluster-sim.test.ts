@@ -19,6 +19,7 @@ import {
   runRebootedOldPrimarySim,
 } from "./cluster-sim.ts";
 import { main } from "./cli.ts";
+import { createRng } from "./rng.ts";
 
 /** Seeds first..last of a scenario: the violations of `invariants` found, each with its seed. */
 function judged(
@@ -241,6 +242,22 @@ describe("the databases as ground truth", () => {
     }
   }, 120_000);
 
+  it("restarted-primary: an agent restarting on a primary beside a promoted master fences it (no watchdog)", () => {
+    // The invariant: an agent that finds its database writable while another master runs fences
+    // it and never leaves it writable. Until its agent looks, nothing in the agent can stop that
+    // primary (the read-only boot is what keeps a rebooted host from serving at all), so the
+    // `databases` overlap of that first window is not judged here: what is, is that the agent
+    // fences it and it stays fenced.
+    const bad: string[] = [];
+    for (let seed = 1; seed <= 12; seed++) {
+      const r = runRestartedPrimary(seed);
+      if (r.problem) bad.push(`${r.problem} (restarted-primary seed ${seed})`);
+      const broken = SAFETY.filter((k) => k !== "databases" && r.result.counts[k] > 0);
+      if (broken.length > 0) bad.push(`${broken.join(", ")} (restarted-primary seed ${seed})`);
+    }
+    expect(bad).toEqual([]);
+  }, 120_000);
+
   it("random seeds: never two databases accept writes at the same time", () => {
     for (let seed = 1; seed <= 30; seed++) expect(runClusterSim(seed).counts.databases).toBe(0);
   }, 120_000);
@@ -278,3 +295,56 @@ describe("issue 12's schedules as named scenarios", () => {
     expect(judged(runAllInRecoverySim, 1, 12, ["liveness"])).toEqual([]);
   }, 120_000);
 });
+
+/**
+ * restarted-primary: the master's host is lost and a standby promoted; the old host comes back
+ * with its database started as a primary (an init system without the read-only boot, or an
+ * operator starting it by hand), on hosts without a watchdog, and its agent starts. `problem`
+ * says what went wrong: the old primary still accepts writes when its agent has had time to
+ * look, or takes writes again later.
+ */
+function runRestartedPrimary(seed: number): { result: ClusterSimResult; problem: string } {
+  const setup = createRng(seed ^ 0x2b1a);
+  const n = setup.int(3, 5);
+  const addrs = Array.from({ length: n }, (_, i) => `10.0.1.${i + 1}:7800`);
+  const sim = new ClusterSim(
+    { seed, noWatchdog: true },
+    { addrs, witnesses: new Set(), autoFailover: true, maxTries: setup.pick([3, 4, 5]) },
+  );
+  for (const a of addrs) sim.clock.at(setup.int(0, 60), () => sim.startHost(a));
+  const formed = sim.runUntilTrue(
+    3000,
+    () =>
+      sim.converged() &&
+      sim.writableMasters().length === 1 &&
+      [...sim.nodes.values()].every((x) => x.agentUp),
+  );
+  if (!formed) return { result: sim.result(n), problem: `cluster did not form: ${sim.roles()}` };
+  const old = sim.writableMasters()[0]!;
+  sim.runUntil(sim.clock.now() + setup.int(0, 300));
+  sim.crashHost(old);
+  const failedOver = sim.runUntilTrue(sim.clock.now() + 12 * sim.timing.suspectAfter + 6000, () =>
+    sim.writableMasters().some((a) => a !== old),
+  );
+  if (!failedOver) return { result: sim.result(n), problem: `no failover: ${sim.roles()}` };
+  sim.runUntil(sim.clock.now() + setup.int(0, 500));
+  // The host is back with its database a primary, not the read-only boot.
+  const node = sim.node(old);
+  node.hostUp = true;
+  node.db!.state = "up";
+  node.db!.inRecovery = false;
+  node.db!.fenced = false;
+  sim.log(`${old}: host back, database started as a primary by hand`);
+  sim.startAgent(old);
+  const writable = () => sim.writableDatabases().includes(old);
+  const looked = sim.clock.now() + 12 * sim.timing.suspectAfter + 3000;
+  if (!sim.runUntilTrue(looked, () => !writable()))
+    return { result: sim.result(n), problem: `the old primary still accepts writes: ${sim.roles()}` };
+  const end = sim.clock.now() + 3000;
+  while (sim.clock.now() < end) {
+    sim.runUntil(sim.clock.now() + 10);
+    if (writable())
+      return { result: sim.result(n), problem: `the old primary takes writes again: ${sim.roles()}` };
+  }
+  return { result: sim.result(n), problem: "" };
+}

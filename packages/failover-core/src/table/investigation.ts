@@ -9,6 +9,8 @@ import {
   anyReached,
   lastMaster,
   startMasterLost,
+  fenceBesideMaster,
+  runningOtherMaster,
 } from "./rows.ts";
 
 /** Rows of one concern (members leaving, and checking a database on the coordinator's behalf), in the table's match order. */
@@ -354,6 +356,21 @@ export const investigationRows: readonly TransitionRow[] = [
       if (c.s.config.virtualIp)
         c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
     },
+  }),
+  row({
+    id: "conflict.recheck.fence",
+    from: ["Idle"],
+    on: "timer:conflictRecheck",
+    guard:
+      "still Idle for a start-up conflict (our database a primary) and another member, past its start-up, now runs as Master",
+    to: "Idle",
+    actions:
+      "fence our database (standby settings naming that master; rebuild flag persisted); notify secondMasterFenced",
+    reason: "the conflict was settled for another master: our primary must not stay writable beside it",
+    // A rival still promoting may give up (then the coordinator vouches for one of the primaries):
+    // the conflict waits that out; once a master runs, our primary beside it is fenced.
+    when: (c) => c.s.idleForConflict && c.quorate() && runningOtherMaster(c, false) !== null,
+    run: (c) => fenceBesideMaster(c, runningOtherMaster(c, false)!),
   }),
   row({
     id: "conflict.recheck.vouched",

@@ -114,6 +114,45 @@ export function anotherMaster(c: Ctx): boolean {
   return rival && !reports.includes(c.self);
 }
 
+/**
+ * Another member of our view that runs, past its own start-up, as Master or Promoting: the
+ * master the cluster has (or is making) besides us, or null. A database of ours that accepts
+ * writes beside it is a second master and must be fenced; a rival that is itself still starting
+ * is the start-up conflict rows' business (either of the two may be the master on record).
+ * `promoting: false` counts only a settled master (a promotion may still give up).
+ */
+export function runningOtherMaster(c: Ctx, promoting = true): string | null {
+  for (const a of c.others()) {
+    if (c.s.peers[a]?.starting) continue;
+    const role = c.roleOf(a);
+    if (role === "Master" || (promoting && role === "Promoting")) return a;
+  }
+  return null;
+}
+
+/**
+ * Fence our own database because another master runs: stop it, confirm it down, write standby
+ * settings naming that master, and persist the rebuild flag (it may hold writes past the
+ * cluster's fork), then tell the operator. The same executor as a confirmed master failure's
+ * fence (a `retry`-purpose self-fence: no VIP to release, no script, an unconfirmed stop retried
+ * by fenceRetry). The invariant: an agent never leaves its database writable beside another
+ * master, whatever the guide's start-up conflict says (EFM 2.0.3 goes Idle and leaves it so).
+ */
+export function fenceBesideMaster(c: Ctx, master: string): void {
+  c.s.role = "Idle";
+  c.s.idleForConflict = false;
+  c.s.rebuildNeeded = true;
+  c.s.fenceUnconfirmed = false;
+  const token = c.token("fence");
+  c.s.selfFence = { token, purpose: "retry", stage: "fenceDb", replyTo: null, newMaster: master };
+  c.act({ type: "fenceDb", token, newMaster: master });
+  c.notify("secondMasterFenced", {
+    nodeAddress: c.self,
+    clusterName: c.s.config.clusterName,
+    serverAddress: master,
+  });
+}
+
 /** Bookkeeping for a peer's status: its role, its known master, the priority list. */
 export function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
   if (e.message.ask && c.s.role !== null) c.send(e.from, c.status());

@@ -9,6 +9,8 @@ import {
   beginStartupChecks,
   adoptView,
   exitAgent,
+  fenceBesideMaster,
+  runningOtherMaster,
 } from "./rows.ts";
 
 /** Rows of one concern (start-up (4.1.1)), in the table's match order. */
@@ -187,6 +189,24 @@ export const startUpRows: readonly TransitionRow[] = [
       const token = c.token("fence");
       c.s.selfFence = { token, purpose: "retry", stage: "fenceDb", replyTo: null, newMaster: master };
       c.act({ type: "fenceDb", token, newMaster: master });
+      beginStartupChecks(c);
+      if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
+    },
+  }),
+  row({
+    id: "check.begin.secondMaster.fence",
+    from: ["checking"],
+    on: "timer:startupChecks",
+    guard:
+      "we are Master (our database accepts writes) and another member, past its start-up, runs as Master or Promoting",
+    to: "Idle",
+    actions:
+      "fence our database (stopped, standby settings naming that master; rebuild flag persisted); notify secondMasterFenced; check every cluster database",
+    reason:
+      "a database that accepts writes beside a running master is a second master: fence it, never leave it writable (EFM 2.0.3 only goes Idle)",
+    when: (c) => c.s.role === "Master" && runningOtherMaster(c) !== null,
+    run: (c) => {
+      fenceBesideMaster(c, runningOtherMaster(c)!);
       beginStartupChecks(c);
       if (Object.keys(c.s.startupChecks ?? {}).length === 0) finishStartup(c);
     },
