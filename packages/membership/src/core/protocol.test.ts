@@ -462,6 +462,17 @@ describe("a member leaves a quorate view only when a majority of the voters susp
     for (const x of [A, B, C, D]) expect(m.view(x)).toEqual([A, B, C, D]);
   });
 
+  it("a healthy cluster suspects nobody, even when a view acknowledgement arrives after the view was committed", () => {
+    const m = formed([A, B, C, D, E]);
+    m.run(m.now + 10 * timing.suspectAfter);
+    for (const x of [A, B, C, D, E]) {
+      expect({ x, suspected: m.events.get(x)!.filter((e) => e.type === "memberSuspected") }).toEqual({
+        x,
+        suspected: [],
+      });
+    }
+  });
+
   it("a member the coordinator still hears is removed once a majority of the voters suspects it", () => {
     const m = formed([A, B, C, D, E]);
     for (const x of [B, C, D]) m.cut(E, x);

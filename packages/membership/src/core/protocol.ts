@@ -532,8 +532,11 @@ export class MembershipCore {
         if (this.view && sameViewId(msg.viewId, this.view.id)) this.leaseAck(from.addr, msg.sentAt);
         if (this.ackTracking && sameViewId(this.ackTracking.viewId, msg.viewId)) {
           const t = this.ackTracking;
-          if (t.committed || t.acks.has(from.addr)) return;
+          // Every acknowledgement counts as an answer (the ack timer suspects the silent), but
+          // once committed the takeover bound is fixed: later ones cannot move it.
+          if (t.acks.has(from.addr)) return;
           t.acks.add(from.addr);
+          if (t.committed) return;
           // The acknowledging member stopped acknowledging each removed member no later than it
           // installed this view, and that was before its acknowledgement arrived here; it had
           // last heard the member `ms` before that. Unknown means "just now".

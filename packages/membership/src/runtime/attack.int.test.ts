@@ -80,9 +80,9 @@ async function waitFor(
   }
 }
 
-const lastView = (c: Child): { members: string[]; quorate: boolean } | null => {
+const lastView = (c: Child): { members: string[]; quorate: boolean; voters: string[] } | null => {
   const v = c.events.filter((e) => e.type === "viewInstalled").at(-1) as
-    | { view: { members: string[]; quorate: boolean } }
+    | { view: { members: string[]; quorate: boolean; voters: string[] } }
     | undefined;
   return v ? v.view : null;
 };
@@ -135,10 +135,15 @@ describe("an unauthenticated flood does not stall a member", () => {
         mayFoundAlone: a === addrs[0],
       }),
     );
+    // Formed once every member is a voter too: R grows one voter at a time after the founder,
+    // and each step installs the same members again, which the flood test must not see.
     for (const c of members)
       await waitFor(
         c,
-        () => sameSet(lastView(c)?.members ?? [], addrs) && lastView(c)?.quorate === true,
+        () =>
+          sameSet(lastView(c)?.members ?? [], addrs) &&
+          lastView(c)?.quorate === true &&
+          sameSet(lastView(c)?.voters ?? [], addrs),
         20_000,
       );
   });
@@ -287,7 +292,10 @@ describe("captured frames and commands cannot be replayed", () => {
     for (const c of [x, y])
       await waitFor(
         c,
-        () => sameSet(lastView(c)?.members ?? [], all) && lastView(c)?.quorate === true,
+        () =>
+          sameSet(lastView(c)?.members ?? [], all) &&
+          lastView(c)?.quorate === true &&
+          sameSet(lastView(c)?.voters ?? [], all),
         20_000,
       );
   }, 30_000);
@@ -344,7 +352,8 @@ describe("captured frames and commands cannot be replayed", () => {
       for (const b of bodies) s.write(session.seal(b));
       return s;
     };
-    const req = (id: string, cmd: string) => ({ t: "req", id, payload: { cmd } });
+    // Every message names the cluster id (wire version 3).
+    const req = (id: string, cmd: string) => ({ t: "req", id, payload: { cmd }, cid: p.clusterId() });
     const s1 = await sendOverSession([req("ee17-dup-1", "remove-node-once")]);
     await waitFor(x, () => requestsWith("remove-node-once") === 1, 10_000);
     const s2 = await sendOverSession([req("ee17-dup-1", "remove-node-once"), req("ee17-dup-2", "marker-2")]);
