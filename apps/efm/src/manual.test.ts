@@ -114,7 +114,12 @@ describe("bash completion", () => {
   });
 
   test("completes a command's options", () => {
-    expect(complete(["efm", "promote", "acctg", "--"])).toEqual(["--force", "--switchover", "--to", "--help"]);
+    expect(complete(["efm", "promote", "acctg", "--"])).toEqual([
+      "--force",
+      "--switchover",
+      "--to",
+      "--help",
+    ]);
     expect(complete(["efm", "--c"])).toEqual(["--config-dir"]);
     expect(complete(["efm-agent", "start", "--c"])).toEqual(["--config-dir"]);
   });
