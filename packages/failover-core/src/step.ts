@@ -48,6 +48,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     isolated: false,
     fencedForIsolation: false,
     idleForConflict: false,
+    promoteRetryAt: null,
     localCheckAt: null,
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,

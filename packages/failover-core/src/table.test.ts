@@ -1351,7 +1351,7 @@ describe("promotion (candidate side)", () => {
     expect(notified(unknown)).toEqual(["standbyPromoteMasterUnverified"]);
   });
 
-  it("goes Idle when the database cannot be promoted", () => {
+  it("stays a Standby (a candidate again later) when its database cannot be promoted and is still in recovery", () => {
     const atCheck = toMasterCheck(standby());
     const down = run(atCheck.state, {
       type: "remoteDbChecked",
@@ -1366,9 +1366,24 @@ describe("promotion (candidate side)", () => {
     expect(notified(r)).toEqual(["couldNotPromoteStandby"]);
     // its database is read before anyone is told: a promote that timed out may still complete
     expect(r.actions.some((a) => a.type === "checkLocalRole")).toBe(true);
+    // still a healthy standby: it rests Idle for a promotion timeout (the coordinator tries the
+    // others), then is a Standby again, so the coordinator's masterless watch retries it while no
+    // master exists; Idle for good left a cluster whose only standby failed once without a master
     const still = run(r.state, { type: "localRoleChecked", now: 6, result: "recovery" });
-    expect(rules(still)).toEqual(["cand.promoteFailed.recovery"]);
+    expect(rules(still)).toEqual(["cand.promoteFailed.retry"]);
     expect(still.state.role).toBe("Idle");
+    expect(still.state.candidacy).toBeNull();
+    const at = still.state.promoteRetryAt!;
+    expect(at).toBe(6 + still.state.config.promotionTimeoutMs);
+    expect(find(still, "setTimer")).toMatchObject({ name: "promoteRetry", at });
+    const back = run(still.state, { type: "timer", now: at, name: "promoteRetry" });
+    expect(rules(back)).toEqual(["promoteRetry.standby"]);
+    expect([back.state.role, back.state.promoteRetryAt]).toEqual(["Standby", null]);
+    expect(find(back, "broadcast").message).toMatchObject({ type: "status", role: "Standby" });
+    // its database failed meanwhile: it stays Idle
+    const failedDb = run({ ...still.state, db: "DOWN" }, { type: "timer", now: at, name: "promoteRetry" });
+    expect(rules(failedDb)).toEqual(["promoteRetry.stale"]);
+    expect([failedDb.state.role, failedDb.state.promoteRetryAt]).toEqual(["Idle", null]);
     expect(find(still, "send").message).toEqual({
       type: "promotionResult",
       token: "p1",

@@ -581,6 +581,11 @@ export interface FailoverState {
   readonly isolated: boolean;
   /** Started with a primary database but stayed Idle because another master was claimed. */
   readonly idleForConflict: boolean;
+  /**
+   * Our `pg_ctl promote` failed with the database still in recovery: Idle until this time (a
+   * promotion timeout), then a Standby (a candidate) again while it stays healthy. Null otherwise.
+   */
+  readonly promoteRetryAt: number | null;
   /** We were master and fenced ourselves (isolation, failure, switchover); nobody has taken over yet. */
   readonly fencedForIsolation: boolean;
   /**

@@ -18,7 +18,7 @@ export const KNOWN_FAILING: Readonly<Partial<Record<InvariantName, readonly numb
     1197, 1206, 1218, 1252, 1291, 1301, 1318, 1321, 1331, 1379, 1383, 1419, 1434, 1474, 1525, 1543, 1544,
     1571, 1577, 1643, 1707, 1719, 1756, 1787, 1791, 1795, 1849, 1918, 1955, 1998,
   ],
-  liveness: [242, 473, 693, 1045, 1140, 1700, 1755, 1848],
+  liveness: [242, 473, 1045],
 };
 
 /** Whether the baseline lists `seed` as violating `invariant`. */

@@ -304,13 +304,76 @@ export const candidacyRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "cand.promoteFailed.retry",
+    from: ["Promoting"],
+    on: "localRoleChecked",
+    guard: "after a failed promote the database is still in recovery (a standby, not a fenced old master)",
+    to: "Idle",
+    actions:
+      "abort; the coordinator tries its next candidate; back to Standby (a candidate again) after a promotion timeout",
+    reason:
+      "the database could not be promoted and is still a standby: rest for a promotion timeout, then be a candidate again",
+    // Invariant (liveness): while no master exists, a quorate coordinator keeps trying a healthy
+    // candidate whose promote failed: the candidate rests Idle for one promotion timeout (the
+    // coordinator tries the others meanwhile), then is a Standby again, and the coordinator's
+    // masterless watch promotes it (notified each time). Idle for good left a cluster whose only
+    // standby failed one `pg_ctl promote` without a master.
+    when: (c, e) =>
+      c.s.candidacy?.stage === "verifyPromote" && e.result === "recovery" && !c.s.candidacy.restore,
+    run: (c) => {
+      c.abortCandidacy(
+        `promotion of the database failed: ${c.s.candidacy?.error ?? ""}`.trim(),
+        "Idle",
+        true,
+      );
+      c.s.promoteRetryAt = c.now + c.s.config.promotionTimeoutMs;
+      c.timer("promoteRetry", c.s.promoteRetryAt);
+    },
+  }),
+  row({
+    id: "promoteRetry.standby",
+    from: ["Idle"],
+    on: "timer:promoteRetry",
+    guard:
+      "resting after a failed promote; the database still up; not fenced, not flagged for rebuild, no conflict",
+    to: "Standby",
+    actions: "announce Standby (a candidate again); local monitoring resumes",
+    reason: "the rest after a failed promote is over and the database is still a healthy standby",
+    when: (c) =>
+      c.s.promoteRetryAt !== null &&
+      c.now >= c.s.promoteRetryAt &&
+      c.s.db === "UP" &&
+      !c.s.rebuildNeeded &&
+      !c.s.fencedForIsolation &&
+      !c.s.idleForConflict &&
+      c.s.selfFence === null,
+    run: (c) => {
+      c.s.promoteRetryAt = null;
+      c.setRole("Standby");
+    },
+  }),
+  row({
+    id: "promoteRetry.stale",
+    from: ["*"],
+    on: "timer:promoteRetry",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "no longer resting after a failed promote (another role, or the database failed meanwhile)",
+    run: (c) => {
+      c.s.promoteRetryAt = null;
+    },
+  }),
+  row({
     id: "cand.promoteFailed.recovery",
     from: ["Promoting"],
     on: "localRoleChecked",
-    guard: "after a failed promote the database is still in recovery",
+    guard:
+      "after a failed promote the database is still in recovery (the fenced old master taking its role back)",
     to: "Idle",
     actions: "abort; the coordinator may try its next candidate",
-    reason: "the database could not be promoted and is still a standby: another candidate may be tried",
+    reason:
+      "the fenced old master could not be promoted back and is still in recovery: it stays the fenced Idle agent it was",
     when: (c, e) => c.s.candidacy?.stage === "verifyPromote" && e.result === "recovery",
     run: (c) =>
       c.abortCandidacy(
