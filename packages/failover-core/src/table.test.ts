@@ -1956,6 +1956,71 @@ describe("timeline-aware promotion (issue 13)", () => {
     });
   });
 
+  it("a master on record whose host was reset before any fence, back in recovery beside a new master, is an old master", () => {
+    const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: false };
+    const ready = (members: [string, AgentRole | null][]) => {
+      let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
+      const started = run(s, { type: "localRoleChecked", now: 100, result: "recovery" });
+      expect(rules(started)).toEqual(["start.recovery"]);
+      s = run(started.state, { type: "leaseValid", now: 100, until: LEASE }).state;
+      let last = joinView(s, view(2, members, { coordinator: "w" }), 100);
+      for (const t of Object.keys(last.state.startupChecks ?? {}))
+        last = run(last.state, {
+          type: "remoteDbChecked",
+          now: 101,
+          token: t,
+          target: last.state.startupChecks![t]!,
+          result: "reachable",
+        });
+      expect(last.state.phase).toBe("running");
+      return last;
+    };
+    // b runs as master: a was replaced while down, its WAL may pass the fork
+    const replaced = ready([
+      ["a", null],
+      ["b", "Master"],
+      ["w", "Witness"],
+    ]);
+    expect(replaced.state).toMatchObject({ role: "Idle", rebuildNeeded: true });
+    expect(find(replaced, "persist").state).toEqual({ lastMaster: "b", epoch: 1, rebuildNeeded: true });
+    // nobody was promoted after it: its WAL is the newest there is, it is a standby (a candidate)
+    const alone = ready([
+      ["a", null],
+      ["b", "Standby"],
+      ["w", "Witness"],
+    ]);
+    expect(alone.state).toMatchObject({ role: "Standby", rebuildNeeded: false });
+  });
+
+  it("a fenced old master that restarts while no member runs as master tells the coordinator it is fenced", () => {
+    const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: true };
+    let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
+    s = run(s, { type: "localRoleChecked", now: 100, result: "recovery" }).state;
+    s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
+    const members: [string, AgentRole | null][] = [
+      ["a", null],
+      ["b", "Standby"],
+      ["w", "Witness"],
+    ];
+    let last = joinView(s, view(2, members, { coordinator: "w" }), 100);
+    for (const t of Object.keys(last.state.startupChecks ?? {}))
+      last = run(last.state, {
+        type: "remoteDbChecked",
+        now: 101,
+        token: t,
+        target: last.state.startupChecks![t]!,
+        result: "reachable",
+      });
+    expect([last.state.phase, last.state.role, last.state.fencedForIsolation]).toEqual([
+      "running",
+      "Idle",
+      true,
+    ]);
+    expect(last.actions.flatMap((x) => (x.type === "send" ? [x.message.type] : []))).toContain(
+      "fencedMasterBack",
+    );
+  });
+
   it("a master that fences itself persists the rebuild flag; restarted in recovery it stays Idle until resumed streaming", () => {
     const a = boot("a", "primary", view(1, FULL));
     const fenced = run(a, { type: "quorumLost", now: 5 });

@@ -58,6 +58,21 @@ export const RUNNING: RowSource[] = ["Master", "Standby", "Witness", "Idle", "Pr
 
 export function finishStartup(c: Ctx): void {
   c.setPhase("running");
+  // Invariant (safety): a database that was the master on record and another member replaced is
+  // an old master, never a candidate, until rewound or re-cloned. A master whose host was reset
+  // (watchdog, power) before any fence could record it boots in recovery (the read-only boot
+  // operators are told to install) with whatever WAL it wrote last, possibly past the fork of
+  // the promotion made meanwhile. Judged here, once every member's role is known.
+  if (
+    c.s.role === "Standby" &&
+    c.s.config.persisted?.lastMaster === c.self &&
+    c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? ""))
+  ) {
+    c.s.role = "Idle";
+    c.s.rebuildNeeded = true;
+    c.s.lastReason =
+      "this database was the master and another member runs as master now: it may hold WAL past the promotion's fork (rewind or re-clone it, then efm resume)";
+  }
   // Every running agent looks for a masterless cluster now and then; only a coordinator acts.
   c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
   const role = c.s.role;
@@ -69,6 +84,22 @@ export function finishStartup(c: Ctx): void {
     c.s.knownMaster = { address: c.self, lastHeardAt: c.now };
     c.provisionalLease();
     if (c.s.config.virtualIp) c.act({ type: "assignVip", token: c.token("vip"), vip: c.s.config.virtualIp });
+  }
+  // Invariant (liveness): an old master whose database came back in recovery (start.recovery.rebuild)
+  // while no member runs as master is a fenced master: the coordinator hears it and fails over to a
+  // standby or, when nobody was promoted after it and no standby is left, gives it its role back
+  // (promo.noStandby.restore). Without the report no rule replaced it. A master replaced meanwhile
+  // is not the coordinator's last master, so its report is ignored.
+  if (
+    role === "Idle" &&
+    c.s.rebuildNeeded &&
+    c.s.db === "UP" &&
+    c.s.recordedMaster === c.self &&
+    c.quorate() &&
+    c.membersWithRole("Master", "Promoting").length === 0
+  ) {
+    c.s.fencedForIsolation = true;
+    reportFencedMaster(c);
   }
   // local monitoring of a Master or Standby is armed by step (Ctx.keepMonitoring)
   // Invariant (liveness): a quorate cluster without a master always has a coordinator that decides.
