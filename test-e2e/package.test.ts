@@ -102,7 +102,13 @@ describe("the .deb package", () => {
       "ExecStart=/usr/bin/efm-agent start %i --config-dir /etc/efm",
     );
     const sudoers = readFileSync(join(root, "etc/sudoers.d/efm"), "utf8");
-    expect(sudoers).toContain("/usr/lib/efm/node_modules/@efm/scripts-runner/dist/helper.js");
+    // Each helper's whole argument list is one anchored expression naming the cluster only.
+    expect(sudoers).toContain(
+      "/usr/bin/node ^/usr/lib/efm/node_modules/@efm/scripts-runner/dist/helper\\.js [A-Za-z0-9_][A-Za-z0-9_.-]*$",
+    );
+    expect(sudoers).toContain(
+      "/usr/bin/node ^/usr/lib/efm/node_modules/@efm/vip/dist/address-cli\\.js [A-Za-z0-9_][A-Za-z0-9_.-]* (assign|release)$",
+    );
     const visudo = run("visudo", ["-c", "-f", join(root, "etc/sudoers.d/efm")]);
     expect(visudo.code, visudo.out).toBe(0);
     const status = readFileSync(join(root, "var/lib/dpkg/status"), "utf8");
