@@ -463,10 +463,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     checkLocalDb: async (timeoutMs) => {
       if (!localChecker) return { ok: true };
       const checker = localChecker;
-      // A loss the monitoring connection saw answers a regular check at once; never the final one.
-      const r = localWatch
-        ? await localWatch.check(() => checker.check(timeoutMs), loop.current.local.final)
-        : await checker.check(timeoutMs);
+      // A loss the monitoring connection saw answers a regular check of a monitored database at
+      // once; never the final one, and never an Idle agent's (an `efm resume` check), which must
+      // see the database as it is now: the operator may have restarted it since the loss.
+      const r =
+        localWatch && loop.current.role !== "Idle"
+          ? await localWatch.check(() => checker.check(timeoutMs), loop.current.local.final)
+          : await checker.check(timeoutMs);
       if (r.ok) return { ok: true };
       log.warn(
         { failure: r.failure.code, detail: r.failure.detail },
