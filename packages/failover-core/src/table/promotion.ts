@@ -1,5 +1,12 @@
 import { compareLsn } from "../lsn.ts";
-import { type TransitionRow, row, possibleStandbys, queryPositions, pendingPromoteTarget } from "./rows.ts";
+import {
+  type TransitionRow,
+  row,
+  possibleStandbys,
+  queryPositions,
+  pendingPromoteTarget,
+  failureList,
+} from "./rows.ts";
 
 /** Rows of one concern (promotion, coordinator side), in the table's match order. */
 export const promotionRows: readonly TransitionRow[] = [
@@ -725,9 +732,7 @@ export const promotionRows: readonly TransitionRow[] = [
     run: (c) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
-      const tried = Object.entries(p.failures)
-        .map(([a, why]) => `${a}: ${why}`)
-        .join("; ");
+      const tried = failureList(p, ": ");
       const cluster = c.s.config.clusterName;
       const action =
         `No database of cluster ${cluster} is a master. Fix the cause in the agent logs, then either ` +
@@ -761,9 +766,7 @@ export const promotionRows: readonly TransitionRow[] = [
     run: (c) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
-      const tried = Object.entries(p.failures)
-        .map(([a, why]) => `${a}: ${why}`)
-        .join("; ");
+      const tried = failureList(p, ": ");
       if (p.request)
         c.reply(
           p.request.origin,

@@ -475,3 +475,10 @@ export function exitNotice(c: Ctx, why: string): void {
   else c.notify("idleAgentExited", c.node());
   exitAgent(c, 0, why);
 }
+
+/** The candidates a promotion tried and why each failed, for the operator's reply ("a<sep>why; ..."). */
+export function failureList(p: { readonly failures: Readonly<Record<string, string>> }, sep: string): string {
+  return Object.entries(p.failures)
+    .map(([a, why]) => `${a}${sep}${why}`)
+    .join("; ");
+}

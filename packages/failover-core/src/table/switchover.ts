@@ -1,7 +1,7 @@
 import type { Ctx } from "../context.ts";
 import { compareLsn, lsnDistance } from "../lsn.ts";
 import type { Promotion } from "../types.ts";
-import { queryPositions, RESUME_STREAMING_WAIT_MS, row, type TransitionRow } from "./rows.ts";
+import { failureList, queryPositions, RESUME_STREAMING_WAIT_MS, row, type TransitionRow } from "./rows.ts";
 
 /** Default of `switchover.max.lag.bytes`: 16 MiB, one WAL segment. */
 export const SWITCHOVER_MAX_LAG_BYTES = 16 * 1024 * 1024;
@@ -190,9 +190,7 @@ export const switchoverRows: readonly TransitionRow[] = [
     run: (c) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
-      const tried = Object.entries(p.failures)
-        .map(([a, why]) => `${a} ${why}`)
-        .join("; ");
+      const tried = failureList(p, " ");
       if (p.request)
         c.reply(
           p.request.origin,
@@ -369,9 +367,7 @@ export const switchoverRows: readonly TransitionRow[] = [
       c.setPromotion(null);
       c.s.knownMaster = { address: e.from, lastHeardAt: c.now };
       c.s.peers = { ...c.s.peers, [e.from]: { role: "Master", db: "UP" } };
-      const tried = Object.entries(p.failures)
-        .map(([a, why]) => `${a} ${why}`)
-        .join("; ");
+      const tried = failureList(p, " ");
       if (p.request)
         c.reply(
           p.request.origin,
