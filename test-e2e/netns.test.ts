@@ -4,7 +4,7 @@
  * the VIP; the isolated master releases the VIP, fences (stops) its database and runs
  * script.master.isolated. After healing, the old master rejoins as Idle.
  */
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Cluster, createCluster, downCluster } from "@efm/lab";
 import { encrypt } from "@efm/password-crypto";
@@ -59,6 +59,9 @@ describe.skipIf(!isRoot)("minority isolation with a virtual IP (network namespac
 
   beforeAll(async () => {
     await downCluster(join(RUN, "lab"));
+    // Start from nothing: an earlier run's agent state (a fenced-master mark) or marker file
+    // would change what the agents do and let the script check pass without a script run.
+    rmSync(RUN, { recursive: true, force: true });
     lab = await createCluster({
       name: "e2enetns",
       mode: "netns",
