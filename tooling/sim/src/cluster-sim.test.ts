@@ -1,3 +1,6 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { KNOWN_FAILING } from "./baseline.ts";
 import {
@@ -117,20 +120,20 @@ describe("combined simulation (membership core + failover-core)", () => {
     expect(missed).toEqual([]);
   }, 120_000);
 
-  it("the CLI reports a clean range with exit code 0 and rejects bad arguments with 2", () => {
+  it("the CLI reports a clean range with exit code 0 and rejects bad arguments with 2", async () => {
     const write = process.stdout.write.bind(process.stdout);
     const errWrite = process.stderr.write.bind(process.stderr);
     const lines: string[] = [];
     process.stdout.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stdout.write;
     process.stderr.write = ((chunk: string) => lines.push(String(chunk)) > 0) as typeof process.stderr.write;
     try {
-      expect(main(["--seeds", "3", "--seed", "10"])).toBe(0);
-      expect(main(["--seeds", "zero"])).toBe(2);
-      expect(main(["--nodes", "1"])).toBe(2);
-      expect(main(["--bogus"])).toBe(2);
-      expect(main(["--scenario", "nope"])).toBe(2);
-      expect(main(["--scenario", "lease-wait", "--seed", "1", "--skip-lease-wait"])).toBe(1);
-      expect(main(["--help"])).toBe(0);
+      expect(await main(["--seeds", "3", "--seed", "10"])).toBe(0);
+      expect(await main(["--seeds", "zero"])).toBe(2);
+      expect(await main(["--nodes", "1"])).toBe(2);
+      expect(await main(["--bogus"])).toBe(2);
+      expect(await main(["--scenario", "nope"])).toBe(2);
+      expect(await main(["--scenario", "lease-wait", "--seed", "1", "--skip-lease-wait"])).toBe(1);
+      expect(await main(["--help"])).toBe(0);
     } finally {
       process.stdout.write = write;
       process.stderr.write = errWrite;
@@ -143,6 +146,23 @@ describe("combined simulation (membership core + failover-core)", () => {
     expect(lines.join("")).toContain(
       "reproduce with: pnpm sim --seed 1 --scenario lease-wait --skip-lease-wait",
     );
+  });
+
+  it("the built CLI prints the same report on worker threads as on one thread (--jobs)", () => {
+    // Worker threads load the compiled worker.js, so this runs the build (turbo builds it before
+    // the sim project in CI). --transcript prints every seed, so any reordering of the merged
+    // results shows; blocks of one seed on three workers come back out of order.
+    const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+    expect(existsSync(cli), `${cli} is missing: npx turbo run build --filter=@efm/sim`).toBe(true);
+    const report = (jobs: number) =>
+      execFileSync(process.execPath, [cli, "--seeds", "8", "--transcript", "--jobs", String(jobs)], {
+        encoding: "utf8",
+        maxBuffer: 64 * 1024 * 1024,
+      }).replace(/ in [\d.]+ s \(\d+ seeds\/min\)/, "");
+    const one = report(1);
+    expect(one).toContain("8 seed(s), 0 failed");
+    expect(one.match(/^ok seed=\d+/gm)).toEqual(Array.from({ length: 8 }, (_, i) => `ok seed=${i + 1}`));
+    expect(report(3)).toBe(one);
   });
 });
 
