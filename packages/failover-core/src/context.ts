@@ -574,7 +574,11 @@ export class Ctx {
 
   // ---- fencing ourselves ----
 
-  /** Stops acting as master now; release the VIP, fence the database, run the script, then report. */
+  /**
+   * Stops acting as master now: release the VIP and fence the database at the same time (writes
+   * stop with the database, so the stop never waits for the VIP command), then, once both
+   * results are in, run the script and report.
+   */
   beginSelfFence(
     purpose: SelfFence["purpose"],
     replyTo: SelfFence["replyTo"],
@@ -591,27 +595,16 @@ export class Ctx {
     this.broadcast(this.status());
     const vip = this.s.config.virtualIp;
     const extra = clean ? { clean: true } : {};
-    if (vip) {
-      this.s.selfFence = {
-        token,
-        purpose,
-        stage: "releaseVip",
-        replyTo,
-        newMaster: newMaster ?? null,
-        ...extra,
-      };
-      this.act({ type: "releaseVip", token, vip });
-    } else {
-      this.s.selfFence = {
-        token,
-        purpose,
-        stage: "fenceDb",
-        replyTo,
-        newMaster: newMaster ?? null,
-        ...extra,
-      };
-      this.act({ type: "fenceDb", token, newMaster: newMaster ?? null, ...extra });
-    }
+    this.s.selfFence = {
+      token,
+      purpose,
+      stage: vip ? "both" : "fenceDb",
+      replyTo,
+      newMaster: newMaster ?? null,
+      ...extra,
+    };
+    this.act({ type: "fenceDb", token, newMaster: newMaster ?? null, ...extra });
+    if (vip) this.act({ type: "releaseVip", token, vip });
   }
 
   startLocalMonitoring(): void {

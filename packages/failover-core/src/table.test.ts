@@ -723,20 +723,28 @@ describe("self-fencing results and scripts", () => {
     const s = boot("a", "primary", view(1, FULL));
     const r = run(s, { type: "quorumLost", now: 5 });
     const rel = find(r, "releaseVip");
-    const r2 = run(r.state, {
+    // the database stop does not wait for the VIP: both are asked for in the same step
+    const fence = find(r, "fenceDb");
+    expect(fence.token).toBe(rel.token);
+    // the database answers first: kept until the VIP is released, nothing said or run yet
+    const r2 = run(r.state, { type: "dbFenced", now: 6, token: fence.token, ok: false, error: "disk full" });
+    expect(rules(r2)).toEqual(["selfFence.dbBeforeVip"]);
+    expect(r2.actions).toEqual([]);
+    expect(r2.state.selfFence?.stage).toBe("releaseVip");
+    const r3 = run(r2.state, {
       type: "vipDone",
-      now: 6,
+      now: 7,
       token: rel.token,
       op: "release",
       ok: true,
       output: "released",
     });
-    const fence = find(r2, "fenceDb");
-    const r3 = run(r2.state, { type: "dbFenced", now: 7, token: fence.token, ok: false, error: "disk full" });
     // the fenced master reports to the coordinator (itself here, still in the old majority view)
-    expect(rules(r3)).toEqual(["selfFence.failed", "coord.fencedMasterBack", "promo.start"]);
+    expect(rules(r3)).toEqual(["selfFence.vipReleased", "coord.fencedMasterBack", "promo.start"]);
     // the stop was not confirmed: said by the old master, and by the coordinator, which checks it (8.3)
-    expect(notified(r3)).toEqual(["recoveryConfCreateError", "unexpectedError"]);
+    expect(notified(r3)).toEqual(["releasingVip", "recoveryConfCreateError", "unexpectedError"]);
+    expect(r3.state.fenceUnconfirmed).toBe(true);
+    expect(r3.state.selfFence).toBeNull();
     expect(r3.state.promotion?.switchedOver).toBe(false);
     const script = find(r3, "runScript");
     expect(script.script).toBe("masterIsolated");
@@ -772,6 +780,52 @@ describe("self-fencing results and scripts", () => {
   });
 });
 
+describe("self-fencing: the VIP release and the database stop side by side", () => {
+  it("a clean stop that ends before the VIP release is reported, with its final position, only once the VIP is released", () => {
+    const a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    const asked = run(a, msg(1, "w", { type: "switchover", token: "s1", newMaster: "c", clean: true }));
+    const fence = find(asked, "fenceDb");
+    const vip = find(asked, "releaseVip");
+    const fenced = run(asked.state, {
+      type: "dbFenced",
+      now: 2,
+      token: fence.token,
+      ok: true,
+      finalLsn: "0/3000100",
+    });
+    expect(rules(fenced)).toEqual(["selfFence.dbBeforeVip"]);
+    expect(fenced.actions).toEqual([]);
+    // a repeated or stale answer does not complete the fence either
+    expect(rules(run(fenced.state, { type: "dbFenced", now: 3, token: "other", ok: true }))).not.toContain(
+      "selfFence.done",
+    );
+    const released = run(fenced.state, {
+      type: "vipDone",
+      now: 4,
+      token: vip.token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    expect(rules(released)).toEqual(["selfFence.vipReleased"]);
+    expect(notified(released)).toEqual(["releasingVip"]);
+    expect(released.state.fenceUnconfirmed).toBe(false);
+    expect(released.state.selfFence).toBeNull();
+    expect(
+      released.actions.flatMap((x) => (x.type === "send" && x.message.type === "fenced" ? [x.message] : [])),
+    ).toEqual([{ type: "fenced", token: "s1", finalLsn: "0/3000100" }]);
+  });
+
+  it("without a VIP the database stop alone completes the fence", () => {
+    const a = boot("a", "primary", view(1, FULL), { virtualIp: null });
+    const r = run(a, { type: "quorumLost", now: 5 });
+    expect(r.actions.some((x) => x.type === "releaseVip")).toBe(false);
+    const done = run(r.state, { type: "dbFenced", now: 6, token: find(r, "fenceDb").token, ok: true });
+    expect(rules(done)[0]).toBe("selfFence.done");
+    expect(find(done, "runScript").script).toBe("masterIsolated");
+  });
+});
+
 describe("a fence that cannot be confirmed (issue 13)", () => {
   const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
   const sent = (r: StepResult, type: PeerMessage["type"]) =>
@@ -782,6 +836,7 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
     let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
     a = { ...a, local: { token: null, final: false, firstFailure: "refused", reported: true } };
     let r = run(a, msg(1, "w", { type: "dbFailureVerdict", token: "inv1", confirmed: true }));
+    const fence = find(r, "fenceDb");
     r = run(r.state, {
       type: "vipDone",
       now: 2,
@@ -790,7 +845,9 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
       ok: true,
       output: "",
     });
-    const fence = find(r, "fenceDb");
+    // VIP released first: the fence now waits for the database only, and reports nothing yet
+    expect(rules(r)).toEqual(["selfFence.vipReleased"]);
+    expect(r.actions.filter((x) => x.type === "send" || x.type === "runScript")).toEqual([]);
     return run(r.state, {
       type: "dbFenced",
       now: 3,
@@ -963,7 +1020,7 @@ describe("an old master fenced for isolation", () => {
       ok: true,
       output: "",
     });
-    const r3 = run(r2.state, { type: "dbFenced", now: 7, token: find(r2, "fenceDb").token, ok: true });
+    const r3 = run(r2.state, { type: "dbFenced", now: 7, token: find(lost, "fenceDb").token, ok: true });
     expect(rules(r3)).toEqual(["selfFence.done"]);
     const sent = r3.actions
       .filter((x) => x.type === "send")
@@ -2919,7 +2976,7 @@ describe("efm promote -switchover (issue 16)", () => {
       ok: true,
       output: "",
     });
-    const fence = find(released, "fenceDb");
+    const fence = find(asked, "fenceDb");
     expect(fence).toMatchObject({ newMaster: "c", clean: true });
     const fenced = run(released.state, {
       type: "dbFenced",

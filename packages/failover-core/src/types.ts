@@ -546,12 +546,21 @@ export interface Candidacy {
   readonly error?: string;
 }
 
-/** An agent fencing itself (release VIP, fence the database, run a script), then reporting. */
+/**
+ * An agent fencing itself (release the VIP and fence the database side by side, then run a
+ * script and report).
+ */
 export interface SelfFence {
   readonly token: string;
   /** retry: fencing again after a fence whose stop could not be confirmed. */
   readonly purpose: "dbFailure" | "switchover" | "isolation" | "retry";
-  readonly stage: "releaseVip" | "fenceDb";
+  /**
+   * The results still awaited: both (VIP release and database fence in flight at once), only
+   * the VIP release (the database result is kept in `dbResult`), or only the database fence.
+   */
+  readonly stage: "both" | "releaseVip" | "fenceDb";
+  /** The database fence's result when it came in before the VIP release's. */
+  readonly dbResult?: { readonly ok: boolean; readonly error?: string };
   readonly replyTo: { readonly to: string; readonly token: string } | null;
   /** Where the fenced database must point (a switchover names the candidate); null: unknown. */
   readonly newMaster?: string | null;

@@ -1,16 +1,17 @@
+import type { Ctx } from "../context.ts";
 import { type TransitionRow, row, completeSelfFence, reportFencedMaster } from "./rows.ts";
 
 /** Rows of one concern (fencing ourselves), in the table's match order. */
 export const selfFenceRows: readonly TransitionRow[] = [
-  // ---- fencing ourselves (release VIP, fencing recovery configuration, script) ----
+  // ---- fencing ourselves (release the VIP and fence the database at once, then the script) ----
   row({
     id: "selfFence.vipReleased",
     from: ["*"],
     on: "vipDone",
     guard: "releasing the VIP while fencing",
     to: "unchanged",
-    actions: "notify releasingVip; fenceDb",
-    reason: "VIP released: now write the fencing recovery configuration",
+    actions: "notify releasingVip; finish the fence if the database result is in",
+    reason: "VIP released: the fence is complete once the database is fenced too",
     when: (c, e) => c.s.selfFence?.token === e.token && e.op === "release",
     run: (c, e) => {
       const f = c.s.selfFence!;
@@ -19,13 +20,26 @@ export const selfFenceRows: readonly TransitionRow[] = [
         vipAddress: c.s.config.virtualIp ?? "",
         scriptResults: e.output,
       });
-      c.s.selfFence = { ...f, stage: "fenceDb" };
-      c.act({
-        type: "fenceDb",
-        token: f.token,
-        newMaster: f.newMaster ?? null,
-        ...(f.clean ? { clean: true } : {}),
-      });
+      if (f.stage === "both") c.s.selfFence = { ...f, stage: "fenceDb" };
+      else if (f.stage === "releaseVip" && f.dbResult) fenceResult(c, f.dbResult.ok, f.dbResult.error);
+    },
+  }),
+  row({
+    id: "selfFence.dbBeforeVip",
+    from: ["*"],
+    on: "dbFenced",
+    guard: "the VIP release is still running",
+    to: "unchanged",
+    actions: "keep the result until the VIP is released",
+    reason: "database fence result in: the fence is complete once the VIP is released too",
+    when: (c, e) => c.s.selfFence?.token === e.token && c.s.selfFence.stage === "both",
+    run: (c, e) => {
+      c.s.selfFence = {
+        ...c.s.selfFence!,
+        stage: "releaseVip",
+        dbResult: { ok: e.ok, ...(e.error !== undefined ? { error: e.error } : {}) },
+        ...(e.ok && e.finalLsn !== undefined ? { finalLsn: e.finalLsn } : {}),
+      };
     },
   }),
   row({
@@ -38,17 +52,11 @@ export const selfFenceRows: readonly TransitionRow[] = [
     reason: "database fenced: a restart comes up read-only",
     when: (c, e) => c.s.selfFence?.token === e.token && e.ok,
     run: (c, e) => {
-      c.s.fenceUnconfirmed = false;
       // A clean switchover stop says where the master's WAL ended: the coordinator waits for the
       // target to replay that far before promoting it.
       if (e.finalLsn !== undefined && c.s.selfFence)
         c.s.selfFence = { ...c.s.selfFence, finalLsn: e.finalLsn };
-      if (c.s.selfFence?.purpose !== "retry") completeSelfFence(c);
-      else {
-        // A retried fence held: nothing else to run; tell the coordinator while nobody took over.
-        c.s.selfFence = null;
-        if (c.s.fencedForIsolation) reportFencedMaster(c);
-      }
+      fenceResult(c, true);
     },
   }),
   row({
@@ -61,20 +69,7 @@ export const selfFenceRows: readonly TransitionRow[] = [
     reason:
       "the fence could not be confirmed: report it as failed, so the cluster treats this database as possibly writable",
     when: (c, e) => c.s.selfFence?.token === e.token,
-    run: (c, e) => {
-      c.s.fenceUnconfirmed = true;
-      // Said once; a retry that fails again changes nothing the cluster was told.
-      if (c.s.selfFence?.purpose === "retry") c.s.selfFence = null;
-      else {
-        c.notify("recoveryConfCreateError", {
-          nodeAddress: c.self,
-          clusterName: c.s.config.clusterName,
-          messageDetails: e.error ?? "",
-        });
-        completeSelfFence(c);
-      }
-      c.timer("fenceRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
-    },
+    run: (c, e) => fenceResult(c, false, e.error),
   }),
   row({
     id: "fenceRetry.again",
@@ -166,3 +161,33 @@ export const selfFenceRows: readonly TransitionRow[] = [
       }),
   }),
 ];
+
+/**
+ * The fence is complete (VIP released, when there is one, and the database result in): a
+ * confirmed stop runs the script and reports fenced; an unconfirmed one says so, reports the
+ * fence as unconfirmed, and retries it.
+ */
+function fenceResult(c: Ctx, ok: boolean, error?: string): void {
+  if (ok) {
+    c.s.fenceUnconfirmed = false;
+    if (c.s.selfFence?.purpose !== "retry") completeSelfFence(c);
+    else {
+      // A retried fence held: nothing else to run; tell the coordinator while nobody took over.
+      c.s.selfFence = null;
+      if (c.s.fencedForIsolation) reportFencedMaster(c);
+    }
+    return;
+  }
+  c.s.fenceUnconfirmed = true;
+  // Said once; a retry that fails again changes nothing the cluster was told.
+  if (c.s.selfFence?.purpose === "retry") c.s.selfFence = null;
+  else {
+    c.notify("recoveryConfCreateError", {
+      nodeAddress: c.self,
+      clusterName: c.s.config.clusterName,
+      messageDetails: error ?? "",
+    });
+    completeSelfFence(c);
+  }
+  c.timer("fenceRetry", c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+}
