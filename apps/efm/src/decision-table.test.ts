@@ -1,5 +1,5 @@
 import { PassThrough } from "node:stream";
-import { transitions } from "@efm/failover-core";
+import { decisionTable, transitions } from "@efm/failover-core";
 import { describe, expect, test } from "vitest";
 import type { Io } from "./encrypt.ts";
 import { buildProgram } from "./main.ts";
@@ -67,8 +67,9 @@ describe("efm decision-table", () => {
     expect(r.status).toBe(0);
     const lines = r.text.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^ID\s+FROM\s+ON\s+TO\s+GUARD \| ACTIONS \| REASON$/);
-    expect(lines).toHaveLength(transitions.length + 1);
-    transitions.forEach((row, i) => {
+    const table = decisionTable();
+    expect(lines).toHaveLength(table.length + 1);
+    table.forEach((row, i) => {
       const line = lines[i + 1] ?? "";
       expect(line.startsWith(`${row.id} `)).toBe(true);
       expect(line).toContain(row.reason);
@@ -85,7 +86,7 @@ describe("efm decision-table", () => {
       expect(g.nodes.has(from), `edge from undeclared ${from}`).toBe(true);
       expect(g.nodes.has(to), `edge to undeclared ${to}`).toBe(true);
     }
-    for (const row of transitions) {
+    for (const row of decisionTable()) {
       const mine = g.edges.filter(([, , label]) => label.startsWith(`${row.id}: `));
       expect(mine.length, row.id).toBeGreaterThan(0);
       for (const [from, to] of mine) {
@@ -94,6 +95,18 @@ describe("efm decision-table", () => {
         if (!row.from.includes("*")) expect(row.from).toContain(from);
       }
     }
+  });
+
+  test("ends with the generated rows: every event a state drops is printed as stale or ignored", async () => {
+    const lines = (await efm(["decision-table"])).text.trimEnd().split("\n");
+    const generated = lines.slice(transitions.length + 1);
+    expect(generated.length).toBeGreaterThan(0);
+    for (const l of generated)
+      expect(l).toMatch(/^(stale|ignore)\.\S+\s+\S+\s+\S+\s+unchanged\s+.* \| none \| .*ignored$/);
+    // One named example of each kind: a start-up timer means nothing to a master; a fence result
+    // whose token is no fence's is stale.
+    expect(lines.some((l) => l.startsWith("ignore.Master.timer:startupChecks "))).toBe(true);
+    expect(lines.some((l) => l.startsWith("stale.Master.dbFenced "))).toBe(true);
   });
 
   test("the dot parser used above rejects unbalanced output", () => {

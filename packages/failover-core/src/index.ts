@@ -28,7 +28,7 @@ export type { ClusterSnapshot, MemberSnapshot } from "./snapshot.ts";
 export { snapshot } from "./snapshot.ts";
 export { eventKey, initialState, step } from "./step.ts";
 export type { RowSource, TransitionRow } from "./table.ts";
-export { transitions } from "./table.ts";
+export { decisionTable, transitions } from "./table.ts";
 export type {
   AgentRole,
   Candidacy,

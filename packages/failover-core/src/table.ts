@@ -4,6 +4,7 @@ import { investigationRows } from "./table/investigation.ts";
 import { localMonitoringRows } from "./table/local-monitoring.ts";
 import { promotionRows } from "./table/promotion.ts";
 import { rejoinRows } from "./table/rejoin.ts";
+import { otherwiseRows } from "./table/otherwise.ts";
 import type { TransitionRow } from "./table/rows.ts";
 import { selfFenceRows } from "./table/self-fence.ts";
 import { startUpRows } from "./table/start-up.ts";
@@ -11,6 +12,18 @@ import { switchoverRows } from "./table/switchover.ts";
 import { viewRows } from "./table/views.ts";
 
 export type { EventFor, RowSource, TransitionRow } from "./table/rows.ts";
+
+let whole: readonly TransitionRow[] | null = null;
+
+/**
+ * The whole decision table as `efm decision-table` prints it: `transitions`, then the generated
+ * "otherwise" rows (table/otherwise.ts) that say which events each state ignores as stale or
+ * irrelevant. Built on first use (the engine itself never needs the generated rows).
+ */
+export function decisionTable(): readonly TransitionRow[] {
+  whole ??= [...transitions, ...otherwiseRows(transitions)];
+  return whole;
+}
 
 /**
  * Every transition of the engine, in match order (first matching row wins). The rows live in

@@ -29,6 +29,16 @@ export interface TransitionRow {
   readonly reason: string;
   readonly when: (c: Ctx, e: never) => boolean;
   readonly run: (c: Ctx, e: never) => void;
+  /** A generated "otherwise" row (table/otherwise.ts): printed, never run. */
+  readonly generated?: true;
+}
+
+/** The guard of a row written without one: it applies whenever its state and event match. */
+const always = (): boolean => true;
+
+/** Does this row apply whenever its state and event match (it has no guard)? */
+export function unguarded(r: TransitionRow): boolean {
+  return r.when === always;
 }
 
 export function row<K extends string>(r: {
@@ -44,7 +54,7 @@ export function row<K extends string>(r: {
 }): TransitionRow {
   return {
     ...r,
-    when: (r.when ?? (() => true)) as TransitionRow["when"],
+    when: (r.when ?? always) as TransitionRow["when"],
     run: r.run as TransitionRow["run"],
   };
 }
