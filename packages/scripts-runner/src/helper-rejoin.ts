@@ -98,22 +98,21 @@ function restoreConfigFiles(
 }
 
 /**
- * CHECKPOINT on the new master. A promoted server writes its new timeline to pg_control only at
- * its first checkpoint; before that pg_rewind sees one timeline and answers "no rewind
- * required" for a database that has in fact forked.
+ * Runs `work` on a connection to the new master `host` as `user`, trying each address and TLS
+ * mode the agent's own connection would. Another role than db.user authenticates its own way
+ * (~/.pgpass of db.service.owner, certificates, trust): db.user's password is never sent for it.
+ * Throws the first connection failure, or what `work` threw.
  */
-async function checkpointSource(
+async function onSource<T>(
   conn: HelperConnection,
   host: string,
   user: string,
-  report: Mutable<HelperReport>,
-): Promise<void> {
+  work: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const target = { ...conn, host, user };
   let failure: unknown;
   for (const attempt of connectionAttempts(target)) {
     const config = clientConfig(target, attempt);
-    // Another role than db.user authenticates its own way (~/.pgpass of db.service.owner,
-    // certificates, trust): db.user's password is never sent for it.
     if (user !== conn.user) config.password = undefined;
     const client = new pg.Client({
       ...config,
@@ -130,20 +129,134 @@ async function checkpointSource(
       continue;
     }
     try {
-      await client.query("CHECKPOINT");
-      report.actions.push(`CHECKPOINT on the new master ${host} as ${user}`);
-      return;
-    } catch (e) {
-      failure = e;
-      break;
+      return await work(client);
     } finally {
       await client.end().catch(() => {});
     }
   }
-  throw new ScriptsRunnerError(
-    "REJOIN_FAILED",
-    `CHECKPOINT on the new master ${host} as ${user} failed (pg_rewind needs it to see the new timeline; grant pg_checkpoint on PostgreSQL 15 and later): ${(failure as Error)?.message ?? "no connection attempt"}`,
+  throw failure ?? new Error("no connection attempt");
+}
+
+/**
+ * The functions pg_rewind calls on its source server (PostgreSQL's pg_rewind documentation):
+ * a role that is not a superuser needs EXECUTE on each of them.
+ */
+export const REWIND_FUNCTIONS = [
+  "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+  "pg_catalog.pg_stat_file(text, boolean)",
+  "pg_catalog.pg_read_binary_file(text)",
+  "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+] as const;
+
+/** What the source role holds on the new master, as {@link missingRewindPrivileges} reads it. */
+export interface SourcePrivileges {
+  readonly superuser: boolean;
+  /** server_version_num of the new master. */
+  readonly version: number;
+  /** CHECKPOINT allowed: superuser, or (PostgreSQL 15 and later) the privileges of pg_checkpoint. */
+  readonly checkpoint: boolean;
+  /** EXECUTE on each of {@link REWIND_FUNCTIONS}, in that order. */
+  readonly execute: readonly boolean[];
+}
+
+/**
+ * What the source role lacks for a rejoin by pg_rewind, each said as the grant that gives it;
+ * empty when nothing is missing. A superuser lacks nothing.
+ */
+export function missingRewindPrivileges(p: SourcePrivileges): string[] {
+  if (p.superuser) return [];
+  const missing: string[] = [];
+  if (!p.checkpoint) {
+    missing.push(
+      p.version >= 150_000
+        ? "CHECKPOINT (GRANT pg_checkpoint TO the role)"
+        : `CHECKPOINT (superuser only before PostgreSQL 15; the new master runs ${Math.floor(p.version / 10_000)})`,
+    );
+  }
+  REWIND_FUNCTIONS.forEach((fn, i) => {
+    if (p.execute[i] !== true) missing.push(`EXECUTE on ${fn}`);
+  });
+  return missing;
+}
+
+/**
+ * Reads, on the new master as the source role, whether it holds what pg_rewind needs, before
+ * anything of this database is touched: a rewind that fails for a missing grant would otherwise
+ * leave the old master stopped for nothing. Refuses (REJOIN_REFUSED, nothing changed) naming
+ * each missing privilege, or the connection failure when the role cannot even connect.
+ */
+async function checkSourcePrivileges(
+  command: RejoinCommand,
+  conn: HelperConnection,
+  user: string,
+  report: Mutable<HelperReport>,
+): Promise<void> {
+  // Nothing of this host has been touched yet: a running database keeps running.
+  const left = "nothing was changed (the database was not stopped)";
+  let p: SourcePrivileges;
+  try {
+    p = await onSource(conn, command.newMaster, user, async (client) => {
+      const v = await client.query<{ version: number; superuser: boolean }>(
+        "SELECT current_setting('server_version_num')::int AS version, rolsuper AS superuser FROM pg_catalog.pg_roles WHERE rolname = current_user",
+      );
+      const version = v.rows[0]?.version ?? 0;
+      // pg_checkpoint exists from PostgreSQL 15; before, only a superuser may CHECKPOINT.
+      const checkpoint =
+        version >= 150_000
+          ? (
+              await client.query<{ ok: boolean }>(
+                "SELECT pg_catalog.pg_has_role('pg_checkpoint', 'USAGE') AS ok",
+              )
+            ).rows[0]?.ok === true
+          : v.rows[0]?.superuser === true;
+      const execute: boolean[] = [];
+      for (const fn of REWIND_FUNCTIONS) {
+        const r = await client.query<{ ok: boolean }>(
+          "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE') AS ok",
+          [fn],
+        );
+        execute.push(r.rows[0]?.ok === true);
+      }
+      return { superuser: v.rows[0]?.superuser === true, version, checkpoint, execute };
+    });
+  } catch (e) {
+    throw new ScriptsRunnerError(
+      "REJOIN_REFUSED",
+      `cannot rejoin ${command.dataDir} to ${command.newMaster}: pg_rewind's source role ${user} (db.rewind.source.user) cannot connect to the new master to check its privileges: ${(e as Error).message}; ${left}`,
+    );
+  }
+  const missing = missingRewindPrivileges(p);
+  if (missing.length > 0) {
+    throw new ScriptsRunnerError(
+      "REJOIN_REFUSED",
+      `cannot rejoin ${command.dataDir} to ${command.newMaster}: pg_rewind's source role ${user} (db.rewind.source.user) lacks on the new master: ${missing.join("; ")}. Grant it (docs/operations.md, "Database credentials") or name a superuser; ${left}`,
+    );
+  }
+  report.actions.push(
+    `${user} on the new master ${command.newMaster} holds what pg_rewind needs (${p.superuser ? "superuser" : "CHECKPOINT and EXECUTE on its functions"})`,
   );
+}
+
+/**
+ * CHECKPOINT on the new master. A promoted server writes its new timeline to pg_control only at
+ * its first checkpoint; before that pg_rewind sees one timeline and answers "no rewind
+ * required" for a database that has in fact forked.
+ */
+async function checkpointSource(
+  conn: HelperConnection,
+  host: string,
+  user: string,
+  report: Mutable<HelperReport>,
+): Promise<void> {
+  try {
+    await onSource(conn, host, user, (client) => client.query("CHECKPOINT"));
+  } catch (e) {
+    throw new ScriptsRunnerError(
+      "REJOIN_FAILED",
+      `CHECKPOINT on the new master ${host} as ${user} failed (pg_rewind needs it to see the new timeline; grant pg_checkpoint on PostgreSQL 15 and later): ${(e as Error).message}`,
+    );
+  }
+  report.actions.push(`CHECKPOINT on the new master ${host} as ${user}`);
 }
 
 /** The libpq connection string the rewind or the base backup reads the new master with. */
@@ -311,6 +424,8 @@ export async function rejoin(
     stop: "fast",
     after: "down",
   };
+  // Checked while the database still runs: a refusal here changes nothing.
+  if (canRewind) await checkSourcePrivileges(command, conn, sourceUser, report);
   writePassfile(command.passfile!, replicationUser, conn, report);
   // A clean (fast) stop spares pg_rewind the crash recovery; confirmed down before anything else.
   report.wasRunning = await stopConfirmed(fenceLike, conn, report);
