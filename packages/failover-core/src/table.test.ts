@@ -996,6 +996,73 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
       r = run(r.state, msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
     expect(sent(r, "promote")[0]!.message).toMatchObject({ checkMaster: true, oldMaster: "a" });
   });
+
+  it("a manual switchover ranks a standby on its final position, though it was behind the timeline before", () => {
+    let w = coordinator();
+    // c comes first in the priority list
+    w = { ...w, priority: ["c", "b"] };
+    w = run(w, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const tok = w.promotion!.token;
+    w = run(w, msg(2, "a", { type: "lsnReply", token: tok, lsn: "0/10", role: "Master", timeline: 2 })).state;
+    w = run(
+      w,
+      msg(2, "b", { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby", timeline: 2 }),
+    ).state;
+    const first = run(
+      w,
+      msg(2, "c", { type: "lsnReply", token: tok, lsn: "0/8", role: "Standby", timeline: 1 }),
+    );
+    // c is still on the old timeline: left out, b is checked
+    expect(first.state.promotion!.failures).toHaveProperty("c");
+    expect(sent(first, "checkPromotable").map((a) => a.to)).toEqual(["b"]);
+    w = run(first.state, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
+    expect(w.promotion!.stage).toBe("switchover");
+    let r = run(w, msg(4, "a", { type: "fenced", token: tok }));
+    expect(rules(r)).toEqual(["fenced.switchover"]);
+    expect(r.state.promotion!.failures).toEqual({});
+    // by the final positions c caught up on the new timeline: as up to date as b and first in the
+    // priority list, so c is checked and promoted, not b
+    for (const who of ["b", "c"])
+      r = run(
+        r.state,
+        msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby", timeline: 2 }),
+      );
+    expect(sent(r, "promote")).toEqual([]);
+    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+  });
+
+  it("a manual switchover keeps a standby out whose pre-promotion check failed", () => {
+    let w = coordinator();
+    w = { ...w, priority: ["b", "c"] };
+    w = run(w, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const tok = w.promotion!.token;
+    for (const [who, role] of [
+      ["a", "Master"],
+      ["b", "Standby"],
+      ["c", "Standby"],
+    ] as const)
+      w = run(w, msg(2, who, { type: "lsnReply", token: tok, lsn: "0/10", role })).state;
+    w = run(
+      w,
+      msg(3, "b", { type: "promotableReply", token: tok, ok: false, error: "not in recovery" }),
+    ).state;
+    w = run(w, msg(3, "c", { type: "promotableReply", token: tok, ok: true })).state;
+    let r = run(w, msg(4, "a", { type: "fenced", token: tok }));
+    expect(Object.keys(r.state.promotion!.failures)).toEqual(["b"]);
+    for (const who of ["b", "c"])
+      r = run(r.state, msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
+    expect(sent(r, "promote").map((a) => a.to)).toEqual(["c"]);
+  });
 });
 
 describe("an old master fenced for isolation", () => {

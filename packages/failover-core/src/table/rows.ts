@@ -248,6 +248,13 @@ export function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
 export function afterSwitchover(c: Ctx): void {
   const p = c.s.promotion!;
   const ask = possibleStandbys(c);
+  // A standby left out for the timeline it reported before the master stopped is judged again on
+  // its final position (it may have caught up since): only that verdict is dropped, a failed
+  // pre-promotion check still counts.
+  const offTimeline = c.offTimeline(p);
+  const failures = Object.fromEntries(
+    Object.entries(p.failures).filter(([a, why]) => offTimeline[a] !== why),
+  );
   c.setPromotion({
     ...p,
     stage: "queryLsn",
@@ -255,6 +262,7 @@ export function afterSwitchover(c: Ctx): void {
     awaiting: ask,
     lsns: {},
     timelines: {},
+    failures,
     candidate: null,
   });
   queryPositions(c, p.token, ask);
