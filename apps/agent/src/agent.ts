@@ -26,6 +26,7 @@ import {
 } from "@efm/properties-parser";
 import {
   check,
+  factMismatches,
   fence,
   HelperClient,
   promote,
@@ -33,6 +34,7 @@ import {
   rejoin,
   runUserScript,
   type ScriptEvent,
+  vipUnknown,
 } from "@efm/scripts-runner";
 import { assign, isHeldLocally, release } from "@efm/vip";
 import type { Logger } from "pino";
@@ -391,6 +393,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       lock.release();
       throw new AgentError("DATABASE", ownFailure!);
     }
+    /** What this agent read that the helpers read again from root's file (compared below). */
+    const ownFacts = {
+      propertiesFile: `${opts.configDir}/${cluster}.properties`,
+      dataDir: c.dbDataDir ?? c.dbRecoveryConfDir ?? "",
+      bin: c.dbBin ?? "",
+      vip: c.virtualIp
+        ? { address: c.virtualIp.address, interface: c.virtualIp.interface, prefix: c.virtualIp.prefix }
+        : null,
+    };
     // Guide 4.1.1: a node whose agent starts must be able to promote and fence. Run the helper
     // over exactly the path a promotion takes (elevation, data directory, pg_ctl, its SQL
     // connection) before joining, and refuse to start when it fails.
@@ -401,6 +412,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         // Through sudo the helper always reads /etc/efm: an agent started with another
         // --config-dir would have its database run on facts it never read.
         const mine = realpathSync(`${opts.configDir}/${cluster}.properties`);
+        // Issue 18: the helpers act on what root's file names (efm-address reads its VIP from
+        // the same file the helper reports), never on what we say; two files that disagree
+        // would have us watch one database or address while they act on another.
+        const differ = factMismatches(
+          {
+            propertiesFile: started.ready.properties,
+            dataDir: started.ready.dataDir,
+            bin: started.ready.bin ?? ownFacts.bin,
+            ...(started.ready.vip !== undefined ? { vip: started.ready.vip } : {}),
+          },
+          { ...ownFacts, propertiesFile: mine },
+        );
+        if (differ.length > 0) {
+          throw new AgentError(
+            "HELPER_CHECK",
+            `root's properties file and this agent's disagree, so the helpers would act on other facts than this agent checks: ${differ.join("; ")}`,
+          );
+        }
         if (started.ready.properties !== mine) {
           throw new AgentError(
             "HELPER_CHECK",
@@ -411,6 +440,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         startup.warn(
           `long-lived privileged helper not started, one process per request instead: ${started.why}`,
         );
+        const unknown = vipUnknown(ownFacts, started.why);
+        if (unknown !== null) startup.warn(unknown);
       }
       const r = await check(helper);
       startup.info({ actions: r.actions }, "privileged helper check passed");

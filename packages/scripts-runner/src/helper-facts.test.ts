@@ -150,6 +150,20 @@ describe("facts from the properties", () => {
     ).toBe("/data/15");
   });
 
+  it("reports the virtual IP of the same file (what efm-address assigns), or null without one", () => {
+    const vip = {
+      virtualIp: "10.0.1.50",
+      "virtualIp.interface": "eth0",
+      "virtualIp.netmask": "255.255.255.0",
+    };
+    expect(factsFromConfig("acctg", "/p", properties("acctg", { "db.bin": pg, ...vip }), me).vip).toEqual({
+      address: "10.0.1.50",
+      interface: "eth0",
+      prefix: 24,
+    });
+    expect(factsFromConfig("acctg", "/p", properties("acctg", { "db.bin": pg }), me).vip).toBeNull();
+  });
+
   it("refuses a db.bin others could change, or one that is missing", () => {
     const bin = join(root, "bin");
     mkdirSync(bin);

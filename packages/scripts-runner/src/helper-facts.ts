@@ -32,6 +32,11 @@ export interface HelperFacts extends HelperFactArgs {
   readonly owner: string;
   /** The connection every SQL of the helper uses: bind.address, db.port, db.user, db.database. */
   readonly connection: HelperConnection;
+  /**
+   * The virtual IP of the same file (what efm-address, reading it the same way, assigns); the
+   * helper never acts on it, only reports it for the agent's start-up comparison.
+   */
+  readonly vip: { readonly address: string; readonly interface: string; readonly prefix: number } | null;
 }
 
 /**
@@ -160,6 +165,9 @@ export function factsFromConfig(
     passfile: join(dirname(dataDir!), `efm-${cluster}.pgpass`),
     port: c.dbPort,
     replicationUser: c.dbUser,
+    vip: c.virtualIp
+      ? { address: c.virtualIp.address, interface: c.virtualIp.interface, prefix: c.virtualIp.prefix }
+      : null,
     connection: {
       host: c.bindAddress.host,
       port: c.dbPort,

@@ -107,6 +107,9 @@ if (args.length !== 1) {
       properties: facts.propertiesFile,
       owner: facts.owner,
       dataDir: facts.dataDir,
+      // What the agent compares with its own properties at start-up (fact-check.ts).
+      bin: facts.bin,
+      vip: facts.vip,
       pid: process.pid,
     });
     serve(facts);

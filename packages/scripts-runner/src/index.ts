@@ -57,6 +57,7 @@ export {
   parseHelperConnection,
   redactConninfo,
 } from "./helper-ops.ts";
+export { factMismatches, type PropertiesFacts, type VipFact, vipUnknown } from "./fact-check.ts";
 export {
   type ConfigSetting,
   configValue,

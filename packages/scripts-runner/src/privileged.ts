@@ -109,6 +109,10 @@ export interface HelperReady {
   readonly properties: string;
   readonly owner: string;
   readonly dataDir: string;
+  /** db.bin, as the helper runs pg_ctl and postgres from it. */
+  readonly bin?: string;
+  /** The virtual IP root's file names (what efm-address assigns); null: none configured. */
+  readonly vip?: { readonly address: string; readonly interface: string; readonly prefix: number } | null;
   readonly pid: number;
 }
 
