@@ -951,21 +951,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       });
       log.warn(`lock file ${files.lock} was removed`);
     }
-    // A VIP held here by a node that is not the master must go (guide 7, WARNING table).
-    if (
-      vip &&
-      loop.current.phase === "running" &&
-      loop.current.role !== "Master" &&
-      loop.current.role !== "Promoting"
-    ) {
-      void isHeldLocally(vip.address).then((held) => {
-        if (held && loop.current.role !== "Master" && loop.current.role !== "Promoting") {
-          notifier.notify({ id: "vipAssignedToNonMaster", params: {} });
-          void release(vip.interface, vip.address, vipOptions).catch((err) =>
-            log.error({ err }, "cannot release the VIP"),
-          );
-        }
-      });
+    // The VIP watchdog (guide 7, WARNING table): report whether the VIP is held here; the
+    // engine's vip.watch rows decide (a non-master releases it and warns) on the role it has when
+    // the answer arrives, and the release goes through the releaseVip port like any other.
+    if (vip) {
+      isHeldLocally(vip.address).then(
+        (heldHere) => loop.dispatch({ type: "vipChecked", now: member.now(), heldHere }),
+        (err) => log.warn({ err }, "cannot tell whether the VIP is held here"),
+      );
     }
   }, 5000);
   watchdog.unref();

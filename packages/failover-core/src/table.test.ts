@@ -718,6 +718,79 @@ describe("coordinator decisions", () => {
   });
 });
 
+describe("the VIP watchdog (guide 7: Virtual IP address assigned to non-master node)", () => {
+  const held = (now: number): FailoverEvent => ({ type: "vipChecked", now, heldHere: true });
+
+  it("a standby or witness holding the VIP releases it and warns, without announcing a regular release", () => {
+    for (const [self, kind] of [
+      ["b", "recovery"],
+      ["w", "witness"],
+    ] as const) {
+      const s = boot(self, kind, view(1, FULL));
+      const r = run(s, held(10));
+      expect(rules(r)).toEqual(["vip.watch.release"]);
+      expect(notified(r)).toEqual(["vipAssignedToNonMaster"]);
+      const release = find(r, "releaseVip");
+      expect(release.vip).toBe("10.0.0.100");
+      expect(r.state.role).toBe(s.role);
+      // Its result is the watchdog's: no "releasing the VIP" notice as after a fence.
+      const done = run(r.state, {
+        type: "vipDone",
+        now: 11,
+        token: release.token,
+        op: "release",
+        ok: true,
+        output: "",
+      });
+      expect(rules(done)).toEqual(["vip.watch.released"]);
+      expect(done.actions).toEqual([]);
+    }
+  });
+
+  it("changes nothing when the VIP is not held here, on a master, or with no VIP configured", () => {
+    const standby = boot("b", "recovery", view(1, FULL));
+    const master = boot("a", "primary", view(1, FULL));
+    const noVip = boot("b", "recovery", view(1, FULL), { virtualIp: null });
+    for (const [s, e] of [
+      [standby, { type: "vipChecked", now: 10, heldHere: false }],
+      [master, held(10)],
+      [master, { type: "vipChecked", now: 10, heldHere: false }],
+      [noVip, held(10)],
+    ] as [FailoverState, FailoverEvent][]) {
+      const r = run(s, e);
+      expect(r.transitions).toEqual([]);
+      expect(r.actions).toEqual([]);
+      expect(r.state.lastReason).toBe(s.lastReason);
+    }
+  });
+
+  it("leaves a VIP that a self-fence is releasing to the fence; the fenced (Idle) old master releases it once the fence is over", () => {
+    const fencing = run(boot("a", "primary", view(1, FULL)), { type: "quorumLost", now: 5 });
+    expect(fencing.state.role).toBe("Idle");
+    const during = run(fencing.state, held(6));
+    expect(during.transitions).toEqual([]);
+    expect(during.actions).toEqual([]);
+    // The fence ends, its own release having failed: the VIP is still here, so the watchdog acts.
+    let s = fencing.state;
+    for (const a of fencing.actions) {
+      if (a.type === "fenceDb") s = run(s, { type: "dbFenced", now: 7, token: a.token, ok: true }).state;
+      if (a.type === "releaseVip")
+        s = run(s, {
+          type: "vipDone",
+          now: 7,
+          token: a.token,
+          op: "release",
+          ok: false,
+          output: "busy",
+        }).state;
+    }
+    expect(s.selfFence).toBeNull();
+    const after = run(s, held(8));
+    expect(rules(after)).toEqual(["vip.watch.release"]);
+    expect(find(after, "releaseVip").vip).toBe("10.0.0.100");
+  });
+});
+
 describe("self-fencing results and scripts", () => {
   it("continues when the fencing configuration cannot be written, and reports script failures", () => {
     const s = boot("a", "primary", view(1, FULL));

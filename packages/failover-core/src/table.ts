@@ -9,6 +9,7 @@ import type { TransitionRow } from "./table/rows.ts";
 import { selfFenceRows } from "./table/self-fence.ts";
 import { startUpRows } from "./table/start-up.ts";
 import { switchoverRows } from "./table/switchover.ts";
+import { vipWatchRows } from "./table/vip-watch.ts";
 import { viewRows } from "./table/views.ts";
 
 export type { EventFor, RowSource, TransitionRow } from "./table/rows.ts";
@@ -37,6 +38,8 @@ export const transitions: readonly TransitionRow[] = [
   ...switchoverRows,
   ...investigationRows,
   ...localMonitoringRows,
+  // Before the candidacy's VIP result rows: the watchdog's own release is not announced as one.
+  ...vipWatchRows,
   ...selfFenceRows,
   ...promotionRows,
   // Before the candidacy's reconfiguration retries and the commands' resume rows, which the

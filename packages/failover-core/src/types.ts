@@ -304,6 +304,11 @@ export type FailoverEvent =
       readonly replayed?: string | null;
     }
   | { readonly type: "vipPinged"; readonly now: number; readonly token: string; readonly reachable: boolean }
+  /**
+   * The VIP watchdog looked at this host's addresses: is the virtual IP held here? The agent feeds
+   * it every few seconds; table/vip-watch.ts decides what to do about it.
+   */
+  | { readonly type: "vipChecked"; readonly now: number; readonly heldHere: boolean }
   | {
       readonly type: "pingServerPinged";
       readonly now: number;

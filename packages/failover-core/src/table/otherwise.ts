@@ -51,6 +51,7 @@ export const EVENT_TYPES = [
   "remoteDbChecked",
   "lsnQueried",
   "vipPinged",
+  "vipChecked",
   "pingServerPinged",
   "scriptDone",
   "promotableChecked",
