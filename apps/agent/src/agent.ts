@@ -31,6 +31,7 @@ import {
   HelperClient,
   promote,
   reconfigure,
+  REJOIN_MIN_SECONDS,
   rejoin,
   runUserScript,
   type ScriptEvent,
@@ -602,10 +603,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       // A fenced old master (or, with db.rewind=on, a standby past the fork) back as a standby of
       // the running master: the helper stops it, rewinds it (or re-clones it when allowed),
       // writes the standby settings, starts it and confirms it streams; else it rejects saying
-      // why, and the engine keeps this node Idle. A rewind takes longer than a restart.
+      // why, and the engine keeps this node Idle. Whether a base backup is allowed, the
+      // rewind's source role and its bound the helper reads from root's properties (issue 18);
+      // ours, the same file's values, only bounds how long we wait.
       const r = await rejoin(helper, hostOf(newMaster), {
-        basebackup: c.dbRejoinBasebackup,
-        ...(c.dbRewindSourceUser ? { sourceUser: c.dbRewindSourceUser } : {}),
         timeoutSeconds: Math.max(c.localTimeout, REJOIN_MIN_SECONDS),
       });
       log.info(
@@ -982,9 +983,6 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
   };
 }
-
-/** Lower bound of a rejoin's steps (stop, rewind or base backup, start, streaming), in seconds. */
-const REJOIN_MIN_SECONDS = 120;
 
 /**
  * Says at start-up whether pg_rewind could rewind this database (wal_log_hints=on or data

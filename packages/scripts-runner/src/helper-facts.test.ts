@@ -164,6 +164,24 @@ describe("facts from the properties", () => {
     expect(factsFromConfig("acctg", "/p", properties("acctg", { "db.bin": pg }), me).vip).toBeNull();
   });
 
+  it("takes a rejoin's base-backup permission, source role and bound (local.timeout, at least 120 s) from the file", () => {
+    expect(factsFromConfig("acctg", "/p", properties("acctg", { "db.bin": pg }), me).rejoin).toEqual({
+      basebackup: false,
+      timeoutSeconds: 120,
+    });
+    const extra = {
+      "db.bin": pg,
+      "db.rejoin.basebackup": "true",
+      "db.rewind.source.user": "rewinder",
+      "local.timeout": "300",
+    };
+    expect(factsFromConfig("acctg", "/p", properties("acctg", extra), me).rejoin).toEqual({
+      basebackup: true,
+      sourceUser: "rewinder",
+      timeoutSeconds: 300,
+    });
+  });
+
   it("refuses a db.bin others could change, or one that is missing", () => {
     const bin = join(root, "bin");
     mkdirSync(bin);

@@ -15,7 +15,7 @@ import {
   untrustedReason,
 } from "@efm/properties-parser";
 import { ScriptsRunnerError } from "./errors.ts";
-import type { HelperFactArgs } from "./helper-grammar.ts";
+import { type HelperFactArgs, REJOIN_MIN_SECONDS } from "./helper-grammar.ts";
 import type { HelperConnection } from "./helper-ops.ts";
 
 /** Where the cluster properties live when the helper is started through sudo. */
@@ -165,6 +165,12 @@ export function factsFromConfig(
     passfile: join(dirname(dataDir!), `efm-${cluster}.pgpass`),
     port: c.dbPort,
     replicationUser: c.dbUser,
+    rejoin: {
+      basebackup: c.dbRejoinBasebackup,
+      ...(c.dbRewindSourceUser ? { sourceUser: c.dbRewindSourceUser } : {}),
+      // A rewind or a base backup takes longer than a restart.
+      timeoutSeconds: Math.max(c.localTimeout, REJOIN_MIN_SECONDS),
+    },
     vip: c.virtualIp
       ? { address: c.virtualIp.address, interface: c.virtualIp.interface, prefix: c.virtualIp.prefix }
       : null,

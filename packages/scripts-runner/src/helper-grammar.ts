@@ -333,7 +333,26 @@ export interface HelperFactArgs {
   readonly passfile: string;
   readonly port: number;
   readonly replicationUser: string;
+  /**
+   * What a rejoin may do, from the same file: db.rejoin.basebackup, db.rewind.source.user and
+   * its bound (local.timeout, at least {@link REJOIN_MIN_SECONDS}). Absent: rejoin is refused.
+   */
+  readonly rejoin?: {
+    readonly basebackup: boolean;
+    readonly sourceUser?: string;
+    readonly timeoutSeconds: number;
+  };
 }
+
+/** Lower bound of a rejoin's steps (stop, rewind or base backup, start, streaming), in seconds. */
+export const REJOIN_MIN_SECONDS = 120;
+
+/**
+ * Options of `rejoin` the helper fills in from the properties file: whether the old data
+ * directory may be replaced by a base backup, and as whom pg_rewind reads the new master, are
+ * root's decisions, never the agent's.
+ */
+export const REJOIN_FACT_OPTIONS: readonly string[] = ["--basebackup", "--source-user", "--timeout"];
 
 /**
  * Options only the helper fills in, from {@link HelperFactArgs}: a request naming one is
@@ -358,7 +377,7 @@ export const HELPER_REQUEST_USAGE = [
   "          reconfigure <new-master-host> [--timeout <s>]",
   "          restart <timeout-seconds> [--mode fast|immediate]",
   "          check [--role any|standby]",
-  "          rejoin <new-master-host> [--basebackup allow|deny] [--source-user <role>] [--timeout <s>]",
+  "          rejoin <new-master-host>",
 ].join("\n");
 
 /**
@@ -394,6 +413,18 @@ export function parseHelperRequest(tokens: readonly string[], facts: HelperFactA
       );
     }
   }
+  if (v === "rejoin") {
+    const named = rest.find((t) => REJOIN_FACT_OPTIONS.includes(t));
+    if (named !== undefined) {
+      throw new ScriptsRunnerError(
+        "HELPER_USAGE",
+        `rejoin: ${named} is taken from the cluster's properties file (db.rejoin.basebackup, db.rewind.source.user, local.timeout), never from the request\n${HELPER_REQUEST_USAGE}`,
+      );
+    }
+    if (facts.rejoin === undefined) {
+      throw new ScriptsRunnerError("HELPER_USAGE", "rejoin: the helper read no rejoin settings");
+    }
+  }
   // Missing positionals are named here, as the request spells them: the command-line grammar
   // below would name the data directory, which the caller never writes.
   const wanted = POSITIONALS[v].slice(1);
@@ -407,6 +438,11 @@ export function parseHelperRequest(tokens: readonly string[], facts: HelperFactA
   const filled: string[] = ["--connection", "stdin", "--bin", facts.bin, "--passfile", facts.passfile];
   if (OPTIONS[v].includes("--port")) filled.push("--port", String(facts.port));
   if (OPTIONS[v].includes("--replication-user")) filled.push("--replication-user", facts.replicationUser);
+  if (v === "rejoin" && facts.rejoin !== undefined) {
+    filled.push("--basebackup", facts.rejoin.basebackup ? "allow" : "deny");
+    filled.push("--timeout", String(facts.rejoin.timeoutSeconds));
+    if (facts.rejoin.sourceUser !== undefined) filled.push("--source-user", facts.rejoin.sourceUser);
+  }
   // The request's own positionals come right after the verb; the data directory goes first.
   const positionals = POSITIONALS[v].length - 1;
   return parseHelperArgs([

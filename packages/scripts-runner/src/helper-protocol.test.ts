@@ -1,7 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isScriptsRunnerError } from "./errors.ts";
-import { FACT_OPTIONS, type HelperFactArgs, parseHelperRequest } from "./helper-grammar.ts";
+import {
+  FACT_OPTIONS,
+  type HelperFactArgs,
+  parseHelperRequest,
+  REJOIN_FACT_OPTIONS,
+} from "./helper-grammar.ts";
 import {
   formatRequestLine,
   LineSplitter,
@@ -154,6 +159,40 @@ describe("requests are completed from the properties, never from the caller", ()
   it.each(FACT_OPTIONS.map((o) => [o]))("refuses %s from the caller, naming it", (option) => {
     expect(refusal(() => parseHelperRequest(["promote", option, "/tmp/evil"], facts))).toBe(
       `promote: ${option} is taken from the cluster's properties file, never from the request`,
+    );
+  });
+
+  it("fills a rejoin's base-backup permission, source role and bound in from the properties", () => {
+    const rejoin = { basebackup: true, sourceUser: "rewinder", timeoutSeconds: 180 };
+    expect(parseHelperRequest(["rejoin", "10.0.1.12"], { ...facts, rejoin })).toMatchObject({
+      verb: "rejoin",
+      newMaster: "10.0.1.12",
+      basebackup: true,
+      sourceUser: "rewinder",
+      timeoutSeconds: 180,
+      replicationUser: "efm",
+    });
+    const plain = parseHelperRequest(["rejoin", "h"], {
+      ...facts,
+      rejoin: { basebackup: false, timeoutSeconds: 120 },
+    });
+    expect(plain).toMatchObject({ basebackup: false, timeoutSeconds: 120 });
+    expect(plain).not.toHaveProperty("sourceUser");
+  });
+
+  it.each(REJOIN_FACT_OPTIONS.map((o) => [o]))(
+    "refuses a rejoin's %s from the caller, naming it",
+    (option) => {
+      const rejoin = { basebackup: false, timeoutSeconds: 120 };
+      expect(refusal(() => parseHelperRequest(["rejoin", "h", option, "allow"], { ...facts, rejoin }))).toBe(
+        `rejoin: ${option} is taken from the cluster's properties file (db.rejoin.basebackup, db.rewind.source.user, local.timeout), never from the request`,
+      );
+    },
+  );
+
+  it("refuses a rejoin when the helper read no rejoin settings", () => {
+    expect(refusal(() => parseHelperRequest(["rejoin", "h"], facts))).toBe(
+      "rejoin: the helper read no rejoin settings",
     );
   });
 

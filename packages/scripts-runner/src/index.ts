@@ -40,6 +40,8 @@ export {
   type HelperVerb,
   parseHelperArgs,
   parseHelperRequest,
+  REJOIN_FACT_OPTIONS,
+  REJOIN_MIN_SECONDS,
 } from "./helper-grammar.ts";
 export {
   formatRequestLine,

@@ -548,36 +548,27 @@ export function restart(
 
 /**
  * Rejoins the local fenced old master as a standby of `newMaster`: stopped and confirmed down,
- * `pg_rewind` against the new master as `sourceUser` (db.rewind.source.user; db.user by
- * default, with the password file), or, only when `basebackup` is true and a rewind is impossible
- * or fails, `pg_basebackup` into a fresh directory with the old one moved aside; this host's
- * *.conf files put back, standby.signal and primary_conninfo (replication user, password file)
- * written, started, and confirmed in recovery and streaming from the new master. Rejects with
- * REJOIN_REFUSED (changing nothing when pg_control rules a rewind out) or REJOIN_FAILED and why.
+ * `pg_rewind` against the new master as db.rewind.source.user (db.user by default, with the
+ * password file), or, only when db.rejoin.basebackup=true and a rewind is impossible or fails,
+ * `pg_basebackup` into a fresh directory with the old one moved aside; this host's *.conf files
+ * put back, standby.signal and primary_conninfo (replication user, password file) written,
+ * started, and confirmed in recovery and streaming from the new master. Whether a base backup
+ * is allowed, the source role and the bound are read by the helper from root's properties file
+ * (local.timeout, at least REJOIN_MIN_SECONDS); `timeoutSeconds` here only bounds how long the
+ * caller waits, and should be that same value. Rejects with REJOIN_REFUSED (changing nothing
+ * when a rewind is ruled out or its source role lacks a privilege) or REJOIN_FAILED and why.
  */
 export function rejoin(
   target: HelperTarget,
   newMaster: string,
   options: {
-    /** db.rejoin.basebackup: whether a base backup may replace the data directory. */
-    basebackup: boolean;
-    /** db.rewind.source.user: the role pg_rewind connects to the new master as. */
-    sourceUser?: string;
-    /** Bound of the rewind or base backup, and of each start and streaming wait (local.timeout). */
+    /** The helper's own bound: max(local.timeout, REJOIN_MIN_SECONDS) of root's properties. */
     timeoutSeconds: number;
   },
 ): Promise<HelperReport> {
   return runHelper(
     target,
-    [
-      "rejoin",
-      newMaster,
-      "--basebackup",
-      options.basebackup ? "allow" : "deny",
-      ...(options.sourceUser === undefined ? [] : ["--source-user", options.sourceUser]),
-      "--timeout",
-      String(options.timeoutSeconds),
-    ],
+    ["rejoin", newMaster],
     // Stop, rewind or base backup, start and streaming each have the bound; the rest is files.
     (4 * options.timeoutSeconds + 120) * 1000,
   );
