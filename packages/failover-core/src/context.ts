@@ -630,6 +630,32 @@ export class Ctx {
   keepMonitoring(): void {
     if (this.monitorsLocalDb() && this.s.local.token === null && this.s.localCheckAt === null)
       this.startLocalMonitoring();
+    const idle = this.s.idleCheck;
+    if (this.watchesIdleDb() && idle.token === null && idle.at === null) {
+      const at = this.now + this.s.config.localPeriodMs;
+      this.s.idleCheck = { at, token: null };
+      this.timer("idleCheck", at);
+    }
+  }
+
+  /**
+   * Does this Idle agent watch its database (every local.period, whether it runs and as what)?
+   * Not while something else owns the database: a fence (or its retries), a rejoin, a resume,
+   * a candidacy taking the master role back, or a start-up conflict (conflict.recheck decides).
+   */
+  watchesIdleDb(): boolean {
+    const s = this.s;
+    return (
+      !s.config.isWitness &&
+      s.phase === "running" &&
+      s.role === "Idle" &&
+      s.selfFence === null &&
+      !s.fenceUnconfirmed &&
+      s.rejoin === null &&
+      s.pendingResume === null &&
+      s.candidacy === null &&
+      !s.idleForConflict
+    );
   }
 
   /** Arms the lease timer for a master; never for a time already past (that would fire forever). */

@@ -81,7 +81,7 @@ function recordingPorts(fail: Set<string> = new Set()) {
 const EVERY_ACTION: { [K in FailoverAction["type"]]: Extract<FailoverAction, { type: K }> } = {
   send: { type: "send", to: B, message: { type: "stop" } },
   broadcast: { type: "broadcast", message: { type: "fencedMasterBack" } },
-  checkLocalRole: { type: "checkLocalRole" },
+  checkLocalRole: { type: "checkLocalRole", token: "t-role" },
   checkLocalDb: { type: "checkLocalDb", token: "t-local", timeoutMs: 100 },
   checkRemoteDb: { type: "checkRemoteDb", token: "t-remote", target: B, timeoutMs: 100 },
   queryLsn: { type: "queryLsn", token: "t-lsn" },
@@ -167,7 +167,7 @@ describe("createNode: actions", () => {
     ]);
     const results = seen.slice(1).map((e) => ({ type: e.type, token: "token" in e ? e.token : undefined }));
     expect(results).toEqual([
-      { type: "localRoleChecked", token: undefined },
+      { type: "localRoleChecked", token: "t-role" },
       { type: "localDbChecked", token: "t-local" },
       { type: "remoteDbChecked", token: "t-remote" },
       { type: "lsnQueried", token: "t-lsn" },

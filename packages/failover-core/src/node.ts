@@ -265,6 +265,9 @@ export function createNode(options: NodeOptions): FailoverNode {
   };
 
   /** Run an asynchronous port; its value or failure comes back as an event. */
+  /** The token of a `checkLocalRole` action, echoed in its answer (only when it has one). */
+  const tokenOf = (a: { readonly token?: string }) => (a.token !== undefined ? { token: a.token } : {});
+
   const later = <T>(
     a: FailoverAction,
     run: () => PromiseLike<T>,
@@ -323,8 +326,8 @@ export function createNode(options: NodeOptions): FailoverNode {
         return later(
           a,
           () => ports.checkLocalRole(),
-          (result, now) => ({ type: "localRoleChecked", now, result }),
-          (_e, now) => ({ type: "localRoleChecked", now, result: "unreachable" }),
+          (result, now) => ({ type: "localRoleChecked", now, result, ...tokenOf(a) }),
+          (_e, now) => ({ type: "localRoleChecked", now, result: "unreachable", ...tokenOf(a) }),
         );
       case "checkLocalDb":
         return later(

@@ -50,6 +50,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     idleForConflict: false,
     promoteRetryAt: null,
     localCheckAt: null,
+    idleCheck: { at: null, token: null },
     local: { token: null, final: false, firstFailure: null, reported: false },
     startupChecks: null,
     joinedAt: null,

@@ -899,6 +899,114 @@ describe("self-fencing: the VIP release and the database stop side by side", () 
   });
 });
 
+describe("an Idle agent watches its database (issue 13)", () => {
+  /** Master a fenced itself (lease lost); c then runs as the master. */
+  function fencedOldMaster() {
+    const a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    const lost = run(a, { type: "leaseLost", now: 5 });
+    const token = find(lost, "fenceDb").token;
+    const fenced = run(lost.state, { type: "dbFenced", now: 6, token, ok: true });
+    const released = run(fenced.state, {
+      type: "vipDone",
+      now: 7,
+      token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    expect(released.state.role).toBe("Idle");
+    expect(released.state.selfFence).toBeNull();
+    return run(released.state, msg(8, "c", { type: "status", role: "Master", db: "UP" }));
+  }
+
+  /** The watch's next tick from `state`, and its role check. */
+  function tick(state: FailoverState) {
+    const at = state.idleCheck.at;
+    expect(at).not.toBeNull();
+    const r = run(state, { type: "timer", now: at!, name: "idleCheck" });
+    expect(rules(r)).toEqual(["idle.tick"]);
+    const check = find(r, "checkLocalRole");
+    expect(check.token).toBeDefined();
+    return { r, token: check.token!, now: at! };
+  }
+
+  it("fences a database started by hand as a primary while another master runs", () => {
+    const back = fencedOldMaster();
+    // the fence done, the agent watches its database again every local.period
+    expect(back.state.idleCheck.at).not.toBeNull();
+    const { r, token, now } = tick(back.state);
+    // while the check is out, a tick asks nothing more
+    const busy = run(r.state, { type: "timer", now: now + 1, name: "idleCheck" });
+    expect(rules(busy)).toEqual(["idle.tick.skip"]);
+    expect(busy.actions.filter((x) => x.type === "checkLocalRole")).toEqual([]);
+    // another check's answer (no token) is never taken for the watch's
+    expect(
+      rules(run(r.state, { type: "localRoleChecked", now: now + 1, result: "primary" })).filter((x) =>
+        x.startsWith("idle."),
+      ),
+    ).toEqual([]);
+    const primary = run(r.state, { type: "localRoleChecked", now: now + 2, result: "primary", token });
+    expect(rules(primary)).toEqual(["idle.primaryBesideMaster"]);
+    expect(find(primary, "fenceDb").newMaster).toBe("c");
+    expect(notified(primary)).toEqual(["secondMasterFenced"]);
+    expect(primary.state.role).toBe("Idle");
+    expect(primary.state.rebuildNeeded).toBe(true);
+    // no watch while the fence runs (the fence owns the database); it resumes once it holds
+    expect(primary.state.idleCheck).toEqual({ at: null, token: null });
+    const held = run(primary.state, {
+      type: "dbFenced",
+      now: now + 3,
+      token: find(primary, "fenceDb").token,
+      ok: true,
+    });
+    expect(held.state.idleCheck.at).toBe(now + 3 + held.state.config.localPeriodMs);
+  });
+
+  it("only reports a database running in recovery, or a primary while no other master runs", () => {
+    const statuses = (r: StepResult) =>
+      r.actions.flatMap((x) => (x.type === "broadcast" && x.message.type === "status" ? [x.message] : []));
+    const answer = (state: FailoverState, result: "primary" | "recovery" | "unreachable") => {
+      const t = tick(state);
+      const r = run(t.r.state, { type: "localRoleChecked", now: t.now + 1, result, token: t.token });
+      expect(rules(r)).toEqual(["idle.report"]);
+      expect(r.state.role).toBe("Idle");
+      expect(r.actions.filter((x) => x.type === "fenceDb" || x.type === "notify")).toEqual([]);
+      return r;
+    };
+    // the fenced database is down: said once, then not again on every tick
+    const down = answer(fencedOldMaster().state, "unreachable");
+    expect(down.state.db).toBe("DOWN");
+    expect(statuses(down)).toEqual([expect.objectContaining({ role: "Idle", db: "DOWN" })]);
+    expect(statuses(answer(down.state, "unreachable"))).toEqual([]);
+    // started by hand in recovery: reported, nothing else (the operator runs efm resume)
+    const recovery = answer(down.state, "recovery");
+    expect(recovery.state.db).toBe("UP");
+    expect(statuses(recovery)).toEqual([expect.objectContaining({ role: "Idle", db: "UP" })]);
+    expect(statuses(answer(recovery.state, "recovery"))).toEqual([]);
+    // no other master runs (c went Idle): a primary here is only reported too
+    const alone = run(
+      recovery.state,
+      msg(recovery.state.idleCheck.at!, "c", { type: "status", role: "Idle", db: "DOWN" }),
+    );
+    answer(alone.state, "primary");
+  });
+
+  it("does not watch while a resume owns the database, and a witness never watches", () => {
+    const back = fencedOldMaster();
+    const resuming = run(back.state, {
+      type: "command",
+      now: 9,
+      requestId: "r1",
+      command: { kind: "resume" },
+    });
+    expect(resuming.state.pendingResume).not.toBeNull();
+    const r = run(resuming.state, { type: "timer", now: back.state.idleCheck.at!, name: "idleCheck" });
+    expect(rules(r)).toEqual(["idle.tick.skip"]);
+    const w = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+    expect(w.idleCheck.at).toBeNull();
+  });
+});
+
 describe("a fence that cannot be confirmed (issue 13)", () => {
   const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
   const sent = (r: StepResult, type: PeerMessage["type"]) =>

@@ -259,6 +259,8 @@ export type FailoverEvent =
       readonly type: "localRoleChecked";
       readonly now: number;
       readonly result: "primary" | "recovery" | "unreachable";
+      /** The token of the `checkLocalRole` action answered, when it had one. */
+      readonly token?: string;
     }
   | { readonly type: "viewInstalled"; readonly now: number; readonly view: ViewInfo }
   | {
@@ -397,7 +399,8 @@ export type NotifyAction = {
 export type FailoverAction =
   | { readonly type: "send"; readonly to: string; readonly message: PeerMessage }
   | { readonly type: "broadcast"; readonly message: PeerMessage }
-  | { readonly type: "checkLocalRole" }
+  /** token: set by an Idle agent's watch, so its answer is never taken for another check's. */
+  | { readonly type: "checkLocalRole"; readonly token?: string }
   | { readonly type: "checkLocalDb"; readonly token: string; readonly timeoutMs: number }
   | {
       readonly type: "checkRemoteDb";
@@ -608,6 +611,12 @@ export interface FailoverState {
    * in flight, whichever row changed its role.
    */
   readonly localCheckAt: number | null;
+  /**
+   * An Idle agent still watches its database every local.period (a database started by hand
+   * beside a running master must not stay writable): when the next role check is due, and the
+   * token of the one in flight.
+   */
+  readonly idleCheck: { readonly at: number | null; readonly token: string | null };
   readonly local: {
     readonly token: string | null;
     readonly final: boolean;

@@ -6,6 +6,8 @@ import {
   selfFenceScript,
   fencedReport,
   reportDbFailure,
+  fenceBesideMaster,
+  runningOtherMaster,
 } from "./rows.ts";
 
 /** Rows of one concern (local database monitoring), in the table's match order. */
@@ -117,6 +119,79 @@ export const localMonitoringRows: readonly TransitionRow[] = [
     // was running, so a standby promoted while its check was out was never checked again as master.
     run: (c, e) => {
       if (e.token === c.s.local.token) c.s.local = { ...c.s.local, token: null, final: false };
+    },
+  }),
+  // ---- an Idle agent watches its database (issue 13) ----
+  row({
+    id: "idle.tick",
+    from: ["Idle"],
+    on: "timer:idleCheck",
+    guard: "Idle and nothing else owns the database (fence, rejoin, resume, conflict); no check in flight",
+    to: "unchanged",
+    actions: "checkLocalRole (pg_is_in_recovery) with a token",
+    reason: "an Idle agent still watches whether its database runs, and as what",
+    when: (c) => c.watchesIdleDb() && c.s.idleCheck.token === null,
+    run: (c) => {
+      const token = c.token("idle");
+      c.s.idleCheck = { at: null, token };
+      c.act({ type: "checkLocalRole", token });
+    },
+  }),
+  row({
+    id: "idle.tick.skip",
+    from: ["*"],
+    on: "timer:idleCheck",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none (step re-arms the watch while it applies)",
+    reason: "the agent is no longer a watching Idle agent, or a check is in flight",
+    run: (c) => {
+      c.s.idleCheck = { ...c.s.idleCheck, at: null };
+    },
+  }),
+  row({
+    id: "idle.primaryBesideMaster",
+    from: ["Idle"],
+    on: "localRoleChecked",
+    guard:
+      "the Idle watch's answer: our database accepts writes while another member, past its start-up, runs as Master (majority view)",
+    to: "Idle",
+    actions:
+      "fence our database (standby settings naming that master; rebuild flag persisted); notify secondMasterFenced",
+    reason:
+      "a database started by hand as a primary beside a running master is an old master back: fence it, never leave it writable",
+    when: (c, e) =>
+      e.token !== undefined &&
+      e.token === c.s.idleCheck.token &&
+      e.result === "primary" &&
+      c.watchesIdleDb() &&
+      c.quorate() &&
+      runningOtherMaster(c, false) !== null,
+    run: (c) => {
+      c.s.idleCheck = { at: null, token: null };
+      c.s.db = "UP";
+      fenceBesideMaster(c, runningOtherMaster(c, false)!);
+      c.broadcast(c.status());
+    },
+  }),
+  row({
+    id: "idle.report",
+    from: ["*"],
+    on: "localRoleChecked",
+    guard: "the Idle watch's answer, otherwise",
+    to: "unchanged",
+    actions: "record the database state; tell the others when it changed",
+    reason:
+      "an Idle agent only reports what its database does (a standby, or a primary with no other master, waits for efm resume)",
+    when: (c, e) => e.token !== undefined && e.token === c.s.idleCheck.token,
+    run: (c, e) => {
+      c.s.idleCheck = { at: null, token: null };
+      if (c.s.role !== "Idle") return;
+      const db = e.result === "unreachable" ? "DOWN" : "UP";
+      if (c.s.db === db) return;
+      c.s.db = db;
+      // cluster-status on every agent shows it now
+      c.broadcast(c.status());
     },
   }),
   row({
