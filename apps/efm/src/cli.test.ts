@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { decrypt } from "@efm/password-crypto";
 import { afterAll, describe, expect, test } from "vitest";
 import type { Io } from "./encrypt.ts";
-import { buildProgram, normalizeArgs } from "./main.ts";
+import { buildProgram, ignoreClosedPipe, normalizeArgs } from "./main.ts";
 import { expandIpv6 } from "./prop-check.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "efm-cli-"));
@@ -321,5 +321,64 @@ describe("efm promote -switchover (issue 16)", () => {
     const text = program.helpInformation();
     expect(text).toContain("allow-node <cluster> <address>");
     expect(text).toContain("disallow-node <cluster> <address>");
+  });
+});
+
+describe("operator slips", () => {
+  test.each([
+    ["cluster-status", "../acctg"],
+    ["cluster-status-json", "a/b"],
+    ["prop-check", ".hidden"],
+    ["encrypt", "bad name"],
+    ["stop-cluster", "-"],
+  ])("%s %j is refused as a cluster name before any file is read", async (command, cluster) => {
+    // A properties file one directory up: without the check, "../acctg" would read it.
+    const conf = join(dir, "conf");
+    mkdirSync(conf, { recursive: true });
+    writeFileSync(join(dir, "acctg.properties"), example);
+    const r = efm(["--config-dir", conf, command, "--", cluster]);
+    await expect(r).rejects.toMatchObject({ exitCode: 1, code: "efm.invalidClusterName" });
+  });
+
+  test("the refusal names the cluster and says what a name may hold", async () => {
+    const output = new PassThrough();
+    let text = "";
+    output.on("data", (c) => {
+      text += c.toString();
+    });
+    const program = buildProgram({ input: new PassThrough(), output, env: {} }, () => {});
+    program.exitOverride();
+    await expect(program.parseAsync(["node", "efm", "cluster-status", "../acctg"])).rejects.toThrow();
+    expect(text).toBe(
+      '"../acctg" is not a valid cluster name: use up to 64 letters, digits, _ . - (starting with a letter, digit or _)\n',
+    );
+  });
+
+  test("a reader that closes the pipe early (efm ... | head) ends in no error; other write errors still do", async () => {
+    // What stdout does when the reader of its pipe has gone: the write fails with EPIPE.
+    const failing = (code: string) =>
+      new Writable({
+        write(_chunk, _enc, cb) {
+          cb(Object.assign(new Error(`write ${code}`), { code }));
+        },
+      });
+    const closed = failing("EPIPE");
+    ignoreClosedPipe(closed);
+    closed.write("Cluster Status: acctg\n");
+    await new Promise((r) => closed.once("close", r));
+    expect(closed.destroyed).toBe(true);
+
+    const full = failing("ENOSPC");
+    ignoreClosedPipe(full);
+    const thrown = new Promise((resolve) => {
+      const listeners = process.listeners("uncaughtException");
+      process.removeAllListeners("uncaughtException");
+      process.once("uncaughtException", (err) => {
+        for (const l of listeners) process.on("uncaughtException", l);
+        resolve(err);
+      });
+    });
+    full.write("x");
+    expect(await thrown).toMatchObject({ code: "ENOSPC" });
   });
 });

@@ -1,4 +1,5 @@
-import { Command } from "commander";
+import { CLUSTER_NAME } from "@efm/properties-parser";
+import { Command, CommanderError } from "commander";
 import { runClusterStatus, runNodeStatus, runPrivileged, runPromote, runSwitchover } from "./admin.ts";
 import { runDecisionTable } from "./decision-table.ts";
 import { type Io, runEncrypt } from "./encrypt.ts";
@@ -20,6 +21,19 @@ export function buildProgram(io: Io, done: (status: number) => void): Command {
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.output.write(s) });
   const dir = () => configDir(program.opts<{ configDir?: string }>().configDir, io.env);
+  // The cluster name becomes a file name (<dir>/<cluster>.properties) and the privileged helpers'
+  // argument: refuse one they would refuse (or one that walks out of the directory, "../x")
+  // before reading any file or asking the agent.
+  program.hook("preAction", (_program, action) => {
+    const first = action.registeredArguments[0];
+    const cluster = action.processedArgs[0];
+    if (first?.name() === "cluster" && typeof cluster === "string" && !CLUSTER_NAME.test(cluster)) {
+      io.output.write(
+        `${JSON.stringify(cluster)} is not a valid cluster name: use up to 64 letters, digits, _ . - (starting with a letter, digit or _)\n`,
+      );
+      throw new CommanderError(1, "efm.invalidClusterName", "invalid cluster name");
+    }
+  });
   const run = (f: () => number | Promise<number>) => async () => done(await f());
 
   program
@@ -182,8 +196,20 @@ export function normalizeArgs(args: readonly string[]): string[] {
   return args.map((a) => words[a] ?? a);
 }
 
+/**
+ * `efm cluster-status acctg | head` closes the pipe before the report is written: that is the
+ * reader's choice, not the command's failure, so it must not end in a stack trace. Any other
+ * write error still surfaces.
+ */
+export function ignoreClosedPipe(stream: NodeJS.WritableStream): void {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
+  });
+}
+
 /** Entry point of `bin/efm`. */
 export async function main(argv: string[]): Promise<void> {
+  ignoreClosedPipe(process.stdout);
   const io: Io = { input: process.stdin, output: process.stdout, env: process.env };
   let status = 0;
   const program = buildProgram(io, (s) => {
@@ -192,6 +218,12 @@ export async function main(argv: string[]): Promise<void> {
   program.exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : 1);
   });
-  await program.parseAsync(normalizeArgs(argv));
+  try {
+    await program.parseAsync(normalizeArgs(argv));
+  } catch (err) {
+    // A check before the action (the cluster name) has already said why.
+    if (!(err instanceof CommanderError)) throw err;
+    status = err.exitCode;
+  }
   process.exitCode = status;
 }
