@@ -115,6 +115,15 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
         `${hostOf(address)} is not a running member of cluster ${deps.cluster}`,
       );
     }
+    // The list orders the candidates for promotion (guide 4.1.3); the master is not one, and the
+    // coordinator drops it from the list at once, so accepting it would print a list that is
+    // already untrue.
+    if (member?.role === "Master") {
+      throw new AgentError(
+        "REFUSED",
+        `${hostOf(address)} is the master: only a standby can be in the standby priority list`,
+      );
+    }
     if (member?.role === "Witness" || deps.lastRoles?.get(address) === "Witness") {
       throw new AgentError(
         "REFUSED",
@@ -211,10 +220,12 @@ export function adminHandler(deps: HandlerDeps): AdminHandler {
         if (!deps.member.config().allowed.includes(hostOf(address))) {
           throw new AgentError("REFUSED", "That address is not in the allowed node host list.");
         }
+        const before = lists();
         await deps.member.disallow(hostOf(address)).catch((err: Error) => {
           throw new AgentError("REFUSED", `the cluster did not remove ${hostOf(address)}: ${err.message}`);
         });
-        return command(deps, { kind: "removeNode", address }, timeout);
+        // Like add-node and set-priority, say what changed (docs/operations.md promises it).
+        return changed(before, await command(deps, { kind: "removeNode", address }, timeout));
       }
       case "promote": {
         if (req.switchover !== true) {
