@@ -55,6 +55,8 @@ const ROUTINE = new Set<FailoverAction["type"]>([
   "setTimer",
   "cancelTimer",
   "checkLocalDb",
+  // an Idle agent's watch asks every local.period
+  "checkLocalRole",
   "send",
   "broadcast",
 ]);
