@@ -14,7 +14,7 @@ import {
   parseRequestLine,
   requestIdOf,
 } from "./helper-protocol.ts";
-import { HelperClient } from "./privileged.ts";
+import { HelperClient, rejoin } from "./privileged.ts";
 
 const refusal = (f: () => unknown): string => {
   try {
@@ -248,6 +248,23 @@ describe("HelperClient", () => {
     ]);
     const err = await client.request(["check"], 10_000).catch((e: unknown) => e);
     expect(isScriptsRunnerError(err, "PROPERTIES_UNSAFE"), String(err)).toBe(true);
+    await client.close();
+  });
+
+  it("sends a rejoin as the new master alone, checked by the helper's grammar before it leaves", async () => {
+    // A stand-in helper that says ready, then answers each request line with the tokens it got.
+    const echo = `const rl = require("node:readline").createInterface({ input: process.stdin });
+      console.log(JSON.stringify({ ready: true, cluster: "acctg", properties: "/p", owner: "postgres", dataDir: "/d", pid: process.pid }));
+      rl.on("line", (l) => { const [id, ...tokens] = l.split(" "); console.log(JSON.stringify({ id, ok: true, actions: tokens })); });`;
+    const target = {
+      cluster: "acctg",
+      helperCommand: [process.execPath, "-e", echo],
+      elevation: "direct" as const,
+    };
+    const client = new HelperClient(target);
+    expect((await client.start()).persistent).toBe(true);
+    const report = await rejoin(client, "10.0.1.12", { timeoutSeconds: 120 });
+    expect(report.actions).toEqual(["rejoin", "10.0.1.12"]);
     await client.close();
   });
 

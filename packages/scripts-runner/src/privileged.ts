@@ -83,6 +83,7 @@ const CHECK_FACTS: HelperFactArgs = {
   passfile: "/efm.pgpass",
   port: 1,
   replicationUser: "efm",
+  rejoin: { basebackup: false, timeoutSeconds: 120 },
 };
 
 /** A request is checked with the helper's own grammar before it leaves the agent. */
