@@ -31,6 +31,7 @@ describe("cluster-status", () => {
     expect(text).toBe(
       [
         "Cluster Status: acctg",
+        "",
         " Agent Type  Address              Agent  DB       Info",
         " -------------------------------------------------------",
         " Idle        172.24.38.106        UP     UNKNOWN",

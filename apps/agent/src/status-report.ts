@@ -94,6 +94,8 @@ export function renderClusterStatus(
   const byAddress = new Map(queries.map((q) => [q.address, q]));
   const lines: string[] = [];
   lines.push(`Cluster Status: ${status.cluster}`);
+  // Guide 4.2.1 (and our notifications' table) leave a blank line under the title.
+  lines.push("");
   lines.push(
     row(
       [

@@ -93,6 +93,19 @@ describe("renderNotification", () => {
     ).toBe(true);
   });
 
+  it("shows a witness's database as N/A, as efm cluster-status does", () => {
+    const table = renderSnapshot([
+      { role: "Master", address: "172.24.38.163", agent: "UP", db: "UP" },
+      { role: "Witness", address: "172.24.38.107", agent: "UP", db: "UNKNOWN" },
+      { role: "Unknown", address: "172.24.38.103", agent: "DOWN", db: "UNKNOWN" },
+    ]);
+    expect(table.split("\n").slice(-3)).toEqual([
+      " Master      172.24.38.163        UP     UP",
+      " Witness     172.24.38.107        UP     N/A",
+      " Unknown     172.24.38.103        DOWN   UNKNOWN",
+    ]);
+  });
+
   it("omits an empty snapshot", () => {
     expect(renderSnapshot([])).toContain("Agent Type");
     const n = renderNotification(

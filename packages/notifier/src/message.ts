@@ -52,8 +52,9 @@ function headerLine(label: (typeof headerLabels)[number], value: string): string
 
 /** Renders the snapshot with the column layout of `efm cluster-status`. */
 export function renderSnapshot(nodes: readonly SnapshotNode[]): string {
+  // A witness has no database: N/A, as `efm cluster-status` prints it, not UNKNOWN.
   const rows = nodes.map((n) =>
-    ` ${n.role.padEnd(11)} ${n.address.padEnd(20)} ${n.agent.padEnd(6)} ${n.db.padEnd(8)} ${n.info ?? ""}`.trimEnd(),
+    ` ${n.role.padEnd(11)} ${n.address.padEnd(20)} ${n.agent.padEnd(6)} ${(n.role === "Witness" ? "N/A" : n.db).padEnd(8)} ${n.info ?? ""}`.trimEnd(),
   );
   return [
     "Cluster Status:",
