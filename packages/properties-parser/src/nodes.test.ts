@@ -29,8 +29,18 @@ describe("members file", () => {
       [2, "10.0.1.9"],
       [3, "10.0.1.10:99999"],
     ]);
-    expect(r.warnings.map((w) => [w.line, w.message])).toEqual([[3, "already listed on line 1"]]);
+    expect(r.warnings.map((w) => [w.line, w.message])).toEqual([
+      [3, '"10.0.1.8:7800" is already listed on line 1'],
+    ]);
     expect(r.nodes).toHaveLength(1);
+  });
+
+  test("each stray word of a line is named in its error, so two on one line read as two", () => {
+    const r = parseNodes("junk here\n10.0.1.8:7800\n", "acctg.nodes");
+    expect(r.errors.map((e) => `${e.line}: ${e.message}`)).toEqual([
+      '1: "junk": expected <ip-or-host>:<port> with a port from 1 to 65535, for example 10.0.1.8:7800',
+      '1: "here": expected <ip-or-host>:<port> with a port from 1 to 65535, for example 10.0.1.8:7800',
+    ]);
   });
 
   test("write then read gives the same members; a missing file is empty", () => {

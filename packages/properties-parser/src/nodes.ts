@@ -31,7 +31,8 @@ export function parseNodes(
           file,
           line,
           value: token,
-          message: "expected <ip-or-host>:<port> with a port from 1 to 65535, for example 10.0.1.8:7800",
+          // Name the entry: a line may hold several, and one stray word is two errors on one line.
+          message: `${JSON.stringify(token)}: expected <ip-or-host>:<port> with a port from 1 to 65535, for example 10.0.1.8:7800`,
         });
         continue;
       }
@@ -43,7 +44,7 @@ export function parseNodes(
           file,
           line,
           value: token,
-          message: `already listed on line ${first}`,
+          message: `${JSON.stringify(token)} is already listed on line ${first}`,
         });
         continue;
       }
