@@ -53,8 +53,21 @@ describe("efm encrypt", () => {
     expect(r.text).toContain("Please enter the password again to confirm:");
     const token = /The encrypted password is: ([0-9a-f]+)\n/.exec(r.text)?.[1] ?? "";
     expect(decrypt(token, "acctg")).toBe("pa ss");
-    expect(r.text).toContain(
-      `Please paste this into your cluster properties file.\n    db.password.encrypted=${token}\n`,
+    // The layout of guide 3.2.1.2's example, blank lines included.
+    expect(r.text).toBe(
+      [
+        "This utility will generate an encrypted password for you to place",
+        " in your EFM cluster property file.",
+        "",
+        "Please enter the password and hit enter: ",
+        "Please enter the password again to confirm: ",
+        "",
+        `The encrypted password is: ${token}`,
+        "",
+        "Please paste this into your cluster properties file.",
+        `    db.password.encrypted=${token}`,
+        "",
+      ].join("\n"),
     );
   });
 

@@ -25,7 +25,8 @@ export async function runEncrypt(cluster: string, opts: { fromEnv?: boolean }, i
     return 0;
   }
   io.output.write("This utility will generate an encrypted password for you to place\n");
-  io.output.write(" in your EFM cluster property file.\n");
+  // The blank lines are the guide's (3.2.1.2): the dialogue reads as its example does.
+  io.output.write(" in your EFM cluster property file.\n\n");
   const reader = io.input.isTTY ? new TerminalReader(io) : new LineReader(io.input, io.output);
   try {
     const first = await reader.read("Please enter the password and hit enter: ");
@@ -39,7 +40,7 @@ export async function runEncrypt(cluster: string, opts: { fromEnv?: boolean }, i
       return 1;
     }
     const token = encrypt(first, cluster);
-    io.output.write(`The encrypted password is: ${token}\n`);
+    io.output.write(`\nThe encrypted password is: ${token}\n\n`);
     io.output.write("Please paste this into your cluster properties file.\n");
     io.output.write(`    db.password.encrypted=${token}\n`);
     return 0;
