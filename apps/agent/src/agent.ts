@@ -1,7 +1,16 @@
 import { appendFileSync, mkdirSync, realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { type DbConnectionOptions, type FailureCode, PgChecker, readFacts, remoteCheck } from "@efm/db-probe";
+import {
+  type DbConnectionOptions,
+  type FailureCode,
+  PgChecker,
+  readFacts,
+  remoteCheck,
+  setSynchronousStandbyNames,
+  synchronousStandbyNames,
+  walReceiverName,
+} from "@efm/db-probe";
 import {
   type FailoverConfig,
   initialState,
@@ -158,6 +167,8 @@ function failoverConfig(
     // and the post-promotion script: give the candidate that long before giving up on it.
     promotionTimeoutMs: (2 * c.scriptTimeout + c.localTimeout) * 1000 + 30_000,
     switchoverMaxLagBytes: c.switchoverMaxLagBytes,
+    // A witness too: it passes the published synchronous set on and may coordinate a failover.
+    synchronousMode: c.synchronousMode,
     allowed: lists.allowed,
     priority: lists.priority,
   };
@@ -619,6 +630,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         `database rejoined as a standby of ${hostOf(newMaster)} (${r.method})`,
       );
       return r.method === undefined ? undefined : { method: r.method };
+    },
+    setSyncStandbys: async (standbys) => {
+      // synchronous.mode: each standby is named as its WAL receiver names itself to us (its
+      // application_name, else its cluster_name, else "walreceiver"), read from its own database.
+      const names = standbys.includes("*")
+        ? ["*"]
+        : await Promise.all(standbys.map((a) => walReceiverName(db(hostOf(a)), c.remoteTimeout * 1000)));
+      const value = synchronousStandbyNames(names);
+      await setSynchronousStandbyNames(db(selfHost), value, c.localTimeout * 1000);
+      log.info({ standbys, value }, `synchronous_standby_names set to '${value}'`);
     },
     reconfigureDb: async (newMaster) => {
       const r = await reconfigure(helper, hostOf(newMaster), { timeoutSeconds: c.localTimeout });

@@ -8,6 +8,14 @@ const schema = z.object({
   lastMaster: z.string().nullable(),
   epoch: z.number().int().nonnegative(),
   rebuildNeeded: z.boolean(),
+  // synchronous.mode: the newest published synchronous standby set (absent from older files).
+  syncStandbys: z
+    .object({
+      standbys: z.array(z.string()),
+      epoch: z.number().int().nonnegative(),
+      seq: z.number().int().nonnegative(),
+    })
+    .optional(),
 });
 
 /**

@@ -41,6 +41,8 @@ export interface Executors {
   reconfigureDb(newMaster: string): Promise<void>;
   /** Rewind (or re-clone) the local database against `newMaster` and start it as its standby. */
   rejoinDb?(newMaster: string): Promise<void | { method?: "rewind" | "basebackup" }>;
+  /** synchronous.mode: set the local master's synchronous_standby_names over these standbys. */
+  setSyncStandbys?(standbys: readonly string[]): Promise<void>;
   assignVip(vip: string): Promise<{ ok: boolean; output: string }>;
   releaseVip(vip: string): Promise<{ ok: boolean; output: string }>;
   notify(action: Extract<FailoverAction, { type: "notify" }>): void;
@@ -93,6 +95,9 @@ function portsOf(exec: Executors): NodePorts {
     fenceDb: (newMaster, clean) => exec.fenceDb(newMaster, clean),
     reconfigureDb: (newMaster) => exec.reconfigureDb(newMaster),
     ...(exec.rejoinDb ? { rejoinDb: (newMaster: string) => exec.rejoinDb!(newMaster) } : {}),
+    ...(exec.setSyncStandbys
+      ? { setSyncStandbys: (standbys: readonly string[]) => exec.setSyncStandbys!(standbys) }
+      : {}),
     assignVip: (vip) => exec.assignVip(vip),
     releaseVip: (vip) => exec.releaseVip(vip),
     notify: (action) => exec.notify(action),

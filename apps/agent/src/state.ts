@@ -140,6 +140,13 @@ export function statusFromSnapshot(
   if (snap.attention) messages.push(snap.attention);
   // Issue 16: why this old master could not rejoin (also notified as rejoinFailed).
   if (snap.rejoinProblem) messages.push(snap.rejoinProblem);
+  // synchronous.mode: which standbys may be promoted automatically (docs/operations.md).
+  if (snap.syncStandbys !== undefined)
+    messages.push(
+      snap.syncStandbys.length > 0
+        ? `Synchronous standbys (the only ones a failover may promote): ${snap.syncStandbys.map(hostOf).join(", ")}.`
+        : "Synchronous standbys: none published (a failover may promote any standby).",
+    );
   return {
     cluster: snap.clusterName,
     self: hostOf(snap.self),

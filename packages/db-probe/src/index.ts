@@ -41,3 +41,9 @@ export {
   type WatchState,
 } from "./watch.ts";
 export { promoteBySql, type SqlPromoteResult } from "./promote.ts";
+export {
+  conninfoKeyword,
+  setSynchronousStandbyNames,
+  synchronousStandbyNames,
+  walReceiverName,
+} from "./sync-standbys.ts";

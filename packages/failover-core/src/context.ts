@@ -1,5 +1,6 @@
 import type { NotificationId, NotificationParams } from "@efm/notifier";
 import { compareLsn } from "./lsn.ts";
+import { syncFields } from "./sync.ts";
 import type {
   AgentRole,
   Candidacy,
@@ -147,7 +148,8 @@ export class Ctx {
     if (
       this.s.recordedMaster !== before.recordedMaster ||
       this.s.epoch !== before.epoch ||
-      this.s.rebuildNeeded !== before.rebuildNeeded
+      this.s.rebuildNeeded !== before.rebuildNeeded ||
+      this.s.sync.published !== before.sync.published
     ) {
       this.act({
         type: "persist",
@@ -155,6 +157,8 @@ export class Ctx {
           lastMaster: this.s.recordedMaster,
           epoch: this.s.epoch,
           rebuildNeeded: this.s.rebuildNeeded,
+          // Only once a set was published (synchronous.mode): older records stay as they were.
+          ...(this.s.sync.published !== null ? { syncStandbys: this.s.sync.published } : {}),
         },
       });
     }
@@ -186,6 +190,8 @@ export class Ctx {
       ...(ask ? { ask } : {}),
       ...(starting ? { starting } : {}),
       ...(this.s.idleForConflict && this.s.role === "Idle" ? { conflict: true } : {}),
+      // synchronous.mode: the newest synchronous set we know travels with every status (sync.ts).
+      ...syncFields(this.s),
     };
   }
 

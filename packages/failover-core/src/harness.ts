@@ -30,6 +30,8 @@ interface FakeDb {
   diverged: boolean;
   /** The master it was reconfigured to follow (streams from it unless diverged). */
   following: string | null;
+  /** synchronous_standby_names as the agent last set it (undefined: never set). */
+  syncNames?: string;
 }
 
 /** One agent of the harness: its node (the engine with its ports), timers and fake database. */
@@ -42,6 +44,8 @@ class HarnessNode {
   persisted: PersistedFailoverState | undefined;
   /** The stop of the database cannot be confirmed (a fence fails). */
   fenceFails = false;
+  /** Setting synchronous_standby_names fails (`sync <node> fails`). */
+  syncFails = false;
   constructor(
     readonly address: string,
     readonly db: FakeDb | null,
@@ -143,6 +147,9 @@ export class Harness {
       case "fence":
         this.node(args[0]!).fenceFails = args[1] === "fails";
         break;
+      case "sync":
+        this.node(args[0]!).syncFails = args[1] === "fails";
+        break;
       case "restart":
         this.restart(args[0]!);
         break;
@@ -178,7 +185,10 @@ export class Harness {
           this.out.push(
             `${n.address}: ${n.alive ? (n.state.phase === "running" ? n.state.role : n.state.phase) : "down"}` +
               (n.db
-                ? ` db=${n.db.state}${n.db.inRecovery ? "/recovery" : ""}${n.db.fenced ? "/fenced" : ""} lsn=${formatLsn(n.db.lsn)}${n.db.timeline > 1 ? ` tl=${n.db.timeline}` : ""}`
+                ? ` db=${n.db.state}${n.db.inRecovery ? "/recovery" : ""}${n.db.fenced ? "/fenced" : ""} lsn=${formatLsn(n.db.lsn)}${n.db.timeline > 1 ? ` tl=${n.db.timeline}` : ""}${n.db.syncNames !== undefined ? ` sync='${n.db.syncNames}'` : ""}`
+                : "") +
+              (n.state.sync.published !== null && n.alive
+                ? ` published=[${n.state.sync.published.standbys.join(" ")}]`
                 : ""),
           );
         }
@@ -198,6 +208,8 @@ export class Harness {
       this.configPatch = { ...this.configPatch, autoReconfigure: v === "true" };
     else if (k === "virtualIp") this.configPatch = { ...this.configPatch, virtualIp: val };
     else if (k === "pingServer") this.configPatch = { ...this.configPatch, pingServer: val };
+    else if (k === "synchronous.mode" && (v === "off" || v === "on" || v === "strict"))
+      this.configPatch = { ...this.configPatch, synchronousMode: v };
     else if (k.startsWith("script.")) {
       const kind = k.slice(7) as ScriptKind;
       const base = this.configPatch.scripts ?? {
@@ -578,6 +590,21 @@ export class Harness {
           db.following = newMaster;
           if (master && !db.diverged) db.timeline = master.timeline;
         }
+        return answer(undefined);
+      },
+      setSyncStandbys: (standbys) => {
+        const value = standbys.length === 0 ? "" : `ANY 1 (${standbys.join(", ")})`;
+        if (n.syncFails || n.db?.state !== "up") {
+          this.out.push(`${me}: SET synchronous_standby_names = '${value}' (fails)`);
+          return settleWhen(
+            (run) => this.later(n, run),
+            () => {
+              throw new Error("could not set synchronous_standby_names");
+            },
+          );
+        }
+        n.db.syncNames = value;
+        this.out.push(`${me}: SET synchronous_standby_names = '${value}'`);
         return answer(undefined);
       },
       assignVip: () => {

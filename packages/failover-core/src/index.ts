@@ -52,9 +52,13 @@ export type {
   ScriptKind,
   SelfFence,
   StepResult,
+  SynchronousMode,
+  SyncSet,
+  SyncState,
   Transition,
   ViewInfo,
   ViewMember,
   WalPosition,
 } from "./types.ts";
+export { ANY_STANDBY, outsideSyncSet } from "./sync.ts";
 export { Harness, harnessConfig, harnessTimings, QUIET_RULES, runScenario } from "./harness.ts";

@@ -63,6 +63,7 @@ function recordingPorts(fail: Set<string> = new Set()) {
     fenceDb: () => answer("fenceDb", undefined),
     reconfigureDb: () => answer("reconfigureDb", undefined),
     rejoinDb: () => answer("rejoinDb", { method: "rewind" as const }),
+    setSyncStandbys: (standbys) => answer(`setSyncStandbys ${standbys.join(",")}`, undefined),
     assignVip: () => answer("assignVip", { ok: true, output: "assigned" }),
     releaseVip: () => answer("releaseVip", { ok: true, output: "released" }),
     notify: (a) => void calls.push(`notify ${a.id}`),
@@ -93,6 +94,7 @@ const EVERY_ACTION: { [K in FailoverAction["type"]]: Extract<FailoverAction, { t
   fenceDb: { type: "fenceDb", token: "t-fence", newMaster: B },
   reconfigureDb: { type: "reconfigureDb", token: "t-reconf", newMaster: B },
   rejoinDb: { type: "rejoinDb", token: "t-rejoin", newMaster: B },
+  setSyncStandbys: { type: "setSyncStandbys", token: "t-sync", standbys: [B] },
   assignVip: { type: "assignVip", token: "t-assign", vip: "10.0.0.100" },
   releaseVip: { type: "releaseVip", token: "t-release", vip: "10.0.0.100" },
   notify: {
@@ -157,6 +159,7 @@ describe("createNode: actions", () => {
       "fenceDb",
       "reconfigureDb",
       "rejoinDb",
+      `setSyncStandbys ${B}`,
       "assignVip",
       "releaseVip",
       "notify lockFileRemoved",
@@ -179,6 +182,7 @@ describe("createNode: actions", () => {
       { type: "dbFenced", token: "t-fence" },
       { type: "dbReconfigured", token: "t-reconf" },
       { type: "dbRejoined", token: "t-rejoin" },
+      { type: "syncStandbysSet", token: "t-sync" },
       { type: "vipDone", token: "t-assign" },
       { type: "vipDone", token: "t-release" },
     ]);

@@ -70,6 +70,13 @@ export interface NodePorts {
    * and start it streaming from it as a standby. Optional: without it a rejoin fails, saying so.
    */
   rejoinDb?(newMaster: string): PromiseLike<void | { readonly method?: "rewind" | "basebackup" }>;
+  /**
+   * synchronous.mode: set the local (master) database's synchronous_standby_names to
+   * `ANY 1 (...)` over these standbys (by the application name their WAL receivers use),
+   * `ANY 1 (*)` for ["*"], or '' for none, and reload. Optional: without it the setting fails,
+   * saying so (only called when the configuration turns the guard on).
+   */
+  setSyncStandbys?(standbys: readonly string[]): PromiseLike<void>;
   assignVip(vip: string): PromiseLike<{ ok: boolean; output: string }>;
   releaseVip(vip: string): PromiseLike<{ ok: boolean; output: string }>;
   notify(action: NotifyAction): void;
@@ -464,6 +471,17 @@ export function createNode(options: NodeOptions): FailoverNode {
             ...(v?.method !== undefined ? { method: v.method } : {}),
           }),
           (e, now) => ({ type: "dbRejoined", now, token: a.token, ok: false, error: e.message }),
+        );
+      case "setSyncStandbys":
+        return later(
+          a,
+          () => {
+            if (ports.setSyncStandbys === undefined)
+              throw new Error("this executor cannot set synchronous_standby_names");
+            return ports.setSyncStandbys(a.standbys);
+          },
+          (_v, now) => ({ type: "syncStandbysSet", now, token: a.token, ok: true }),
+          (e, now) => ({ type: "syncStandbysSet", now, token: a.token, ok: false, error: e.message }),
         );
       case "assignVip":
       case "releaseVip": {

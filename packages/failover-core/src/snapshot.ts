@@ -35,6 +35,11 @@ export interface ClusterSnapshot {
   /** This node's rejoin: the master it is rejoining now, or why it could not (issue 16). */
   readonly rejoin: { readonly master: string } | null;
   readonly rejoinProblem: string | null;
+  /**
+   * synchronous.mode on or strict: the newest published synchronous standby set this agent
+   * knows (empty: commits wait for no standby; absent with the mode off or before any was known).
+   */
+  readonly syncStandbys?: readonly string[];
   readonly lastReason: string;
 }
 
@@ -85,6 +90,9 @@ export function snapshot(state: FailoverState): ClusterSnapshot {
     attention: state.attention,
     rejoin: state.rejoin === null ? null : { master: state.rejoin.master },
     rejoinProblem: state.rejoinProblem,
+    ...((state.config.synchronousMode ?? "off") !== "off" && state.sync.published !== null
+      ? { syncStandbys: state.sync.published.standbys }
+      : {}),
     lastReason: state.lastReason,
   };
 }

@@ -1,6 +1,7 @@
 import { type AnyEvent, Ctx } from "./context.ts";
 import { FailoverCoreError } from "./errors.ts";
 import { autoRejoinDue } from "./rejoin.ts";
+import { keepSyncStandbys } from "./sync.ts";
 import { type TransitionRow, transitions } from "./table.ts";
 import type { FailoverConfig, FailoverEvent, FailoverState, StepResult } from "./types.ts";
 
@@ -75,6 +76,12 @@ export function initialState(config: FailoverConfig): FailoverState {
     rejoin: null,
     rejoinGaveUp: null,
     rejoinProblem: null,
+    sync: {
+      published: config.persisted?.syncStandbys ?? null,
+      applied: null,
+      pending: null,
+      retryAt: null,
+    },
   };
 }
 
@@ -149,6 +156,8 @@ export function step(state: FailoverState, event: FailoverEvent): StepResult {
   // Idle primary, a resume, an aborted candidacy): a promoted master whose timer chain had died
   // while Promoting was never checked again, so a second failure of a master went unnoticed.
   c.keepMonitoring();
+  // And for the synchronous standby set: whatever changed the standbys or made us master.
+  keepSyncStandbys(c);
   // One place for persistence too: whatever row learned a new master, finished a promotion or
   // fenced a master, what must survive a restart is handed to the caller in this same step.
   c.keepRecord(state);

@@ -10,6 +10,7 @@ import { selfFenceRows } from "./table/self-fence.ts";
 import { startUpRows } from "./table/start-up.ts";
 import { switchoverRows } from "./table/switchover.ts";
 import { vipWatchRows } from "./table/vip-watch.ts";
+import { syncRows } from "./table/sync.ts";
 import { viewRows } from "./table/views.ts";
 
 export type { EventFor, RowSource, TransitionRow } from "./table/rows.ts";
@@ -47,4 +48,5 @@ export const transitions: readonly TransitionRow[] = [
   ...rejoinRows,
   ...candidacyRows,
   ...commandRows,
+  ...syncRows,
 ];

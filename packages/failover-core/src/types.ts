@@ -48,7 +48,26 @@ export interface PersistedFailoverState {
    * checks that it streams from the current master).
    */
   readonly rebuildNeeded: boolean;
+  /**
+   * The synchronous standby set a master last published (synchronous.mode on or strict): only
+   * one of these may be promoted automatically. Absent from older agents' files.
+   */
+  readonly syncStandbys?: SyncSet;
 }
+
+/**
+ * A published synchronous standby set and its version: the promotion epoch of the master that
+ * published it, then a count within that master's term. A newer version wins wherever two meet,
+ * so an agent cut off while the set changed learns the newer one when it is back.
+ */
+export interface SyncSet {
+  readonly standbys: readonly string[];
+  readonly epoch: number;
+  readonly seq: number;
+}
+
+/** synchronous.mode: see docs/operations.md, "Synchronous replication guard". */
+export type SynchronousMode = "off" | "on" | "strict";
 
 /**
  * Rejoin of a fenced old master, and rewind of a standby that cannot follow a new timeline
@@ -107,6 +126,8 @@ export interface FailoverConfig {
   readonly persisted?: PersistedFailoverState;
   /** Rejoin and rewind settings; absent when the executor cannot rejoin (see RejoinConfig). */
   readonly rejoin?: RejoinConfig;
+  /** synchronous.mode; absent = off (the executor cannot set synchronous_standby_names). */
+  readonly synchronousMode?: SynchronousMode;
 }
 
 /** One member of an installed view, with the failover role it last announced (if membership carries it). */
@@ -159,6 +180,12 @@ export type PeerMessage =
       readonly starting?: boolean;
       /** The sender stays Idle over a start-up master conflict: its database is a primary too. */
       readonly conflict?: boolean;
+      /** synchronous.mode on or strict: the newest published synchronous set the sender knows... */
+      readonly sync?: readonly string[];
+      /** ...its version: the publishing master's promotion epoch... */
+      readonly syncEpoch?: number;
+      /** ...and its count within that master's term. */
+      readonly syncSeq?: number;
     }
   | { readonly type: "dbFailed"; readonly role: AgentRole }
   | { readonly type: "checkDb"; readonly token: string; readonly target: string; readonly asMaster?: boolean }
@@ -375,6 +402,14 @@ export type FailoverEvent =
       readonly error?: string;
     }
   | {
+      /** Result of `setSyncStandbys`: the local database's synchronous_standby_names is set. */
+      readonly type: "syncStandbysSet";
+      readonly now: number;
+      readonly token: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  | {
       readonly type: "messageReceived";
       readonly now: number;
       readonly from: string;
@@ -433,6 +468,12 @@ export type FailoverAction =
       readonly clean?: boolean;
     }
   | { readonly type: "reconfigureDb"; readonly token: string; readonly newMaster: string }
+  /**
+   * Master, synchronous.mode on or strict: set the local database's synchronous_standby_names to
+   * `ANY 1 (...)` over these standbys' WAL receiver names, `ANY 1 (*)` for ["*"] (any standby),
+   * or '' for none, and reload; answered by `syncStandbysSet` with the same token.
+   */
+  | { readonly type: "setSyncStandbys"; readonly token: string; readonly standbys: readonly string[] }
   /**
    * Resynchronise the local database with `newMaster` (pg_rewind, or a base backup when allowed)
    * and start it as a standby streaming from it; answered by `dbRejoined` with the same token.
@@ -676,6 +717,29 @@ export interface FailoverState {
   readonly rejoinGaveUp: string | null;
   /** Why this node could not rejoin (shown by cluster-status); null when nothing to say. */
   readonly rejoinProblem: string | null;
+  /** The synchronous standby guard (synchronous.mode on or strict). */
+  readonly sync: SyncState;
+}
+
+/**
+ * The synchronous standby set. Invariant: every standby the master's database may count as the
+ * one synchronous copy (applied) is in the set the other agents know (published), so a commit
+ * acknowledged to a client is on a standby that stays eligible for promotion. Hence a standby
+ * joins the published set before the database's setting, and leaves it after.
+ */
+export interface SyncState {
+  /** The newest set a master published that this agent knows (persisted; null: none known). */
+  readonly published: SyncSet | null;
+  /** Master: what the local database was last set to; null until set in this term as master. */
+  readonly applied: readonly string[] | null;
+  /** Master: a setting in flight, and the set to publish once it succeeded (null: no change). */
+  readonly pending: {
+    readonly token: string;
+    readonly standbys: readonly string[];
+    readonly publishAfter: readonly string[] | null;
+  } | null;
+  /** Master: after a failed setting, the next try is not before this time. */
+  readonly retryAt: number | null;
 }
 
 /** Where a step came from in the table, and why: every decision carries a reason. */

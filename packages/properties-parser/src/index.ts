@@ -28,6 +28,8 @@ export {
   type VirtualIp,
   REWIND_MODES,
   type RewindMode,
+  SYNCHRONOUS_MODES,
+  type SynchronousMode,
   WATCHDOG_MODES,
   type WatchdogMode,
 } from "./schema.ts";

@@ -265,6 +265,20 @@ describe("parseConfig", () => {
     );
   });
 
+  test("synchronous.mode is off unless set; on and strict are read; anything else names the property and file", () => {
+    expect(parse(VALID).config?.synchronousMode).toBe("off");
+    expect(parse(`${VALID}synchronous.mode=on\n`).config?.synchronousMode).toBe("on");
+    expect(parse(`${VALID}synchronous.mode=strict\n`).config?.synchronousMode).toBe("strict");
+    const bad = parse(`${VALID}synchronous.mode=yes\n`);
+    expect(bad.config).toBeNull();
+    expect(bad.errors.map((e) => [e.code, e.property, e.line])).toEqual([
+      ["INVALID_VALUE", "synchronous.mode", 13],
+    ]);
+    expect(formatProblem(bad.errors[0]!)).toBe(
+      "/etc/efm/acctg.properties:13: synchronous.mode=yes: expected off, on, strict",
+    );
+  });
+
   test("admin.port must differ from the binding port", () => {
     const r = parse(VALID.replace("admin.port=7809", "admin.port=7800"));
     expect(r.errors).toMatchObject([{ code: "INCONSISTENT_PROPERTIES", property: "admin.port" }]);
@@ -364,6 +378,7 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
     watchdogMode: fc.constantFrom("off" as const, "automatic" as const, "required" as const),
     watchdogDevice: absPath,
     watchdogSafetyMargin: fc.nat({ max: 60_000 }),
+    synchronousMode: fc.constantFrom("off" as const, "on" as const, "strict" as const),
     switchoverMaxLagBytes: fc.nat({ max: 1024 ** 4 }),
     lockDir: absPath,
     logDir: absPath,
@@ -407,6 +422,7 @@ const configArb: fc.Arbitrary<EfmConfig> = fc.record(
       "watchdogMode",
       "watchdogDevice",
       "watchdogSafetyMargin",
+      "synchronousMode",
       "switchoverMaxLagBytes",
     ],
   },

@@ -17,6 +17,14 @@ export type SslMode = (typeof SSL_MODES)[number];
 export const WATCHDOG_MODES = ["off", "automatic", "required"] as const;
 export type WatchdogMode = (typeof WATCHDOG_MODES)[number];
 
+/**
+ * synchronous.mode: off, on (the master keeps `synchronous_standby_names = 'ANY 1 (...)'` over
+ * its running standbys, relaxed to '' only in a majority view without standbys) or strict
+ * (never relaxed: commits wait while no standby runs).
+ */
+export const SYNCHRONOUS_MODES = ["off", "on", "strict"] as const;
+export type SynchronousMode = (typeof SYNCHRONOUS_MODES)[number];
+
 /** db.rewind: whether a standby that cannot follow a new timeline is rewound. */
 export const REWIND_MODES = ["off", "on"] as const;
 export type RewindMode = (typeof REWIND_MODES)[number];
@@ -106,6 +114,11 @@ export interface EfmConfig {
   /** watchdog.safety.margin (ms): how long before another node may promote the device fires. */
   watchdogSafetyMargin: number;
   /**
+   * synchronous.mode: the zero-loss guard (see docs/operations.md, "Synchronous replication
+   * guard"): only a standby of the last published synchronous set is promoted automatically.
+   */
+  synchronousMode: SynchronousMode;
+  /**
    * switchover.max.lag.bytes: `efm promote -switchover` is refused unless its target is at most
    * this many bytes of WAL behind the master (the writes pause while it replays the rest).
    */
@@ -156,6 +169,12 @@ const sslMode: ValueType<SslMode> = {
 const watchdogMode: ValueType<WatchdogMode> = {
   expected: WATCHDOG_MODES.join(", "),
   parse: z.enum(WATCHDOG_MODES),
+  print: (v) => v,
+};
+
+const synchronousMode: ValueType<SynchronousMode> = {
+  expected: SYNCHRONOUS_MODES.join(", "),
+  parse: z.enum(SYNCHRONOUS_MODES),
   print: (v) => v,
 };
 
@@ -436,6 +455,13 @@ export const PROPERTIES: readonly AnySpec[] = [
     type: int(0, 3_600_000),
     need: "optional",
     default: 2000,
+  }),
+  spec({
+    key: "synchronous.mode",
+    field: "synchronousMode",
+    type: synchronousMode,
+    need: "optional",
+    default: "off",
   }),
   spec({
     key: "switchover.max.lag.bytes",

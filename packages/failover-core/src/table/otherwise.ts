@@ -59,6 +59,7 @@ export const EVENT_TYPES = [
   "dbFenced",
   "dbReconfigured",
   "dbRejoined",
+  "syncStandbysSet",
   "vipDone",
   "promotionRequested",
   "shutdown",

@@ -1,4 +1,5 @@
 import { compareLsn } from "../lsn.ts";
+import { outsideSyncSet } from "../sync.ts";
 import {
   type TransitionRow,
   row,
@@ -547,7 +548,8 @@ export const promotionRows: readonly TransitionRow[] = [
     on: "lsnsCollected",
     guard: "otherwise",
     to: "unchanged",
-    actions: "rank the candidates; ask the best untried one to check it can be promoted",
+    actions:
+      "rank the candidates (a failover under synchronous.mode: only the last published synchronous set); ask the best untried one to check it can be promoted",
     reason:
       "rank the standbys by (timeline, WAL position), ties by the priority list, leaving out any behind the current timeline; the best must pass its pre-promotion check before anyone is fenced",
     run: (c) => {
@@ -558,8 +560,16 @@ export const promotionRows: readonly TransitionRow[] = [
         .filter(
           (a) => !p.manual || p.force || p.masterLsn === null || compareLsn(p.lsns[a]!, p.masterLsn) >= 0,
         );
-      // Standbys left out for their timeline are named in the outcome if nobody can be promoted.
-      c.setPromotion({ ...p, ranked, failures: { ...c.offTimeline(p), ...p.failures } });
+      // synchronous.mode: a failover promotes only a standby of the last published synchronous
+      // set (the others may lack commits acknowledged to clients); an operator's promote may.
+      const outside = p.manual ? {} : outsideSyncSet(c, ranked);
+      // Standbys left out for their timeline or the synchronous set are named in the outcome if
+      // nobody can be promoted.
+      c.setPromotion({
+        ...p,
+        ranked: ranked.filter((a) => outside[a] === undefined),
+        failures: { ...c.offTimeline(p), ...outside, ...p.failures },
+      });
       c.nextCandidate();
     },
   }),

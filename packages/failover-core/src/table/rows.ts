@@ -1,4 +1,5 @@
 import type { AnyEvent, Ctx } from "../context.ts";
+import { learnSyncSet } from "../sync.ts";
 import type { AgentRole, Command, FailoverEvent, Investigation, PeerMessage, Phase } from "../types.ts";
 
 /** Where a row applies: a role (in the running phase), a start-up phase, or anywhere. */
@@ -203,6 +204,8 @@ export function recordStatus(c: Ctx, e: EventFor<"message:status">): void {
   if (e.message.ask && c.isCoordinator()) {
     c.send(e.from, { type: "lists", allowed: c.s.allowed, priority: c.s.priority });
   }
+  // The newest synchronous standby set published: the only standbys a failover may promote.
+  learnSyncSet(c, e.message);
   const prev = c.s.peers[e.from];
   c.s.peers = {
     ...c.s.peers,
