@@ -1,5 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { closeSync, writeSync } from "node:fs";
+import { CLUSTER_NAME } from "@efm/properties-parser";
 import { Command } from "commander";
 import { startAgent } from "./agent.ts";
 import { AgentError } from "./errors.ts";
@@ -100,6 +101,16 @@ export function buildProgram(): Command {
     )
     .description("run the agent in the foreground until it is stopped (SIGTERM leaves the cluster cleanly)")
     .action(async (cluster: string, opts: { configDir?: string; wait?: boolean; bootstrap?: boolean }) => {
+      // The name becomes file names (properties, logs, lock, state) and the privileged helpers'
+      // argument: "../acctg" read a file outside the config directory and made a "startup-.."
+      // folder in the log directory. Refuse what the helpers would refuse, before any file.
+      if (!CLUSTER_NAME.test(cluster)) {
+        process.stderr.write(
+          `efm-agent: ${JSON.stringify(cluster)} is not a valid cluster name: use up to 64 letters, digits, _ . - (starting with a letter, digit or _)\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
       if (opts.wait) {
         process.exitCode = await startAndWait(cluster, opts.configDir, opts.bootstrap === true);
         return;
