@@ -5,9 +5,11 @@ import { encrypt } from "@efm/password-crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isScriptsRunnerError } from "./errors.ts";
 import {
+  checkKnownMember,
   DEFAULT_CONFIG_DIR,
   factsFromConfig,
   helperConfigDir,
+  membersFileOf,
   readTrustedProperties,
 } from "./helper-facts.ts";
 
@@ -180,6 +182,29 @@ describe("facts from the properties", () => {
       sourceUser: "rewinder",
       timeoutSeconds: 300,
     });
+  });
+
+  it("a rejoin source must be listed in the members file, compared without case", () => {
+    const nodes = join(root, "members.nodes");
+    writeFileSync(nodes, "# members\n10.0.1.11:7800 10.0.1.12:7800\nDB3.example.com:7800\n");
+    expect(code(() => checkKnownMember("10.0.1.12", nodes))).toBe("accepted");
+    expect(code(() => checkKnownMember("db3.EXAMPLE.com", nodes))).toBe("accepted");
+    expect(code(() => checkKnownMember("10.0.1.99", nodes))).toBe(
+      `REJOIN_REFUSED: cannot rejoin to 10.0.1.99: it is not a member listed in ${nodes} (10.0.1.11, 10.0.1.12, db3.example.com); a rejoin rewinds only from a cluster member. Nothing was changed`,
+    );
+    const missing = join(root, "none.nodes");
+    expect(code(() => checkKnownMember("10.0.1.12", missing))).toBe(
+      `REJOIN_REFUSED: cannot rejoin to 10.0.1.12: it is not a member listed in ${missing} (no members); a rejoin rewinds only from a cluster member. Nothing was changed`,
+    );
+    // Unreadable now (a directory here; a file db.service.owner may not read in production):
+    // the hosts read at start-up still count, and the refusal says why the file did not.
+    expect(code(() => checkKnownMember("10.0.1.12", root, ["10.0.1.12"]))).toBe("accepted");
+    expect(code(() => checkKnownMember("10.0.1.13", root, ["10.0.1.12"]))).toContain(
+      "(10.0.1.12) (and it cannot be read again now: ",
+    );
+    expect(membersFileOf({ propertiesFile: "/etc/efm/acctg.properties", cluster: "acctg" })).toBe(
+      "/etc/efm/acctg.nodes",
+    );
   });
 
   it("refuses a db.bin others could change, or one that is missing", () => {

@@ -7,6 +7,7 @@ import {
   type EfmConfig,
   formatProblem,
   parseConfig,
+  readNodes,
   readTrustedProperties as readShared,
   CLUSTER_NAME as SHARED_CLUSTER_NAME,
   DEFAULT_CONFIG_DIR as SHARED_CONFIG_DIR,
@@ -37,6 +38,8 @@ export interface HelperFacts extends HelperFactArgs {
    * helper never acts on it, only reports it for the agent's start-up comparison.
    */
   readonly vip: { readonly address: string; readonly interface: string; readonly prefix: number } | null;
+  /** Hosts of the members file when the helper started, read before privileges were dropped. */
+  readonly members: readonly string[];
 }
 
 /**
@@ -77,6 +80,41 @@ export function readTrustedProperties(
   throw new ScriptsRunnerError(code, r.message);
 }
 
+/** The members file next to the properties file: `<dir>/<cluster>.nodes`. */
+export function membersFileOf(facts: Pick<HelperFacts, "propertiesFile" | "cluster">): string {
+  return join(dirname(facts.propertiesFile), `${facts.cluster}.nodes`);
+}
+
+/** The hosts of a members file, lower-cased; a missing file lists none. Throws when unreadable. */
+export function memberHosts(membersFile: string): string[] {
+  return readNodes(membersFile).nodes.map((n) => n.host.toLowerCase());
+}
+
+/**
+ * Refuses a rejoin source that is not a member listed in the cluster's members file.
+ * pg_rewind from a host outside the cluster would overwrite this database with whatever that
+ * host serves; the agent names the master it sees, and this holds it to the addresses the
+ * cluster was configured with or has admitted. The file is read again at each request (members
+ * join while the helper runs); `known` are the hosts read at start-up, as root, for when
+ * db.service.owner may not read the file (then a member admitted since needs an agent restart).
+ */
+export function checkKnownMember(host: string, membersFile: string, known: readonly string[] = []): void {
+  let now: string[] = [];
+  let unreadable = "";
+  try {
+    now = memberHosts(membersFile);
+  } catch (e) {
+    unreadable = ` (and it cannot be read again now: ${(e as Error).message})`;
+  }
+  const hosts = [...new Set([...known, ...now])];
+  if (!hosts.includes(host.toLowerCase())) {
+    throw new ScriptsRunnerError(
+      "REJOIN_REFUSED",
+      `cannot rejoin to ${host}: it is not a member listed in ${membersFile} (${hosts.length > 0 ? hosts.join(", ") : "no members"})${unreadable}; a rejoin rewinds only from a cluster member. Nothing was changed`,
+    );
+  }
+}
+
 /** Uid and primary gid of `user` (through NSS, as the system resolves it). */
 function lookupUser(user: string): { uid: number; gid: number } {
   const id = (flag: string) => {
@@ -108,7 +146,7 @@ export function factsFromConfig(
   propertiesFile: string,
   text: string,
   trustedUid: number,
-): HelperFacts {
+): Omit<HelperFacts, "members"> {
   const r = parseConfig(text, propertiesFile, { checkFiles: false });
   if (!r.config || r.errors.length > 0) {
     throw new ScriptsRunnerError("PROPERTIES_INVALID", r.errors.map(formatProblem).join("\n"));
@@ -214,7 +252,14 @@ function ownsDataDir(facts: HelperFacts, uid: number): void {
 export function loadHelperFacts(cluster: string, env: NodeJS.ProcessEnv): HelperFacts {
   const euid = process.geteuid?.() ?? 0;
   const { path, text } = readTrustedProperties(helperConfigDir(env), cluster, euid);
-  const facts = factsFromConfig(cluster, path, text, euid);
+  const read = factsFromConfig(cluster, path, text, euid);
+  let members: string[] = [];
+  try {
+    members = memberHosts(membersFileOf(read));
+  } catch {
+    // Said by checkKnownMember when a rejoin needs it; every other verb works without it.
+  }
+  const facts = { ...read, members };
   const me = userInfo().username;
   if (euid !== 0) {
     if (me !== facts.owner) {

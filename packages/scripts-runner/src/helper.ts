@@ -7,7 +7,7 @@
 // (helper-protocol.ts) one at a time, one JSON line each, until stdin closes.
 import { userInfo } from "node:os";
 import { ScriptsRunnerError } from "./errors.ts";
-import { type HelperFacts, loadHelperFacts } from "./helper-facts.ts";
+import { checkKnownMember, type HelperFacts, loadHelperFacts, membersFileOf } from "./helper-facts.ts";
 import { parseHelperRequest } from "./helper-grammar.ts";
 import { executeHelperCommand } from "./helper-ops.ts";
 import {
@@ -52,6 +52,8 @@ async function answer(item: string | TooLong, facts: HelperFacts): Promise<void>
   try {
     const request = parseRequestLine(item);
     const command = parseHelperRequest(request.tokens, facts);
+    // The one verb that may overwrite this database from another host takes it from the members.
+    if (command.verb === "rejoin") checkKnownMember(command.newMaster, membersFileOf(facts), facts.members);
     const report = await executeHelperCommand(command, facts.connection);
     say({ id: request.id, ok: true, ...report });
   } catch (e) {
