@@ -17,6 +17,20 @@ describe("the failover state file", () => {
     expect(JSON.parse(readFileSync(path, "utf8")).epoch).toBe(2);
   });
 
+  test("the published synchronous standby set is kept with its version; a malformed one is refused", () => {
+    const path = join(dir, "sync.failover.json");
+    const state = {
+      lastMaster: "10.0.0.1:7800",
+      epoch: 2,
+      rebuildNeeded: false,
+      syncStandbys: { standbys: ["10.0.0.2:7800"], epoch: 2, seq: 5 },
+    };
+    writeFailoverState(path, state);
+    expect(readFailoverState(path)).toEqual(state);
+    writeFileSync(path, JSON.stringify({ ...state, syncStandbys: ["10.0.0.2:7800"] }));
+    expect(() => readFailoverState(path)).toThrow(/sync\.failover\.json is corrupt \(syncStandbys: /);
+  });
+
   test("a corrupt file stops the start with the file named and the reason", () => {
     const path = join(dir, "bad.failover.json");
     writeFileSync(path, "{not json");

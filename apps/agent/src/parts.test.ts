@@ -113,6 +113,15 @@ test("status shows nodes by address and lists the messages an operator needs", (
   );
   expect(refused.nodes[0]).toMatchObject({ info: "rejoin refused" });
   expect(refused.messages).toContain("Could not rejoin as a standby of 10.0.1.9:7800: no.");
+  // synchronous.mode: the published set, by host; nothing said with the mode off (no field).
+  const voters = ["10.0.1.8:7800", "10.0.1.9:7800"];
+  expect(statusFromSnapshot({ ...snap, syncStandbys: ["10.0.1.9:7800"] }, [], voters).messages).toContain(
+    "Synchronous standbys (the only ones a failover may promote): 10.0.1.9.",
+  );
+  expect(statusFromSnapshot({ ...snap, syncStandbys: [] }, [], voters).messages).toContain(
+    "Synchronous standbys: none published (a failover may promote any standby).",
+  );
+  expect(statusFromSnapshot(snap, [], voters).messages.join(" ")).not.toContain("Synchronous");
   // A lost witness stays a Witness (its agent DOWN) rather than an Idle node with a database.
   const lost = statusFromSnapshot(
     snap,
