@@ -25,11 +25,11 @@ beforeAll(async () => {
       { name: "b", role: "standby" },
       { name: "c", role: "standby" },
     ],
-    port: 33432,
+    port: 31432,
     addressBase: "127.0.33",
     runDir: "/tmp/efm-s2-idle-watch",
   });
-  efm = suite.efmCluster(lab, "acctg", { agentPort: 33500, adminPort: 33600 });
+  efm = suite.efmCluster(lab, "acctg", { agentPort: 31500, adminPort: 31600 });
   await efm.startAll(["a", "b", "c"], { a: "Master", b: "Standby", c: "Standby" });
   // b is promoted: c out of the priority list, so the failover has one outcome
   await efm.waitStatus("a", "both standbys listed", (s) => s.failoverpriority.length === 2);
