@@ -634,9 +634,24 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     setSyncStandbys: async (standbys) => {
       // synchronous.mode: each standby is named as its WAL receiver names itself to us (its
       // application_name, else its cluster_name, else "walreceiver"), read from its own database.
-      const names = standbys.includes("*")
-        ? ["*"]
-        : await Promise.all(standbys.map((a) => walReceiverName(db(hostOf(a)), c.remoteTimeout * 1000)));
+      // A standby whose name cannot be read now is left out (counting fewer standbys is safe: the
+      // published set still holds them all); with none readable the setting fails and is retried.
+      let names = ["*"];
+      if (!standbys.includes("*")) {
+        const read = await Promise.allSettled(
+          standbys.map((a) => walReceiverName(db(hostOf(a)), c.remoteTimeout * 1000)),
+        );
+        names = read.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+        read.forEach((r, i) => {
+          if (r.status === "rejected")
+            log.warn(
+              { standby: standbys[i] },
+              `synchronous_standby_names leaves out ${standbys[i]}: ${(r.reason as Error).message}`,
+            );
+        });
+        if (standbys.length > 0 && names.length === 0)
+          throw new AgentError("DATABASE", "no standby's WAL receiver name could be read");
+      }
       const value = synchronousStandbyNames(names);
       await setSynchronousStandbyNames(db(selfHost), value, c.localTimeout * 1000);
       log.info({ standbys, value }, `synchronous_standby_names set to '${value}'`);
