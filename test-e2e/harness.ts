@@ -459,6 +459,16 @@ export function threeHosts(): HostSpec[] {
 }
 
 /** Agents left by an earlier run that was itself killed are recorded here, keyed by run folder. */
+/**
+ * A listening port inside Linux's ephemeral range (32768-60999 by default) can already be held
+ * by some outgoing connection's source port when the agent or server binds it: a failure no
+ * assertion can make deterministic. Suites keep their ports below it.
+ */
+function belowEphemeral(what: string, port: number | undefined): void {
+  if (port !== undefined && port >= 32768)
+    throw new Error(`${what} ${port} is in the ephemeral port range (32768-60999): pick one below 32768`);
+}
+
 function pidFile(runDir: string): string {
   return `${runDir}.agent-pids`;
 }
@@ -496,6 +506,7 @@ export class Suite {
 
   /** Build a lab cluster (removing agents and servers a killed earlier run left in its folder). */
   async lab(options: Parameters<typeof createCluster>[0] & { runDir: string }): Promise<Cluster> {
+    belowEphemeral("the database port", options.port);
     killLeftoverAgents(options.runDir);
     const lab = await createCluster(options);
     this.labs.push(lab);
@@ -503,6 +514,8 @@ export class Suite {
   }
 
   efmCluster(lab: Cluster, name: string, opts: Omit<EfmClusterOptions, "smtp">): EfmCluster {
+    belowEphemeral("the agent port", opts.agentPort);
+    belowEphemeral("the admin ports", opts.adminPort + lab.hosts.length);
     const c = new EfmCluster(lab, name, { ...opts, smtp: this.smtp });
     this.clusters.push(c);
     return c;
