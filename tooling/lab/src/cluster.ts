@@ -706,7 +706,9 @@ export class Cluster {
       `CREATE ROLE ${quoteIdent(s.replicationUser)} WITH REPLICATION LOGIN PASSWORD ${quoteLiteral(s.replicationPassword)};
        CREATE ROLE ${efm} WITH LOGIN PASSWORD ${quoteLiteral(s.efmPassword)};
        GRANT pg_monitor TO ${efm};
-       GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${efm};`,
+       GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${efm};
+       -- synchronous.mode: the master agent sets synchronous_standby_names (a cluster-wide grant).
+       GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names TO ${efm};`,
       [],
       "postgres",
     );
@@ -715,7 +717,9 @@ export class Cluster {
       s,
       m,
       `CREATE TABLE lab_rows (id bigserial PRIMARY KEY, payload text NOT NULL, at timestamptz NOT NULL DEFAULT now());
-       GRANT SELECT ON lab_rows TO ${efm};`,
+       GRANT SELECT ON lab_rows TO ${efm};
+       -- synchronous.mode: and reloads; function privileges belong to the database it connects to.
+       GRANT EXECUTE ON FUNCTION pg_reload_conf() TO ${efm};`,
     );
   }
 
