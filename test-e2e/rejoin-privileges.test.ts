@@ -4,7 +4,7 @@
  * new master is refused before its database is touched, with a "could not rejoin" mail and
  * cluster-status text naming the missing privilege; once the grant is given, `efm resume`
  * rewinds it as that role and it streams as a Standby.
- * Addresses 127.0.35.61-63, ports 35161 (db), 35561 (agents), 35661-35663 (admin),
+ * Addresses 127.0.35.61-63, ports 30161 (db), 30561 (agents), 30661-30663 (admin),
  * folders /tmp/efm-s5-* (reserved for S5's boundary work).
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -38,7 +38,7 @@ beforeAll(async () => {
     name: "e2e-rewind-privileges",
     mode: "loopback",
     hosts: threeHosts(),
-    port: 35161,
+    port: 30161,
     addressBase: "127.0.35",
     firstOctet: 61,
     runDir: "/tmp/efm-s5-e2e-privileges",
@@ -52,8 +52,8 @@ beforeAll(async () => {
   await lab.waitReplayed("b", lsn);
   await lab.waitReplayed("c", lsn);
   efm = suite.efmCluster(lab, "privs", {
-    agentPort: 35561,
-    adminPort: 35661,
+    agentPort: 30561,
+    adminPort: 30661,
     properties: { "auto.rejoin": "true", "db.rewind.source.user": "rewinder" },
   });
   await efm.startAll(["a", "b", "c"], { a: "Master", b: "Standby", c: "Standby" });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ScriptsRunnerError, type ScriptsRunnerErrorCode } from "./errors.ts";
 import type { HelperConnection, HelperReport } from "./helper-ops.ts";
 
-// Reserved for S5's boundary work: 127.0.35.x, ports 35000-35999, /tmp/efm-s5-*.
+// Reserved for S5's boundary work: 127.0.35.x, ports 30000-30999 (below the ephemeral range), /tmp/efm-s5-*.
 const bin = "/usr/lib/postgresql/15/bin";
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 const runDir = "/tmp/efm-s5-rewind-privileges";
@@ -85,7 +85,7 @@ beforeAll(async () => {
   lab = await createCluster({
     name: "s5-rewind-privileges",
     runDir,
-    port: 35011,
+    port: 30011,
     addressBase: "127.0.35",
     firstOctet: 11,
     hosts: [
