@@ -135,8 +135,24 @@ const SCENARIOS: Scenario[] = [
     title: "as freeze-isolate, with watchdog.mode=off",
     expect: "failover",
     knownBug:
-      "with watchdog.mode=off nothing stops a frozen master agent's database: issue 13's synchronous.mode guard is not built, so the isolated old master commits local writes after a standby is promoted",
+      "with watchdog.mode=off and synchronous.mode=off nothing stops a frozen master agent's database, so the isolated old master commits local writes after a standby is promoted: synchronous.mode=on is the guard for it (freeze-isolate-sync)",
     props: { "watchdog.mode": "off" },
+    async run(w, t0) {
+      w.signalAgent("a", "SIGSTOP");
+      await w.lab.isolate("a");
+      await waitFailoverSeen(w, t0);
+      await holdUntil(t0, 20_000);
+      await w.lab.heal();
+      w.signalAgent("a", "SIGCONT");
+      await sleep(5_000);
+    },
+  },
+  {
+    name: "freeze-isolate-sync",
+    title:
+      "as freeze-isolate-no-watchdog, with synchronous.mode=on: the frozen, isolated old master cannot commit without its standbys",
+    expect: "failover",
+    props: { "watchdog.mode": "off", "synchronous.mode": "on" },
     async run(w, t0) {
       w.signalAgent("a", "SIGSTOP");
       await w.lab.isolate("a");
