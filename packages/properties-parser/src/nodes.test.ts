@@ -43,6 +43,12 @@ describe("members file", () => {
     ]);
   });
 
+  test("a mistyped IPv4 address is refused, not taken for a host name", () => {
+    const r = parseNodes("300.1.1.1:7800 10.0.1:7800 db3:7800 10.0.1.8:7800\n", "acctg.nodes");
+    expect(r.errors.map((e) => e.value)).toEqual(["300.1.1.1:7800", "10.0.1:7800"]);
+    expect(r.nodes.map((n) => n.host)).toEqual(["db3", "10.0.1.8"]);
+  });
+
   test("write then read gives the same members; a missing file is empty", () => {
     const path = join(dir, "acctg.nodes");
     expect(readNodes(path).nodes).toEqual([]);

@@ -206,9 +206,13 @@ const notificationLevel: ValueType<NotificationLevel> = {
 const hostname =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-/** True for an IPv4/IPv6 literal or a syntactically valid host name. */
+/**
+ * True for an IPv4/IPv6 literal or a syntactically valid host name. A name whose last label is
+ * all digits is never a host name (RFC 1123 2.1), so `300.1.1.1` or `10.0.1` is a mistyped
+ * address, refused here rather than looked up in DNS.
+ */
 export function isHost(s: string): boolean {
-  return isIP(s) !== 0 || hostname.test(s);
+  return isIP(s) !== 0 || (hostname.test(s) && !/(?:^|\.)\d+$/.test(s));
 }
 
 /** Parse `host:port`, `[v6]:port`; null when malformed. */
