@@ -692,6 +692,8 @@ export class Cluster {
       ...(s.tls ? ["hostnossl all all 0.0.0.0/0 reject", "hostnossl replication all 0.0.0.0/0 reject"] : []),
       "local all all trust",
       `host replication ${s.replicationUser} 0.0.0.0/0 scram-sha-256`,
+      // A fenced or switched-over old master follows the new one as db.user (docs/operations.md).
+      `host replication ${s.efmUser} 0.0.0.0/0 scram-sha-256`,
       "host all all 0.0.0.0/0 scram-sha-256",
       "host all all ::/0 scram-sha-256",
     ].join("\n");
@@ -704,9 +706,9 @@ export class Cluster {
       s,
       m,
       `CREATE ROLE ${quoteIdent(s.replicationUser)} WITH REPLICATION LOGIN PASSWORD ${quoteLiteral(s.replicationPassword)};
-       CREATE ROLE ${efm} WITH LOGIN PASSWORD ${quoteLiteral(s.efmPassword)};
+       CREATE ROLE ${efm} WITH LOGIN REPLICATION PASSWORD ${quoteLiteral(s.efmPassword)};
        GRANT pg_monitor TO ${efm};
-       GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${efm};
+       GRANT pg_checkpoint TO ${efm};
        -- synchronous.mode: the master agent sets synchronous_standby_names (a cluster-wide grant).
        GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names TO ${efm};`,
       [],
@@ -718,8 +720,15 @@ export class Cluster {
       m,
       `CREATE TABLE lab_rows (id bigserial PRIMARY KEY, payload text NOT NULL, at timestamptz NOT NULL DEFAULT now());
        GRANT SELECT ON lab_rows TO ${efm};
-       -- synchronous.mode: and reloads; function privileges belong to the database it connects to.
-       GRANT EXECUTE ON FUNCTION pg_reload_conf() TO ${efm};`,
+       -- Function privileges belong to the database db.user connects to: this one. What
+       -- docs/operations.md asks of db.user: promote over SQL, reload (synchronous.mode), and
+       -- the functions pg_rewind runs on the source of a rejoin.
+       GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${efm};
+       GRANT EXECUTE ON FUNCTION pg_reload_conf() TO ${efm};
+       GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO ${efm};
+       GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO ${efm};
+       GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO ${efm};
+       GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ${efm};`,
     );
   }
 
