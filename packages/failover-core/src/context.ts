@@ -4,6 +4,7 @@ import { syncFields } from "./sync.ts";
 import type {
   AgentRole,
   Candidacy,
+  CandidateCheck,
   Command,
   FailoverAction,
   FailoverEvent,
@@ -397,6 +398,53 @@ export class Ctx {
   advanceCandidacy(after: Candidacy["stage"] | "start"): void {
     const c = this.s.candidacy;
     if (!c) return;
+    const checks: readonly CandidateCheck[] = ["vip", "pingServer", "master"];
+    if (after === "start") {
+      // The checks before fencing only read (a ping, a ping, a connection attempt): nothing
+      // orders them but the text, so they run side by side and the candidate waits for the
+      // slowest instead of the sum. Fencing still waits for every one; the first that fails
+      // ends the candidacy, so the answers still out can no longer change the decision.
+      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
+      if (run.length > 0) {
+        this.s.candidacy = { ...c, stage: run[0]!, pendingChecks: run, checksAskedAt: this.now };
+        for (const s of run) this.act(this.candidacyAction(c, s)!);
+        return;
+      }
+      after = "master";
+    } else if ((checks as readonly string[]).includes(after)) {
+      const pending = c.pendingChecks ?? [];
+      // An answer to a check nobody waits for (never asked, or already answered) moves nothing.
+      if (!pending.includes(after as CandidateCheck)) return;
+      const rest = pending.filter((s) => s !== after);
+      const masterAt = after === "master" && rest.length > 0 ? this.now : c.masterAnsweredAt;
+      if (rest.length > 0) {
+        this.s.candidacy = {
+          ...c,
+          stage: rest[0]!,
+          pendingChecks: rest,
+          ...(masterAt !== undefined ? { masterAnsweredAt: masterAt } : {}),
+        };
+        return;
+      }
+      const asked = c.checksAskedAt ?? this.now;
+      if (after !== "master" && masterAt !== undefined && this.now - masterAt > masterAt - asked) {
+        // The old master's database was found down well before the slower checks answered:
+        // longer ago than the check itself took, so a database that came back since would go
+        // unseen. Read it again, so that, as in the guide's order, it is the last thing read
+        // before fencing. An answer that came about when the others did (a silent host answers
+        // at the bound, as a bounded ping does) is as fresh as the check can make it.
+        const { masterAnsweredAt: _, ...rereading } = c;
+        this.s.candidacy = {
+          ...rereading,
+          stage: "master",
+          pendingChecks: ["master"],
+          checksAskedAt: this.now,
+        };
+        this.act(this.candidacyAction(c, "master")!);
+        return;
+      }
+      after = "master";
+    }
     const order: Candidacy["stage"][] = [
       "vip",
       "pingServer",
@@ -406,7 +454,7 @@ export class Ctx {
       "assignVip",
       "postPromotion",
     ];
-    const start = after === "start" ? 0 : order.indexOf(after) + 1;
+    const start = order.indexOf(after) + 1;
     for (let i = start; i < order.length; i++) {
       const stage = order[i]!;
       const action = this.candidacyAction(c, stage);
@@ -416,7 +464,7 @@ export class Ctx {
         return;
       }
       if (action) {
-        this.s.candidacy = { ...c, stage };
+        this.s.candidacy = { ...c, stage, pendingChecks: [] };
         this.act(action);
         return;
       }

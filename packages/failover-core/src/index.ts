@@ -32,6 +32,7 @@ export { decisionTable, transitions } from "./table.ts";
 export type {
   AgentRole,
   Candidacy,
+  CandidateCheck,
   Command,
   DbStatus,
   FailoverAction,

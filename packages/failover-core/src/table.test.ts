@@ -1594,6 +1594,113 @@ describe("promotion (candidate side)", () => {
     return run(v.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
   }
 
+  it("runs the VIP, ping-server and master-database checks at once and fences only after all passed", () => {
+    const fenced = standby({
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+    });
+    const r = run(fenced, promote());
+    // all three read-only checks are asked for in the same step, not one after the other
+    expect(
+      r.actions.map((a) => a.type).filter((t) => ["pingVip", "pingServer", "checkRemoteDb"].includes(t)),
+    ).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+    // answers in any order: nothing irreversible until the last one is in
+    const master = run(r.state, {
+      type: "remoteDbChecked",
+      now: 2,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(master)).toEqual(["cand.masterDown"]);
+    expect(master.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
+    const ping = run(master.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
+    expect(ping.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
+    const vip = run(ping.state, { type: "vipPinged", now: 4, token: "p1", reachable: false });
+    // the master database answered first: that answer is as old as the slowest check, so it is
+    // read again and is the last thing read before fencing, as in the guide's order
+    expect(vip.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
+    expect(find(vip, "checkRemoteDb")).toMatchObject({ target: "a", asMaster: true, token: "p1" });
+    const back = run(vip.state, {
+      type: "remoteDbChecked",
+      now: 5,
+      token: "p1",
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(back)).toEqual(["cand.masterRunning"]);
+    expect(back.state.role).toBe("Standby");
+    const recheck = run(vip.state, {
+      type: "remoteDbChecked",
+      now: 5,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    expect(find(recheck, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    // a repeated answer moves nothing: the fence is not run twice
+    const again = run(recheck.state, { type: "pingServerPinged", now: 6, token: "p1", reachable: true });
+    expect(again.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
+    expect(again.state.candidacy?.stage).toBe("fence");
+  });
+
+  it("fences at once when the master database is the last check to answer", () => {
+    const fenced = standby({
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+    });
+    const r = run(fenced, promote());
+    const vip = run(r.state, { type: "vipPinged", now: 2, token: "p1", reachable: false });
+    const ping = run(vip.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
+    const master = run(ping.state, {
+      type: "remoteDbChecked",
+      now: 4,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    expect(find(master, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    expect(master.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
+  });
+
+  it("does not read a silent master again when it answered at its bound, just before the ping", () => {
+    const fenced = standby({
+      scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+    });
+    // asked at 1; the VIP answers at once, the silent host's database at its bound (1001), the
+    // bounded ping one millisecond later: the master's answer is as fresh as the check allows
+    const r = run(fenced, promote());
+    const vip = run(r.state, { type: "vipPinged", now: 2, token: "p1", reachable: false });
+    const master = run(vip.state, {
+      type: "remoteDbChecked",
+      now: 1001,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    const ping = run(master.state, { type: "pingServerPinged", now: 1002, token: "p1", reachable: true });
+    expect(ping.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
+    expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+  });
+
+  it("ends the candidacy at the first failed check; the answers still out change nothing", () => {
+    const r = run(standby(), promote());
+    const running = run(r.state, {
+      type: "remoteDbChecked",
+      now: 2,
+      token: "p1",
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(running)).toEqual(["cand.masterRunning"]);
+    expect(running.state.role).toBe("Standby");
+    expect(running.state.candidacy).toBeNull();
+    const lateVip = run(running.state, { type: "vipPinged", now: 3, token: "p1", reachable: false });
+    const latePing = run(lateVip.state, { type: "pingServerPinged", now: 4, token: "p1", reachable: true });
+    for (const late of [lateVip, latePing]) {
+      expect(late.actions.filter((a) => ["runScript", "promoteDb", "fenceDb"].includes(a.type))).toEqual([]);
+      expect(late.state.role).toBe("Standby");
+    }
+  });
+
   it("keeps watching its database as master when a check was in flight as it was chosen", () => {
     const tick = run(standby(), { type: "timer", now: 1, name: "localCheck" });
     const token = find(tick, "checkLocalDb").token;

@@ -593,7 +593,22 @@ export interface Candidacy {
     | "postPromotion";
   /** Why the promote failed (while verifying it). */
   readonly error?: string;
+  /**
+   * The checks before fencing (VIP free, ping server answering, old master database down) that
+   * have not answered yet: they run side by side, and fencing waits for all of them.
+   */
+  readonly pendingChecks?: readonly CandidateCheck[];
+  /** When the checks (or the master database's second read) were asked for. */
+  readonly checksAskedAt?: number;
+  /**
+   * When the master database answered "down" while other checks were still out: if they answer
+   * more than that check's own duration later, the database is read again before fencing.
+   */
+  readonly masterAnsweredAt?: number;
 }
+
+/** A candidate's read-only check before anything is fenced (guide 8.3's order, run at once). */
+export type CandidateCheck = "vip" | "pingServer" | "master";
 
 /**
  * An agent fencing itself (release the VIP and fence the database side by side, then run a
