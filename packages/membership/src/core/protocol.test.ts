@@ -92,6 +92,9 @@ describe("timing", () => {
     const t = deriveTiming();
     expect(t.suspectAfter).toBe(40_000);
     expect(t.lease).toBe(35_000);
+    // the direct verification after the window is short: 2 s at most, one timeout below that
+    expect(t.verifyTimeout).toBe(2000);
+    expect(deriveTiming(500, 2).verifyTimeout).toBe(500);
     expect(leaseDuration(500, 2)).toBe(500);
     expect(takeoverAllowedAt(1000, t)).toBe(1000 + 35_000 + t.driftMargin);
     expect(detectionBound(t)).toBeGreaterThan(t.suspectAfter);
@@ -507,6 +510,58 @@ describe("a member leaves a quorate view only when a majority of the voters susp
     expect(m.view(B)).toEqual([B, C]);
     expect(m.view(C)).toEqual([B, C]);
     expect(m.nodes.get(B)!.isQuorate()).toBe(true);
+  });
+});
+
+describe("suspicion starts when the silence reaches jgroups.timeout x max.tries", () => {
+  /** Records when each frame from `from` to `to` is delivered, and when `to` suspects `from`. */
+  class Timed extends Mini {
+    lastDelivery = Number.NEGATIVE_INFINITY;
+    suspectedAt: number | null = null;
+    constructor(
+      addrs: string[],
+      private readonly from: string,
+      private readonly to: string,
+    ) {
+      super(addrs);
+    }
+    override apply(a: string, self: NodeId, e: Effect): void {
+      if (a === this.from && e.type === "send" && e.to === this.to && !this.down.has(a))
+        this.lastDelivery = Math.max(this.lastDelivery, this.now + 2);
+      if (
+        a === this.to &&
+        e.type === "emit" &&
+        e.event.type === "memberSuspected" &&
+        e.event.member === this.from
+      )
+        this.suspectedAt ??= this.now;
+      super.apply(a, self, e);
+    }
+  }
+
+  it("not up to one heartbeat interval later, whatever the phase of the two members' ticks", () => {
+    for (const offset of [0, 7, 19, 33, 48]) {
+      const m = new Timed([A, B, C], C, B);
+      for (const a of [A, B, C]) m.start(a);
+      m.run(1000 + offset);
+      expect(m.view(B)).toEqual([A, B, C]);
+      m.down.add(C);
+      m.run(m.now + timing.suspectAfter + 2 * timing.heartbeatInterval);
+      // B last heard C when C's last frame arrived; its suspicion starts exactly suspectAfter later.
+      expect({ offset, at: m.suspectedAt }).toEqual({ offset, at: m.lastDelivery + timing.suspectAfter });
+    }
+  });
+
+  it("a suspicion timer that fires far too late (we were paused) suspects nobody", () => {
+    const m = new Mini([A, B, C]);
+    for (const a of [A, B, C]) m.start(a);
+    m.run(1000);
+    const core = m.nodes.get(B)!;
+    const armed = m.effects.get(B)!.filter((e) => e.type === "setTimer" && e.id === "suspect");
+    // B hears everyone, so no suspicion timer is due before its next tick
+    expect(armed).toEqual([]);
+    const late = core.handle(m.now + 10 * timing.suspectAfter, { type: "timer", id: "suspect" });
+    expect(late.filter((e) => e.type === "emit" && e.event.type === "memberSuspected")).toEqual([]);
   });
 });
 

@@ -132,6 +132,8 @@ export class MembershipCore {
   private now = 0;
   private out: Effect[] = [];
   private hbDue = 0;
+  /** When the armed "suspect" timer fires (null: none armed). */
+  private suspectDue: number | null = null;
   private nonce = 0;
   private mergeCounter = 0;
   private readonly known = new Set<string>();
@@ -718,6 +720,10 @@ export class MembershipCore {
       this.onHeartbeatTick();
       return;
     }
+    if (id === "suspect") {
+      this.onSuspectTimer();
+      return;
+    }
     if (id === "disc") {
       this.onDiscoveryTimer();
       return;
@@ -782,16 +788,49 @@ export class MembershipCore {
     const sus = this.verifiedSuspects();
     for (const m of this.others())
       this.send(m, { t: "hb", viewId: this.view.id, sentAt: this.now, cfg, sus });
-    for (const m of this.others()) {
-      const h = this.lastHeard.get(m) ?? this.now;
-      if (this.now - h >= this.timing.suspectAfter && !this.suspects.has(m)) this.verify(m, true);
-    }
+    this.suspectSilent();
     if (this.isCoord() && this.cfgChange) {
       for (const m of this.others()) {
         if (!this.cfgChange.acks.has(m)) this.send(m, { t: "cfgPropose", config: this.cfgChange.config });
       }
     }
     this.evalLease();
+  }
+
+  /**
+   * Verify every member silent for suspectAfter, then arm a timer for the first member whose
+   * silence reaches suspectAfter before our next heartbeat tick: suspicion starts when the
+   * window (jgroups.timeout x max.tries) ends, not up to one heartbeat interval later.
+   */
+  private suspectSilent(at = this.now): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const m of this.others()) {
+      if (this.suspects.has(m)) continue;
+      const h = this.lastHeard.get(m) ?? this.now;
+      // The deadline as one sum, compared as is: `at - h` can round below suspectAfter at the
+      // very instant the timer was armed for, which would re-arm it for that instant forever.
+      const deadline = h + this.timing.suspectAfter;
+      if (at >= deadline) this.verify(m, true);
+      else next = Math.min(next, deadline);
+    }
+    if (next < this.hbDue) {
+      this.suspectDue = next;
+      this.setTimer("suspect", next);
+    } else if (this.suspectDue !== null) {
+      this.suspectDue = null;
+      this.cancelTimer("suspect");
+    }
+  }
+
+  private onSuspectTimer(): void {
+    const due = this.suspectDue;
+    this.suspectDue = null;
+    // Fired much later than armed: we were paused, and the silence is ours. The heartbeat tick,
+    // due soon, notices the pause and starts every member's silence afresh.
+    if (due === null || !this.view || this.now - due > this.timing.pauseThreshold) return;
+    // A timer may fire a rounding error before its time (clocks convert between time bases):
+    // judge the silence at the time it was armed for.
+    this.suspectSilent(Math.max(this.now, due));
   }
 
   /** Direct are-you-alive; the member is removed if nothing at all arrives within verifyTimeout. */

@@ -44,6 +44,9 @@ export const DEFAULT_TIMEOUT = 5000;
 /** Default jgroups.max.tries. */
 export const DEFAULT_MAX_TRIES = 8;
 
+/** Upper bound of the direct verification of a suspect (ms). */
+const MAX_VERIFY_TIMEOUT = 2000;
+
 /** Derive every timer from jgroups.timeout and jgroups.max.tries. */
 export function deriveTiming(
   timeout: number = DEFAULT_TIMEOUT,
@@ -58,7 +61,10 @@ export function deriveTiming(
     timeout,
     maxTries,
     suspectAfter,
-    verifyTimeout: timeout,
+    // A direct are-you-alive to a live member is answered within a round trip; waiting a whole
+    // jgroups.timeout (5 s at the defaults) after the window only delays a failover. Capped at
+    // 2 s, JGroups VERIFY_SUSPECT's default; shorter timeouts keep their own value.
+    verifyTimeout: Math.min(timeout, MAX_VERIFY_TIMEOUT),
     ackTimeout: timeout,
     batchDelay: Math.min(100, Math.ceil(timeout / 10)),
     discoveryInterval: Math.ceil(timeout / 5),
