@@ -556,11 +556,16 @@ describe("suspicion starts when the silence reaches jgroups.timeout x max.tries"
     const m = new Mini([A, B, C]);
     for (const a of [A, B, C]) m.start(a);
     m.run(1000);
+    const armed = () =>
+      m.effects.get(B)!.filter((e) => e.type === "setTimer" && e.id === "suspect") as { at: number }[];
+    // B hears everyone: no suspicion timer is due before its next tick
+    expect(armed()).toEqual([]);
+    m.down.add(C);
+    // run until B arms the timer for C's deadline (before the tick after it)
+    while (armed().length === 0) m.run(m.now + 1);
+    const at = armed()[0]!.at;
     const core = m.nodes.get(B)!;
-    const armed = m.effects.get(B)!.filter((e) => e.type === "setTimer" && e.id === "suspect");
-    // B hears everyone, so no suspicion timer is due before its next tick
-    expect(armed).toEqual([]);
-    const late = core.handle(m.now + 10 * timing.suspectAfter, { type: "timer", id: "suspect" });
+    const late = core.handle(at + 2 * timing.pauseThreshold, { type: "timer", id: "suspect" });
     expect(late.filter((e) => e.type === "emit" && e.event.type === "memberSuspected")).toEqual([]);
   });
 });
