@@ -6,6 +6,8 @@ const SEEDS = Number(process.env.MEMBERSHIP_SEEDS ?? 2000);
 const FIRST = Number(process.env.MEMBERSHIP_SEED ?? 1);
 
 describe("membership simulation", () => {
+  // A bound for a hung run, not a speed check: on a loaded 2-core machine the seeds take
+  // several times their idle minute, and a timeout must never be what fails CI.
   it(`keeps every invariant over ${SEEDS} seeds`, () => {
     const failures: string[] = [];
     const worst = new Map<string, number>();
@@ -21,7 +23,7 @@ describe("membership simulation", () => {
       `membership sim: worst convergence after the last fault (virtual ms): ${JSON.stringify(Object.fromEntries(worst))}`,
     );
     expect(failures.slice(0, 10)).toEqual([]);
-  }, 120_000);
+  }, 600_000);
 
   it("replays a seed exactly", () => {
     const a = runMembershipScenario(4242);
