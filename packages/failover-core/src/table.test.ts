@@ -789,6 +789,22 @@ describe("the VIP watchdog (guide 7: Virtual IP address assigned to non-master n
     expect(rules(after)).toEqual(["vip.watch.release"]);
     expect(find(after, "releaseVip").vip).toBe("10.0.0.100");
   });
+
+  it("a master Idle only because it cannot reach its database keeps the VIP (8.1) until another master runs", () => {
+    const m = boot("a", "primary", view(1, FULL));
+    const reported = { ...m, local: { ...m.local, reported: true } };
+    const idle = run(reported, msg(10, "b", { type: "dbFailureVerdict", token: "x", confirmed: false }));
+    expect(rules(idle)).toEqual(["verdict.master.refuted"]);
+    expect(idle.state.role).toBe("Idle");
+    const kept = run(idle.state, held(11));
+    expect(kept.transitions).toEqual([]);
+    expect(kept.actions).toEqual([]);
+    // Once another member runs as master, the VIP here is a second holder: it goes.
+    const other = run(idle.state, msg(12, "b", { type: "status", role: "Master", db: "UP" })).state;
+    const after = run(other, held(13));
+    expect(rules(after)).toEqual(["vip.watch.release"]);
+    expect(notified(after)).toEqual(["vipAssignedToNonMaster"]);
+  });
 });
 
 describe("self-fencing results and scripts", () => {
