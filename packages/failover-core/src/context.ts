@@ -715,7 +715,29 @@ export class Ctx {
   /** Arms the lease timer for a master; never for a time already past (that would fire forever). */
   armLease(): void {
     const at = this.s.leaseUntil;
-    if (this.s.role === "Master" && at !== null && at > this.now) this.timer("lease", at);
+    if (this.holdsMasterDb() && at !== null && at > this.now) this.timer("lease", at);
+  }
+
+  /**
+   * Is our database the cluster's master database, possibly accepting writes? The Master's is; so
+   * is an Idle agent's that left the Master role without fencing (it could not reach its database
+   * but others could, 8.1) while no other master is known. The others still take it for the master
+   * and take over once its lease is out, so it must fence when the lease or the majority goes, as a
+   * Master does: otherwise the database that kept running beside the new master takes writes too.
+   */
+  holdsMasterDb(): boolean {
+    const s = this.s;
+    if (s.role === "Master") return true;
+    return (
+      s.role === "Idle" &&
+      !s.config.isWitness &&
+      s.phase === "running" &&
+      s.knownMaster?.address === this.self &&
+      !s.fencedForIsolation &&
+      s.selfFence === null &&
+      s.rejoin === null &&
+      !s.idleForConflict
+    );
   }
 
   /**

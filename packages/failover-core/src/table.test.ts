@@ -510,6 +510,47 @@ describe("quorum and the master lease", () => {
     expect(r.state.role).toBe("Idle");
   });
 
+  it("an old master Idle without fencing (others reach its database, 8.1) fences when it loses the lease or the majority", () => {
+    // Invariant: while the others take our database for the master's they take over only after our
+    // lease, so whoever's database that is fences itself when the lease or the majority goes.
+    const reported = { ...master(), local: { ...master().local, reported: true } };
+    const idle = run(
+      reported,
+      msg(10, "b", { type: "dbFailureVerdict", token: "x", confirmed: false }),
+    ).state;
+    expect(idle.role).toBe("Idle");
+    expect(idle.knownMaster?.address).toBe("a");
+    for (const event of [
+      { type: "leaseLost", now: 20 },
+      { type: "quorumLost", now: 20 },
+      { type: "timer", now: LEASE, name: "lease" },
+      { type: "viewInstalled", now: 20, view: view(2, [["a", "Idle"]], { voters: ["a", "b", "c", "w"] }) },
+    ] as FailoverEvent[]) {
+      const r = run(idle, event);
+      expect(r.state.selfFence).not.toBeNull();
+      expect(find(r, "fenceDb").newMaster).toBeNull();
+      expect(find(r, "releaseVip").vip).toBe("10.0.0.100");
+      expect(r.state.role).toBe("Idle");
+    }
+    // The lease timer is kept armed for it, as for a Master.
+    const renewed = run(idle, { type: "leaseValid", now: 20, until: LEASE + 500 });
+    expect(find(renewed, "setTimer")).toEqual({ type: "setTimer", name: "lease", at: LEASE + 500 });
+    // Once another member runs as master the database here is not the master's: nothing to fence
+    // for isolation (the Idle watch fences a primary beside a running master).
+    const other = run(idle, msg(30, "b", { type: "status", role: "Master", db: "UP" })).state;
+    const r = run(other, { type: "leaseLost", now: 40 });
+    expect(rules(r)).toEqual(["lease.lost"]);
+    expect(r.state.selfFence).toBeNull();
+    // A standby that went Idle (its database unreachable by itself only) holds no master database.
+    const sb = boot("b", "recovery", view(1, FULL));
+    const sbIdle = run(
+      { ...sb, local: { ...sb.local, reported: true } },
+      msg(10, "a", { type: "dbFailureVerdict", token: "x", confirmed: false }),
+    ).state;
+    expect(sbIdle.role).toBe("Idle");
+    expect(rules(run(sbIdle, { type: "leaseLost", now: 20 }))).toEqual(["lease.lost"]);
+  });
+
   it("a minority probe that cannot reach the well-known server reports isolation, then recovery", () => {
     const s = boot("b", "recovery", view(1, FULL));
     const minority = run(s, {

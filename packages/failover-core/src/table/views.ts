@@ -14,13 +14,14 @@ export const viewRows: readonly TransitionRow[] = [
   // ---- views, quorum and the master lease (8.6, DESIGN 4) ----
   row({
     id: "view.minority.master",
-    from: ["Master"],
+    from: ["Master", "Idle"],
     on: "viewInstalled",
-    guard: "view not quorate and the unseen voters could form a quorum",
+    guard:
+      "our database is the master's (Master, or Idle after 8.1 without fencing); view not quorate and the unseen voters could form a quorum",
     to: "Idle",
     actions: "release VIP, fence, script.master.isolated; notify subset disconnected",
     reason: "master isolated in a minority: fence before the majority may promote (8.6)",
-    when: (c, e) => !e.view.quorate && c.othersCouldFormQuorum(e.view),
+    when: (c, e) => c.holdsMasterDb() && !e.view.quorate && c.othersCouldFormQuorum(e.view),
     run: (c, e) => {
       adoptView(c, e);
       fenceForIsolation(c, "isolated in a minority");
@@ -177,13 +178,14 @@ export const viewRows: readonly TransitionRow[] = [
   }),
   row({
     id: "quorum.lost.master",
-    from: ["Master"],
+    from: ["Master", "Idle"],
     on: "quorumLost",
-    guard: "the unseen voters could form a quorum",
+    guard:
+      "our database is the master's (Master, or Idle after 8.1 without fencing); the unseen voters could form a quorum",
     to: "Idle",
     actions: "release VIP, fence, script.master.isolated",
     reason: "master lost the majority: fence before the majority may promote",
-    when: (c) => c.quorumWithoutSelfPossible(),
+    when: (c) => c.holdsMasterDb() && c.quorumWithoutSelfPossible(),
     run: (c) => {
       fenceForIsolation(c, "quorum lost");
       minorityNotice(c);
@@ -230,13 +232,14 @@ export const viewRows: readonly TransitionRow[] = [
   }),
   row({
     id: "lease.lost.master",
-    from: ["Master"],
+    from: ["Master", "Idle"],
     on: "leaseLost",
-    guard: "a quorum without us is possible (three or more voters)",
+    guard:
+      "our database is the master's (Master, or Idle after 8.1 without fencing); a quorum without us is possible (three or more voters)",
     to: "Idle",
     actions: "release VIP, fence, script.master.isolated",
     reason: "master lease lost: fence before the majority may promote (DESIGN 4 safety rule)",
-    when: (c) => c.quorumWithoutSelfPossible(),
+    when: (c) => c.holdsMasterDb() && c.quorumWithoutSelfPossible(),
     run: (c) => {
       fenceForIsolation(c, "lease lost");
       minorityNotice(c);
@@ -267,13 +270,17 @@ export const viewRows: readonly TransitionRow[] = [
   }),
   row({
     id: "lease.expired",
-    from: ["Master"],
+    from: ["Master", "Idle"],
     on: "timer:lease",
-    guard: "no majority heard for L and a quorum without us is possible",
+    guard:
+      "our database is the master's (Master, or Idle after 8.1 without fencing); no majority heard for L and a quorum without us is possible",
     to: "Idle",
     actions: "release VIP, fence, script.master.isolated",
     reason: "master has not heard from a majority for L: fence itself (DESIGN 4 safety rule)",
-    when: (c, e) => (c.s.leaseUntil === null || e.now >= c.s.leaseUntil) && c.quorumWithoutSelfPossible(),
+    when: (c, e) =>
+      c.holdsMasterDb() &&
+      (c.s.leaseUntil === null || e.now >= c.s.leaseUntil) &&
+      c.quorumWithoutSelfPossible(),
     run: (c) => {
       fenceForIsolation(c, "lease expired");
       minorityNotice(c);
