@@ -1210,7 +1210,7 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
     }
   });
 
-  it("a manual switchover whose master could not confirm its stop checks the master before promoting", () => {
+  it("a manual switchover whose master could not confirm its stop waits out its watchdog, then checks the master before promoting", () => {
     let w = coordinator();
     w = run(w, {
       type: "command",
@@ -1230,9 +1230,64 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
     let r = run(w, msg(4, "a", { type: "fenced", token: tok, unconfirmed: true }));
     expect(rules(r)).toEqual(["fenced.switchover"]);
     expect(notified(r)).toEqual(["unexpectedError"]);
+    // Invariant: never two databases that accept writes. A hung database answers no check now and
+    // may resume as a primary: nobody is chosen until the old master's watchdog has reset its host.
+    const until = 4 + w.config.leaseMs + w.config.takeoverMarginMs;
+    expect(r.state.promotion!.fenceWaitUntil).toBe(until);
+    expect(r.state.promotion!.stage).toBe("switchover");
+    expect(sent(r, "queryLsn")).toEqual([]);
+    expect(r.actions).toContainEqual({ type: "setTimer", name: `switchoverFenceWait:${tok}`, at: until });
+    // the promotion's own bound runs from the end of the wait
+    expect(r.actions).toContainEqual({
+      type: "setTimer",
+      name: `promotion:${tok}`,
+      at: until + w.config.promotionTimeoutMs,
+    });
+    // the old master retries its stop and says again it is unconfirmed: the wait does not restart
+    const again = run(r.state, msg(5, "a", { type: "fenced", token: tok, unconfirmed: true }));
+    expect(again.state.promotion!.fenceWaitUntil).toBe(until);
+    expect(again.actions).toEqual([]);
+    // a late answer from a standby chooses nobody
+    const early = run(r.state, msg(5, "b", { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
+    expect(sent(early, "promote")).toEqual([]);
+    expect(sent(early, "checkPromotable")).toEqual([]);
+    r = run(r.state, { type: "timer", now: until, name: `switchoverFenceWait:${tok}` });
+    expect(rules(r)).toEqual(["switchoverFenceWait.over"]);
+    expect(sent(r, "queryLsn").map((a) => a.to)).toEqual(["b", "c"]);
     for (const who of ["b", "c"])
-      r = run(r.state, msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
+      r = run(r.state, msg(until + 1, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby" }));
+    // b passed its pre-promotion check before the wait: promoted with the master check
     expect(sent(r, "promote")[0]!.message).toMatchObject({ checkMaster: true, oldMaster: "a" });
+  });
+
+  it("a manual switchover waiting on an unconfirmed stop goes on at once when the retried stop is confirmed", () => {
+    let w = coordinator();
+    w = run(w, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    }).state;
+    const tok = w.promotion!.token;
+    for (const [who, role] of [
+      ["a", "Master"],
+      ["b", "Standby"],
+      ["c", "Standby"],
+    ] as const)
+      w = run(w, msg(2, who, { type: "lsnReply", token: tok, lsn: "0/10", role })).state;
+    w = run(w, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
+    const waiting = run(w, msg(4, "a", { type: "fenced", token: tok, unconfirmed: true })).state;
+    const r = run(waiting, msg(6, "a", { type: "fenced", token: tok }));
+    expect(rules(r)).toEqual(["fenced.switchover"]);
+    expect(sent(r, "queryLsn").map((a) => a.to)).toEqual(["b", "c"]);
+    // the wait's timer finds nothing left to do
+    const late = run(r.state, {
+      type: "timer",
+      now: waiting.promotion!.fenceWaitUntil!,
+      name: `switchoverFenceWait:${tok}`,
+    });
+    expect(rules(late)).toEqual(["switchoverFenceWait.stale"]);
+    expect(late.actions).toEqual([]);
   });
 
   it("a manual switchover ranks a standby on its final position, though it was behind the timeline before", () => {

@@ -558,6 +558,12 @@ export interface Promotion {
    * 8.3 checks (VIP, ping server, master database) even after a switchover.
    */
   readonly masterUnconfirmed?: boolean;
+  /**
+   * The old master stepped down for this manual promotion but its fence was not confirmed: no
+   * standby is chosen before this time (when it reported, plus L and the takeover margin), by which
+   * its watchdog has reset its host.
+   */
+  readonly fenceWaitUntil?: number;
   /** Whether each standby's WAL receiver was streaming when it reported its position. */
   readonly streaming?: Readonly<Record<string, boolean>>;
   /**

@@ -776,13 +776,56 @@ export const investigationRows: readonly TransitionRow[] = [
     reason: "the master stepped down for a manual promotion (4.1.4): pick the candidate on final positions",
     when: (c, e) => c.s.promotion?.stage === "switchover" && c.s.promotion.token === e.message.token,
     run: (c, e) => {
+      const p = c.s.promotion!;
       if (e.message.unconfirmed === true) {
-        // The master stepped down but its database may still take writes: check it before promoting.
+        // Invariant: never two databases that accept writes. The master stepped down but could not
+        // confirm its database stopped: hung, it answers no check now and may resume as a primary
+        // beside the standby we promote. As for an unconfirmed fence after a failure (8.1), nobody
+        // is chosen before its watchdog, left armed and unfed, has reset its host (L + margin from
+        // now, later than its step-down); then the candidate still checks its database (8.3).
+        if (p.fenceWaitUntil !== undefined) return;
         unconfirmedFenceNotice(c, e.from);
-        c.setPromotion({ ...c.s.promotion!, masterUnconfirmed: true });
+        const until = c.now + c.s.config.leaseMs + c.s.config.takeoverMarginMs;
+        c.setPromotion({ ...p, masterUnconfirmed: true, fenceWaitUntil: until });
+        c.timer(`switchoverFenceWait:${p.token}`, until);
+        // The promotion's own bound starts again after the wait.
+        c.timer(`promotion:${p.token}`, until + c.s.config.promotionTimeoutMs);
+        return;
       }
+      // A confirmed fence (the retried stop worked) ends any wait; the candidate still checks the
+      // old master's database if an unconfirmed report came first.
       afterSwitchover(c);
     },
+  }),
+  row({
+    id: "switchoverFenceWait.over",
+    from: ["*"],
+    on: "timer:switchoverFenceWait",
+    guard: "manual promotion still waiting on the old master's unconfirmed fence; L + margin passed",
+    to: "unchanged",
+    actions: "query the standbys' positions again (the candidate runs the 8.3 checks)",
+    reason:
+      "the old master's watchdog has reset its host since it reported an unconfirmed fence: pick the candidate, checking the old master's database first (8.3)",
+    when: (c, e) => {
+      const p = c.s.promotion;
+      return (
+        p !== null &&
+        p.stage === "switchover" &&
+        e.name === `switchoverFenceWait:${p.token}` &&
+        p.fenceWaitUntil !== undefined
+      );
+    },
+    run: (c) => afterSwitchover(c),
+  }),
+  row({
+    id: "switchoverFenceWait.stale",
+    from: ["*"],
+    on: "timer:switchoverFenceWait",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "no longer waiting on that fence (confirmed meanwhile, or the promotion ended)",
+    run: () => {},
   }),
   row({
     id: "fenced.stale",
