@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import { CommanderError } from "commander";
 import { afterAll, describe, expect, test } from "vitest";
 import type { Io } from "./encrypt.ts";
 import { buildProgram } from "./main.ts";
@@ -21,7 +22,13 @@ async function efm(args: string[]) {
     status = s;
   });
   program.exitOverride();
-  await program.parseAsync(["node", "efm", "--config-dir", dir, ...args]);
+  try {
+    await program.parseAsync(["node", "efm", "--config-dir", dir, ...args]);
+  } catch (err) {
+    // A refusal before any action (an invalid cluster name) ends as commander's exit.
+    if (!(err instanceof CommanderError)) throw err;
+    status = err.exitCode;
+  }
   return { status, text };
 }
 
@@ -72,5 +79,6 @@ describe("efm init-secret and what prop-check says about it", () => {
   test("init-secret refuses a cluster name that is not a plain file name", async () => {
     const r = await efm(["init-secret", "../x"]);
     expect(r.status).toBe(1);
+    expect(r.text).toMatch(/^"\.\.\/x" is not a valid cluster name/);
   });
 });
