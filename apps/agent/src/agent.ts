@@ -13,6 +13,7 @@ import {
 } from "@efm/db-probe";
 import {
   type FailoverConfig,
+  holdsMasterDb,
   initialState,
   type LocalFailure,
   type Reachability,
@@ -746,7 +747,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     leaseUntil: () => member.leaseUntil(),
     // Armed only once the agent runs in the role: during start-up the role is tentative (a
     // primary found at start may yet go Idle), no lease is held, so nothing could feed it.
-    role: () => (loop.current.phase === "running" ? loop.current.role : null),
+    // An Idle agent still holding the cluster's master database (it left the role without
+    // fencing, guide 8.1) is guarded as a master: frozen there, it would fence nothing.
+    role: () =>
+      loop.current.phase !== "running" ? null : holdsMasterDb(loop.current) ? "Master" : loop.current.role,
     fencePending: () => loop.current.selfFence !== null || loop.current.fenceUnconfirmed,
     log,
     // As on a lost lease: a master without the required watchdog fences itself and goes Idle.

@@ -80,6 +80,28 @@ function behindTimeline(t: number | null | undefined, current: number | null): b
   return typeof t === "number" && current !== null && t < current;
 }
 
+/**
+ * Is our database the cluster's master database, possibly accepting writes? The Master's is; so
+ * is an Idle agent's that left the Master role without fencing (it could not reach its database
+ * but others could, 8.1) while no other master is known. The others still take it for the master
+ * and take over once its lease is out, so it must fence when the lease or the majority goes, as a
+ * Master does: otherwise the database that kept running beside the new master takes writes too.
+ * For the same reason the agent keeps its watchdog armed and fed under the lease while this holds.
+ */
+export function holdsMasterDb(s: Readonly<FailoverState>): boolean {
+  if (s.role === "Master") return true;
+  return (
+    s.role === "Idle" &&
+    !s.config.isWitness &&
+    s.phase === "running" &&
+    s.knownMaster?.address === s.config.self &&
+    !s.fencedForIsolation &&
+    s.selfFence === null &&
+    s.rejoin === null &&
+    !s.idleForConflict
+  );
+}
+
 /** Mutable working copy of one step; the caller's state is never touched. */
 export class Ctx {
   readonly s: Draft<FailoverState>;
@@ -718,26 +740,9 @@ export class Ctx {
     if (this.holdsMasterDb() && at !== null && at > this.now) this.timer("lease", at);
   }
 
-  /**
-   * Is our database the cluster's master database, possibly accepting writes? The Master's is; so
-   * is an Idle agent's that left the Master role without fencing (it could not reach its database
-   * but others could, 8.1) while no other master is known. The others still take it for the master
-   * and take over once its lease is out, so it must fence when the lease or the majority goes, as a
-   * Master does: otherwise the database that kept running beside the new master takes writes too.
-   */
+  /** See the exported `holdsMasterDb`. */
   holdsMasterDb(): boolean {
-    const s = this.s;
-    if (s.role === "Master") return true;
-    return (
-      s.role === "Idle" &&
-      !s.config.isWitness &&
-      s.phase === "running" &&
-      s.knownMaster?.address === this.self &&
-      !s.fencedForIsolation &&
-      s.selfFence === null &&
-      s.rejoin === null &&
-      !s.idleForConflict
-    );
+    return holdsMasterDb(this.s);
   }
 
   /**

@@ -12,6 +12,7 @@ export type {
   Step,
   TimerHandle,
 } from "./node.ts";
+export { holdsMasterDb } from "./context.ts";
 export { createNode, settleWhen } from "./node.ts";
 export {
   autoRejoinDue,

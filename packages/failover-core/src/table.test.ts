@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { holdsMasterDb } from "./context.ts";
 import { Harness, harnessTimings, recordMove, runScenario } from "./harness.ts";
 import { snapshot } from "./snapshot.ts";
 import { initialState, step } from "./step.ts";
@@ -520,6 +521,8 @@ describe("quorum and the master lease", () => {
     ).state;
     expect(idle.role).toBe("Idle");
     expect(idle.knownMaster?.address).toBe("a");
+    // What the agent's watchdog arms on: this Idle agent is guarded as a master.
+    expect(holdsMasterDb(idle)).toBe(true);
     for (const event of [
       { type: "leaseLost", now: 20 },
       { type: "quorumLost", now: 20 },
@@ -538,6 +541,7 @@ describe("quorum and the master lease", () => {
     // Once another member runs as master the database here is not the master's: nothing to fence
     // for isolation (the Idle watch fences a primary beside a running master).
     const other = run(idle, msg(30, "b", { type: "status", role: "Master", db: "UP" })).state;
+    expect(holdsMasterDb(other)).toBe(false);
     const r = run(other, { type: "leaseLost", now: 40 });
     expect(rules(r)).toEqual(["lease.lost"]);
     expect(r.state.selfFence).toBeNull();
@@ -548,6 +552,7 @@ describe("quorum and the master lease", () => {
       msg(10, "a", { type: "dbFailureVerdict", token: "x", confirmed: false }),
     ).state;
     expect(sbIdle.role).toBe("Idle");
+    expect(holdsMasterDb(sbIdle)).toBe(false);
     expect(rules(run(sbIdle, { type: "leaseLost", now: 20 }))).toEqual(["lease.lost"]);
   });
 

@@ -6,6 +6,7 @@ import {
   type FailoverNode,
   type FailoverState,
   formatLsn,
+  holdsMasterDb,
   initialState,
   type MembershipInput,
   type NodePorts,
@@ -213,6 +214,11 @@ const MAX_STEPS = 3_000_000;
  * N agents (membership core + failover-core) on one virtual clock and network, with fake
  * databases and the VIP as a shared register. Invariants are checked after every event.
  */
+/** What the watchdog last looked at: a change of any of it calls for another look. */
+function watchdogSeen(fs: FailoverState): string {
+  return `${fs.phase}/${fs.role}/${holdsMasterDb(fs)}`;
+}
+
 export class ClusterSim {
   readonly clock = new VirtualClock();
   readonly rng: Rng;
@@ -454,8 +460,9 @@ export class ClusterSim {
     const plan = this.watchdogPlan;
     if (!plan) return;
     const wd = n.watchdog;
-    wd.seen = `${n.fs.phase}/${n.fs.role}`;
-    const writable = n.fs.phase === "running" && (n.fs.role === "Master" || n.fs.role === "Promoting");
+    wd.seen = watchdogSeen(n.fs);
+    // As the agent: an Idle agent still holding the master's database (8.1) is guarded too.
+    const writable = n.fs.phase === "running" && (holdsMasterDb(n.fs) || n.fs.role === "Promoting");
     if (!wd.open && writable) {
       wd.open = true;
       wd.fenceFailed = false;
@@ -516,7 +523,7 @@ export class ClusterSim {
       },
       observer: {
         stepped: (_e, r) => {
-          if (n.watchdog.seen !== `${r.state.phase}/${r.state.role}` && n.agentUp) this.watchdogLook(n);
+          if (n.watchdog.seen !== watchdogSeen(r.state) && n.agentUp) this.watchdogLook(n);
           if (!this.opts.transcript) return;
           for (const t of r.transitions) {
             if (QUIET.has(t.rule)) continue;
