@@ -276,6 +276,12 @@ export function runInWorkers(
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  // `pnpm sim --seeds 100000 | head`: the reader left; stop quietly instead of a stack trace
+  // (and instead of running every remaining seed for nobody).
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    process.exit(0);
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
