@@ -159,3 +159,32 @@ export async function openClient(options: DbConnectionOptions, timeoutMs: number
   const explained = isDbTls(ssl) ? explainTlsFailure(err, ssl, options.host) : null;
   throw explained ?? err;
 }
+
+/** A query bounded by what is left of its session's deadline (a late answer destroys the socket). */
+export type SessionQuery = <T extends pg.QueryResultRow>(
+  text: string,
+  values?: unknown[],
+) => Promise<pg.QueryResult<T>>;
+
+/**
+ * One short session: open within timeoutMs, run `work` with queries bounded by what is left of
+ * that same deadline, and always close (waiting at most 1 s more). Errors are raw, as openClient's:
+ * classify them.
+ */
+export async function withSession<R>(
+  options: DbConnectionOptions,
+  timeoutMs: number,
+  work: (q: SessionQuery) => Promise<R>,
+): Promise<R> {
+  const deadline = performance.now() + timeoutMs;
+  const client = await openClient(options, timeoutMs);
+  try {
+    return await work((text, values) =>
+      withDeadline(client.query(text, values), deadline - performance.now(), options.host, () =>
+        destroyClient(client),
+      ),
+    );
+  } finally {
+    await withDeadline(client.end(), 1_000, options.host, () => destroyClient(client)).catch(() => {});
+  }
+}

@@ -1,12 +1,5 @@
-import type pg from "pg";
 import { classify } from "./classify.ts";
-import {
-  checkConnectionOptions,
-  type DbConnectionOptions,
-  destroyClient,
-  openClient,
-  withDeadline,
-} from "./connection.ts";
+import { checkConnectionOptions, type DbConnectionOptions, withSession } from "./connection.ts";
 import { DbProbeError } from "./errors.ts";
 
 /**
@@ -87,39 +80,35 @@ export function conninfoKeyword(conninfo: string, keyword: string): string | und
  */
 export async function walReceiverName(conn: DbConnectionOptions, timeoutMs: number): Promise<string> {
   checkConnectionOptions(conn);
-  const deadline = performance.now() + timeoutMs;
-  let client: pg.Client | null = null;
   try {
-    client = await openClient(conn, timeoutMs);
-    const c = client;
-    const q = <T extends pg.QueryResultRow>(text: string) =>
-      withDeadline(c.query<T>(text), deadline - performance.now(), conn.host, () => destroyClient(c));
-    const r = await q<{ rec: boolean; receiver: string | null; cluster: string }>(
-      `SELECT pg_is_in_recovery() AS rec, (SELECT conninfo FROM pg_stat_wal_receiver) AS receiver,
-              current_setting('cluster_name') AS cluster`,
-    );
-    const row = r.rows[0];
-    if (row === undefined || row.rec !== true) {
-      throw new DbProbeError("QUERY_FAILED", `database at ${conn.host} is not a standby (not in recovery)`);
-    }
-    const fromReceiver = row.receiver
-      ? (conninfoKeyword(row.receiver, "application_name") ??
-        conninfoKeyword(row.receiver, "fallback_application_name"))
-      : undefined;
-    if (fromReceiver) return fromReceiver;
-    let primary: string | undefined;
-    try {
-      primary = (await q<{ v: string }>("SELECT current_setting('primary_conninfo') AS v")).rows[0]?.v;
-    } catch (err) {
-      // Not allowed to read it: the receiver's name is then unknown, say so rather than guess.
-      throw new DbProbeError(
-        "QUERY_FAILED",
-        `database at ${conn.host}: cannot tell its WAL receiver's application name (no WAL receiver visible, and primary_conninfo not readable: ${(err as Error).message}); grant db.user pg_monitor, or pg_read_all_settings`,
-        { cause: err },
+    return await withSession(conn, timeoutMs, async (q) => {
+      const r = await q<{ rec: boolean; receiver: string | null; cluster: string }>(
+        `SELECT pg_is_in_recovery() AS rec, (SELECT conninfo FROM pg_stat_wal_receiver) AS receiver,
+                current_setting('cluster_name') AS cluster`,
       );
-    }
-    const fromSettings = primary ? conninfoKeyword(primary, "application_name") : undefined;
-    return fromSettings || row.cluster || "walreceiver";
+      const row = r.rows[0];
+      if (row === undefined || row.rec !== true) {
+        throw new DbProbeError("QUERY_FAILED", `database at ${conn.host} is not a standby (not in recovery)`);
+      }
+      const fromReceiver = row.receiver
+        ? (conninfoKeyword(row.receiver, "application_name") ??
+          conninfoKeyword(row.receiver, "fallback_application_name"))
+        : undefined;
+      if (fromReceiver) return fromReceiver;
+      let primary: string | undefined;
+      try {
+        primary = (await q<{ v: string }>("SELECT current_setting('primary_conninfo') AS v")).rows[0]?.v;
+      } catch (err) {
+        // Not allowed to read it: the receiver's name is then unknown, say so rather than guess.
+        throw new DbProbeError(
+          "QUERY_FAILED",
+          `database at ${conn.host}: cannot tell its WAL receiver's application name (no WAL receiver visible, and primary_conninfo not readable: ${(err as Error).message}); grant db.user pg_monitor, or pg_read_all_settings`,
+          { cause: err },
+        );
+      }
+      const fromSettings = primary ? conninfoKeyword(primary, "application_name") : undefined;
+      return fromSettings || row.cluster || "walreceiver";
+    });
   } catch (err) {
     if (err instanceof DbProbeError) throw err;
     const f = classify(err, conn.host);
@@ -128,11 +117,6 @@ export async function walReceiverName(conn: DbConnectionOptions, timeoutMs: numb
       detail: f.detail,
       cause: err,
     });
-  } finally {
-    if (client !== null) {
-      const c = client;
-      await withDeadline(c.end(), 1_000, conn.host, () => destroyClient(c)).catch(() => {});
-    }
   }
 }
 
@@ -148,16 +132,12 @@ export async function setSynchronousStandbyNames(
   timeoutMs: number,
 ): Promise<void> {
   checkConnectionOptions(conn);
-  const deadline = performance.now() + timeoutMs;
-  let client: pg.Client | null = null;
   try {
-    client = await openClient(conn, timeoutMs);
-    const c = client;
-    const q = <T extends pg.QueryResultRow>(text: string) =>
-      withDeadline(c.query<T>(text), deadline - performance.now(), conn.host, () => destroyClient(c));
-    // ALTER SYSTEM takes no parameters: the value is a quoted literal.
-    await q(`ALTER SYSTEM SET synchronous_standby_names = '${value.replaceAll("'", "''")}'`);
-    await q("SELECT pg_reload_conf()");
+    await withSession(conn, timeoutMs, async (q) => {
+      // ALTER SYSTEM takes no parameters: the value is a quoted literal.
+      await q(`ALTER SYSTEM SET synchronous_standby_names = '${value.replaceAll("'", "''")}'`);
+      await q("SELECT pg_reload_conf()");
+    });
   } catch (err) {
     if (err instanceof DbProbeError) throw err;
     const f = classify(err, conn.host);
@@ -166,10 +146,5 @@ export async function setSynchronousStandbyNames(
       `database at ${conn.host}: cannot set synchronous_standby_names to '${value}': ${(err as Error).message}`,
       { address: conn.host, detail: f.detail, cause: err },
     );
-  } finally {
-    if (client !== null) {
-      const c = client;
-      await withDeadline(c.end(), 1_000, conn.host, () => destroyClient(c)).catch(() => {});
-    }
   }
 }
