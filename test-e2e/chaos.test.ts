@@ -71,6 +71,17 @@ async function holdUntil(t0: number, ms: number): Promise<void> {
   if (left > 0) await sleep(left);
 }
 
+/** Freeze the master agent (SIGSTOP) and isolate its host 20 s, then heal and resume it. */
+async function freezeIsolate(w: ChaosWorld, t0: number): Promise<void> {
+  w.signalAgent("a", "SIGSTOP");
+  await w.lab.isolate("a");
+  await waitFailoverSeen(w, t0);
+  await holdUntil(t0, 20_000);
+  await w.lab.heal();
+  w.signalAgent("a", "SIGCONT");
+  await sleep(5_000);
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: "kill-db",
@@ -120,15 +131,7 @@ const SCENARIOS: Scenario[] = [
       "master agent frozen (SIGSTOP) and its host isolated 20 s, then healed and resumed (watchdog on a simulated device)",
     expect: "failover",
     watchdog: true,
-    async run(w, t0) {
-      w.signalAgent("a", "SIGSTOP");
-      await w.lab.isolate("a");
-      await waitFailoverSeen(w, t0);
-      await holdUntil(t0, 20_000);
-      await w.lab.heal();
-      w.signalAgent("a", "SIGCONT");
-      await sleep(5_000);
-    },
+    run: freezeIsolate,
   },
   {
     name: "freeze-isolate-no-watchdog",
@@ -137,15 +140,7 @@ const SCENARIOS: Scenario[] = [
     knownBug:
       "with watchdog.mode=off and synchronous.mode=off nothing stops a frozen master agent's database, so the isolated old master commits local writes after a standby is promoted: synchronous.mode=on is the guard for it (freeze-isolate-sync)",
     props: { "watchdog.mode": "off" },
-    async run(w, t0) {
-      w.signalAgent("a", "SIGSTOP");
-      await w.lab.isolate("a");
-      await waitFailoverSeen(w, t0);
-      await holdUntil(t0, 20_000);
-      await w.lab.heal();
-      w.signalAgent("a", "SIGCONT");
-      await sleep(5_000);
-    },
+    run: freezeIsolate,
   },
   {
     name: "freeze-isolate-sync",
@@ -153,15 +148,7 @@ const SCENARIOS: Scenario[] = [
       "as freeze-isolate-no-watchdog, with synchronous.mode=on: the frozen, isolated old master cannot commit without its standbys",
     expect: "failover",
     props: { "watchdog.mode": "off", "synchronous.mode": "on" },
-    async run(w, t0) {
-      w.signalAgent("a", "SIGSTOP");
-      await w.lab.isolate("a");
-      await waitFailoverSeen(w, t0);
-      await holdUntil(t0, 20_000);
-      await w.lab.heal();
-      w.signalAgent("a", "SIGCONT");
-      await sleep(5_000);
-    },
+    run: freezeIsolate,
   },
   {
     name: "isolate-host",
