@@ -1,18 +1,8 @@
-import { decisionTable, type RowSource, type TransitionRow } from "@efm/failover-core";
+import { decisionTable, ROW_STATES, type RowSource, type TransitionRow } from "@efm/failover-core";
 import type { Io } from "./encrypt.ts";
 
 /** Every place a row can start from or lead to, in life-cycle order (the dot picture's node order). */
-const STATES: readonly string[] = [
-  "starting",
-  "joining",
-  "checking",
-  "Master",
-  "Standby",
-  "Witness",
-  "Idle",
-  "Promoting",
-  "exited",
-];
+const STATES: readonly string[] = [...ROW_STATES, "exited"];
 
 /** The columns printed, in the order pg_auto_failover's `show fsm` reads: from, event, guard, to. */
 const COLUMNS = ["id", "from", "on", "guard", "to", "actions", "reason"] as const;

@@ -30,6 +30,7 @@ export { snapshot } from "./snapshot.ts";
 export { eventKey, initialState, step } from "./step.ts";
 export type { RowSource, TransitionRow } from "./table.ts";
 export { decisionTable, transitions } from "./table.ts";
+export { ROW_STATES } from "./table/otherwise.ts";
 export type {
   AgentRole,
   Candidacy,
