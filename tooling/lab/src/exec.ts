@@ -19,6 +19,8 @@ export interface ExecOptions {
   allowFailure?: boolean;
   /** Bytes kept of each stream; the rest is dropped so a chatty tool cannot eat memory. */
   maxOutput?: number;
+  /** Written to the process's stdin, which is then closed (default: no stdin). */
+  input?: string;
 }
 
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0;
@@ -41,9 +43,14 @@ export function run(argv: readonly string[], options: ExecOptions = {}): Promise
     const child = spawn(cmd, args, {
       env: options.env ?? process.env,
       cwd: options.cwd,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       detached: true,
     });
+    if (options.input !== undefined) {
+      // A tool that exits before reading all of it is reported by its exit code, not by EPIPE.
+      child.stdin?.on("error", () => {});
+      child.stdin?.end(options.input);
+    }
     let stdout = "";
     let stderr = "";
     child.stdout?.on("data", (d: Buffer) => {

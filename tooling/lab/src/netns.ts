@@ -69,10 +69,15 @@ export async function dropFrom(host: HostState, ip: string): Promise<void> {
   await iptables(host, ["-A", "INPUT", "-s", ip, "-j", "DROP"]);
 }
 
-/** Cut host off from every network peer but keep its loopback. */
+/**
+ * Cut host off from every network peer but keep its loopback. Both directions go in as one
+ * iptables-restore transaction: there is no moment when the host can send but not receive, and
+ * the cut happens at one instant a benchmark can time (one process start, not four).
+ */
 export async function isolate(host: HostState): Promise<void> {
-  await iptables(host, ["-A", "INPUT", "!", "-i", "lo", "-j", "DROP"]);
-  await iptables(host, ["-A", "OUTPUT", "!", "-o", "lo", "-j", "DROP"]);
+  await run(["ip", "netns", "exec", ns(host), "iptables-restore", "-w", "--noflush"], {
+    input: "*filter\n-A INPUT ! -i lo -j DROP\n-A OUTPUT ! -o lo -j DROP\nCOMMIT\n",
+  });
 }
 
 /** Flush the lab's filter rules in the host's namespace. */
