@@ -438,7 +438,9 @@ export async function writeFenceSettings(
     }
     const autoPath = join(command.dataDir, "postgresql.auto.conf");
     const autoText = (await readText(autoPath)) ?? "";
-    const current = await currentConninfo(command, autoText, autoPath);
+    // With no new master the value is empty whatever it was: no `postgres -C` process (a
+    // fence of a failed master is on the failover path).
+    const current = newMaster === null ? undefined : await currentConninfo(command, autoText, autoPath);
     const next = nextFor(current);
     const backup = await backupFile(autoPath);
     if (backup !== null) report.backups.push(backup);
