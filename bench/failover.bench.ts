@@ -12,14 +12,25 @@
  * Knobs (environment):
  *   EFM_BENCH_FAST_REPS (5), EFM_BENCH_DEFAULT_REPS (1): repetitions per scenario;
  *   EFM_BENCH_SETTINGS ("fast,default"), EFM_BENCH_SCENARIOS ("crash,isolate"): what to run;
- *   EFM_BENCH_OUT (/tmp/efm-bench-failover.json): the result file.
+ *   EFM_BENCH_OUT (/tmp/efm-bench-failover.json): the result file;
+ *   EFM_BENCH_LOGS (/tmp/efm-bench-failover-logs): each run's agent logs are kept here, one
+ *   folder per run (<settings>-<scenario>-<rep>/<host>/), emptied when the benchmark starts.
  * Needs root (namespaces) and `pnpm build` (bin/efm-agent loads apps/agent/dist).
  *
  * Reserved for this bench: namespace prefix ee15, subnet 10.201.15.0/24, db port 15425,
  * agent port 7800 and admin port 7809 inside the namespaces, run folder /tmp/efm-bench-failover.
  */
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -102,6 +113,7 @@ const RUN_SETTINGS = envList("EFM_BENCH_SETTINGS", ["fast", "default"], Object.k
 const RUN_SCENARIOS = envList("EFM_BENCH_SCENARIOS", ["crash", "isolate"], ["crash", "isolate"]);
 const envStr = (k: string, d: string) => process.env[k] || d;
 const OUT = envStr("EFM_BENCH_OUT", "/tmp/efm-bench-failover.json");
+const LOGS = envStr("EFM_BENCH_LOGS", "/tmp/efm-bench-failover-logs");
 
 // ---- the client ----
 
@@ -502,8 +514,22 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
   } finally {
     await writer?.stop();
     await teardown();
+    keepLogs(agentDir, `${settings}-${scenario}-${rep}`);
   }
   return result;
+}
+
+/** The agents' logs of one run, for reading a timeline in full (the next run starts afresh). */
+function keepLogs(agentDir: (h: string) => string, run: string): void {
+  for (const h of HOSTS) {
+    const from = agentDir(h);
+    if (!existsSync(from)) continue;
+    const to = join(LOGS, run, h);
+    mkdirSync(to, { recursive: true });
+    for (const f of readdirSync(from)) {
+      if (f.endsWith(".log") || f === "agent.out") cpSync(join(from, f), join(to, f));
+    }
+  }
 }
 
 // ---- report ----
@@ -678,6 +704,8 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 describe.skipIf(!isRoot)("failover time on namespace hosts", () => {
   const results: RunResult[] = [];
+
+  rmSync(LOGS, { recursive: true, force: true });
 
   afterAll(async () => {
     await teardown();
