@@ -103,3 +103,17 @@ export function classify(err: unknown, address: string): Failure {
   }
   return { code: "UNKNOWN", address, message, detail: code };
 }
+
+/**
+ * A DbProbeError for whatever a database operation on `address` threw: DbProbeErrors as they
+ * are, anything else classified, its message prefixed with the address and `what` was done.
+ */
+export function classifiedError(err: unknown, address: string, what = ""): DbProbeError {
+  if (err instanceof DbProbeError) return err;
+  const f = classify(err, address);
+  return new DbProbeError(f.code, `database at ${address}: ${what}${f.message}`, {
+    address,
+    detail: f.detail,
+    cause: err,
+  });
+}

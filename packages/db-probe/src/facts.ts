@@ -1,14 +1,8 @@
-import type pg from "pg";
-import { classify } from "./classify.ts";
-import {
-  checkConnectionOptions,
-  type DbConnectionOptions,
-  destroyClient,
-  openClient,
-  withDeadline,
-} from "./connection.ts";
+import { classifiedError } from "./classify.ts";
+import type { SessionQuery } from "./connection.ts";
 import { DbProbeError } from "./errors.ts";
 import { Lsn } from "./lsn.ts";
+import { type DbTarget, runOn, targetOf } from "./session.ts";
 
 /** One row of pg_stat_replication, as seen on a master. */
 export interface ReplicationPeer {
@@ -63,86 +57,78 @@ const str = (v: unknown): string | null =>
   typeof v === "string" ? v : v === null || v === undefined ? null : String(v);
 const num = (v: unknown): number | null => (v === null || v === undefined || v === "" ? null : Number(v));
 
-/** Read DbFacts over a fresh connection within timeoutMs; throws DbProbeError with a failure code. */
-export async function readFacts(conn: DbConnectionOptions, timeoutMs: number): Promise<DbFacts> {
-  checkConnectionOptions(conn);
-  const deadline = performance.now() + timeoutMs;
-  let client: pg.Client | null = null;
+/**
+ * Read DbFacts within timeoutMs, over a fresh connection (DbConnectionOptions) or a kept
+ * DbSession; throws DbProbeError with a failure code.
+ */
+export async function readFacts(target: DbTarget, timeoutMs: number): Promise<DbFacts> {
+  const { host } = targetOf(target);
   try {
-    client = await openClient(conn, timeoutMs);
-    const c = client;
-    const q = <T extends pg.QueryResultRow>(text: string) =>
-      withDeadline(c.query<T>(text), deadline - performance.now(), conn.host, () => destroyClient(c));
-    const v = await q<{ version: string; num: string; rec: boolean }>(
-      "SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num, pg_is_in_recovery() AS rec",
-    );
-    const row = v.rows[0];
-    if (row === undefined)
-      throw new DbProbeError("QUERY_FAILED", `database at ${conn.host}: no answer to version query`);
-    const versionNum = Number(row.num);
-    // PostgreSQL 10 renamed xlog -> wal and location -> lsn; keep the 9.x path working.
-    const wal = versionNum >= 100000;
-    const [cur, recv, replay] = wal
-      ? ["pg_current_wal_lsn", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn"]
-      : ["pg_current_xlog_location", "pg_last_xlog_receive_location", "pg_last_xlog_replay_location"];
-    const pos = await q<{ cur: string | null; recv: string | null; replay: string | null }>(
-      `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${cur}()::text END AS cur,
-              ${recv}()::text AS recv, ${replay}()::text AS replay`,
-    );
-    const rep = await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_replication r");
-    const wr =
-      versionNum >= 90600
-        ? await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_wal_receiver r")
-        : { rows: [] };
-    const p = pos.rows[0];
-    const currentLsn = Lsn.tryParse(p?.cur);
-    const receiveLsn = Lsn.tryParse(p?.recv);
-    const replayLsn = Lsn.tryParse(p?.replay);
-    const w = wr.rows[0]?.j;
-    return {
-      address: conn.host,
-      inRecovery: row.rec === true,
-      serverVersion: row.version,
-      serverVersionNum: versionNum,
-      currentLsn,
-      receiveLsn,
-      replayLsn,
-      position: row.rec ? Lsn.max(receiveLsn, replayLsn) : currentLsn,
-      replication: rep.rows.map(({ j }) => ({
-        applicationName: str(j.application_name) ?? "",
-        clientAddress: str(j.client_addr),
-        state: str(j.state),
-        sentLsn: Lsn.tryParse(str(j.sent_lsn ?? j.sent_location)),
-        writeLsn: Lsn.tryParse(str(j.write_lsn ?? j.write_location)),
-        flushLsn: Lsn.tryParse(str(j.flush_lsn ?? j.flush_location)),
-        replayLsn: Lsn.tryParse(str(j.replay_lsn ?? j.replay_location)),
-        syncState: str(j.sync_state),
-      })),
-      walReceiver:
-        w === undefined || w === null
-          ? null
-          : {
-              status: str(w.status) ?? "",
-              receivedTimeline: num(w.received_tli),
-              flushedLsn: Lsn.tryParse(str(w.flushed_lsn ?? w.received_lsn)),
-              senderHost: str(w.sender_host),
-              senderPort: num(w.sender_port),
-              conninfo: str(w.conninfo),
-            },
-    };
+    return await runOn(target, timeoutMs, (q) => factsOver(q, host));
   } catch (err) {
-    if (err instanceof DbProbeError && (err.code === "INVALID_LSN" || err.code === "INVALID_OPTIONS"))
-      throw err;
-    const f = classify(err, conn.host);
-    throw new DbProbeError(f.code, `database at ${conn.host}: ${f.message}`, {
-      address: conn.host,
-      detail: f.detail,
-      cause: err,
-    });
-  } finally {
-    if (client !== null) {
-      const c = client;
-      await withDeadline(c.end(), 1_000, conn.host, () => destroyClient(c)).catch(() => {});
-    }
+    throw classifiedError(err, host);
   }
+}
+
+/** The queries of readFacts, on one connection. */
+async function factsOver(q: SessionQuery, host: string): Promise<DbFacts> {
+  const v = await q<{ version: string; num: string; rec: boolean }>(
+    "SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num, pg_is_in_recovery() AS rec",
+  );
+  const row = v.rows[0];
+  if (row === undefined)
+    throw new DbProbeError("QUERY_FAILED", `database at ${host}: no answer to version query`, {
+      address: host,
+    });
+  const versionNum = Number(row.num);
+  // PostgreSQL 10 renamed xlog -> wal and location -> lsn; keep the 9.x path working.
+  const wal = versionNum >= 100000;
+  const [cur, recv, replay] = wal
+    ? ["pg_current_wal_lsn", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn"]
+    : ["pg_current_xlog_location", "pg_last_xlog_receive_location", "pg_last_xlog_replay_location"];
+  const pos = await q<{ cur: string | null; recv: string | null; replay: string | null }>(
+    `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${cur}()::text END AS cur,
+            ${recv}()::text AS recv, ${replay}()::text AS replay`,
+  );
+  const rep = await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_replication r");
+  const wr =
+    versionNum >= 90600
+      ? await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_wal_receiver r")
+      : { rows: [] };
+  const p = pos.rows[0];
+  const currentLsn = Lsn.tryParse(p?.cur);
+  const receiveLsn = Lsn.tryParse(p?.recv);
+  const replayLsn = Lsn.tryParse(p?.replay);
+  const w = wr.rows[0]?.j;
+  return {
+    address: host,
+    inRecovery: row.rec === true,
+    serverVersion: row.version,
+    serverVersionNum: versionNum,
+    currentLsn,
+    receiveLsn,
+    replayLsn,
+    position: row.rec ? Lsn.max(receiveLsn, replayLsn) : currentLsn,
+    replication: rep.rows.map(({ j }) => ({
+      applicationName: str(j.application_name) ?? "",
+      clientAddress: str(j.client_addr),
+      state: str(j.state),
+      sentLsn: Lsn.tryParse(str(j.sent_lsn ?? j.sent_location)),
+      writeLsn: Lsn.tryParse(str(j.write_lsn ?? j.write_location)),
+      flushLsn: Lsn.tryParse(str(j.flush_lsn ?? j.flush_location)),
+      replayLsn: Lsn.tryParse(str(j.replay_lsn ?? j.replay_location)),
+      syncState: str(j.sync_state),
+    })),
+    walReceiver:
+      w === undefined || w === null
+        ? null
+        : {
+            status: str(w.status) ?? "",
+            receivedTimeline: num(w.received_tli),
+            flushedLsn: Lsn.tryParse(str(w.flushed_lsn ?? w.received_lsn)),
+            senderHost: str(w.sender_host),
+            senderPort: num(w.sender_port),
+            conninfo: str(w.conninfo),
+          },
+  };
 }

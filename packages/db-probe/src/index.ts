@@ -40,7 +40,8 @@ export {
   type WatchOptions,
   type WatchState,
 } from "./watch.ts";
-export { promoteBySql, type SqlPromoteResult } from "./promote.ts";
+export { promoteBySql, type SqlPromotability, type SqlPromoteResult, sqlPromotability } from "./promote.ts";
+export { DbSession, type DbTarget, isConnectionLoss } from "./session.ts";
 export {
   conninfoKeyword,
   setSynchronousStandbyNames,

@@ -1,13 +1,7 @@
-import type pg from "pg";
-import { classify } from "./classify.ts";
-import {
-  checkConnectionOptions,
-  type DbConnectionOptions,
-  destroyClient,
-  openClient,
-  withDeadline,
-} from "./connection.ts";
+import { classifiedError } from "./classify.ts";
+import type { SessionQuery } from "./connection.ts";
 import { DbProbeError } from "./errors.ts";
+import { type DbTarget, runOn, targetOf } from "./session.ts";
 
 /** What promoteBySql did. */
 export type SqlPromoteResult =
@@ -24,20 +18,69 @@ export type SqlPromoteResult =
 /** The signature pg_promote has had since PostgreSQL 12. */
 const PG_PROMOTE = "pg_promote(boolean, integer)";
 
+/** Whether the database may be promoted over SQL, from one round trip. */
+export interface SqlPromotability {
+  /** pg_is_in_recovery(): only a standby can be promoted. */
+  inRecovery: boolean;
+  /** server_version_num. */
+  serverVersionNum: number;
+  /**
+   * null when `SELECT pg_promote(...)` would promote it (PostgreSQL 12 or later, and db.user may
+   * execute pg_promote); else why not, and the privileged path (pg_ctl promote) is the way.
+   */
+  notPermitted: string | null;
+}
+
+async function promotabilityOver(q: SessionQuery, host: string, user: string): Promise<SqlPromotability> {
+  // to_regprocedure is null before PostgreSQL 12 (no pg_promote), so the privilege test cannot
+  // fail on a missing function and the whole answer is one statement.
+  const r = await q<{ num: number; rec: boolean; may: boolean }>(
+    `SELECT current_setting('server_version_num')::int AS num, pg_is_in_recovery() AS rec,
+            coalesce(has_function_privilege(to_regprocedure($1)::oid, 'EXECUTE'), false) AS may`,
+    [PG_PROMOTE],
+  );
+  const row = r.rows[0];
+  if (row === undefined) {
+    throw new DbProbeError("QUERY_FAILED", `database at ${host}: no answer to the role query`, {
+      address: host,
+    });
+  }
+  const num = Number(row.num);
+  const notPermitted =
+    num < 120000
+      ? `PostgreSQL ${num} has no pg_promote() (12 and later)`
+      : row.may !== true
+        ? `db.user=${user} may not execute pg_promote() (a superuser, or GRANT EXECUTE ON FUNCTION ${PG_PROMOTE} TO ${user})`
+        : null;
+  return { inRecovery: row.rec === true, serverVersionNum: num, notPermitted };
+}
+
 /**
- * Promote the standby at `conn` over SQL: `SELECT pg_promote(wait => true, wait_seconds => N)`,
- * which returns once the server has left recovery (the server waits, we do not poll), then
- * `pg_is_in_recovery()` on the same connection must say false. Allowed for a superuser and for
- * a role granted EXECUTE on pg_promote (PostgreSQL 12 and later); anywhere else it changes
- * nothing and answers `notPermitted`. Rejects with a DbProbeError when the database cannot be
- * reached, or when it is still in recovery after `waitSeconds` (TIMEOUT; the promotion was
- * requested and may still complete, as with `pg_ctl promote -w -t N`).
+ * Whether the database at `target` is a standby that `promoteBySql` would promote, without
+ * changing anything: one statement within timeoutMs. Rejects with a DbProbeError when the
+ * database cannot be reached.
  */
-export async function promoteBySql(
-  conn: DbConnectionOptions,
-  waitSeconds: number,
-): Promise<SqlPromoteResult> {
-  checkConnectionOptions(conn);
+export async function sqlPromotability(target: DbTarget, timeoutMs: number): Promise<SqlPromotability> {
+  const { host, user } = targetOf(target);
+  try {
+    return await runOn(target, timeoutMs, (q) => promotabilityOver(q, host, user));
+  } catch (err) {
+    throw classifiedError(err, host);
+  }
+}
+
+/**
+ * Promote the standby at `target` (a fresh connection, or a kept DbSession) over SQL:
+ * `SELECT pg_promote(wait => true, wait_seconds => N)`, which returns once the server has left
+ * recovery (the server waits, we do not poll), then `pg_is_in_recovery()` on the same
+ * connection must say false. Allowed for a superuser and for a role granted EXECUTE on
+ * pg_promote (PostgreSQL 12 and later); anywhere else it changes nothing and answers
+ * `notPermitted`. Rejects with a DbProbeError when the database cannot be reached, or when it is
+ * still in recovery after `waitSeconds` (TIMEOUT; the promotion was requested and may still
+ * complete, as with `pg_ctl promote -w -t N`).
+ */
+export async function promoteBySql(target: DbTarget, waitSeconds: number): Promise<SqlPromoteResult> {
+  const { host, user } = targetOf(target);
   if (!Number.isInteger(waitSeconds) || waitSeconds < 1) {
     throw new DbProbeError(
       "INVALID_OPTIONS",
@@ -45,64 +88,33 @@ export async function promoteBySql(
     );
   }
   const started = performance.now();
-  // Connecting and the few catalogue reads get the same bound again as the promotion itself.
-  const deadline = started + 2 * waitSeconds * 1000;
-  let client: pg.Client | null = null;
   try {
-    client = await openClient(conn, deadline - performance.now());
-    const c = client;
-    const q = <T extends pg.QueryResultRow>(text: string, values?: unknown[]) =>
-      withDeadline(c.query<T>(text, values), deadline - performance.now(), conn.host, () => destroyClient(c));
-    const v = await q<{ num: string; rec: boolean }>(
-      "SELECT current_setting('server_version_num') AS num, pg_is_in_recovery() AS rec",
-    );
-    const row = v.rows[0];
-    if (row === undefined)
-      throw new DbProbeError("QUERY_FAILED", `database at ${conn.host}: no answer to the role query`);
-    if (row.rec !== true) return { outcome: "alreadyMaster", durationMs: performance.now() - started };
-    if (Number(row.num) < 120000) {
-      return { outcome: "notPermitted", reason: `PostgreSQL ${row.num} has no pg_promote() (12 and later)` };
-    }
-    const may = await q<{ may: boolean }>("SELECT has_function_privilege($1, 'EXECUTE') AS may", [
-      PG_PROMOTE,
-    ]);
-    if (may.rows[0]?.may !== true) {
-      return {
-        outcome: "notPermitted",
-        reason: `db.user=${conn.user} may not execute pg_promote() (a superuser, or GRANT EXECUTE ON FUNCTION ${PG_PROMOTE} TO ${conn.user})`,
-      };
-    }
-    const r = await q<{ ok: boolean }>("SELECT pg_promote(wait => true, wait_seconds => $1) AS ok", [
-      waitSeconds,
-    ]);
-    if (r.rows[0]?.ok !== true) {
-      throw new DbProbeError(
-        "TIMEOUT",
-        `database at ${conn.host}: pg_promote() requested the promotion but the server was still in recovery after ${waitSeconds} s`,
-        { address: conn.host },
-      );
-    }
-    const after = await q<{ rec: boolean }>("SELECT pg_is_in_recovery() AS rec");
-    if (after.rows[0]?.rec !== false) {
-      throw new DbProbeError(
-        "QUERY_FAILED",
-        `database at ${conn.host}: pg_promote() returned true but pg_is_in_recovery() is not false`,
-        { address: conn.host },
-      );
-    }
-    return { outcome: "promoted", durationMs: performance.now() - started };
-  } catch (err) {
-    if (err instanceof DbProbeError) throw err;
-    const f = classify(err, conn.host);
-    throw new DbProbeError(f.code, `database at ${conn.host}: pg_promote: ${f.message}`, {
-      address: conn.host,
-      detail: f.detail,
-      cause: err,
+    // Connecting and the catalogue read get the same bound again as the promotion itself.
+    return await runOn(target, 2 * waitSeconds * 1000, async (q): Promise<SqlPromoteResult> => {
+      const p = await promotabilityOver(q, host, user);
+      if (!p.inRecovery) return { outcome: "alreadyMaster", durationMs: performance.now() - started };
+      if (p.notPermitted !== null) return { outcome: "notPermitted", reason: p.notPermitted };
+      const r = await q<{ ok: boolean }>("SELECT pg_promote(wait => true, wait_seconds => $1) AS ok", [
+        waitSeconds,
+      ]);
+      if (r.rows[0]?.ok !== true) {
+        throw new DbProbeError(
+          "TIMEOUT",
+          `database at ${host}: pg_promote() requested the promotion but the server was still in recovery after ${waitSeconds} s`,
+          { address: host },
+        );
+      }
+      const after = await q<{ rec: boolean }>("SELECT pg_is_in_recovery() AS rec");
+      if (after.rows[0]?.rec !== false) {
+        throw new DbProbeError(
+          "QUERY_FAILED",
+          `database at ${host}: pg_promote() returned true but pg_is_in_recovery() is not false`,
+          { address: host },
+        );
+      }
+      return { outcome: "promoted", durationMs: performance.now() - started };
     });
-  } finally {
-    if (client !== null) {
-      const c = client;
-      await withDeadline(c.end(), 1_000, conn.host, () => destroyClient(c)).catch(() => {});
-    }
+  } catch (err) {
+    throw classifiedError(err, host, "pg_promote: ");
   }
 }

@@ -1,4 +1,4 @@
-import { classify } from "./classify.ts";
+import { classifiedError, classify } from "./classify.ts";
 import { checkConnectionOptions, type DbConnectionOptions, withSession } from "./connection.ts";
 import { DbProbeError } from "./errors.ts";
 
@@ -110,13 +110,7 @@ export async function walReceiverName(conn: DbConnectionOptions, timeoutMs: numb
       return fromSettings || row.cluster || "walreceiver";
     });
   } catch (err) {
-    if (err instanceof DbProbeError) throw err;
-    const f = classify(err, conn.host);
-    throw new DbProbeError(f.code, `database at ${conn.host}: ${f.message}`, {
-      address: conn.host,
-      detail: f.detail,
-      cause: err,
-    });
+    throw classifiedError(err, conn.host);
   }
 }
 
