@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assign, isReachable, listAddresses, release } from "./vip.ts";
+import { isReachable } from "./ping.ts";
+import { assign, listAddresses, release } from "./vip.ts";
 
 // efm-address as sudo runs it: nothing but a cluster name and a verb; the address, interface
 // and netmask come from the properties file. Two namespaces joined by a veth pair, private to

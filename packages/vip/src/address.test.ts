@@ -8,7 +8,7 @@ import {
   prefixToNetmask,
 } from "./address.ts";
 import { isVipError } from "./errors.ts";
-import { pingArgv } from "./vip.ts";
+import { pingArgv } from "./ping.ts";
 
 const code = (f: () => unknown) => {
   try {

@@ -16,6 +16,15 @@ export {
   parseAddressArgs,
   readVipFacts,
 } from "./cli.ts";
+export {
+  DEFAULT_PING,
+  isPingProgram,
+  isReachable,
+  isReplyFrom,
+  pingArgv,
+  pingWithin,
+  withoutQuiet,
+} from "./ping.ts";
 export { isVipError, VIP_ERROR_CODES, VipError, type VipErrorCode } from "./errors.ts";
 export {
   type AddressHelper,
@@ -24,9 +33,7 @@ export {
   defaultAddressCommand,
   type HeldAddress,
   isHeldLocally,
-  isReachable,
   listAddresses,
-  pingArgv,
   release,
   type VipOptions,
 } from "./vip.ts";

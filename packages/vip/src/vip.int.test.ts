@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assign, isHeldLocally, isReachable, listAddresses, release } from "./vip.ts";
+import { isReachable } from "./ping.ts";
+import { assign, isHeldLocally, listAddresses, release } from "./vip.ts";
 
 // Three namespaces on one bridge, all private to this file: evpA and evpB are database hosts,
 // the bridge's own namespace evpH plays a third host (a client or standby that caches ARP).

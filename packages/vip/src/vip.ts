@@ -69,9 +69,8 @@ export interface HeldAddress {
   readonly label?: string;
 }
 
-const DEFAULT_PING = "/bin/ping -q -c3 -w5";
-
-function wrap(argv: readonly string[], options: VipOptions): string[] {
+/** `argv` as run inside `options.netns` (`ip netns exec <name> ...`), or as given. */
+export function wrap(argv: readonly string[], options: VipOptions): string[] {
   if (options.netns === undefined) return [...argv];
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(options.netns)) {
     throw new VipError("USAGE", `"${options.netns}" is not a network namespace name`);
@@ -289,34 +288,4 @@ export async function release(iface: string, ip: string, options: VipOptions = {
     options,
   );
   return true;
-}
-
-/**
- * Splits `pingServerCommand` into argv on blanks (no shell: the guide's value is a plain
- * command) and appends the address.
- */
-export function pingArgv(ip: string, pingCommand: string = DEFAULT_PING): string[] {
-  addressFamily(ip, "address");
-  const argv = pingCommand.trim().split(/\s+/).filter(Boolean);
-  if (argv.length === 0) throw new VipError("USAGE", "pingServerCommand is empty");
-  return [...argv, ip];
-}
-
-/**
- * True when `ip` answers `pingCommand` (pingServerCommand, default `/bin/ping -q -c3 -w5`)
- * with exit code 0. A missing ping program is an error, not "unreachable".
- */
-export async function isReachable(
-  ip: string,
-  pingCommand: string = DEFAULT_PING,
-  options: VipOptions = {},
-): Promise<boolean> {
-  try {
-    const result = await run(pingArgv(ip, pingCommand), { timeoutMs: 30_000, ...options });
-    return result.code === 0;
-  } catch (e) {
-    // A ping that hangs past the timeout got no answer: unreachable, as far as failover cares.
-    if (e instanceof VipError && e.code === "COMMAND_TIMEOUT") return false;
-    throw e;
-  }
 }
