@@ -63,7 +63,12 @@ async function sessionBackends(host: string): Promise<number[]> {
 describe("a kept session", () => {
   it("answers every use over one backend", async () => {
     const s = session("a");
+    expect(s.connected).toBe(false);
+    await s.connect(5_000);
+    expect(s.connected).toBe(true);
+    const [opened] = await sessionBackends("a");
     const first = await backendPid(s);
+    expect(first).toBe(opened);
     const facts = await readFacts(s, 5_000);
     const p = await sqlPromotability(s, 5_000);
     expect(facts).toMatchObject({ address: lab.host("a").address, inRecovery: false });

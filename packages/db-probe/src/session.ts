@@ -71,6 +71,16 @@ export class DbSession {
     return this.#conn.user;
   }
 
+  /** Whether a connection is open now (a use would then need no new one). */
+  get connected(): boolean {
+    return this.#client !== null;
+  }
+
+  /** Open the connection now unless one is open, within timeoutMs; rejects as run does. */
+  connect(timeoutMs: number): Promise<void> {
+    return this.run(timeoutMs, async () => {});
+  }
+
   /** Run `work` with queries on the kept connection, all within timeoutMs of this call. */
   run<R>(timeoutMs: number, work: (q: SessionQuery) => Promise<R>): Promise<R> {
     const host = this.#conn.host;
