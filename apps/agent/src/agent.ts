@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import {
   type DbConnectionOptions,
+  DbSession,
   type FailureCode,
   PgChecker,
   readFacts,
@@ -54,7 +55,8 @@ import { newToken, startAdminServer, writeTokenFile } from "./admin/server.ts";
 import { agentFiles, resolveDirs } from "./dirs.ts";
 import { AgentError } from "./errors.ts";
 import { acquireLock, type LockHandle } from "./lock.ts";
-import { LocalDbWatch, promoteLocal } from "./local-watch.ts";
+import { localPromotable, promoteLocalDb } from "./local-session.ts";
+import { LocalDbWatch } from "./local-watch.ts";
 import { pingWithin } from "./ping.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
@@ -353,6 +355,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const localChecker = c.isWitness
     ? null
     : new PgChecker(db(selfHost), { reuseCount: c.dbReuseConnectionCount });
+  // One kept connection for this agent's own questions to its database on the failover path
+  // (role, positions, promotability, pg_promote): a fresh connection costs a fork and an
+  // authentication, seconds on a loaded server (issue 15). Opened at first use.
+  const localSession = c.isWitness
+    ? null
+    : new DbSession({ ...db(selfHost), applicationName: "efm session" });
+  const closeLocalDb = () => Promise.all([localChecker?.close(), localSession?.close()]);
   // The monitoring connection (issue 15): a lost local database is seen when it happens, and
   // the engine's periodic check is brought forward so the guide's confirmation starts now.
   const localWatch = c.isWitness
@@ -402,7 +411,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     ) {
       startup.error(ownFailure!);
       logs.flush();
-      await localChecker?.close().catch(() => {});
+      await closeLocalDb().catch(() => {});
       lock.release();
       throw new AgentError("DATABASE", ownFailure!);
     }
@@ -464,7 +473,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       startup.error(why);
       logs.flush();
       await helper.close();
-      await localChecker?.close().catch(() => {});
+      await closeLocalDb().catch(() => {});
       lock.release();
       throw new AgentError("HELPER_CHECK", why, { cause: err });
     }
@@ -500,9 +509,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const exec: Executors = {
     send: (to, message) => member.send(to, message),
     checkLocalRole: async () => {
-      if (!localChecker) return "unreachable";
-      const r = await localChecker.check(c.localTimeout * 1000);
-      return r.ok ? (r.inRecovery ? "recovery" : "primary") : "unreachable";
+      if (!localSession) return "unreachable";
+      try {
+        const r = await localSession.run(c.localTimeout * 1000, (q) =>
+          q<{ rec: boolean }>("SELECT pg_is_in_recovery() AS rec"),
+        );
+        return r.rows[0]?.rec === true ? "recovery" : r.rows[0]?.rec === false ? "primary" : "unreachable";
+      } catch {
+        return "unreachable";
+      }
     },
     checkLocalDb: async (timeoutMs) => {
       if (!localChecker) return { ok: true };
@@ -514,6 +529,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         localWatch && loop.current.role !== "Idle"
           ? await localWatch.check(() => checker.check(timeoutMs), loop.current.local.final)
           : await checker.check(timeoutMs);
+      // The database answers: have the failover path's session open before it is needed (at
+      // start, and again after a restart ended it), so no failover waits for a new connection.
+      if (r.ok && localSession && !localSession.connected) localSession.connect(timeoutMs).catch(() => {});
       if (r.ok) return { ok: true };
       log.warn(
         { failure: r.failure.code, detail: r.failure.detail },
@@ -537,7 +555,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       return answered.includes(r.failure.code) ? "unknown" : "unreachable";
     },
     queryLsn: async () => {
-      const f = await readFacts(db(selfHost), c.remoteTimeout * 1000);
+      const f = await readFacts(localSession ?? db(selfHost), c.remoteTimeout * 1000);
       // The timeline is known only while a WAL receiver runs (pg_stat_wal_receiver); streaming
       // means the upstream accepted this database's history (a resumed ex-master proves with it
       // that it was rewound or re-cloned).
@@ -569,18 +587,21 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     checkPromotable: async () => {
       // The candidate's half of "can this standby be promoted" before any master is fenced for
-      // it: the helper, as db.service.owner, over the connection the promotion itself uses.
-      try {
-        await check(helper, { role: "standby" });
-        return { ok: true };
-      } catch (err) {
-        return { ok: false, error: (err as Error).message };
-      }
+      // it, over the path the promotion itself takes: SQL over the session where pg_promote
+      // would promote, else the helper, as db.service.owner (./local-session.ts).
+      if (!localSession) return { ok: false, error: "a witness has no database to promote" };
+      return localPromotable(
+        localSession,
+        c.localTimeout * 1000,
+        formatHostPort({ host: selfHost, port: c.dbPort }),
+        () => check(helper, { role: "standby" }),
+      );
     },
     promoteDb: async () => {
-      // pg_promote() over SQL where db.user may run it; pg_ctl through the helper otherwise.
-      await promoteLocal(
-        db(selfHost),
+      // pg_promote() over the session where db.user may run it; pg_ctl through the helper otherwise.
+      if (!localSession) throw new AgentError("DATABASE", "a witness has no database to promote");
+      await promoteLocalDb(
+        localSession,
         c.localTimeout,
         () => promote(helper, { timeoutSeconds: c.localTimeout }),
         log,
@@ -838,7 +859,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       log.warn({ err }, "leaving the cluster failed");
     }
     localWatch?.stop();
-    await within(localChecker?.close() ?? Promise.resolve(), 200).catch(() => {});
+    await within(closeLocalDb(), 200).catch(() => {});
     await within(helper.close(), 2_500).catch(() => {});
     // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
@@ -914,7 +935,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     admin?.close();
     await http?.close();
     await member.stop().catch(() => {});
-    await localChecker?.close().catch(() => {});
+    await closeLocalDb().catch(() => {});
     await helper.close();
     lock.release();
     await notifier.close(1000);
