@@ -28,11 +28,13 @@ export interface LocalDbWatchOptions {
 }
 
 /**
- * The agent's side of db-probe's monitoring connection. Its loss is held until the engine's next
- * regular local check takes it: that check fails at once with the loss's failure, and the
- * engine goes on exactly as after any failed check (the final check bounded by
- * local.timeout.final, then the report to the coordinator). The final check always asks the
- * database itself, so a loss never decides a failure alone.
+ * The agent's side of db-probe's monitoring connection (which also watches the database's
+ * postmaster when it runs on this host: its death counts as the connection's loss before the
+ * backend notices it). Its loss is held until the engine's next regular local check takes it:
+ * that check fails at once with the loss's failure, and the engine goes on exactly as after any
+ * failed check (the final check bounded by local.timeout.final, then the report to the
+ * coordinator). The final check always asks the database itself, so a loss never decides a
+ * failure alone.
  */
 export class LocalDbWatch {
   readonly #watch: ConnectionWatch;
@@ -65,6 +67,12 @@ export class LocalDbWatch {
           return;
         case "restored":
           this.#log.info({ watch: "restored" }, "monitoring connection to the local database open again");
+          return;
+        case "postmaster":
+          this.#log.debug(
+            { watch: "postmaster", pid: e.pid },
+            `watching the local database's postmaster (pid ${e.pid}): its exit counts as the connection's loss`,
+          );
           return;
         case "connected":
           // Whatever was lost is back: a loss no check took must not fail a later one.

@@ -31,6 +31,15 @@ export {
   tlsOptions,
 } from "./tls.ts";
 export {
+  type ProcessIdentity,
+  type ProcessProbe,
+  type ProcStat,
+  parseProcStat,
+  postmasterOf,
+  processAlive,
+  readProcStat,
+} from "./postmaster.ts";
+export {
   ConnectionWatch,
   lossCause,
   pgWatchConnector,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Clock } from "./monitor.ts";
+import type { ProcessIdentity } from "./postmaster.ts";
 import { ConnectionWatch, lossCause, type WatchConnector, type WatchEvent, type WatchLink } from "./watch.ts";
 
 /** Virtual time: timers fire only when the test advances the clock. */
@@ -53,6 +54,8 @@ class ScriptedDb implements WatchConnector {
   answers: Answer[] = [{ kind: "open" }];
   connects: number[] = [];
   links: { end(why: unknown): void; closedByUs: boolean }[] = [];
+  /** What each new link says its postmaster is (undefined: the link does not say). */
+  postmaster: ProcessIdentity | null | undefined = undefined;
   constructor(private readonly clock: ManualClock) {}
   connect(_timeoutMs: number): Promise<WatchLink> {
     this.connects.push(this.clock.now());
@@ -71,6 +74,7 @@ class ScriptedDb implements WatchConnector {
         handle.closedByUs = true;
         end(null);
       },
+      ...(this.postmaster === undefined ? {} : { postmaster: Promise.resolve(this.postmaster) }),
     });
   }
 }
@@ -221,6 +225,142 @@ describe("ConnectionWatch", () => {
     expect(() => new ConnectionWatch({ connector, connectTimeoutMs: 1, retryMs: Number.NaN })).toThrow(
       /retryMs/,
     );
+  });
+});
+
+/** A watch whose postmaster probe the test answers: `alive` lists the running processes. */
+function setupWithPostmaster() {
+  const clock = new ManualClock();
+  const db = new ScriptedDb(clock);
+  db.postmaster = { pid: 4242, startTime: "7" };
+  const alive = new Set<string>(["4242@7"]);
+  const probed: number[] = [];
+  let probeFails = false;
+  const watch = new ConnectionWatch({
+    connector: db,
+    clock,
+    connectTimeoutMs: 1_000,
+    retryMs: 10_000,
+    processProbe: async (p) => {
+      probed.push(clock.now());
+      if (probeFails) throw Object.assign(new Error("EACCES: /proc/4242/stat"), { code: "EACCES" });
+      return alive.has(`${p.pid}@${p.startTime}`);
+    },
+  });
+  const events: WatchEvent[] = [];
+  watch.on((e) => events.push(e));
+  return {
+    clock,
+    db,
+    watch,
+    events,
+    alive,
+    probed,
+    failProbe: () => {
+      probeFails = true;
+    },
+    types: () => events.map((e) => e.type),
+  };
+}
+
+describe("ConnectionWatch and the postmaster", () => {
+  it("treats the postmaster's exit like the end of the connection, although the connection is still open", async () => {
+    const { clock, db, watch, events, alive, probed, types } = setupWithPostmaster();
+    watch.start();
+    await flush();
+    expect(types()).toEqual(["connected", "postmaster"]);
+    expect(events[1]).toMatchObject({ pid: 4242 });
+    await clock.advance(200);
+    expect(probed).toEqual([100, 200]);
+    // kill -9: the backend has not noticed (the link stays open), a new connection is refused.
+    alive.clear();
+    db.answers = [{ kind: "fail", err: socketError("ECONNREFUSED") }];
+    await clock.advance(100);
+    expect(types()).toEqual(["connected", "postmaster", "dropped", "lost"]);
+    const lost = events[3] as Extract<WatchEvent, { type: "lost" }>;
+    expect(lost.at).toBe(300);
+    expect(lost.cause).toMatchObject({ code: "CONNECTION_LOST", detail: "postmaster-exit" });
+    expect(lost.cause.message).toContain("4242");
+    expect(lost.failure).toMatchObject({ code: "REFUSED" });
+    expect(db.links[0]!.closedByUs).toBe(true);
+    // Nothing more is looked at: only the retry after local.period is pending.
+    await clock.advance(1_000);
+    expect(probed).toEqual([100, 200, 300]);
+    expect(clock.pending).toBe(1);
+    watch.stop();
+  });
+
+  it("a pid now used by another process (another start time) is not the postmaster", async () => {
+    const { clock, db, watch, alive, types } = setupWithPostmaster();
+    watch.start();
+    await flush();
+    alive.clear();
+    alive.add("4242@9"); // the same pid, started later: some other process
+    db.answers = [{ kind: "fail", err: socketError("ECONNREFUSED") }];
+    await clock.advance(100);
+    expect(types()).toEqual(["connected", "postmaster", "dropped", "lost"]);
+  });
+
+  it("reports no loss when the reconnect succeeds, and watches the new link's postmaster", async () => {
+    const { clock, db, watch, events, alive, probed, types } = setupWithPostmaster();
+    watch.start();
+    await flush();
+    alive.clear();
+    alive.add("5000@8");
+    db.postmaster = { pid: 5000, startTime: "8" };
+    await clock.advance(100);
+    expect(types()).toEqual(["connected", "postmaster", "dropped", "connected", "postmaster"]);
+    expect(events[4]).toMatchObject({ pid: 5000 });
+    expect(watch.state).toBe("watching");
+    await clock.advance(300);
+    expect(probed).toEqual([100, 200, 300, 400]);
+    expect(types()).toHaveLength(5);
+    watch.stop();
+    expect(clock.pending).toBe(0);
+  });
+
+  it("stops looking when the probe cannot tell; the connection still reports", async () => {
+    const { clock, db, watch, probed, failProbe, types } = setupWithPostmaster();
+    watch.start();
+    await flush();
+    failProbe();
+    await clock.advance(1_000);
+    expect(probed).toEqual([100]);
+    expect(clock.pending).toBe(0);
+    expect(types()).toEqual(["connected", "postmaster"]);
+    db.answers = [{ kind: "fail", err: socketError("ECONNREFUSED") }];
+    db.links[0]!.end(null);
+    await flush();
+    expect(types()).toEqual(["connected", "postmaster", "dropped", "lost"]);
+    watch.stop();
+  });
+
+  it("looks at nothing when no postmaster was learned, and stops looking when the connection ends or on stop", async () => {
+    const none = setupWithPostmaster();
+    none.db.postmaster = null;
+    none.watch.start();
+    await none.clock.advance(1_000);
+    expect(none.probed).toEqual([]);
+    expect(none.types()).toEqual(["connected"]);
+    none.watch.stop();
+
+    const { clock, db, watch, probed, types } = setupWithPostmaster();
+    watch.start();
+    await clock.advance(100);
+    db.answers = [{ kind: "fail", err: socketError("ECONNREFUSED") }];
+    db.links[0]!.end(serverError("57P01", "terminating connection due to unexpected postmaster exit"));
+    await clock.advance(1_000);
+    expect(types()).toEqual(["connected", "postmaster", "dropped", "lost"]);
+    expect(probed).toEqual([100]);
+    watch.stop();
+    expect(clock.pending).toBe(0);
+  });
+
+  it("rejects a processPollMs that is not a positive number", () => {
+    const connector: WatchConnector = { address: "x", connect: () => Promise.reject(new Error("unused")) };
+    expect(
+      () => new ConnectionWatch({ connector, connectTimeoutMs: 1, retryMs: 1, processPollMs: -1 }),
+    ).toThrow(/processPollMs/);
   });
 });
 

@@ -3,6 +3,7 @@ import { classify, type Failure } from "./classify.ts";
 import { checkConnectionOptions, type DbConnectionOptions, destroyClient, openClient } from "./connection.ts";
 import { DbProbeError } from "./errors.ts";
 import { type Clock, systemClock } from "./monitor.ts";
+import { type ProcessIdentity, type ProcessProbe, postmasterOf, processAlive } from "./postmaster.ts";
 
 /**
  * One open monitoring connection. `closed` settles (never rejects) when the connection ends,
@@ -13,6 +14,11 @@ export interface WatchLink {
   readonly closed: Promise<unknown>;
   /** Drop the connection (no goodbye awaited); `closed` settles afterwards. */
   close(): void;
+  /**
+   * The server's postmaster, when it runs on this host and is visible here (null when not, or
+   * when it could not be learned); settles soon after the connection opened, never rejects.
+   */
+  readonly postmaster?: Promise<ProcessIdentity | null>;
 }
 
 /** Opens monitoring connections to one database; the watch's only view of it. */
@@ -36,7 +42,9 @@ export type WatchEvent =
    */
   | { type: "lost"; at: number; cause: Failure; failure: Failure }
   /** A connection opened again after "lost". */
-  | { type: "restored"; at: number };
+  | { type: "restored"; at: number }
+  /** The open connection's postmaster (`pid`) is watched too: its exit counts as a drop. */
+  | { type: "postmaster"; at: number; pid: number };
 
 /** Options of ConnectionWatch. */
 export interface WatchOptions {
@@ -46,6 +54,10 @@ export interface WatchOptions {
   /** Pause between attempts while no connection can be opened: local.period. */
   retryMs: number;
   clock?: Clock;
+  /** Is the postmaster still running? Default: one read of /proc/<pid>/stat ({@link processAlive}). */
+  processProbe?: ProcessProbe;
+  /** How often the postmaster is looked at while connected; default 100 ms. */
+  processPollMs?: number;
 }
 
 /** Where the watch is. */
@@ -58,16 +70,27 @@ export type WatchState = "idle" | "connecting" | "watching" | "reconnecting" | "
  * only when that fails too does it report "lost". Hangs are not its business: a server that
  * stops answering keeps the connection open, and the periodic check (HealthMonitor, or the
  * agent's engine) catches it.
+ *
+ * A backend notices its postmaster's death only at its next wait, which on a loaded host comes
+ * hundreds of milliseconds after a kill -9 (and never while the backend is stopped), although a
+ * new connection is refused at once: the listen socket died with the postmaster. So when the
+ * link names its postmaster, the watch also looks at that process every `processPollMs` while
+ * connected, and its exit is handled exactly like the connection ending: the immediate
+ * reconnect decides. A probe that cannot tell stops this looking; the connection still reports.
  */
 export class ConnectionWatch {
   readonly #connector: WatchConnector;
   readonly #clock: Clock;
   readonly #connectMs: number;
   readonly #retryMs: number;
+  readonly #probe: ProcessProbe;
+  readonly #pollMs: number;
   readonly #listeners = new Set<(e: WatchEvent) => void>();
   #state: WatchState = "idle";
   #link: WatchLink | null = null;
   #timer: unknown = null;
+  /** The next look at the postmaster of the open link. */
+  #pollTimer: unknown = null;
   /** Bumped on start/stop: callbacks of an older run do nothing. */
   #generation = 0;
   #everConnected = false;
@@ -76,6 +99,7 @@ export class ConnectionWatch {
     for (const [k, v] of [
       ["connectTimeoutMs", options.connectTimeoutMs],
       ["retryMs", options.retryMs],
+      ["processPollMs", options.processPollMs ?? 100],
     ] as const) {
       if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
         throw new DbProbeError(
@@ -88,6 +112,8 @@ export class ConnectionWatch {
     this.#clock = options.clock ?? systemClock;
     this.#connectMs = options.connectTimeoutMs;
     this.#retryMs = options.retryMs;
+    this.#probe = options.processProbe ?? processAlive;
+    this.#pollMs = options.processPollMs ?? 100;
   }
 
   get state(): WatchState {
@@ -114,6 +140,7 @@ export class ConnectionWatch {
     this.#state = "stopped";
     if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
+    this.#stopPolling();
     this.#link?.close();
     this.#link = null;
   }
@@ -203,13 +230,56 @@ export class ConnectionWatch {
     if (mode === "lost") this.#emit({ type: "restored", at: now });
     this.#emit({ type: "connected", at: now, again: this.#everConnected });
     this.#everConnected = true;
-    void link.closed.then((why) => {
+    void link.closed.then((why) => this.#dropped(gen, link, lossCause(why, this.#connector.address)));
+    link.postmaster?.then(
+      (pm) => {
+        if (pm === null || gen !== this.#generation || this.#link !== link) return;
+        this.#emit({ type: "postmaster", at: this.#clock.now(), pid: pm.pid });
+        this.#poll(gen, link, pm);
+      },
+      () => {}, // not learned: the connection alone reports
+    );
+  }
+
+  /** The open link ended (or its postmaster did): report it and reconnect at once. */
+  #dropped(gen: number, link: WatchLink, cause: Failure): void {
+    if (gen !== this.#generation || this.#link !== link) return;
+    this.#link = null;
+    this.#stopPolling();
+    this.#emit({ type: "dropped", at: this.#clock.now(), cause });
+    void this.#attempt("reconnecting", cause);
+  }
+
+  /** Look at the link's postmaster in `processPollMs`, and again after that while it runs. */
+  #poll(gen: number, link: WatchLink, pm: ProcessIdentity): void {
+    this.#pollTimer = this.#clock.setTimeout(async () => {
+      this.#pollTimer = null;
       if (gen !== this.#generation || this.#link !== link) return;
-      this.#link = null;
-      const dropCause = lossCause(why, this.#connector.address);
-      this.#emit({ type: "dropped", at: this.#clock.now(), cause: dropCause });
-      void this.#attempt("reconnecting", dropCause);
-    });
+      let alive: boolean;
+      try {
+        alive = await this.#probe(pm);
+      } catch {
+        return; // cannot tell (e.g. /proc became unreadable): leave it to the connection
+      }
+      if (gen !== this.#generation || this.#link !== link) return;
+      if (alive) {
+        this.#poll(gen, link, pm);
+        return;
+      }
+      // The backend may not have noticed yet: drop the connection ourselves.
+      link.close();
+      this.#dropped(gen, link, {
+        code: "CONNECTION_LOST",
+        address: this.#connector.address,
+        message: `the postmaster (pid ${pm.pid}) exited`,
+        detail: "postmaster-exit",
+      });
+    }, this.#pollMs);
+  }
+
+  #stopPolling(): void {
+    if (this.#pollTimer !== null) this.#clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = null;
   }
 }
 
@@ -227,7 +297,12 @@ export function lossCause(why: unknown, address: string): Failure {
   return f.code === "UNKNOWN" ? { ...f, code: "CONNECTION_LOST" } : f;
 }
 
-/** Monitoring connections over node-postgres, with the agent's connection settings. */
+/**
+ * Monitoring connections over node-postgres, with the agent's connection settings. Each link
+ * learns its postmaster: the backend's `pg_backend_pid()`, then that process's parent, when the
+ * backend is visible here as the PostgreSQL process serving this very connection (its title
+ * names our port) ({@link postmasterOf}).
+ */
 export function pgWatchConnector(conn: DbConnectionOptions): WatchConnector {
   checkConnectionOptions(conn);
   return {
@@ -246,7 +321,24 @@ export function pgWatchConnector(conn: DbConnectionOptions): WatchConnector {
       return {
         closed,
         close: () => destroyClient(client),
+        postmaster: learnPostmaster(client),
       };
     },
   };
+}
+
+/** The postmaster behind `client`'s backend, or null; never rejects. */
+async function learnPostmaster(client: pg.Client): Promise<ProcessIdentity | null> {
+  try {
+    const r = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+    const pid = r.rows[0]?.pid;
+    if (typeof pid !== "number") return null;
+    // Over TCP the backend's title names our port; over a Unix socket it says [local].
+    const stream = (client as unknown as { connection?: { stream?: { localPort?: unknown } } }).connection
+      ?.stream;
+    const port = typeof stream?.localPort === "number" ? stream.localPort : undefined;
+    return await postmasterOf(pid, port);
+  } catch {
+    return null; // the connection ended meanwhile, or /proc cannot be read: nothing to watch
+  }
 }
