@@ -1,5 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
-import { type Cluster, createCluster, downCluster } from "@efm/lab";
+import { type Cluster, childrenOf, createCluster, downCluster } from "@efm/lab";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConnectionWatch, pgWatchConnector, type WatchEvent } from "./index.ts";
 import { readProcStat } from "./postmaster.ts";
@@ -39,21 +38,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 
 async function isZombie(pid: number): Promise<boolean> {
   return (await readProcStat(pid))?.state === "Z";
-}
-
-/** The children of `pid` (the postmaster's backends and auxiliary processes). */
-function childrenOf(pid: number): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) found.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
 }
 
 /** The first event of `type`, seen or still to come. */

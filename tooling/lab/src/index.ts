@@ -9,6 +9,7 @@ export {
   type LabHost,
   planCluster,
 } from "./cluster.ts";
+export { childrenOf } from "./exec.ts";
 export { type EfmFilesOptions, type EfmHostFiles, efmProperties } from "./efm-files.ts";
 export { LAB_ERROR_CODES, LabError, type LabErrorCode } from "./errors.ts";
 export type { ExecResult } from "./exec.ts";
