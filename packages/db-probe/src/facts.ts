@@ -86,20 +86,24 @@ async function factsOver(q: SessionQuery, host: string): Promise<DbFacts> {
   const [cur, recv, replay] = wal
     ? ["pg_current_wal_lsn", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn"]
     : ["pg_current_xlog_location", "pg_last_xlog_receive_location", "pg_last_xlog_replay_location"];
-  const pos = await q<{ cur: string | null; recv: string | null; replay: string | null }>(
+  // Positions and both replication views in one round trip (the version decided the names).
+  const pos = await q<{
+    cur: string | null;
+    recv: string | null;
+    replay: string | null;
+    rep: Record<string, unknown>[] | null;
+    wr: Record<string, unknown> | null;
+  }>(
     `SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${cur}()::text END AS cur,
-            ${recv}()::text AS recv, ${replay}()::text AS replay`,
+            ${recv}()::text AS recv, ${replay}()::text AS replay,
+            (SELECT jsonb_agg(to_jsonb(r)) FROM pg_stat_replication r) AS rep,
+            ${versionNum >= 90600 ? "(SELECT to_jsonb(w) FROM pg_stat_wal_receiver w)" : "NULL::jsonb"} AS wr`,
   );
-  const rep = await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_replication r");
-  const wr =
-    versionNum >= 90600
-      ? await q<{ j: Record<string, unknown> }>("SELECT to_jsonb(r) AS j FROM pg_stat_wal_receiver r")
-      : { rows: [] };
   const p = pos.rows[0];
   const currentLsn = Lsn.tryParse(p?.cur);
   const receiveLsn = Lsn.tryParse(p?.recv);
   const replayLsn = Lsn.tryParse(p?.replay);
-  const w = wr.rows[0]?.j;
+  const w = p?.wr;
   return {
     address: host,
     inRecovery: row.rec === true,
@@ -109,7 +113,7 @@ async function factsOver(q: SessionQuery, host: string): Promise<DbFacts> {
     receiveLsn,
     replayLsn,
     position: row.rec ? Lsn.max(receiveLsn, replayLsn) : currentLsn,
-    replication: rep.rows.map(({ j }) => ({
+    replication: (p?.rep ?? []).map((j) => ({
       applicationName: str(j.application_name) ?? "",
       clientAddress: str(j.client_addr),
       state: str(j.state),
