@@ -581,17 +581,54 @@ export class Ctx {
       this.raise({ type: "candidateVerified", now: this.now });
       return;
     }
+    // The check asked with these positions (askPromotable) counts as the check after ranking: a
+    // failure is this candidate's failure (the next one is tried), an answer still out is waited
+    // for instead of asked twice. The old master taking its role back is always asked here.
+    const early = restoreOldMaster ? undefined : p.prechecks?.[candidate];
+    const askedNow = early?.token === p.token;
+    if (askedNow && early.error !== undefined) {
+      this.setPromotion({ ...p, stage: "precheck", candidate, restoring: false });
+      this.candidateFailed(`cannot be promoted: ${early.error}`);
+      return;
+    }
     this.setPromotion({ ...p, stage: "precheck", candidate, restoring: restoreOldMaster });
-    this.send(candidate, {
-      type: "checkPromotable",
-      token: p.token,
-      ...(restoreOldMaster ? { restore: true } : {}),
-    });
+    if (!askedNow)
+      this.send(candidate, {
+        type: "checkPromotable",
+        token: p.token,
+        ...(restoreOldMaster ? { restore: true } : {}),
+      });
     const cfg = this.s.config;
     this.timer(
       `promotion:${p.token}`,
       this.now + cfg.localTimeoutMs + cfg.remoteTimeoutMs + cfg.messageSlackMs,
     );
+  }
+
+  /**
+   * Asks the standbys among `ask` for their pre-promotion check in the same round as their
+   * positions (issue 15): the coordinator learns both in one round trip instead of checking the
+   * best one only after ranking. Not the master, not a standby already verified or failed, not
+   * one asked under this token already. The choice is untouched: nextCandidate still takes the
+   * best-ranked standby and promotes it only once its check passed.
+   */
+  askPromotable(token: string, ask: readonly string[]): void {
+    const p = this.s.promotion;
+    if (p === null || p.token !== token || p.restoring) return;
+    const targets = ask.filter(
+      (a) =>
+        this.roleOf(a) !== "Master" &&
+        !p.verified.includes(a) &&
+        !(a in p.failures) &&
+        p.prechecks?.[a]?.token !== token,
+    );
+    if (targets.length === 0) return;
+    const prechecks = { ...p.prechecks };
+    for (const a of targets) {
+      prechecks[a] = { token };
+      this.send(a, { type: "checkPromotable", token });
+    }
+    this.setPromotion({ ...this.s.promotion!, prechecks });
   }
 
   /** Records why the current candidate cannot be promoted and moves on to the next one. */
@@ -632,6 +669,7 @@ export class Ctx {
           this.act({ type: "queryLsn", token: t });
         } else this.send(a, { type: "queryLsn", token });
       }
+      this.askPromotable(token, ask);
       this.timer(
         `promotion:${token}`,
         this.now + this.s.config.remoteTimeoutMs + this.s.config.messageSlackMs,

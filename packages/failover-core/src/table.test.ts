@@ -715,7 +715,8 @@ describe("coordinator decisions", () => {
       "fenced.stale",
     ]);
     const done = run(retry.state, msg(2001, "a", { type: "fenced", token: inv.token }));
-    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.start"]);
+    // the coordinator is a standby too: its own pre-promotion check is asked with its position
+    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.start", "precheck.request"]);
   });
 
   it("a master that stops writing during a promotion's position query makes it ask again (sim seed 20599)", () => {
@@ -739,7 +740,7 @@ describe("coordinator decisions", () => {
     for (const t of Object.keys(s.remoteChecks))
       s = run(s, { type: "remoteDbChecked", now: 5, token: t, target: "a", result: "unreachable" }).state;
     const done = run(s, msg(6, "a", { type: "fenced", token: inv.token }));
-    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.requery.masterStopped"]);
+    expect(rules(done)).toEqual(["fenced.dbFailure", "promo.requery.masterStopped", "precheck.request"]);
     const p = done.state.promotion!;
     expect(p.token).not.toBe(first);
     expect([p.stage, p.lsns]).toEqual(["queryLsn", {}]);
@@ -1315,9 +1316,10 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
       w,
       msg(2, "c", { type: "lsnReply", token: tok, lsn: "0/8", role: "Standby", timeline: 1 }),
     );
-    // c is still on the old timeline: left out, b is checked
+    // c is still on the old timeline: left out; b's check, asked with the positions, is awaited
     expect(first.state.promotion!.failures).toHaveProperty("c");
-    expect(sent(first, "checkPromotable").map((a) => a.to)).toEqual(["b"]);
+    expect(sent(first, "checkPromotable")).toEqual([]);
+    expect([first.state.promotion!.stage, first.state.promotion!.candidate]).toEqual(["precheck", "b"]);
     w = run(first.state, msg(3, "b", { type: "promotableReply", token: tok, ok: true })).state;
     expect(w.promotion!.stage).toBe("switchover");
     let r = run(w, msg(4, "a", { type: "fenced", token: tok }));
@@ -1331,7 +1333,12 @@ describe("a fence that cannot be confirmed (issue 13)", () => {
         msg(5, who, { type: "lsnReply", token: tok, lsn: "0/20", role: "Standby", timeline: 2 }),
       );
     expect(sent(r, "promote")).toEqual([]);
-    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    // c's check, asked with its first position, has not answered: awaited, not asked twice
+    expect(sent(r, "checkPromotable")).toEqual([]);
+    expect([r.state.promotion!.stage, r.state.promotion!.candidate]).toEqual(["precheck", "c"]);
+    const ok = run(r.state, msg(6, "c", { type: "promotableReply", token: tok, ok: true }));
+    expect(rules(ok)).toEqual(["promo.precheck.ok", "promo.send"]);
+    expect(sent(ok, "promote").map((a) => a.to)).toEqual(["c"]);
   });
 
   it("a manual switchover keeps a standby out whose pre-promotion check failed", () => {
@@ -2011,9 +2018,10 @@ describe("a promotion checks its candidate first and never ends silently without
   it("asks the best standby to check it can be promoted before the master is asked to step down", () => {
     const { s, tok, last } = collected();
     expect(rules(last)).toContain("promo.rank");
-    expect(sent(last, "checkPromotable")).toEqual([
-      { type: "send", to: "b", message: { type: "checkPromotable", token: tok } },
-    ]);
+    // the checks went out with the position requests; b, the best, is awaited
+    expect(sent(last, "checkPromotable")).toEqual([]);
+    expect([s.promotion!.stage, s.promotion!.candidate]).toEqual(["precheck", "b"]);
+    expect(s.promotion!.prechecks).toEqual({ b: { token: tok }, c: { token: tok } });
     expect(sent(last, "switchover")).toEqual([]);
     // b cannot be promoted: c is checked next, still nobody fenced
     const bad = run(
@@ -2026,11 +2034,48 @@ describe("a promotion checks its candidate first and never ends silently without
       }),
     );
     expect(rules(bad)).toEqual(["promo.precheck.failed"]);
-    expect(sent(bad, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    expect(sent(bad, "checkPromotable")).toEqual([]);
+    expect([bad.state.promotion!.stage, bad.state.promotion!.candidate]).toEqual(["precheck", "c"]);
     expect(sent(bad, "switchover")).toEqual([]);
     const good = run(bad.state, msg(4, "c", { type: "promotableReply", token: tok, ok: true }));
     expect(rules(good)).toEqual(["promo.precheck.ok", "promo.manual.switchover"]);
     expect(sent(good, "switchover")).toEqual([
+      { type: "send", to: "a", message: { type: "switchover", token: tok, newMaster: "c" } },
+    ]);
+  });
+
+  it("checks every standby with its position request: one verified goes on at the ranking, one that failed is skipped as after a failed check", () => {
+    let s = coordinator();
+    const start = run(s, {
+      type: "command",
+      now: 1,
+      requestId: "r1",
+      command: { kind: "promote", force: false },
+    });
+    // positions and checks in one round; the master is asked for its position only
+    expect(sent(start, "queryLsn").map((a) => a.to)).toEqual(["b", "c", "a"]);
+    expect(sent(start, "checkPromotable").map((a) => a.to)).toEqual(["b", "c"]);
+    s = start.state;
+    const tok = s.promotion!.token;
+    // b (first in the priority list) cannot be promoted, c can; both answer before the positions
+    let r = run(s, msg(2, "b", { type: "promotableReply", token: tok, ok: false, error: "no pg_ctl" }));
+    expect(rules(r)).toEqual(["promo.precheck.early"]);
+    r = run(r.state, msg(2, "c", { type: "promotableReply", token: tok, ok: true }));
+    expect(rules(r)).toEqual(["promo.precheck.early"]);
+    expect(r.state.promotion!.verified).toEqual(["c"]);
+    // an answer under another token (an earlier round) counts for nothing
+    expect(
+      rules(run(r.state, msg(2, "c", { type: "promotableReply", token: "promo:w:1", ok: false }))),
+    ).toEqual(["promo.precheck.stale"]);
+    s = run(r.state, msg(3, "a", { type: "lsnReply", token: tok, lsn: "0/10", role: "Master" })).state;
+    s = run(s, msg(3, "b", { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby" })).state;
+    const ranked = run(s, msg(3, "c", { type: "lsnReply", token: tok, lsn: "0/10", role: "Standby" }));
+    // b ranks first and its failed check is its failure, with the reason a check after ranking
+    // gives; c is verified: the master is asked to step down in the step the last position came
+    expect(rules(ranked)).toEqual(["lsn.reply", "promo.rank", "promo.manual.switchover"]);
+    expect(ranked.state.promotion!.failures).toEqual({ b: "cannot be promoted: no pg_ctl" });
+    expect(sent(ranked, "checkPromotable")).toEqual([]);
+    expect(sent(ranked, "switchover")).toEqual([
       { type: "send", to: "a", message: { type: "switchover", token: tok, newMaster: "c" } },
     ]);
   });
@@ -2068,11 +2113,26 @@ describe("a promotion checks its candidate first and never ends silently without
         refused: true,
       }),
     );
-    expect(rules(r)).toEqual(["promo.precheck.refused"]);
-    expect(r.state.promotion).toBeNull();
-    expect(sent(r, "checkPromotable")).toEqual([]);
-    expect(find(r, "respond").message).toBe("Promotion has not occurred: b: this agent is checking.");
-    expect(r.actions).toContainEqual({
+    // that answer is to the check asked with the positions, maybe a moment before b was a
+    // running standby (its position report says it is one): b is asked once more, as it was
+    // after ranking before checks rode with the positions
+    expect(rules(r)).toEqual(["promo.precheck.early.refused"]);
+    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["b"]);
+    const again = run(
+      r.state,
+      msg(3, "b", {
+        type: "promotableReply",
+        token: tok,
+        ok: false,
+        error: "this agent is checking",
+        refused: true,
+      }),
+    );
+    expect(rules(again)).toEqual(["promo.precheck.refused"]);
+    expect(again.state.promotion).toBeNull();
+    expect(sent(again, "checkPromotable")).toEqual([]);
+    expect(find(again, "respond").message).toBe("Promotion has not occurred: b: this agent is checking.");
+    expect(again.actions).toContainEqual({
       type: "setTimer",
       name: "reconcile",
       at: 3 + harnessTimings.messageSlackMs,
@@ -2178,13 +2238,18 @@ describe("a promotion checks its candidate first and never ends silently without
       msg(7, "b", { type: "promotionResult", token: tok, ok: false, reason: "x", next: true }),
     );
     expect(rules(failB)).toEqual(["promo.result.next"]);
-    // not c from the stale list: every standby is asked again, d too
-    expect(sent(failB, "checkPromotable")).toEqual([]);
+    // not c from the stale list: every standby is asked again, d too, each with its
+    // pre-promotion check (b failed: its position only)
     expect(
       sent(failB, "queryLsn")
         .map((a) => a.to)
         .sort(),
     ).toEqual(["b", "c", "d"]);
+    expect(
+      sent(failB, "checkPromotable")
+        .map((a) => a.to)
+        .sort(),
+    ).toEqual(["c", "d"]);
     const tok2 = failB.state.promotion!.token;
     let r = failB;
     for (const [who, lsn] of [
@@ -2193,8 +2258,10 @@ describe("a promotion checks its candidate first and never ends silently without
       ["d", "0/20"],
     ] as const)
       r = run(r.state, msg(8, who, { type: "lsnReply", token: tok2, lsn, role: "Standby" }));
-    // d is the best now; b (failed) is never tried again
-    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["d"]);
+    // d is the best now (its check, asked with its position, is awaited); b (failed) is never
+    // tried again
+    expect(sent(r, "checkPromotable")).toEqual([]);
+    expect([r.state.promotion!.stage, r.state.promotion!.candidate]).toEqual(["precheck", "d"]);
   });
 
   it("after the master stepped down: next candidate, then the old master, then exact operator steps", () => {
@@ -2220,7 +2287,9 @@ describe("a promotion checks its candidate first and never ends silently without
       }),
     );
     expect(rules(failB)).toEqual(["promo.result.next"]);
-    expect(sent(failB, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    // c's check went out with the first positions and has not answered: awaited, not asked twice
+    expect(sent(failB, "checkPromotable")).toEqual([]);
+    expect([failB.state.promotion!.stage, failB.state.promotion!.candidate]).toEqual(["precheck", "c"]);
     const sendC = run(failB.state, msg(7, "c", { type: "promotableReply", token: tok, ok: true }));
     expect(sent(sendC, "promote").map((a) => a.to)).toEqual(["c"]);
     // c fails too -> the healthy old master
@@ -2400,7 +2469,7 @@ describe("timeline-aware promotion (issue 13)", () => {
       ["c", "0/4000", 2],
     ]);
     expect(rules(r)).toContain("promo.rank");
-    expect(sent(r, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    expect(r.state.promotion!.candidate).toBe("c");
     expect(r.state.promotion!.ranked).toEqual(["c"]);
     expect(r.state.promotion!.failures.b).toBe(
       "on timeline 1, behind the current timeline 2: rewind or re-clone it",
@@ -2698,9 +2767,11 @@ describe("restarts keep the last master, and no master known means every databas
     });
     expect(rules(ok)).toEqual(["promo.probe.recovery", "promo.probe.done"]);
     expect(ok.state.promotion?.stage).toBe("queryLsn");
-    expect(ok.actions.filter((a) => a.type === "send").map((a) => a.type === "send" && a.to)).toEqual([
-      "b",
-      "c",
+    expect(ok.actions.flatMap((a) => (a.type === "send" ? [`${a.message.type} ${a.to}`] : []))).toEqual([
+      "queryLsn b",
+      "queryLsn c",
+      "checkPromotable b",
+      "checkPromotable c",
     ]);
   });
 
@@ -3313,7 +3384,9 @@ describe("efm promote -switchover (issue 16)", () => {
 
   it("refuses, master untouched, when the target fails its pre-promotion check", () => {
     const { s, tok, last } = collected("b", null, null);
-    expect(sent(last, "checkPromotable").map((a) => a.to)).toEqual(["b"]);
+    // the target's check went out with the position requests: awaited here
+    expect(sent(last, "checkPromotable")).toEqual([]);
+    expect([s.promotion!.stage, s.promotion!.candidate]).toEqual(["precheck", "b"]);
     const r = run(s, msg(3, "b", { type: "promotableReply", token: tok, ok: false, error: "no pg_ctl" }));
     expect(rules(r)).toEqual(["promo.precheck.failed", "switchover.notStarted"]);
     expect(find(r, "respond").message).toBe(
@@ -3325,13 +3398,19 @@ describe("efm promote -switchover (issue 16)", () => {
   /** Up to the master's clean stop, target chosen by the priority list (c before b). */
   function stopped() {
     let s = coordinator(undefined, ["c", "b"]);
-    s = run(s, command(null)).state;
+    const start = run(s, command(null));
+    s = start.state;
     const t = s.promotion!.token;
+    // the standbys' pre-promotion checks ride with the position requests, never the master's
+    expect(
+      start.actions.flatMap((a) => (a.type === "send" ? [`${a.message.type} ${a.to}`] : [])).sort(),
+    ).toEqual(["checkPromotable b", "checkPromotable c", "queryLsn a", "queryLsn b", "queryLsn c"]);
     s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "0/3000000", role: "Master" })).state;
     s = run(s, msg(2, "b", standby(t, "0/3000000"))).state;
     const chosen = run(s, msg(2, "c", standby(t, "0/2FFFF00")));
     expect(rules(chosen)).toEqual(["lsn.reply", "switchover.check"]);
-    expect(sent(chosen, "checkPromotable").map((a) => a.to)).toEqual(["c"]);
+    expect(sent(chosen, "checkPromotable")).toEqual([]);
+    expect(chosen.state.promotion!.candidate).toBe("c");
     const verified = run(chosen.state, msg(3, "c", { type: "promotableReply", token: t, ok: true }));
     expect(rules(verified)).toEqual(["promo.precheck.ok", "switchover.stopMaster"]);
     expect(sent(verified, "switchover")).toEqual([

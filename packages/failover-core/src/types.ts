@@ -567,6 +567,13 @@ export interface Promotion {
   /** Whether each standby's WAL receiver was streaming when it reported its position. */
   readonly streaming?: Readonly<Record<string, boolean>>;
   /**
+   * Pre-promotion checks asked together with the positions, by standby: the promotion token it
+   * was asked under, and `error` once it answered that it cannot be promoted. No `error`: not
+   * answered yet. An ok answer moves the standby to `verified`; a refusal drops the entry (the
+   * standby is asked again if it becomes the candidate), as does an answer under an older token.
+   */
+  readonly prechecks?: Readonly<Record<string, { readonly token: string; readonly error?: string }>>;
+  /**
    * `efm promote -switchover`: the target asked for (null: the coordinator's choice), the
    * master's final position once it stopped cleanly, and until when the target may take to
    * replay it. Anything failing before the target is promoted brings the old master back.

@@ -549,7 +549,7 @@ export const promotionRows: readonly TransitionRow[] = [
     guard: "otherwise",
     to: "unchanged",
     actions:
-      "rank the candidates (a failover under synchronous.mode: only the last published synchronous set); ask the best untried one to check it can be promoted",
+      "rank the candidates (a failover under synchronous.mode: only the last published synchronous set); the best untried one goes on if its check (asked with the positions) passed, is skipped if it failed, else its check is awaited (or asked)",
     reason:
       "rank the standbys by (timeline, WAL position), ties by the priority list, leaving out any behind the current timeline; the best must pass its pre-promotion check before anyone is fenced",
     run: (c) => {
@@ -634,6 +634,36 @@ export const promotionRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "promo.precheck.early.refused",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "our candidate refused the check asked together with the positions, and has not been asked since",
+    to: "unchanged",
+    actions: "ask the candidate for its pre-promotion check again",
+    reason:
+      "the candidate refused the check asked with the positions (a moment before it was a running standby of our view, as its position report shows it is now): ask it again, as the check after ranking would have",
+    // Invariant: the check asked with the positions never decides more than the check after
+    // ranking did. That one was asked once the candidate had reported itself a standby; this one
+    // may have reached it a moment before, so its refusal is not the candidate's last word.
+    when: (c, e) => {
+      const p = c.s.promotion;
+      return (
+        p?.stage === "precheck" &&
+        p.token === e.message.token &&
+        p.candidate === e.from &&
+        e.message.refused === true &&
+        p.prechecks?.[e.from]?.token === e.message.token &&
+        p.prechecks[e.from]!.error === undefined
+      );
+    },
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const { [e.from]: _asked, ...prechecks } = p.prechecks!;
+      c.setPromotion({ ...p, prechecks });
+      c.send(e.from, { type: "checkPromotable", token: p.token });
+    },
+  }),
+  row({
     id: "promo.precheck.ok",
     from: ["*"],
     on: "message:promotableReply",
@@ -693,6 +723,42 @@ export const promotionRows: readonly TransitionRow[] = [
       c.s.promotion.token === e.message.token &&
       c.s.promotion.candidate === e.from,
     run: (c, e) => c.candidateFailed(`cannot be promoted: ${e.message.error ?? "no reason given"}`),
+  }),
+  row({
+    id: "promo.precheck.early",
+    from: ["*"],
+    on: "message:promotableReply",
+    guard: "a check asked together with the positions, from a standby not awaited as the candidate",
+    to: "unchanged",
+    actions:
+      "record it: verified, failed (with the reason) or refused (ask again if it becomes the candidate)",
+    reason:
+      "a standby answered the pre-promotion check asked with its position: the candidate chosen on the positions goes on without another round trip",
+    // Invariant: no candidate is promoted unless its check passed; a failed one is tried no more
+    // than after a failed check today (nextCandidate reads this record as that check's answer).
+    when: (c, e) => {
+      const p = c.s.promotion;
+      return (
+        p !== null &&
+        p.token === e.message.token &&
+        p.prechecks?.[e.from]?.token === e.message.token &&
+        p.prechecks[e.from]!.error === undefined
+      );
+    },
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      const { [e.from]: _asked, ...rest } = p.prechecks!;
+      if (e.message.ok) c.setPromotion({ ...p, prechecks: rest, verified: [...p.verified, e.from] });
+      else if (e.message.refused === true) c.setPromotion({ ...p, prechecks: rest });
+      else
+        c.setPromotion({
+          ...p,
+          prechecks: {
+            ...rest,
+            [e.from]: { token: e.message.token, error: e.message.error ?? "no reason given" },
+          },
+        });
+    },
   }),
   row({
     id: "promo.precheck.stale",

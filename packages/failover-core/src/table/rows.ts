@@ -470,7 +470,11 @@ export function possibleStandbys(c: Ctx): string[] {
   });
 }
 
-/** Asks each member for its WAL position (ourselves directly) and bounds the wait. */
+/**
+ * Asks each member for its WAL position (ourselves directly) and bounds the wait. The standbys
+ * among them are asked for their pre-promotion check in the same round (Ctx.askPromotable), so
+ * the candidate chosen on these positions is usually verified by the time they are all in.
+ */
 export function queryPositions(c: Ctx, token: string, ask: readonly string[], bound = true): void {
   for (const a of ask) {
     if (a === c.self) {
@@ -479,8 +483,12 @@ export function queryPositions(c: Ctx, token: string, ask: readonly string[], bo
       c.act({ type: "queryLsn", token: t });
     } else c.send(a, { type: "queryLsn", token });
   }
-  // A switchover's replay wait asks again and again under its own, longer bound.
-  if (bound) c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+  // A switchover's replay wait asks again and again under its own, longer bound; its target was
+  // checked before the master stopped, so the replay rounds carry no check.
+  if (bound) {
+    c.askPromotable(token, ask);
+    c.timer(`promotion:${token}`, c.now + c.s.config.remoteTimeoutMs + c.s.config.messageSlackMs);
+  }
 }
 
 export function pendingPromoteTarget(c: Ctx): string {
