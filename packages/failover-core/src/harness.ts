@@ -652,6 +652,7 @@ export const QUIET_RULES: ReadonlySet<string> = new Set([
   "fencedRetry.stop",
   "lists.update",
   "watch.ok",
+  "watch.askMaster",
   "fenceRetry.stop",
 ]);
 

@@ -2194,6 +2194,34 @@ describe("a promotion checks its candidate first and never ends silently without
     expect(back.state.peers.b?.role).toBe("Standby");
   });
 
+  it("asks the member shown as the master for its status each watch interval; a lost status that said it runs as a standby is caught", () => {
+    // a (the master) had its host reset and came back as a standby; every status it sent us was
+    // lost on a lossy link, so we still show it as Master
+    const s = coordinator();
+    expect(s.peers.a?.role).toBe("Master");
+    const r = run(s, { type: "timer", now: 3, name: "masterWatch" });
+    expect(rules(r)).toEqual(["watch.askMaster"]);
+    expect(sent(r, "status").map((a) => [a.to, a.message.type === "status" && a.message.ask])).toEqual([
+      ["a", true],
+    ]);
+    expect(r.actions).toContainEqual({
+      type: "setTimer",
+      name: "masterWatch",
+      at: 3 + harnessTimings.promotionTimeoutMs,
+    });
+    // its answer says Standby: the coordinator looks at the cluster again (reconcile)
+    const back = run(r.state, msg(4, "a", { type: "status", role: "Standby", db: "UP", master: null }));
+    expect(back.state.peers.a?.role).toBe("Standby");
+    expect(back.actions).toContainEqual({
+      type: "setTimer",
+      name: "reconcile",
+      at: 4 + harnessTimings.messageSlackMs,
+    });
+    // a non-coordinator asks nobody
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    expect(rules(run(b, { type: "timer", now: 3, name: "masterWatch" }))).toEqual(["watch.ok"]);
+  });
+
   it("no second promotion while a candidate is still promoting (its promote may yet complete)", () => {
     const v = view(
       2,

@@ -194,6 +194,27 @@ export const investigationRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "watch.askMaster",
+    from: RUNNING,
+    on: "timer:masterWatch",
+    guard: "coordinator of a majority; another member is shown as the master",
+    to: "unchanged",
+    actions: "ask that member for its status; look again later",
+    reason:
+      "refresh the master's role once a watch interval: a status lost in a network fault would keep a member that restarted as a standby shown as the master, and a master shown blocks every failover",
+    // Invariant (liveness): a quorate coordinator that finds no writable master while a healthy
+    // standby exists promotes. Statuses travel only when they change: a master whose host was
+    // reset came back as a standby, and its statuses to the coordinator were all lost on a lossy
+    // link, so the coordinator showed it as Master for good and never failed over. Asking costs
+    // one message each way per interval; the answer (recordStatus) starts a reconcile when the
+    // last master turns out to run as something else.
+    when: (c) => c.isCoordinator() && c.others().some((a) => c.roleOf(a) === "Master"),
+    run: (c) => {
+      for (const a of c.others().filter((x) => c.roleOf(x) === "Master")) c.send(a, c.status(true));
+      c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
+    },
+  }),
+  row({
     id: "watch.ok",
     from: ["*"],
     on: "timer:masterWatch",
