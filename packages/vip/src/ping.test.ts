@@ -67,10 +67,18 @@ describe("pingWithin, ping (by its basename)", () => {
     // Prints one reply, then waits "forever" (60 s, far beyond the test's timeout) for more.
     const ping = script(
       "a/ping",
-      `echo "$$" > ${pid}\necho "$@" > ${args}\necho "PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data."\necho "64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.05 ms"\nexec sleep 60`,
+      `echo "$$" > ${pid}\necho "$LC_ALL $@" > ${args}\necho "PING 10.0.0.1 (10.0.0.1) 56(84) bytes of data."\necho "64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.05 ms"\nexec sleep 60`,
     );
-    expect(await pingWithin("10.0.0.1", `${ping} -q -c3 -w5`, 600_000)).toBe(true);
-    expect(readFileSync(args, "utf8").trim()).toBe("-c3 -w5 10.0.0.1");
+    const locale = process.env.LC_ALL;
+    process.env.LC_ALL = "de_DE.UTF-8";
+    try {
+      expect(await pingWithin("10.0.0.1", `${ping} -q -c3 -w5`, 600_000)).toBe(true);
+    } finally {
+      if (locale === undefined) delete process.env.LC_ALL;
+      else process.env.LC_ALL = locale;
+    }
+    // In the C locale: iputils translates its reply lines.
+    expect(readFileSync(args, "utf8").trim()).toBe("C -c3 -w5 10.0.0.1");
     // Stopped: SIGINT ends `sleep`. Waiting for it is bounded by the test's timeout.
     const stopped = Number(readFileSync(pid, "utf8"));
     while (isRunning(stopped)) await new Promise((r) => setTimeout(r, 20));

@@ -116,6 +116,10 @@ export function pingWithin(
   return run(argv, ping ? ip : null, boundMs);
 }
 
+/**
+ * Runs `argv`; with `replyFrom` (a ping program) in the C locale, since iputils translates
+ * its reply lines and summary, and the first reply line from that address answers.
+ */
 function run(argv: readonly string[], replyFrom: string | null, boundMs: number): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
     let summary = "";
@@ -124,7 +128,10 @@ function run(argv: readonly string[], replyFrom: string | null, boundMs: number)
     let exited = false;
     let interrupted = false;
     let kill: NodeJS.Timeout | undefined;
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(replyFrom === null ? {} : { env: { ...process.env, LC_ALL: "C" } }),
+    });
     const settle = (v: boolean) => {
       if (settled) return;
       settled = true;
