@@ -651,8 +651,17 @@ export class Ctx {
         const r = this.roleOf(a);
         return r === "Standby" || r === null;
       });
+      // As after a switchover (afterSwitchover): a standby left out only for the timeline it
+      // reported against the old positions is judged again on the new ones; a failed check or
+      // promote still counts. Kept, that verdict passed over the best standby of the new round
+      // (the newer-timeline standby behind it had failed and was no longer asked).
+      const offTimeline = this.offTimeline(p);
+      const failures = Object.fromEntries(
+        Object.entries(this.s.promotion!.failures).filter(([a, why]) => offTimeline[a] !== why),
+      );
       this.setPromotion({
         ...this.s.promotion!,
+        failures,
         token,
         epoch: this.s.view?.epoch ?? p.epoch,
         stage: "queryLsn",

@@ -2504,6 +2504,40 @@ describe("timeline-aware promotion (issue 13)", () => {
     );
   });
 
+  it("a standby left out for its timeline is judged again when the next candidate is sought on fresh positions", () => {
+    // b went further on timeline 1, c is on timeline 2: c is the candidate, b is left out
+    const { s, tok } = failover([
+      ["b", "0/9000", 1],
+      ["c", "0/4000", 2],
+    ]);
+    let r = run(s, msg(14, "c", { type: "promotableReply", token: tok, ok: true }));
+    expect(sent(r, "promote").map((a) => a.to)).toEqual(["c"]);
+    // d joins as a standby; then c's promote fails (its database stays in recovery)
+    let t = run(r.state, {
+      type: "viewInstalled",
+      now: 15,
+      view: view(3, [...FULL.filter(([x]) => x !== "a"), ["d", "Standby"]], {
+        coordinator: "w",
+        voters: ["a", "b", "c", "w", "d"],
+      }),
+    }).state;
+    t = run(t, msg(15, "d", { type: "status", role: "Standby", db: "UP", master: null })).state;
+    r = run(t, msg(16, "c", { type: "promotionResult", token: tok, ok: false, reason: "x", next: true }));
+    expect(rules(r)).toEqual(["promo.result.next"]);
+    const tok2 = r.state.promotion!.token;
+    expect(r.state.promotion!.failures).toEqual({ c: "x" });
+    // on the new positions nobody reports timeline 2 any more: b, the furthest on timeline 1,
+    // is the candidate, not d behind it
+    for (const [who, lsn, role] of [
+      ["b", "0/9000", "Standby"],
+      ["c", "0/4000", "Idle"],
+      ["d", "0/100", "Standby"],
+    ] as const)
+      r = run(r.state, msg(17, who, { type: "lsnReply", token: tok2, lsn, role, timeline: 1 }));
+    expect(rules(r)).toContain("promo.rank");
+    expect(r.state.promotion!.candidate).toBe("b");
+  });
+
   it("on the same timeline the position decides, then the priority list; an unknown timeline counts as current", () => {
     const same = failover([
       ["b", "0/4000", 2],
