@@ -6,6 +6,7 @@ import type {
   Candidacy,
   CandidateCheck,
   Command,
+  DbAnswer,
   FailoverAction,
   FailoverEvent,
   FailoverState,
@@ -335,7 +336,10 @@ export class Ctx {
     for (const a of askers) {
       if (a === this.self) {
         const t = this.token("chk");
-        this.s.remoteChecks = { ...this.s.remoteChecks, [t]: { replyTo: this.self, token } };
+        this.s.remoteChecks = {
+          ...this.s.remoteChecks,
+          [t]: { replyTo: this.self, token, target, asMaster, askedAt: this.now },
+        };
         this.act({
           type: "checkRemoteDb",
           token: t,
@@ -426,9 +430,14 @@ export class Ctx {
       // orders them but the text, so they run side by side and the candidate waits for the
       // slowest instead of the sum. Fencing still waits for every one; the first that fails
       // ends the candidacy, so the answers still out can no longer change the decision.
-      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
+      // Our own check of the old master's database from the confirmation that started this
+      // promotion stands in for a new one when it is as fresh as a new one could be
+      // (freshMasterAnswer); the rule below still applies to it when the other checks answer.
+      const prior = this.candidacyAction(c, "master") !== null ? this.freshMasterAnswer(c.oldMaster!) : null;
+      const run = checks.filter((s) => this.candidacyAction(c, s) !== null && !(s === "master" && prior));
+      const reused = prior ? { masterAnsweredAt: prior.answeredAt, masterAskedAt: prior.askedAt } : {};
       if (run.length > 0) {
-        this.s.candidacy = { ...c, stage: run[0]!, pendingChecks: run, checksAskedAt: this.now };
+        this.s.candidacy = { ...c, stage: run[0]!, pendingChecks: run, checksAskedAt: this.now, ...reused };
         for (const s of run) this.act(this.candidacyAction(c, s)!);
         return;
       }
@@ -448,14 +457,14 @@ export class Ctx {
         };
         return;
       }
-      const asked = c.checksAskedAt ?? this.now;
+      const asked = c.masterAskedAt ?? c.checksAskedAt ?? this.now;
       if (after !== "master" && masterAt !== undefined && this.now - masterAt > masterAt - asked) {
         // The old master's database was found down well before the slower checks answered:
         // longer ago than the check itself took, so a database that came back since would go
         // unseen. Read it again, so that, as in the guide's order, it is the last thing read
         // before fencing. An answer that came about when the others did (a silent host answers
         // at the bound, as a bounded ping does) is as fresh as the check can make it.
-        const { masterAnsweredAt: _, ...rereading } = c;
+        const { masterAnsweredAt: _, masterAskedAt: _asked, ...rereading } = c;
         this.s.candidacy = {
           ...rereading,
           stage: "master",
@@ -492,6 +501,20 @@ export class Ctx {
       }
     }
     this.finishCandidacy();
+  }
+
+  /**
+   * Our own latest check of `target`'s database as a master, if it found it unreachable and is as
+   * fresh as a new check could be: it answered less long ago than it took (a silent host answers
+   * at remote.timeout, so within remote.timeout; a refused connection answers at once, so almost
+   * never). Invariant: the candidate fences and promotes only after a check of the old master's
+   * database that found it down and is no older than the one it would otherwise wait for, the
+   * rule that already lets an answer that came in before the slower VIP and ping checks stand.
+   */
+  freshMasterAnswer(target: string): DbAnswer | null {
+    const a = this.s.masterDbAnswers[target];
+    if (!a || a.result !== "unreachable") return null;
+    return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
   }
 
   /** The action of one pipeline stage, or null when that stage is not configured. */

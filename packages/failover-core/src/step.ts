@@ -56,6 +56,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     startupChecks: null,
     joinedAt: null,
     remoteChecks: {},
+    masterDbAnswers: {},
     investigations: [],
     promotion: null,
     candidacy: null,

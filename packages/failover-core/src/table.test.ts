@@ -1805,6 +1805,121 @@ describe("promotion (candidate side)", () => {
     expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
   });
 
+  /** b checks a's database as a master for the coordinator: asked at `asked`, answered `result` at `answered`. */
+  function confirmed(s: FailoverState, asked: number, answered: number, result: "unreachable" | "reachable") {
+    const req = run(s, msg(asked, "a", { type: "checkDb", token: "inv1", target: "a", asMaster: true }));
+    expect(rules(req)).toEqual(["checkDb.request"]);
+    const chk = find(req, "checkRemoteDb");
+    const ans = run(req.state, {
+      type: "remoteDbChecked",
+      now: answered,
+      token: chk.token,
+      target: "a",
+      result,
+    });
+    expect(rules(ans)).toEqual(["checkDb.answer"]);
+    return ans.state;
+  }
+  const fence = {
+    scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+  };
+  const promoteAt = (now: number): FailoverEvent =>
+    msg(now, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true });
+
+  it("uses its own confirmation answer that the old master's database is down when it is as fresh as a new check", () => {
+    // the silent host's database timed out at 1001 (asked at 1); chosen at 1100, 99 ms later
+    const s = confirmed(standby(fence), 1, 1001, "unreachable");
+    expect(s.masterDbAnswers.a).toEqual({ result: "unreachable", askedAt: 1, answeredAt: 1001 });
+    const r = run(s, promoteAt(1100));
+    expect(rules(r)).toEqual(["cand.accept.masterFresh"]);
+    expect(r.state.role).toBe("Promoting");
+    // the VIP and the ping server are checked; the master database is not asked a second time
+    expect(
+      r.actions.filter((a) => ["pingVip", "pingServer", "checkRemoteDb"].includes(a.type)).map((a) => a.type),
+    ).toEqual(["pingVip", "pingServer"]);
+    const vip = run(r.state, { type: "vipPinged", now: 1102, token: "p1", reachable: false });
+    const ping = run(vip.state, { type: "pingServerPinged", now: 1110, token: "p1", reachable: true });
+    expect(rules(ping)).toEqual(["cand.pingOk"]);
+    expect(ping.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
+    expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    // the ping comes so late that the answer is older than its check took: read the database again
+    const late = run(vip.state, { type: "pingServerPinged", now: 2002, token: "p1", reachable: true });
+    expect(late.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
+    expect(find(late, "checkRemoteDb")).toMatchObject({ target: "a", asMaster: true, token: "p1" });
+    const down = run(late.state, {
+      type: "remoteDbChecked",
+      now: 2003,
+      token: "p1",
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(down)).toEqual(["cand.masterDown"]);
+    expect(find(down, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+  });
+
+  it("checks the old master's database again when its own answer is stale, quick, or found it running", () => {
+    const checked = (r: StepResult) => r.actions.filter((a) => a.type === "checkRemoteDb").length;
+    // chosen 1,500 ms after a 1,000 ms check answered: older than the check took
+    const stale = run(confirmed(standby(fence), 1, 1001, "unreachable"), promoteAt(2501));
+    expect([rules(stale), checked(stale)]).toEqual([["cand.accept"], 1]);
+    // a refused connection answers at once (2 ms): fresh for 2 ms only
+    const quick = run(confirmed(standby(fence), 1, 3, "unreachable"), promoteAt(10));
+    expect([rules(quick), checked(quick)]).toEqual([["cand.accept"], 1]);
+    // a database found running is never taken for down; the check runs and its notification with it
+    const running = run(confirmed(standby(fence), 1, 1001, "reachable"), promoteAt(1100));
+    expect([rules(running), checked(running)]).toEqual([["cand.accept"], 1]);
+    const still = run(running.state, {
+      type: "remoteDbChecked",
+      now: 1101,
+      token: "p1",
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(still)).toEqual(["cand.masterRunning"]);
+    expect(notified(still)).toEqual(["standbyPromoteMasterRunning"]);
+    // an answer about another database does not stand for the old master's
+    const other = run(
+      confirmed(standby(fence), 1, 1001, "unreachable"),
+      msg(1100, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "c", checkMaster: true }),
+    );
+    expect([rules(other), checked(other)]).toEqual([["cand.accept"], 1]);
+  });
+
+  it("a coordinator that is the candidate keeps its own confirmation answer too", () => {
+    // b coordinates: the master's agent is gone and b checks its database itself
+    let s = boot("b", "recovery", view(1, FULL, { coordinator: "b" }));
+    s = run(s, {
+      type: "viewInstalled",
+      now: 1,
+      view: view(
+        2,
+        [
+          ["b", "Standby"],
+          ["c", "Standby"],
+          ["w", "Witness"],
+        ],
+        { coordinator: "b", voters: ["a", "b", "c", "w"] },
+      ),
+    }).state;
+    const gone = run(s, {
+      type: "memberGone",
+      now: 1,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 0,
+      takeoverAllowedAt: 1,
+    });
+    const own = find(gone, "checkRemoteDb");
+    const ans = run(gone.state, {
+      type: "remoteDbChecked",
+      now: 1001,
+      token: own.token,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(ans.state.masterDbAnswers.a).toEqual({ result: "unreachable", askedAt: 1, answeredAt: 1001 });
+  });
+
   it("ends the candidacy at the first failed check; the answers still out change nothing", () => {
     const r = run(standby(), promote());
     const running = run(r.state, {

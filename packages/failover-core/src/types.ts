@@ -618,6 +618,18 @@ export interface Candidacy {
    * more than that check's own duration later, the database is read again before fencing.
    */
   readonly masterAnsweredAt?: number;
+  /**
+   * When the master database check behind `masterAnsweredAt` was asked, if it was not asked with
+   * the other checks (`checksAskedAt`): our own check from the confirmation, reused.
+   */
+  readonly masterAskedAt?: number;
+}
+
+/** One direct check of a database: what it found, when it was asked and when it answered. */
+export interface DbAnswer {
+  readonly result: Reachability;
+  readonly askedAt: number;
+  readonly answeredAt: number;
 }
 
 /** A candidate's read-only check before anything is fenced (guide 8.3's order, run at once). */
@@ -695,7 +707,28 @@ export interface FailoverState {
   readonly startupChecks: Readonly<Record<string, string>> | null;
   /** When we joined a quorate view at start-up (bounds the wait for the others' roles). */
   readonly joinedAt: number | null;
-  readonly remoteChecks: Readonly<Record<string, { readonly replyTo: string; readonly token: string }>>;
+  /**
+   * Direct database checks in flight on someone's behalf: local token to whom to answer and under
+   * which token, with what was asked (target, asMaster) and when, so the answer can be kept.
+   */
+  readonly remoteChecks: Readonly<
+    Record<
+      string,
+      {
+        readonly replyTo: string;
+        readonly token: string;
+        readonly target?: string;
+        readonly asMaster?: boolean;
+        readonly askedAt?: number;
+      }
+    >
+  >;
+  /**
+   * The latest answer of this agent's own direct check of each database as a master (asked for a
+   * confirmation), with when it was asked and answered: a candidate whose check of the old master
+   * is as fresh as a new one could be uses it instead of waiting for a second one.
+   */
+  readonly masterDbAnswers: Readonly<Record<string, DbAnswer>>;
   readonly investigations: readonly Investigation[];
   readonly promotion: Promotion | null;
   readonly candidacy: Candidacy | null;

@@ -1,4 +1,34 @@
-import { type TransitionRow, row } from "./rows.ts";
+import type { Ctx } from "../context.ts";
+import { type EventFor, type TransitionRow, row } from "./rows.ts";
+
+type PromoteEvent = EventFor<"message:promote">;
+
+/** cand.accept's guard: a standby (or the fenced old master asked back) of the sender's majority view. */
+function acceptable(c: Ctx, e: PromoteEvent): boolean {
+  return (
+    (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
+    c.quorate() &&
+    c.leaseValid() &&
+    c.s.view?.epoch === e.message.epoch &&
+    c.s.view.coordinator === e.from &&
+    !c.s.local.reported
+  );
+}
+
+/** Becomes the candidate and starts the checks before fencing (Ctx.advanceCandidacy). */
+function accept(c: Ctx, e: PromoteEvent): void {
+  c.s.candidacy = {
+    token: e.message.token,
+    coordinator: e.from,
+    epoch: e.message.epoch,
+    oldMaster: e.message.oldMaster,
+    checkMaster: e.message.checkMaster,
+    restore: e.message.restore === true,
+    stage: "vip",
+  };
+  c.setRole("Promoting");
+  c.advanceCandidacy("start");
+}
 
 /** Rows of one concern (promotion, candidate side, and the other standbys following after a failover), in the table's match order. */
 export const candidacyRows: readonly TransitionRow[] = [
@@ -101,6 +131,27 @@ export const candidacyRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "cand.accept.masterFresh",
+    from: ["Standby", "Idle"],
+    on: "message:promote",
+    guard:
+      "as cand.accept, and our own check of the old master's database in the confirmation found it unreachable less long ago than that check took",
+    to: "Promoting",
+    actions: "start the VIP and ping-server checks; our fresh master-database answer counts as that check",
+    reason:
+      "chosen as the most up-to-date standby: start promoting; the old master's database was found down by our own check as recently as a new check could tell, so it is not waited for a second remote.timeout",
+    // Invariant: fencing and promotion still follow a check of the old master's database that
+    // found it down and is as fresh as the one it replaces (Ctx.freshMasterAnswer); if the VIP or
+    // ping answers come so late that it no longer is, the database is read again before fencing.
+    when: (c, e) =>
+      acceptable(c, e) &&
+      e.message.checkMaster &&
+      e.message.oldMaster !== null &&
+      e.message.restore !== true &&
+      c.freshMasterAnswer(e.message.oldMaster) !== null,
+    run: (c, e) => accept(c, e),
+  }),
+  row({
     id: "cand.accept",
     from: ["Standby", "Idle"],
     on: "message:promote",
@@ -109,26 +160,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "Promoting",
     actions: "start the pre-promotion checks",
     reason: "chosen as the most up-to-date standby: start promoting",
-    when: (c, e) =>
-      (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
-      c.quorate() &&
-      c.leaseValid() &&
-      c.s.view?.epoch === e.message.epoch &&
-      c.s.view.coordinator === e.from &&
-      !c.s.local.reported,
-    run: (c, e) => {
-      c.s.candidacy = {
-        token: e.message.token,
-        coordinator: e.from,
-        epoch: e.message.epoch,
-        oldMaster: e.message.oldMaster,
-        checkMaster: e.message.checkMaster,
-        restore: e.message.restore === true,
-        stage: "vip",
-      };
-      c.setRole("Promoting");
-      c.advanceCandidacy("start");
-    },
+    when: (c, e) => acceptable(c, e),
+    run: (c, e) => accept(c, e),
   }),
   row({
     id: "cand.refuse",

@@ -464,13 +464,17 @@ export const investigationRows: readonly TransitionRow[] = [
     reason: "the coordinator asked us to try a database directly",
     run: (c, e) => {
       const t = c.token("chk");
-      c.s.remoteChecks = { ...c.s.remoteChecks, [t]: { replyTo: e.from, token: e.message.token } };
+      const asMaster = e.message.asMaster === true;
+      c.s.remoteChecks = {
+        ...c.s.remoteChecks,
+        [t]: { replyTo: e.from, token: e.message.token, target: e.message.target, asMaster, askedAt: c.now },
+      };
       c.act({
         type: "checkRemoteDb",
         token: t,
         target: e.message.target,
         timeoutMs: c.s.config.remoteTimeoutMs,
-        asMaster: e.message.asMaster === true,
+        asMaster,
       });
     },
   }),
@@ -480,13 +484,20 @@ export const investigationRows: readonly TransitionRow[] = [
     on: "remoteDbChecked",
     guard: "result of a check the coordinator asked for",
     to: "unchanged",
-    actions: "reply to the coordinator",
+    actions: "reply to the coordinator; keep an as-master answer with when it was asked and came",
     reason: "report whether we reached the database",
     when: (c, e) => c.s.remoteChecks[e.token] !== undefined,
     run: (c, e) => {
       const req = c.s.remoteChecks[e.token]!;
       const { [e.token]: _done, ...rest } = c.s.remoteChecks;
       c.s.remoteChecks = rest;
+      // Kept for a candidacy that may follow (Ctx.freshMasterAnswer): our own word on whether
+      // that database still serves as a master, and how fresh it is.
+      if (req.asMaster === true && req.target !== undefined && req.askedAt !== undefined)
+        c.s.masterDbAnswers = {
+          ...c.s.masterDbAnswers,
+          [req.target]: { result: e.result, askedAt: req.askedAt, answeredAt: c.now },
+        };
       if (req.replyTo === c.self) c.recordCheck(req.token, c.self, e.result);
       else c.send(req.replyTo, { type: "checkDbReply", token: req.token, result: e.result });
     },
