@@ -84,6 +84,18 @@ describe("pingWithin, ping (by its basename)", () => {
     while (isRunning(stopped)) await new Promise((r) => setTimeout(r, 20));
   });
 
+  it("kills a ping that ignores the interrupt after its first reply", async () => {
+    const pid = join(dir, "stubborn-ping-pid");
+    const ping = script(
+      "d/ping",
+      `trap '' INT\necho "$$" > ${pid}\necho "64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.05 ms"\nwhile :; do sleep 0.05; done`,
+    );
+    expect(await pingWithin("10.0.0.1", ping, 600_000)).toBe(true);
+    // Only the SIGKILL after the grace can end it; waiting is bounded by the test's timeout.
+    const stubborn = Number(readFileSync(pid, "utf8"));
+    while (isRunning(stubborn)) await new Promise((r) => setTimeout(r, 20));
+  });
+
   it("an error line (Destination Host Unreachable) or a reply from another address is no answer", async () => {
     const ping = script(
       "b/ping",
