@@ -4,7 +4,6 @@ import {
   type DbConnectionOptions,
   type Failure,
   pgWatchConnector,
-  promoteBySql,
   type WatchConnector,
 } from "@efm/db-probe";
 import type { Logger } from "pino";
@@ -109,29 +108,4 @@ export class LocalDbWatch {
     if (this.#loss !== null && this.#loss.at <= started) this.#loss = null;
     return r;
   }
-}
-
-/**
- * Promote the local standby: over SQL with pg_promote(wait => true) where db.user may run it,
- * else through the privileged helper (`viaHelper`, pg_ctl promote). Either way it resolves only
- * once the database is out of recovery, and rejects with why otherwise.
- */
-export async function promoteLocal(
-  conn: DbConnectionOptions,
-  waitSeconds: number,
-  viaHelper: () => Promise<unknown>,
-  log: Logger,
-): Promise<void> {
-  const r = await promoteBySql(conn, Math.max(1, Math.ceil(waitSeconds)));
-  if (r.outcome === "notPermitted") {
-    log.info({ promoteBy: "helper" }, `promoting with pg_ctl through the privileged helper: ${r.reason}`);
-    await viaHelper();
-    return;
-  }
-  log.info(
-    { promoteBy: "sql", durationMs: Math.round(r.durationMs), outcome: r.outcome },
-    r.outcome === "promoted"
-      ? "database promoted with pg_promote(); pg_is_in_recovery() is false"
-      : "database already out of recovery",
-  );
 }
