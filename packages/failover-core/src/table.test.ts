@@ -2765,7 +2765,35 @@ describe("timeline-aware promotion (issue 13)", () => {
       ["w", "Witness"],
     ]);
     expect(alone.state).toMatchObject({ role: "Standby", rebuildNeeded: false });
-  });
+    // nobody runs as master, but a running member names b, promoted after a and gone since:
+    // a's WAL may pass that promotion's fork all the same
+    let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
+    s = run(s, { type: "localRoleChecked", now: 100, result: "recovery" }).state;
+    s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
+    s = run(s, {
+      type: "viewInstalled",
+      now: 100,
+      view: view(
+        3,
+        [
+          ["a", null],
+          ["c", "Standby"],
+          ["w", "Witness"],
+        ],
+        { coordinator: "w", voters: ["a", "b", "c", "w"] },
+      ),
+    }).state;
+    s = run(s, msg(100, "w", { type: "status", role: "Witness", db: "UNKNOWN", master: "b" })).state;
+    s = run(s, msg(100, "c", { type: "status", role: "Standby", db: "UP", master: "b" })).state;
+    let last = run(s, { type: "timer", now: 101, name: "startupChecks" });
+    for (const t of Object.keys(last.state.startupChecks ?? {}))
+      last = run(last.state, {
+        type: "remoteDbChecked",
+        now: 102,
+        token: t,
+        target: last.state.startupChecks![t]!,
+        result: "reachable",
+      });
 
   it("a fenced old master that restarts while no member runs as master tells the coordinator it is fenced", () => {
     const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: true };

@@ -73,16 +73,22 @@ export function finishStartup(c: Ctx): void {
   // an old master, never a candidate, until rewound or re-cloned. A master whose host was reset
   // (watchdog, power) before any fence could record it boots in recovery (the read-only boot
   // operators are told to install) with whatever WAL it wrote last, possibly past the fork of
-  // the promotion made meanwhile. Judged here, once every member's role is known.
-  if (
-    c.s.role === "Standby" &&
-    c.s.config.persisted?.lastMaster === c.self &&
-    c.others().some((a) => ["Master", "Promoting"].includes(c.roleOf(a) ?? ""))
-  ) {
+  // the promotion made meanwhile. Judged here, once every member's role is known. Replaced means
+  // a member runs as master now, or a running member names another master than us: the master
+  // promoted after us may be gone too (its host reset), and without a master running nothing else
+  // kept this database, unable to tell its timeline, from being ranked as a current standby.
+  const replacedBy = c.others().find((a) => {
+    const p = c.s.peers[a];
+    return (
+      ["Master", "Promoting"].includes(c.roleOf(a) ?? "") ||
+      (p !== undefined && !p.starting && typeof p.master === "string" && p.master !== c.self)
+    );
+  });
+  if (c.s.role === "Standby" && c.s.config.persisted?.lastMaster === c.self && replacedBy !== undefined) {
     c.s.role = "Idle";
     c.s.rebuildNeeded = true;
     c.s.lastReason =
-      "this database was the master and another member runs as master now: it may hold WAL past the promotion's fork (rewind or re-clone it, then efm resume)";
+      "this database was the master and another member was made master since: it may hold WAL past the promotion's fork (rewind or re-clone it, then efm resume)";
   }
   // Every running agent looks for a masterless cluster now and then; only a coordinator acts.
   c.timer("masterWatch", c.now + c.s.config.promotionTimeoutMs);
