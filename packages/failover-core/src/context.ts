@@ -15,6 +15,7 @@ import type {
   PeerMessage,
   Phase,
   Promotion,
+  Reachability,
   SelfFence,
   Transition,
   ViewInfo,
@@ -334,24 +335,58 @@ export class Ctx {
     // Is the old master still serving as a master? A database that came back in recovery is not.
     const asMaster = kind === "masterLost";
     for (const a of askers) {
-      if (a === this.self) {
-        const t = this.token("chk");
-        this.s.remoteChecks = {
-          ...this.s.remoteChecks,
-          [t]: { replyTo: this.self, token, target, asMaster, askedAt: this.now },
-        };
-        this.act({
-          type: "checkRemoteDb",
-          token: t,
-          target,
-          timeoutMs: this.s.config.remoteTimeoutMs,
-          asMaster,
-        });
-      } else this.send(a, { type: "checkDb", token, target, asMaster });
+      if (a === this.self) this.checkDbFor(this.self, token, target, asMaster);
+      else this.send(a, { type: "checkDb", token, target, asMaster });
     }
     this.timer(`investigation:${token}`, deadline);
     if (notBefore > this.now) this.timer(`notBefore:${token}`, notBefore);
     this.maybeConclude(token);
+  }
+
+  /**
+   * A check of `target`'s database as a master that this agent already runs (begun at the
+   * master's suspicion, or for an earlier request): its local token, or null.
+   */
+  runningMasterCheck(target: string): string | null {
+    for (const [t, r] of Object.entries(this.s.remoteChecks)) if (r.asMaster && r.target === target) return t;
+    return null;
+  }
+
+  /**
+   * Tries `target`'s database directly and answers `to` (ourselves or the coordinator) under
+   * `token`. Asked as a master (is the old master still serving?), a check of it already running
+   * here answers this request too, and our own answer that it is down counts when it is as fresh
+   * as a new check could be (freshMasterAnswer): a check begun at the master's suspicion makes the
+   * confirmation after its removal wait no second remote.timeout. Otherwise a new check.
+   */
+  checkDbFor(to: string, token: string, target: string, asMaster: boolean): void {
+    const reply = { to, token };
+    if (asMaster) {
+      const running = this.runningMasterCheck(target);
+      if (running !== null) {
+        const r = this.s.remoteChecks[running]!;
+        this.s.remoteChecks = { ...this.s.remoteChecks, [running]: { ...r, replies: [...r.replies, reply] } };
+        return;
+      }
+      if (this.freshMasterAnswer(target) !== null) {
+        this.answerCheck(reply, "unreachable");
+        return;
+      }
+    }
+    this.startRemoteCheck(target, asMaster, [reply]);
+  }
+
+  /** Starts one direct check of `target`'s database, answered to `replies` (checkDb.answer). */
+  startRemoteCheck(target: string, asMaster: boolean, replies: { to: string; token: string }[]): void {
+    const t = this.token("chk");
+    this.s.remoteChecks = { ...this.s.remoteChecks, [t]: { replies, target, asMaster, askedAt: this.now } };
+    this.act({ type: "checkRemoteDb", token: t, target, timeoutMs: this.s.config.remoteTimeoutMs, asMaster });
+  }
+
+  /** Hands a check's result to whoever asked: our own investigation, or the coordinator's. */
+  answerCheck(reply: { readonly to: string; readonly token: string }, result: Reachability): void {
+    if (reply.to === this.self) this.recordCheck(reply.token, this.self, result);
+    else this.send(reply.to, { type: "checkDbReply", token: reply.token, result });
   }
 
   recordCheck(token: string, from: string, result: Investigation["results"][string]): void {

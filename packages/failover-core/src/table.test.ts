@@ -579,6 +579,122 @@ describe("quorum and the master lease", () => {
   });
 });
 
+describe("the master database is tried from the master's suspicion on (issue 15)", () => {
+  const checks = (r: StepResult) => r.actions.filter((a) => a.type === "checkRemoteDb");
+  const sent = (r: StepResult, type: PeerMessage["type"]) =>
+    r.actions.flatMap((a) => (a.type === "send" && a.message.type === type ? [a] : []));
+  const ask = (now: number, token: string, asMaster = true) =>
+    msg(now, "w", { type: "checkDb", token, target: "a", asMaster });
+
+  it("a standby starts its check of the master's database at the suspicion and answers the confirmation with it", () => {
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    const sus = run(b, { type: "memberSuspected", now: 100, address: "a" });
+    expect(rules(sus)).toEqual(["suspect.master"]);
+    expect(checks(sus)).toEqual([
+      {
+        type: "checkRemoteDb",
+        token: expect.any(String),
+        target: "a",
+        timeoutMs: harnessTimings.remoteTimeoutMs,
+        asMaster: true,
+      },
+    ]);
+    const tok = checks(sus)[0]!.token;
+    // suspected again, or another member suspected: nothing more
+    expect(rules(run(sus.state, { type: "memberSuspected", now: 150, address: "a" }))).toEqual([
+      "suspect.note",
+    ]);
+    expect(checks(run(sus.state, { type: "memberSuspected", now: 150, address: "c" }))).toEqual([]);
+    // the master is removed; the coordinator's request joins the check already running
+    const joined = run(sus.state, ask(800, "inv1"));
+    expect(rules(joined)).toEqual(["checkDb.shared"]);
+    expect(checks(joined)).toEqual([]);
+    expect(sent(joined, "checkDbReply")).toEqual([]);
+    // a request that is not about the master role is a check of its own
+    expect(rules(run(joined.state, ask(800, "inv0", false)))).toEqual(["checkDb.request"]);
+    const answered = run(joined.state, {
+      type: "remoteDbChecked",
+      now: 1100,
+      token: tok,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(answered)).toEqual(["checkDb.answer"]);
+    expect(sent(answered, "checkDbReply")).toEqual([
+      { type: "send", to: "w", message: { type: "checkDbReply", token: "inv1", result: "unreachable" } },
+    ]);
+    expect(answered.state.masterDbAnswers.a).toEqual({
+      result: "unreachable",
+      askedAt: 100,
+      answeredAt: 1100,
+    });
+    // asked again soon after: that answer is as fresh as a new check (1,000 ms old at most)
+    const soon = run(answered.state, ask(1500, "inv2"));
+    expect([rules(soon), checks(soon)]).toEqual([["checkDb.shared"], []]);
+    expect(sent(soon, "checkDbReply").map((a) => a.message)).toEqual([
+      { type: "checkDbReply", token: "inv2", result: "unreachable" },
+    ]);
+    // later it is not: a new check
+    const later = run(answered.state, ask(2200, "inv3"));
+    expect([rules(later), checks(later).length]).toEqual([["checkDb.request"], 1]);
+  });
+
+  it("a database found running at the suspicion is tried again for the confirmation", () => {
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    const sus = run(b, { type: "memberSuspected", now: 100, address: "a" });
+    const tok = checks(sus)[0]!.token;
+    const up = run(sus.state, {
+      type: "remoteDbChecked",
+      now: 102,
+      token: tok,
+      target: "a",
+      result: "reachable",
+    });
+    expect(sent(up, "checkDbReply")).toEqual([]);
+    const asked = run(up.state, ask(103, "inv1"));
+    expect([rules(asked), checks(asked).length]).toEqual([["checkDb.request"], 1]);
+  });
+
+  it("the coordinator's own confirmation check joins its check begun at the suspicion", () => {
+    let w = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+    const sus = run(w, { type: "memberSuspected", now: 100, address: "a" });
+    expect(rules(sus)).toEqual(["suspect.master"]);
+    const tok = checks(sus)[0]!.token;
+    w = run(sus.state, {
+      type: "viewInstalled",
+      now: 800,
+      view: view(
+        2,
+        FULL.filter(([x]) => x !== "a"),
+        { coordinator: "w", voters: ["a", "b", "c", "w"] },
+      ),
+    }).state;
+    const gone = run(w, {
+      type: "memberGone",
+      now: 800,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 0,
+      takeoverAllowedAt: 900,
+    });
+    expect(rules(gone)).toEqual(["gone.master"]);
+    // b and c are asked; w's own attempt is the one already running
+    expect(checks(gone)).toEqual([]);
+    expect(sent(gone, "checkDb").map((a) => a.to)).toEqual(["b", "c"]);
+    const inv = gone.state.investigations[0]!;
+    const own = run(gone.state, {
+      type: "remoteDbChecked",
+      now: 1100,
+      token: tok,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(own)).toEqual(["checkDb.answer"]);
+    expect(own.state.investigations[0]!.results).toEqual({ w: "unreachable" });
+    expect(inv.awaiting).toEqual(["b", "c", "w"]);
+  });
+});
+
 describe("coordinator decisions", () => {
   it("waits for its lease before reconciling a fresh view", () => {
     const s = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
@@ -2794,6 +2910,8 @@ describe("timeline-aware promotion (issue 13)", () => {
         target: last.state.startupChecks![t]!,
         result: "reachable",
       });
+    expect(last.state).toMatchObject({ phase: "running", role: "Idle", rebuildNeeded: true });
+  });
 
   it("a fenced old master that restarts while no member runs as master tells the coordinator it is fenced", () => {
     const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: true };

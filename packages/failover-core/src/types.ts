@@ -708,18 +708,18 @@ export interface FailoverState {
   /** When we joined a quorate view at start-up (bounds the wait for the others' roles). */
   readonly joinedAt: number | null;
   /**
-   * Direct database checks in flight on someone's behalf: local token to whom to answer and under
-   * which token, with what was asked (target, asMaster) and when, so the answer can be kept.
+   * Direct database checks in flight, by local token: what was asked (target, asMaster) and when,
+   * and whom to answer under which token (ourselves or the coordinator; none yet for a check begun
+   * at the master's suspicion). A request for a check already running joins its `replies`.
    */
   readonly remoteChecks: Readonly<
     Record<
       string,
       {
-        readonly replyTo: string;
-        readonly token: string;
-        readonly target?: string;
-        readonly asMaster?: boolean;
-        readonly askedAt?: number;
+        readonly replies: readonly { readonly to: string; readonly token: string }[];
+        readonly target: string;
+        readonly asMaster: boolean;
+        readonly askedAt: number;
       }
     >
   >;

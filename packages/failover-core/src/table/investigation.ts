@@ -108,10 +108,27 @@ export const investigationRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "suspect.master",
+    from: RUNNING,
+    on: "memberSuspected",
+    guard: "the suspected member is the master we know of; no check of its database as a master runs here",
+    to: "unchanged",
+    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    reason:
+      "the master agent is suspected: start our direct check of its database now, so that the confirmation after its removal (8.3) has it without waiting remote.timeout again",
+    // Nothing is decided here: membership may still find the master alive. The answer only joins
+    // the confirmation if the coordinator asks while it runs or soon after it came (checkDb.shared).
+    when: (c, e) =>
+      e.address !== c.self &&
+      (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address) &&
+      c.runningMasterCheck(e.address) === null,
+    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+  }),
+  row({
     id: "suspect.note",
     from: ["*"],
     on: "memberSuspected",
-    guard: "always",
+    guard: "otherwise",
     to: "unchanged",
     actions: "none",
     reason: "a member is suspected; membership verifies before removing it",
@@ -455,51 +472,57 @@ export const investigationRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "checkDb.shared",
+    from: ["*"],
+    on: "message:checkDb",
+    guard:
+      "asked as a master, and a check of that database as a master already runs here (begun at the master's suspicion) or found it down as recently as a new check could",
+    to: "unchanged",
+    actions: "answer with that check (when it answers, or now)",
+    reason:
+      "the coordinator asked us to try the master database, which we already try (or just found down): that answer is this one's",
+    // Invariant: the confirmation (8.3) still gets every agent's own direct attempt on the master
+    // database, begun no earlier than the master's suspicion (or as fresh as a new attempt);
+    // only the wait for a second attempt of a silent host is saved.
+    when: (c, e) =>
+      e.message.asMaster === true &&
+      (c.runningMasterCheck(e.message.target) !== null || c.freshMasterAnswer(e.message.target) !== null),
+    run: (c, e) => c.checkDbFor(e.from, e.message.token, e.message.target, true),
+  }),
+  row({
     id: "checkDb.request",
     from: ["*"],
     on: "message:checkDb",
-    guard: "always",
+    guard: "otherwise",
     to: "unchanged",
     actions: "checkRemoteDb(target)",
     reason: "the coordinator asked us to try a database directly",
-    run: (c, e) => {
-      const t = c.token("chk");
-      const asMaster = e.message.asMaster === true;
-      c.s.remoteChecks = {
-        ...c.s.remoteChecks,
-        [t]: { replyTo: e.from, token: e.message.token, target: e.message.target, asMaster, askedAt: c.now },
-      };
-      c.act({
-        type: "checkRemoteDb",
-        token: t,
-        target: e.message.target,
-        timeoutMs: c.s.config.remoteTimeoutMs,
-        asMaster,
-      });
-    },
+    run: (c, e) =>
+      c.startRemoteCheck(e.message.target, e.message.asMaster === true, [
+        { to: e.from, token: e.message.token },
+      ]),
   }),
   row({
     id: "checkDb.answer",
     from: ["*"],
     on: "remoteDbChecked",
-    guard: "result of a check the coordinator asked for",
+    guard: "result of a direct check asked for (or begun at the master's suspicion)",
     to: "unchanged",
-    actions: "reply to the coordinator; keep an as-master answer with when it was asked and came",
+    actions: "answer whoever asked; keep an as-master answer with when it was asked and came",
     reason: "report whether we reached the database",
     when: (c, e) => c.s.remoteChecks[e.token] !== undefined,
     run: (c, e) => {
       const req = c.s.remoteChecks[e.token]!;
       const { [e.token]: _done, ...rest } = c.s.remoteChecks;
       c.s.remoteChecks = rest;
-      // Kept for a candidacy that may follow (Ctx.freshMasterAnswer): our own word on whether
-      // that database still serves as a master, and how fresh it is.
-      if (req.asMaster === true && req.target !== undefined && req.askedAt !== undefined)
+      // Kept for a candidacy or a confirmation that may follow (Ctx.freshMasterAnswer): our own
+      // word on whether that database still serves as a master, and how fresh it is.
+      if (req.asMaster)
         c.s.masterDbAnswers = {
           ...c.s.masterDbAnswers,
           [req.target]: { result: e.result, askedAt: req.askedAt, answeredAt: c.now },
         };
-      if (req.replyTo === c.self) c.recordCheck(req.token, c.self, e.result);
-      else c.send(req.replyTo, { type: "checkDbReply", token: req.token, result: e.result });
+      for (const reply of req.replies) c.answerCheck(reply, e.result);
     },
   }),
   row({
