@@ -67,6 +67,23 @@ describe("LocalDbWatch", () => {
     expect(realChecks()).toBe(2);
   });
 
+  it("ends a regular check still waiting for the database when the loss is reported; a final one keeps waiting", async () => {
+    const { db, w } = setup();
+    w.start();
+    await flush();
+    const hanging = () => new Promise<CheckResult>(() => {});
+    let finalAnswered = false;
+    const regular = w.check(hanging, false);
+    const final = w.check(hanging, true).then(() => {
+      finalAnswered = true;
+    });
+    db.kill();
+    expect(await regular).toMatchObject({ ok: false, failure: { code: "REFUSED" } });
+    await flush();
+    expect(finalAnswered).toBe(false);
+    void final;
+  });
+
   it("never answers the final check with a loss: the database itself decides", async () => {
     const { db, w, real, realChecks } = setup();
     w.start();

@@ -39,6 +39,8 @@ export class LocalDbWatch {
   readonly #watch: ConnectionWatch;
   readonly #log: Logger;
   #loss: { failure: Failure; at: number } | null = null;
+  /** Regular checks in flight, ended by a loss reported while they wait. */
+  readonly #waiting = new Set<() => void>();
 
   constructor(o: LocalDbWatchOptions) {
     this.#log = o.log;
@@ -56,6 +58,7 @@ export class LocalDbWatch {
             { watch: "lost", cause: e.cause.code, causeDetail: e.cause.detail, failure: e.failure.code },
             `monitoring connection to the local database lost (${e.cause.message}) and reconnect failed: ${e.failure.message}`,
           );
+          for (const wake of [...this.#waiting]) wake();
           o.onLoss();
           return;
         case "dropped":
@@ -94,18 +97,39 @@ export class LocalDbWatch {
   }
 
   /**
-   * A regular (not final) local check: a loss not yet taken answers it at once; otherwise the
-   * real check runs. A real check that started after the loss has newer news, so it clears it.
+   * A regular (not final) local check: a loss not yet taken answers it at once, and so does a
+   * loss reported while its real check is still waiting (a connection attempt to a dying server
+   * can hang until local.timeout; the final check that follows asks the database again anyway).
+   * A final check always waits for the database itself. A real check that started after the
+   * loss has newer news, so it clears it.
    */
   async check(real: () => Promise<CheckResult>, final: boolean): Promise<CheckResult> {
-    const loss = this.#loss;
-    if (!final && loss !== null) {
+    const taken = (): CheckResult | null => {
+      const loss = this.#loss;
+      if (final || loss === null) return null;
       this.#loss = null;
       return { ok: false, latencyMs: 0, failure: loss.failure };
-    }
+    };
+    const early = taken();
+    if (early !== null) return early;
     const started = Date.now();
-    const r = await real();
-    if (this.#loss !== null && this.#loss.at <= started) this.#loss = null;
-    return r;
+    const pending = real();
+    let wake = () => {};
+    const lost = new Promise<null>((resolve) => {
+      wake = () => resolve(null);
+    });
+    if (!final) this.#waiting.add(wake);
+    try {
+      const r = await Promise.race([pending, lost]);
+      if (r === null) {
+        // The real check goes on, bounded by its own timeout; its answer is no longer needed.
+        pending.catch(() => {});
+        return taken() ?? (await pending);
+      }
+      if (this.#loss !== null && this.#loss.at <= started) this.#loss = null;
+      return r;
+    } finally {
+      this.#waiting.delete(wake);
+    }
   }
 }
