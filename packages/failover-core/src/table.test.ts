@@ -2849,12 +2849,21 @@ describe("timeline-aware promotion (issue 13)", () => {
 
   it("a master on record whose host was reset before any fence, back in recovery beside a new master, is an old master", () => {
     const persisted = { lastMaster: "a", epoch: 1, rebuildNeeded: false };
-    const ready = (members: [string, AgentRole | null][]) => {
+    /** a starts in recovery and joins `members`; `statuses` (from, master named) arrive before it decides. */
+    const ready = (members: [string, AgentRole | null][], statuses: [string, AgentRole, string][] = []) => {
       let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
       const started = run(s, { type: "localRoleChecked", now: 100, result: "recovery" });
       expect(rules(started)).toEqual(["start.recovery"]);
       s = run(started.state, { type: "leaseValid", now: 100, until: LEASE }).state;
-      let last = joinView(s, view(2, members, { coordinator: "w" }), 100);
+      const voters = ["a", "b", ...members.map(([m]) => m).filter((m) => m !== "a" && m !== "b")];
+      s = run(s, {
+        type: "viewInstalled",
+        now: 100,
+        view: view(2, members, { coordinator: "w", voters }),
+      }).state;
+      for (const [from, role, master] of statuses)
+        s = run(s, msg(100, from, { type: "status", role, db: "UP", master })).state;
+      let last = run(s, { type: "timer", now: 101, name: "startupChecks" });
       for (const t of Object.keys(last.state.startupChecks ?? {}))
         last = run(last.state, {
           type: "remoteDbChecked",
@@ -2883,34 +2892,18 @@ describe("timeline-aware promotion (issue 13)", () => {
     expect(alone.state).toMatchObject({ role: "Standby", rebuildNeeded: false });
     // nobody runs as master, but a running member names b, promoted after a and gone since:
     // a's WAL may pass that promotion's fork all the same
-    let s = run(initialState(config("a", { persisted })), { type: "started", now: 100 }).state;
-    s = run(s, { type: "localRoleChecked", now: 100, result: "recovery" }).state;
-    s = run(s, { type: "leaseValid", now: 100, until: LEASE }).state;
-    s = run(s, {
-      type: "viewInstalled",
-      now: 100,
-      view: view(
-        3,
-        [
-          ["a", null],
-          ["c", "Standby"],
-          ["w", "Witness"],
-        ],
-        { coordinator: "w", voters: ["a", "b", "c", "w"] },
-      ),
-    }).state;
-    s = run(s, msg(100, "w", { type: "status", role: "Witness", db: "UNKNOWN", master: "b" })).state;
-    s = run(s, msg(100, "c", { type: "status", role: "Standby", db: "UP", master: "b" })).state;
-    let last = run(s, { type: "timer", now: 101, name: "startupChecks" });
-    for (const t of Object.keys(last.state.startupChecks ?? {}))
-      last = run(last.state, {
-        type: "remoteDbChecked",
-        now: 102,
-        token: t,
-        target: last.state.startupChecks![t]!,
-        result: "reachable",
-      });
-    expect(last.state).toMatchObject({ phase: "running", role: "Idle", rebuildNeeded: true });
+    const gone = ready(
+      [
+        ["a", null],
+        ["c", "Standby"],
+        ["w", "Witness"],
+      ],
+      [
+        ["w", "Witness", "b"],
+        ["c", "Standby", "b"],
+      ],
+    );
+    expect(gone.state).toMatchObject({ role: "Idle", rebuildNeeded: true });
   });
 
   it("a fenced old master that restarts while no member runs as master tells the coordinator it is fenced", () => {
