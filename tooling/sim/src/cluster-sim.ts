@@ -1254,6 +1254,7 @@ export class ClusterSim {
 const QUIET = new Set([
   ...QUIET_RULES,
   "checkDb.request",
+  "checkDb.shared",
   "checkDb.answer",
   "checkDb.reply",
   "lsn.request",
