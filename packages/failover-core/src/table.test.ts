@@ -655,6 +655,42 @@ describe("the master database is tried from the master's suspicion on (issue 15)
     expect([rules(asked), checks(asked).length]).toEqual([["checkDb.request"], 1]);
   });
 
+  it("the lease wait counts from when the master was last heard: a removal after it ran out waits for the answers only", () => {
+    let w = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
+    w = run(w, {
+      type: "viewInstalled",
+      now: 10_000,
+      view: view(
+        2,
+        FULL.filter(([x]) => x !== "a"),
+        { coordinator: "w", voters: ["a", "b", "c", "w"] },
+      ),
+    }).state;
+    // membership's takeoverAllowedAt = last heard + L + margin, already past at the removal
+    const gone = run(w, {
+      type: "memberGone",
+      now: 10_000,
+      address: "a",
+      how: "removed",
+      lastHeardAt: 10_000,
+      takeoverAllowedAt: 9_000,
+    });
+    expect(gone.actions.filter((a) => a.type === "setTimer" && a.name.startsWith("notBefore:"))).toEqual([]);
+    const inv = gone.state.investigations[0]!;
+    let s = gone.state;
+    for (const who of ["b", "c"])
+      s = run(s, msg(10_001, who, { type: "checkDbReply", token: inv.token, result: "unreachable" })).state;
+    const own = find(gone, "checkRemoteDb");
+    const done = run(s, {
+      type: "remoteDbChecked",
+      now: 10_002,
+      token: own.token,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(done)).toEqual(["checkDb.answer", "inv.masterLost.unreachable", "promo.start"]);
+  });
+
   it("the coordinator's own confirmation check joins its check begun at the suspicion", () => {
     let w = boot("w", "witness", view(1, FULL, { coordinator: "w" }));
     const sus = run(w, { type: "memberSuspected", now: 100, address: "a" });
