@@ -60,7 +60,8 @@ import { LocalDbWatch } from "./local-watch.ts";
 import { pingWithin } from "./ping.ts";
 import { type AgentLoggers, createLoggers } from "./logging.ts";
 import { createObservation, type HttpServer, startHttpServer } from "./http/server.ts";
-import { readFailoverState, writeFailoverState } from "./failover-state.ts";
+import { failoverStateText, readFailoverState } from "./failover-state.ts";
+import { DurableFile } from "./durable-file.ts";
 import { EventLoop, type Executors } from "./loop.ts";
 import { checkPropertiesMode, loadClusterKey } from "./cluster-key.ts";
 import { readAgentState, readMembershipState, rewriteMembersFile } from "./state.ts";
@@ -485,8 +486,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const vipOptions = process.geteuid?.() === 0 ? {} : { helper: { cluster } };
   const pingCommand = c.pingServerCommand.join(" ");
   const pendingReplies = new Map<string, (r: { ok: boolean; message: string }) => void>();
-  /** The last failed write of the state file, until the next answer to an admin command. */
-  let stateWriteError: string | null = null;
+  // A failed write is logged loudly: a restart would forget the last master, that this database
+  // must be rebuilt, or the allowed and priority lists.
+  const failoverFile = new DurableFile(files.failover, 0o640, (err) =>
+    log.error({ err }, `cannot write the failover state file ${files.failover}`),
+  );
+  const stateFile = new DurableFile(files.state, 0o640, (err) =>
+    log.error({ err }, `cannot write the state file ${files.state}: ${err.message}`),
+  );
 
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
@@ -716,36 +723,26 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       );
     },
     persist: (state) => {
-      // Atomic and fsync'd; the engine does not wait for it. A failed write is logged loudly: a
-      // restart would forget the last master or that this database must be rebuilt.
-      try {
-        writeFailoverState(files.failover, state);
-      } catch (err) {
-        log.error({ err }, `cannot write the failover state file ${files.failover}`);
-      }
+      // Atomic and fsync'd off the event loop (DurableFile); the engine does not wait for it.
+      void failoverFile.write(failoverStateText(state));
     },
     writeState: (allowed, priority) => {
-      try {
-        writeFileAtomic(files.state, `${JSON.stringify({ allowed, priority }, null, 2)}\n`, 0o640);
-      } catch (err) {
-        stateWriteError = `cannot write the state file ${files.state}: ${(err as Error).message}`;
-        log.error({ err }, stateWriteError);
-      }
+      void stateFile.write(`${JSON.stringify({ allowed, priority }, null, 2)}\n`);
     },
     respond: (requestId, ok, message) => {
       // A change is acknowledged only once it is on disk: after a failed write the answer is a
       // refusal that says so, not a success this node would forget at its next start.
-      const failed = stateWriteError;
-      stateWriteError = null;
-      const reply =
-        ok && failed
-          ? {
-              ok: false,
-              message: `${message}, but ${failed}: this node will not remember the change after a restart`,
-            }
-          : { ok, message };
-      pendingReplies.get(requestId)?.(reply);
-      pendingReplies.delete(requestId);
+      void stateFile.settled().then((err) => {
+        const reply =
+          ok && err
+            ? {
+                ok: false,
+                message: `${message}, but cannot write the state file ${files.state}: ${err.message}: this node will not remember the change after a restart`,
+              }
+            : { ok, message };
+        pendingReplies.get(requestId)?.(reply);
+        pendingReplies.delete(requestId);
+      });
     },
     exit: (code, reason) => {
       void finish(code, reason);
@@ -861,6 +858,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     localWatch?.stop();
     await within(closeLocalDb(), 200).catch(() => {});
     await within(helper.close(), 2_500).catch(() => {});
+    // The state files before the lock: the next agent reads them.
+    const written = await within(Promise.all([failoverFile.settled(), stateFile.settled()]), 1_000);
+    if (written === "late") log.warn("writing the state files took more than 1 s: stopping without waiting");
     // Out of the cluster now: let a new agent start while the last notifications drain.
     lock.release();
     await notifier.close(Math.max(100, stopBy - Date.now()));

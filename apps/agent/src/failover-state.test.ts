@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { AgentError } from "./errors.ts";
-import { readFailoverState, writeFailoverState } from "./failover-state.ts";
+import { failoverStateText, readFailoverState } from "./failover-state.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "efm-failover-state-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -12,7 +12,7 @@ describe("the failover state file", () => {
   test("a first start has none; what was written is read back", () => {
     const path = join(dir, "acctg.failover.json");
     expect(readFailoverState(path)).toBeUndefined();
-    writeFailoverState(path, { lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: true });
+    writeFileSync(path, failoverStateText({ lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: true }));
     expect(readFailoverState(path)).toEqual({ lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: true });
     expect(JSON.parse(readFileSync(path, "utf8")).epoch).toBe(2);
   });
@@ -25,7 +25,7 @@ describe("the failover state file", () => {
       rebuildNeeded: false,
       syncStandbys: { standbys: ["10.0.0.2:7800"], epoch: 2, seq: 5 },
     };
-    writeFailoverState(path, state);
+    writeFileSync(path, failoverStateText(state));
     expect(readFailoverState(path)).toEqual(state);
     writeFileSync(path, JSON.stringify({ ...state, syncStandbys: ["10.0.0.2:7800"] }));
     expect(() => readFailoverState(path)).toThrow(/sync\.failover\.json is corrupt \(syncStandbys: /);

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import type { PersistedFailoverState } from "@efm/failover-core";
-import { writeFileAtomic } from "@efm/properties-parser";
 import { z } from "zod";
 import { AgentError } from "./errors.ts";
 
@@ -54,7 +53,7 @@ export function readFailoverState(path: string): PersistedFailoverState | undefi
   return r.data;
 }
 
-/** Atomic and fsync'd (temporary file, fsync, rename, fsync of the directory). */
-export function writeFailoverState(path: string, state: PersistedFailoverState): void {
-  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`, 0o640);
+/** The file's contents for `state` (the agent writes it with a DurableFile: atomic, fsync'd). */
+export function failoverStateText(state: PersistedFailoverState): string {
+  return `${JSON.stringify(state, null, 2)}\n`;
 }

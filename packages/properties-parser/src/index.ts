@@ -1,4 +1,4 @@
-export { writeFileAtomic } from "./atomic.ts";
+export { writeFileAtomic, writeFileAtomicAsync } from "./atomic.ts";
 export { formatProblem, PROBLEM_CODES, type Problem, type ProblemCode, PropertiesError } from "./errors.ts";
 export {
   checkHost,
