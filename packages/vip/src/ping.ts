@@ -1,7 +1,7 @@
-import { spawn } from "node:child_process";
 import { basename } from "node:path";
 import { addressFamily, normalizeAddress } from "./address.ts";
 import { VipError } from "./errors.ts";
+import { startChild } from "./spawner.ts";
 import { type VipOptions, wrap } from "./vip.ts";
 
 /** The guide's default pingServerCommand. */
@@ -113,30 +113,38 @@ export function pingWithin(
   const configured = pingArgv(ip, pingCommand);
   const ping = isPingProgram(configured[0]!);
   const argv = wrap(ping ? [configured[0]!, ...withoutQuiet(configured.slice(1))] : configured, options);
-  return run(argv, ping ? ip : null, boundMs);
+  return runPing(argv, ping ? ip : null, boundMs).then((o) => o.reachable);
+}
+
+/** A ping's verdict and the thread that started the command (see spawner.ts). */
+export interface PingOutcome {
+  readonly reachable: boolean;
+  /** The thread that forked the command: the worker's, or the caller's on fallback. */
+  readonly threadId: number | undefined;
 }
 
 /**
- * Runs `argv`; with `replyFrom` (a ping program) in the C locale, since iputils translates
- * its reply lines and summary, and the first reply line from that address answers.
+ * Runs `argv` (from the worker thread of spawner.ts, so the fork never stalls this one); with
+ * `replyFrom` (a ping program) in the C locale, since iputils translates its reply lines and
+ * summary, and the first reply line from that address answers.
  */
-function run(argv: readonly string[], replyFrom: string | null, boundMs: number): Promise<boolean> {
-  return new Promise<boolean>((resolve, reject) => {
+export function runPing(
+  argv: readonly string[],
+  replyFrom: string | null,
+  boundMs: number,
+): Promise<PingOutcome> {
+  return new Promise<PingOutcome>((resolve, reject) => {
     let summary = "";
     let partial = "";
     let settled = false;
     let exited = false;
     let interrupted = false;
     let kill: NodeJS.Timeout | undefined;
-    const child = spawn(argv[0]!, argv.slice(1), {
-      stdio: ["ignore", "pipe", "pipe"],
-      ...(replyFrom === null ? {} : { env: { ...process.env, LC_ALL: "C" } }),
-    });
     const settle = (v: boolean) => {
       if (settled) return;
       settled = true;
       clearTimeout(bound);
-      resolve(v);
+      resolve({ reachable: v, threadId: child.threadId });
     };
     /** SIGINT, then SIGKILL if it is still there after the grace; `then` runs at the SIGKILL. */
     const interrupt = (then?: () => void) => {
@@ -146,49 +154,59 @@ function run(argv: readonly string[], replyFrom: string | null, boundMs: number)
       kill = setTimeout(() => {
         if (!exited) child.kill("SIGKILL");
         // A grandchild holding the pipes open must not keep them (and their listeners) alive.
-        child.stdout.destroy();
-        child.stderr.destroy();
+        child.closeStdio();
         then?.();
       }, GRACE_MS);
     };
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (d: string) => {
-      summary += d;
-      if (summary.length > 64 * 1024) summary = summary.slice(-4 * 1024); // a summary is short
-      if (replyFrom === null || settled) return;
-      const lines = (partial + d).split("\n");
-      partial = lines.pop() ?? "";
-      if (lines.some((l) => isReplyFrom(l, replyFrom))) {
-        settle(true);
-        interrupt();
-      }
-    });
-    child.stderr.resume();
-    child.on("error", (err: NodeJS.ErrnoException) => {
-      // After the answer only a failed kill can get here; the close still comes.
-      if (settled) return;
-      exited = true;
-      clearTimeout(kill);
-      settled = true;
-      clearTimeout(bound);
-      const missing = err.code === "ENOENT" || err.code === "EACCES";
-      reject(
-        new VipError(
-          missing ? "COMMAND_NOT_FOUND" : "COMMAND_FAILED",
-          `cannot run ${argv[0]}: ${err.code ?? err.message}`,
-          { cause: err },
-        ),
-      );
-    });
-    child.on("exit", () => {
-      exited = true;
-    });
-    child.on("close", (code) => {
-      exited = true;
-      clearTimeout(kill);
-      const m = RECEIVED.exec(summary);
-      settle(code === 0 || (m !== null && Number(m[1]) > 0));
-    });
+    const child = startChild(
+      argv,
+      replyFrom === null ? { ...process.env } : { ...process.env, LC_ALL: "C" },
+      {
+        stdout(d) {
+          summary += d;
+          if (summary.length > 64 * 1024) summary = summary.slice(-4 * 1024); // a summary is short
+          if (replyFrom === null || settled) return;
+          const lines = (partial + d).split("\n");
+          partial = lines.pop() ?? "";
+          if (lines.some((l) => isReplyFrom(l, replyFrom))) {
+            settle(true);
+            interrupt();
+          }
+        },
+        stderr() {},
+        error(err) {
+          // After the answer only a failed kill can get here; the close still comes.
+          if (settled) return;
+          exited = true;
+          clearTimeout(kill);
+          settled = true;
+          clearTimeout(bound);
+          const missing = err.code === "ENOENT" || err.code === "EACCES";
+          reject(
+            new VipError(
+              missing ? "COMMAND_NOT_FOUND" : "COMMAND_FAILED",
+              `cannot run ${argv[0]}: ${err.code ?? err.message}`,
+            ),
+          );
+        },
+        exit() {
+          exited = true;
+        },
+        close(code) {
+          exited = true;
+          clearTimeout(kill);
+          const m = RECEIVED.exec(summary);
+          settle(code === 0 || (m !== null && Number(m[1]) > 0));
+        },
+        lost(error) {
+          clearTimeout(kill);
+          if (settled) return; // answered already; the worker's death cannot change that
+          settled = true;
+          clearTimeout(bound);
+          reject(error);
+        },
+      },
+    );
     const bound = setTimeout(() => interrupt(() => settle(false)), Math.max(1, boundMs));
   });
 }
