@@ -48,7 +48,7 @@ import {
   type ScriptEvent,
   vipUnknown,
 } from "@efm/scripts-runner";
-import { assign, isHeldLocally, release } from "@efm/vip";
+import { assign, isHeldLocally, release, startSpawner } from "@efm/vip";
 import type { Logger } from "pino";
 import { adminHandler } from "./admin/handler.ts";
 import { newToken, startAdminServer, writeTokenFile } from "./admin/server.ts";
@@ -281,6 +281,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     logs.flush();
     throw err;
   }
+  // The thread that starts pingServerCommand and `ip addr` boots now, not at the first failover.
+  startSpawner();
 
   const self = formatHostPort(c.bindAddress);
   const selfHost = c.bindAddress.host;

@@ -26,6 +26,7 @@ export {
   withoutQuiet,
 } from "./ping.ts";
 export { isVipError, VIP_ERROR_CODES, VipError, type VipErrorCode } from "./errors.ts";
+export { startSpawner } from "./spawner.ts";
 export {
   type AddressHelper,
   type AssignResult,
