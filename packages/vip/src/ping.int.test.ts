@@ -1,7 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { threadId as mainThread } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isReachable, pingWithin } from "./ping.ts";
+import { isReachable, pingArgv, pingWithin, runPing } from "./ping.ts";
 
 // Real iputils ping. Reserved for this file: 127.0.38.201-203 and namespaces ee38pa/ee38pb on
 // 10.201.38.0/24. ee38pa holds 10.201.38.1 on a veth whose peer, in ee38pb, is up but has no
@@ -88,5 +89,19 @@ describe("pingServerCommand with a real ping", () => {
       await isReachable("10.201.38.2", "/bin/ping -q -c 1000 -w 600", { netns: NS, timeoutMs: 1_000 }),
     ).toBe(false);
     await untilStopped("10.201.38.2");
+  });
+});
+
+describe("real pings start from the worker thread", () => {
+  it("20 at once, each answered at its first reply, none forked by this thread", {
+    timeout: 20_000,
+  }, async () => {
+    const argv = pingArgv("127.0.38.203", "/bin/ping -c 1000 -w 600");
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, () => runPing(argv, "127.0.38.203", 600_000)),
+    );
+    expect(outcomes.every((o) => o.reachable)).toBe(true);
+    expect(outcomes.some((o) => o.threadId === mainThread || o.threadId === undefined)).toBe(false);
+    await untilStopped("127.0.38.203");
   });
 });
