@@ -105,3 +105,23 @@ describe("real pings start from the worker thread", () => {
     await untilStopped("127.0.38.203");
   });
 });
+
+describe("from dist/, as bin/efm-agent loads it (needs `pnpm build`)", () => {
+  // Under vitest the worker's module text is loaded by a test runner; a plain node process,
+  // with or without flags the worker inherits (`--input-type=module`), must get the worker too.
+  // An async function so that the same text runs as CommonJS (plain -e) and as a module.
+  const probe = `(async () => {
+    const { threadId } = await import("node:worker_threads");
+    const { runPing } = await import(${JSON.stringify(new URL("../dist/ping.js", import.meta.url).href)});
+    const o = await runPing(["/bin/ping", "-c", "1000", "-w", "600", "127.0.38.203"], "127.0.38.203", 600000);
+    console.log(JSON.stringify({ reachable: o.reachable, worker: o.threadId !== undefined && o.threadId !== threadId }));
+  })();`;
+  for (const flags of [[], ["--input-type=module"]]) {
+    it(`node ${[...flags, "-e"].join(" ")}: the ping is forked by the worker`, { timeout: 20_000 }, () => {
+      const out = execFileSync(process.execPath, [...flags, "-e", probe], {
+        encoding: "utf8",
+      });
+      expect(JSON.parse(out)).toEqual({ reachable: true, worker: true });
+    });
+  }
+});

@@ -11,13 +11,14 @@ import { VipError } from "./errors.ts";
  * timers, interrupting) stays with the caller; the worker only starts the program, relays its
  * output and events, and delivers signals.
  *
- * The worker's code is the JavaScript text below, run with `eval: true` (CommonJS, only
- * `node:` built-ins): it works the same from src/ under vitest (which runs .ts that a worker
- * thread could not load) and from dist/, and needs no file found next to this module.
+ * The worker's code is the JavaScript module text below, loaded from a `data:` URL and
+ * importing only `node:` built-ins: it works the same from src/ under vitest (which runs .ts
+ * that a worker thread could not load) and from dist/, needs no file found next to this
+ * module, and, being a URL, is always an ES module (`eval: true` text would be CommonJS or
+ * ESM depending on flags the worker inherits, such as `--input-type`).
  */
-const WORKER_CODE = `"use strict";
-const { parentPort, threadId } = require("node:worker_threads");
-const { spawn } = require("node:child_process");
+const WORKER_CODE = `import { spawn } from "node:child_process";
+import { parentPort, threadId } from "node:worker_threads";
 const children = new Map();
 const post = (m) => parentPort.postMessage(m);
 // A worker that dies (an uncaught exception) must not leave the programs it started running.
@@ -113,7 +114,7 @@ class Spawner {
   dead = false;
 
   constructor() {
-    this.worker = new Worker(workerCode, { eval: true });
+    this.worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(workerCode)}`));
     // The worker never keeps the process alive by itself; a running call does (start, end).
     this.worker.unref();
     this.worker.on("message", (m: WorkerMessage) => this.receive(m));
