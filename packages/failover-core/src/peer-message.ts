@@ -51,6 +51,8 @@ const SPECS: Specs = {
     rebuild: f("bool", OPT),
     streaming: f("bool", OPT),
     replayed: f("str", { optional: true, nullable: true }),
+    lastMaster: f("bool", OPT),
+    epoch: f("num", OPT),
   },
   promote: {
     token: STR,

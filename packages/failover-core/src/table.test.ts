@@ -2771,6 +2771,67 @@ describe("timeline-aware promotion (issue 13)", () => {
     );
   });
 
+  it("a standby whose record names itself the last master is no candidate once a promotion came after it", () => {
+    type Reply = Partial<Extract<PeerMessage, { type: "lsnReply" }>>;
+    const lsn = (who: string, token: string, at: string, extra: Reply = {}) =>
+      msg(13, who, { type: "lsnReply", token, lsn: at, role: "Standby", ...extra });
+    const collect = (epoch: number, b: Reply) => {
+      const { s, tok } = failover([]);
+      // w has seen `epoch` promotions; b's database was the master at its own epoch 0 (its host
+      // was reset before any fence and booted read-only), further than c but unable to tell its timeline
+      const r = run(run({ ...s, epoch }, lsn("b", tok, "0/9000", b)).state, lsn("c", tok, "0/4000"));
+      return r.state.promotion!;
+    };
+    const later = collect(1, { lastMaster: true, epoch: 0 });
+    expect(later.candidate).toBe("c");
+    expect(later.failures.b).toBe(
+      "it was the master before a later promotion and may hold WAL past that promotion's fork: rewind or re-clone it",
+    );
+    // no promotion since it was the master: its WAL is the newest there is, it is the best candidate
+    expect(collect(0, { lastMaster: true, epoch: 0 }).candidate).toBe("b");
+    expect(collect(1, { lastMaster: true, epoch: 1 }).candidate).toBe("b");
+    // the standby says so itself: its record names it (no master heard since), it is not the master
+    const b = {
+      ...boot("b", "recovery", view(1, FULL, { coordinator: "w" })),
+      recordedMaster: "b",
+      knownMaster: null,
+    };
+    const asked = run(b, msg(20, "w", { type: "queryLsn", token: "q1" }));
+    const q = find(asked, "queryLsn");
+    const answered = run(asked.state, { type: "lsnQueried", now: 21, token: q.token, lsn: "0/9000" });
+    expect(find(answered, "send").message).toMatchObject({ type: "lsnReply", lastMaster: true, epoch: 0 });
+  });
+
+  it("the fenced last master takes its role back when the only standbys are masters it replaced", () => {
+    let s = { ...coordinator(), epoch: 1 };
+    // a, the last master (promoted at epoch 1), fenced itself and reports so
+    s = run(s, msg(1, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    const start = run(s, msg(2, "a", { type: "fencedMasterBack" }));
+    expect(rules(start)).toEqual(["coord.fencedMasterBack", "promo.start"]);
+    const tok = start.state.promotion!.token;
+    // b was the master before a (epoch 0, its host reset before any fence); c has no position
+    let r = run(
+      start.state,
+      msg(3, "b", {
+        type: "lsnReply",
+        token: tok,
+        lsn: "0/9000",
+        role: "Standby",
+        lastMaster: true,
+        epoch: 0,
+      }),
+    );
+    r = run(r.state, msg(3, "c", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
+    expect(rules(r)).toEqual(["lsn.reply", "promo.noCandidate.restore"]);
+    expect(sent(r, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: tok, restore: true } },
+    ]);
+    // without a superseded standby, no position at all is still no candidate and no restore
+    let n = run(start.state, msg(3, "b", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
+    n = run(n.state, msg(3, "c", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
+    expect(rules(n)).toEqual(["lsn.reply", "promo.noCandidate"]);
+  });
+
   it("a standby left out for its timeline is judged again when the next candidate is sought on fresh positions", () => {
     // b went further on timeline 1, c is on timeline 2: c is the candidate, b is left out
     const { s, tok } = failover([

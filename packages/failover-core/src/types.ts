@@ -222,6 +222,12 @@ export type PeerMessage =
       readonly streaming?: boolean;
       /** Last position replayed (a standby's; absent from older agents and on a master). */
       readonly replayed?: string | null;
+      /**
+       * The sender is not the master but its record names itself the last master: with `epoch`
+       * (the promotions it has seen), the coordinator can tell a promotion happened after it.
+       */
+      readonly lastMaster?: boolean;
+      readonly epoch?: number;
     }
   | {
       readonly type: "promote";

@@ -1,3 +1,4 @@
+import type { Ctx } from "../context.ts";
 import { compareLsn } from "../lsn.ts";
 import { outsideSyncSet } from "../sync.ts";
 import {
@@ -7,7 +8,31 @@ import {
   queryPositions,
   pendingPromoteTarget,
   failureList,
+  lastMaster,
 } from "./rows.ts";
+
+/** Why a standby whose record names itself the last master is no candidate (lsn.reply). */
+const SUPERSEDED =
+  "it was the master before a later promotion and may hold WAL past that promotion's fork: rewind or re-clone it";
+
+/**
+ * May `old`, the last master, take its role back as the fenced old master? We coordinate, every
+ * voter is here, it is here, Idle, its database up, and nobody here heard of a master after it
+ * (a promotion it missed while cut off would put a newer timeline past its WAL's fork).
+ */
+function restorable(c: Ctx, old: string | null): boolean {
+  return (
+    c.isCoordinator() &&
+    old !== null &&
+    // every voter is here: no standby still on its way back in a merge could be better
+    (c.s.view?.voters ?? []).every((v) => c.members().includes(v)) &&
+    c.members().includes(old) &&
+    c.roleOf(old) === "Idle" &&
+    (old === c.self ? c.s.db : c.s.peers[old]?.db) === "UP" &&
+    c.others().every((a) => (c.s.peers[a]?.master ?? old) === old) &&
+    (c.s.knownMaster?.address ?? old) === old
+  );
+}
 
 /** Rows of one concern (promotion, coordinator side), in the table's match order. */
 export const promotionRows: readonly TransitionRow[] = [
@@ -107,26 +132,12 @@ export const promotionRows: readonly TransitionRow[] = [
     // with a master. A master that fenced itself (confirmed) for a failover that never came holds
     // the newest WAL there is (nobody was promoted after it: it was the last master here), so it
     // takes the role back as when every standby failed (promo.exhausted.restore).
-    when: (c, e) => {
-      const old = e.oldMaster;
-      return (
-        !e.manual &&
-        e.masterFenced === true &&
-        c.isCoordinator() &&
-        old !== null &&
-        // no standby here, and no member whose role we do not know yet (just merged back in)
-        c.members().every((a) => c.roleOf(a) !== null && c.roleOf(a) !== "Standby") &&
-        // every voter is here: no standby still on its way back in a merge could be better
-        (c.s.view?.voters ?? []).every((v) => c.members().includes(v)) &&
-        c.members().includes(old) &&
-        c.roleOf(old) === "Idle" &&
-        (old === c.self ? c.s.db : c.s.peers[old]?.db) === "UP" &&
-        // nobody here heard of a master after it (a promotion it missed while cut off would put
-        // a newer timeline past its WAL's fork)
-        c.others().every((a) => (c.s.peers[a]?.master ?? old) === old) &&
-        (c.s.knownMaster?.address ?? old) === old
-      );
-    },
+    when: (c, e) =>
+      !e.manual &&
+      e.masterFenced === true &&
+      // no standby here, and no member whose role we do not know yet (just merged back in)
+      c.members().every((a) => c.roleOf(a) !== null && c.roleOf(a) !== "Standby") &&
+      restorable(c, e.oldMaster),
     run: (c, e) => {
       c.setPromotion({
         token: c.token("promo"),
@@ -406,6 +417,11 @@ export const promotionRows: readonly TransitionRow[] = [
         ...(c.s.rebuildNeeded ? { rebuild: true } : {}),
         ...(e.streaming !== undefined ? { streaming: e.streaming } : {}),
         ...(e.replayed !== undefined ? { replayed: e.replayed } : {}),
+        // A database whose record names itself the last master (its host reset before any fence,
+        // booted read-only) says so with the promotions it has seen: see lsn.reply.
+        ...(c.s.recordedMaster === c.self && c.s.role !== "Master"
+          ? { lastMaster: true, epoch: c.s.epoch }
+          : {}),
       });
     },
   }),
@@ -425,10 +441,20 @@ export const promotionRows: readonly TransitionRow[] = [
       const p = c.s.promotion!;
       const isMaster = e.message.role === "Master";
       const timeline = e.message.timeline ?? null;
-      // A fenced ex-master not yet rewound is never a candidate, whatever its position.
-      const candidate = e.message.role === "Standby" && e.message.rebuild !== true;
+      // Invariant: a database that may hold WAL past the fork of a newer timeline is never
+      // promoted. A fenced ex-master not yet rewound is never a candidate, whatever its position;
+      // neither is one whose record names itself the last master while we have seen a promotion
+      // since (more promotions than it): its host was reset before any fence, it booted read-only
+      // with whatever it wrote last, and with no master running it cannot tell its timeline.
+      const superseded = e.message.lastMaster === true && (e.message.epoch ?? 0) < c.s.epoch;
+      const candidate = e.message.role === "Standby" && e.message.rebuild !== true && !superseded;
       c.setPromotion({
         ...p,
+        ...(superseded
+          ? {
+              failures: { ...p.failures, [e.from]: SUPERSEDED },
+            }
+          : {}),
         awaiting: p.awaiting.filter((a) => a !== e.from),
         lsns: candidate ? { ...p.lsns, [e.from]: e.message.lsn } : p.lsns,
         timelines: candidate ? { ...p.timelines, [e.from]: timeline } : p.timelines,
@@ -489,6 +515,37 @@ export const promotionRows: readonly TransitionRow[] = [
         masterLsn: null,
       });
       queryPositions(c, p.token, [...ask, ...master]);
+    },
+  }),
+  row({
+    id: "promo.noCandidate.restore",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard:
+      "automatic; no standby can be a candidate and one was left out as a master superseded by a later promotion; that later master is here, fenced, Idle, its database up, every voter here and nobody knows a later one",
+    to: "unchanged",
+    actions: "ask the old master to check, then take its role back",
+    reason:
+      "the only standbys are older masters that may hold WAL past its fork: bring the fenced last master back rather than leave no master",
+    // Invariant (liveness, with 'diverged'): a quorate cluster with a healthy database that can
+    // safely be master ends with a master. The last master fenced itself and holds the newest WAL
+    // there is (nobody was promoted after it); the standbys left are masters it replaced, which
+    // are never promoted. As with no standby at all (promo.noStandby.restore), it takes its role back.
+    when: (c) => {
+      const p = c.s.promotion;
+      return (
+        p !== null &&
+        !p.manual &&
+        c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
+        Object.values(p.failures).includes(SUPERSEDED) &&
+        c.members().every((a) => c.roleOf(a) !== null) &&
+        restorable(c, p.oldMaster ?? lastMaster(c))
+      );
+    },
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, oldMaster: p.oldMaster ?? lastMaster(c), switchedOver: true });
+      c.nextCandidate(true);
     },
   }),
   row({
