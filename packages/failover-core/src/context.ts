@@ -466,13 +466,19 @@ export class Ctx {
       // slowest instead of the sum. Fencing still waits for every one; the first that fails
       // ends the candidacy, so the answers still out can no longer change the decision.
       // Our own check of the old master's database from the confirmation that started this
-      // promotion stands in for a new one when it is as fresh as a new one could be
-      // (freshMasterAnswer); the rule below still applies to it when the other checks answer.
+      // promotion may stand in for this one (freshMasterAnswer): alone, at once; beside slower
+      // checks, if it is still that fresh when they are in (below). The check still runs beside
+      // them, so an answer gone stale costs no wait after theirs.
       const prior = this.candidacyAction(c, "master") !== null ? this.freshMasterAnswer(c.oldMaster!) : null;
-      const run = checks.filter((s) => this.candidacyAction(c, s) !== null && !(s === "master" && prior));
-      const reused = prior ? { masterAnsweredAt: prior.answeredAt, masterAskedAt: prior.askedAt } : {};
-      if (run.length > 0) {
-        this.s.candidacy = { ...c, stage: run[0]!, pendingChecks: run, checksAskedAt: this.now, ...reused };
+      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
+      if (run.length > 0 && !(prior && run.length === 1)) {
+        this.s.candidacy = {
+          ...c,
+          stage: run[0]!,
+          pendingChecks: run,
+          checksAskedAt: this.now,
+          ...(prior ? { priorMaster: { askedAt: prior.askedAt, answeredAt: prior.answeredAt } } : {}),
+        };
         for (const s of run) this.act(this.candidacyAction(c, s)!);
         return;
       }
@@ -481,8 +487,23 @@ export class Ctx {
       const pending = c.pendingChecks ?? [];
       // An answer to a check nobody waits for (never asked, or already answered) moves nothing.
       if (!pending.includes(after as CandidateCheck)) return;
-      const rest = pending.filter((s) => s !== after);
-      const masterAt = after === "master" && rest.length > 0 ? this.now : c.masterAnsweredAt;
+      let rest = pending.filter((s) => s !== after);
+      let masterAt = after === "master" && rest.length > 0 ? this.now : c.masterAnsweredAt;
+      let asked = c.checksAskedAt ?? this.now;
+      const prior = c.priorMaster;
+      if (
+        rest.length === 1 &&
+        rest[0] === "master" &&
+        prior &&
+        this.now - prior.answeredAt <= prior.answeredAt - prior.askedAt
+      ) {
+        // Only the master database's check is still out, and our own answer from the
+        // confirmation is still as fresh as it could make it: that answer is this check's (its
+        // late answer moves nothing, cand.masterDown).
+        rest = [];
+        masterAt = prior.answeredAt;
+        asked = prior.askedAt;
+      }
       if (rest.length > 0) {
         this.s.candidacy = {
           ...c,
@@ -492,14 +513,13 @@ export class Ctx {
         };
         return;
       }
-      const asked = c.masterAskedAt ?? c.checksAskedAt ?? this.now;
       if (after !== "master" && masterAt !== undefined && this.now - masterAt > masterAt - asked) {
         // The old master's database was found down well before the slower checks answered:
         // longer ago than the check itself took, so a database that came back since would go
         // unseen. Read it again, so that, as in the guide's order, it is the last thing read
         // before fencing. An answer that came about when the others did (a silent host answers
         // at the bound, as a bounded ping does) is as fresh as the check can make it.
-        const { masterAnsweredAt: _, masterAskedAt: _asked, ...rereading } = c;
+        const { masterAnsweredAt: _, priorMaster: _prior, ...rereading } = c;
         this.s.candidacy = {
           ...rereading,
           stage: "master",

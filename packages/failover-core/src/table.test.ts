@@ -1985,28 +1985,66 @@ describe("promotion (candidate side)", () => {
     const r = run(s, promoteAt(1100));
     expect(rules(r)).toEqual(["cand.accept.masterFresh"]);
     expect(r.state.role).toBe("Promoting");
-    // the VIP and the ping server are checked; the master database is not asked a second time
+    // the three checks run side by side as always, the master database's too
     expect(
       r.actions.filter((a) => ["pingVip", "pingServer", "checkRemoteDb"].includes(a.type)).map((a) => a.type),
-    ).toEqual(["pingVip", "pingServer"]);
+    ).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
     const vip = run(r.state, { type: "vipPinged", now: 1102, token: "p1", reachable: false });
+    // the ping answers 109 ms after the confirmation's answer, which took 1,000 ms: that answer is
+    // the master check's, and the candidate fences without waiting for the new one
     const ping = run(vip.state, { type: "pingServerPinged", now: 1110, token: "p1", reachable: true });
     expect(rules(ping)).toEqual(["cand.pingOk"]);
     expect(ping.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
     expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
-    // the ping comes so late that the answer is older than its check took: read the database again
+    // the new check's late answer moves nothing, whatever it says: the decision was taken on an
+    // answer as fresh as it could give
+    for (const result of ["unreachable", "reachable", "unknown"] as const) {
+      const lateMaster = run(ping.state, {
+        type: "remoteDbChecked",
+        now: 1200,
+        token: "p1",
+        target: "a",
+        result,
+      });
+      expect(rules(lateMaster)).toEqual(["cand.masterDown"]);
+      expect([lateMaster.actions, lateMaster.state.candidacy?.stage, lateMaster.state.role]).toEqual([
+        [],
+        "fence",
+        "Promoting",
+      ]);
+    }
+    // a ping so late that the answer is older than its check took: the new check, asked beside
+    // the others, decides (no second wait after the ping)
     const late = run(vip.state, { type: "pingServerPinged", now: 2002, token: "p1", reachable: true });
-    expect(late.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb")).toEqual([]);
-    expect(find(late, "checkRemoteDb")).toMatchObject({ target: "a", asMaster: true, token: "p1" });
+    expect(late.actions.filter((a) => ["runScript", "promoteDb", "checkRemoteDb"].includes(a.type))).toEqual(
+      [],
+    );
     const down = run(late.state, {
       type: "remoteDbChecked",
-      now: 2003,
+      now: 2101,
       token: "p1",
       target: "a",
       result: "unreachable",
     });
     expect(rules(down)).toEqual(["cand.masterDown"]);
     expect(find(down, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    const up = run(late.state, {
+      type: "remoteDbChecked",
+      now: 2101,
+      token: "p1",
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(up)).toEqual(["cand.masterRunning"]);
+    expect(notified(up)).toEqual(["standbyPromoteMasterRunning"]);
+    // with no VIP and no ping server configured, the fresh answer alone is the check: fence at once
+    const bare = run(
+      confirmed(standby({ ...fence, virtualIp: null, pingServer: null }), 1, 1001, "unreachable"),
+      promoteAt(1100),
+    );
+    expect(rules(bare)).toEqual(["cand.accept.masterFresh"]);
+    expect(bare.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
+    expect(find(bare, "runScript")).toMatchObject({ script: "fence", token: "p1" });
   });
 
   it("checks the old master's database again when its own answer is stale, quick, or found it running", () => {

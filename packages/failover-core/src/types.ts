@@ -625,10 +625,11 @@ export interface Candidacy {
    */
   readonly masterAnsweredAt?: number;
   /**
-   * When the master database check behind `masterAnsweredAt` was asked, if it was not asked with
-   * the other checks (`checksAskedAt`): our own check from the confirmation, reused.
+   * Our own check of the old master's database from the confirmation (asked, answered): it found
+   * it down, and it counts for the master check if it is still as fresh as a new check could be
+   * when every other check is in.
    */
-  readonly masterAskedAt?: number;
+  readonly priorMaster?: { readonly askedAt: number; readonly answeredAt: number };
 }
 
 /** One direct check of a database: what it found, when it was asked and when it answered. */

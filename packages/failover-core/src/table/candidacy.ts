@@ -15,6 +15,15 @@ function acceptable(c: Ctx, e: PromoteEvent): boolean {
   );
 }
 
+/**
+ * Our candidacy still waits for the old master database's answer. Once a fresh answer from the
+ * confirmation stood in for it, a late one moves nothing (cand.masterDown), like an answer
+ * arriving just after any check: a database that came back after its check is not seen either.
+ */
+function masterCheckPending(c: Ctx, token: string): boolean {
+  return c.s.candidacy?.token === token && (c.s.candidacy.pendingChecks ?? []).includes("master");
+}
+
 /** Becomes the candidate and starts the checks before fencing (Ctx.advanceCandidacy). */
 function accept(c: Ctx, e: PromoteEvent): void {
   c.s.candidacy = {
@@ -137,12 +146,13 @@ export const candidacyRows: readonly TransitionRow[] = [
     guard:
       "as cand.accept, and our own check of the old master's database in the confirmation found it unreachable less long ago than that check took",
     to: "Promoting",
-    actions: "start the VIP and ping-server checks; our fresh master-database answer counts as that check",
+    actions:
+      "start the checks; our fresh master-database answer counts for that check if it is still as fresh when the others are in (alone: at once)",
     reason:
       "chosen as the most up-to-date standby: start promoting; the old master's database was found down by our own check as recently as a new check could tell, so it is not waited for a second remote.timeout",
     // Invariant: fencing and promotion still follow a check of the old master's database that
     // found it down and is as fresh as the one it replaces (Ctx.freshMasterAnswer); if the VIP or
-    // ping answers come so late that it no longer is, the database is read again before fencing.
+    // ping answers come so late that it no longer is, the new check, started beside them, decides.
     when: (c, e) =>
       acceptable(c, e) &&
       e.message.checkMaster &&
@@ -238,7 +248,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "Standby",
     actions: "notify standbyPromoteMasterRunning; abort",
     reason: "the master database is still running: failover has NOT occurred",
-    when: (c, e) => c.s.candidacy?.token === e.token && e.result === "reachable",
+    when: (c, e) => masterCheckPending(c, e.token) && e.result === "reachable",
     run: (c, e) => {
       c.notify("standbyPromoteMasterRunning", { nodeAddress: e.target });
       c.abortCandidacy("master database still running");
@@ -252,7 +262,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "Standby",
     actions: "notify standbyPromoteMasterUnverified; abort",
     reason: "could not verify the master database: failover has NOT occurred",
-    when: (c, e) => c.s.candidacy?.token === e.token && e.result === "unknown",
+    when: (c, e) => masterCheckPending(c, e.token) && e.result === "unknown",
     run: (c, e) => {
       c.notify("standbyPromoteMasterUnverified", { nodeAddress: e.target });
       c.abortCandidacy("master database state unknown");
@@ -262,7 +272,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     id: "cand.masterDown",
     from: ["Promoting"],
     on: "remoteDbChecked",
-    guard: "the old master database is unreachable",
+    guard: "the old master database is unreachable (or an answer no longer waited for)",
     to: "unchanged",
     actions: "script.fence or promote",
     reason: "the master database is down",
