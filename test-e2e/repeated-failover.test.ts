@@ -89,8 +89,13 @@ describe("efm promote checks the standby before fencing the master (issue 11)", 
   it("refuses, with the master untouched, when no standby can be promoted", async () => {
     const lsn = await efm.lab.write("a", 10);
     for (const h of ["b", "c", "d"]) await efm.lab.waitReplayed(h, lsn);
-    // The privileged helper refuses a directory without PG_VERSION, as it would refuse one it
-    // cannot own: the promotion path is broken on every standby, their databases run on.
+    // db.user may not run pg_promote(), so a promotion would go through the privileged helper,
+    // which refuses a directory without PG_VERSION, as it would refuse one it cannot own: the
+    // promotion path is broken on every standby, their databases run on.
+    const grant = "EXECUTE ON FUNCTION pg_promote(boolean, integer)";
+    await efm.lab.psql("a", `REVOKE ${grant} FROM ${efm.lab.efmUser}`);
+    const revoked = await efm.lab.write("a", 1);
+    for (const h of ["b", "c", "d"]) await efm.lab.waitReplayed(h, revoked);
     for (const h of ["b", "c", "d"]) renameSync(pgVersion(h), `${pgVersion(h)}.hidden`);
     try {
       const mark = suite.smtp.mark();
@@ -107,6 +112,7 @@ describe("efm promote checks the standby before fencing the master (issue 11)", 
       expect(suite.smtp.since(mark, "Failover has completed").length).toBe(0);
     } finally {
       for (const h of ["b", "c", "d"]) renameSync(`${pgVersion(h)}.hidden`, pgVersion(h));
+      await efm.lab.psql("a", `GRANT ${grant} TO ${efm.lab.efmUser}`);
     }
   });
 });
