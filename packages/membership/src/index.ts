@@ -8,6 +8,7 @@ export {
   deriveTiming,
   detectionBound,
   leaseDuration,
+  quietAfter,
   takeoverAllowedAt,
 } from "./core/timing.ts";
 export type {

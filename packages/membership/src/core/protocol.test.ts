@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MembershipCore, majorityOfVoters } from "./protocol.ts";
-import { deriveTiming, detectionBound, leaseDuration, takeoverAllowedAt } from "./timing.ts";
+import { deriveTiming, detectionBound, leaseDuration, quietAfter, takeoverAllowedAt } from "./timing.ts";
 import type { CoreInput, Effect, MembershipEvent, NodeId } from "./types.ts";
 
 const timing = deriveTiming(100, 3);
@@ -22,7 +22,12 @@ class Mini {
   founder: string | null;
   constructor(
     addrs: string[],
-    opts: { allowed?: string[]; seeds?: (a: string) => string[]; founder?: string | null } = {},
+    opts: {
+      allowed?: string[];
+      seeds?: (a: string) => string[];
+      founder?: string | null;
+      quietAfter?: number;
+    } = {},
   ) {
     this.founder = opts.founder === undefined ? addrs[0]! : opts.founder;
     const hosts = opts.allowed ?? addrs.map((a) => a.split(":")[0]!);
@@ -33,6 +38,7 @@ class Mini {
         timing,
         seeds: opts.seeds ? opts.seeds(a) : addrs.filter((x) => x !== a),
         initialAllowed: hosts,
+        ...(opts.quietAfter !== undefined ? { quietAfter: opts.quietAfter } : {}),
       });
       this.nodes.set(a, core);
       this.events.set(a, []);
@@ -593,5 +599,82 @@ describe("takeover of a removed member's role counts from when it was last heard
     expect(at).toBeLessThanOrEqual(cutAt + timing.heartbeatInterval + 2 + timing.lease + timing.driftMargin);
     // Well before "removal plus L": the detection time is no longer waited twice.
     expect(at).toBeLessThan(committed.committedAt + timing.lease + timing.driftMargin);
+  });
+});
+
+describe("a member is reported quiet once per silence, before it is suspected", () => {
+  // 100 ms x 3: suspicion at 300 ms of silence; a 200 ms database check must start at 100 ms.
+  const quiet = quietAfter(timing, 200)!;
+  const of = (m: Mini, a: string, type: "memberQuiet" | "memberSuspected", member: string) =>
+    m.events.get(a)!.filter((e) => e.type === type && e.member === member);
+
+  it("derives the silence from the suspicion window and remote.timeout, never below two heartbeats", () => {
+    const defaults = deriveTiming();
+    expect(quietAfter(defaults, 10_000)).toBe(30_000);
+    expect(quietAfter(deriveTiming(500, 2), 1000)).toBe(500);
+    expect(quiet).toBe(100);
+    // a check that takes no time needs no early start
+    expect(quietAfter(defaults, 0)).toBeNull();
+    expect(() => quietAfter(defaults, Number.NaN)).toThrow(RangeError);
+    expect(() => new MembershipCore({ self: A, incarnation: "i", timing, quietAfter: -1 })).toThrow(
+      /quietAfter must be a positive number of ms, got -1/,
+    );
+  });
+
+  it("at exactly quietAfter of silence, once, then suspected at suspectAfter", () => {
+    for (const offset of [0, 7, 19, 33, 48]) {
+      const m = new Mini([A, B, C], { quietAfter: quiet });
+      let lastFromC = Number.NEGATIVE_INFINITY;
+      const at = new Map<string, number>();
+      const apply = m.apply.bind(m);
+      m.apply = (a, self, e) => {
+        if (a === C && e.type === "send" && e.to === B && !m.down.has(C)) lastFromC = m.now + 2;
+        if (a === B && e.type === "emit" && "member" in e.event && e.event.member === C)
+          if (!at.has(e.event.type)) at.set(e.event.type, m.now);
+        apply(a, self, e);
+      };
+      for (const a of [A, B, C]) m.start(a);
+      m.run(1000 + offset);
+      expect(of(m, B, "memberQuiet", C)).toEqual([]);
+      m.down.add(C);
+      m.run(m.now + timing.suspectAfter + 2 * timing.heartbeatInterval);
+      expect({ offset, quiet: at.get("memberQuiet"), suspected: at.get("memberSuspected") }).toEqual({
+        offset,
+        quiet: lastFromC + quiet,
+        suspected: lastFromC + timing.suspectAfter,
+      });
+      expect(of(m, B, "memberQuiet", C)).toHaveLength(1);
+    }
+  });
+
+  it("a member heard again is quiet again only after a new silence, and nobody is suspected", () => {
+    const m = new Mini([A, B, C], { quietAfter: quiet });
+    for (const a of [A, B, C]) m.start(a);
+    m.run(1000);
+    for (const round of [1, 2]) {
+      m.cut(B, C);
+      m.run(m.now + quiet + timing.heartbeatInterval);
+      m.heal();
+      m.run(m.now + 3 * timing.heartbeatInterval);
+      expect({ round, quiet: of(m, B, "memberQuiet", C).length }).toEqual({ round, quiet: round });
+    }
+    expect(m.view(B)).toEqual([A, B, C]);
+    for (const x of [A, B, C])
+      expect(m.events.get(x)!.filter((e) => e.type === "memberSuspected")).toEqual([]);
+  });
+
+  it("a healthy cluster reports nobody quiet; without quietAfter nobody is ever quiet", () => {
+    const healthy = new Mini([A, B, C], { quietAfter: quiet });
+    for (const a of [A, B, C]) healthy.start(a);
+    healthy.run(1000 + 10 * timing.suspectAfter);
+    for (const x of [A, B, C])
+      expect(healthy.events.get(x)!.filter((e) => e.type === "memberQuiet")).toEqual([]);
+    const off = new Mini([A, B, C]);
+    for (const a of [A, B, C]) off.start(a);
+    off.run(1000);
+    off.down.add(C);
+    off.run(off.now + 2 * timing.suspectAfter);
+    expect(of(off, B, "memberSuspected", C)).toHaveLength(1);
+    expect(off.events.get(B)!.filter((e) => e.type === "memberQuiet")).toEqual([]);
   });
 });

@@ -56,6 +56,12 @@ export interface CoreOptions {
    * still keeps a takeover safe when a coordinator removes a master the others still hear.
    */
   readonly suspicionRule?: "majority" | "own";
+  /**
+   * Silence (ms) after which a member is reported quiet (`memberQuiet`, once per silence), before
+   * it is suspected: the failover layer starts slow checks early (see quietAfter() in timing).
+   * Absent, null, or not below suspectAfter: no such event.
+   */
+  readonly quietAfter?: number | null;
 }
 
 interface Suspicion {
@@ -117,6 +123,12 @@ export class MembershipCore {
   private readonly seeds: readonly string[];
   private readonly quorumRule: QuorumRule;
   private readonly suspicionRule: "majority" | "own";
+  private readonly quietAfter: number | null;
+  /**
+   * Members reported quiet, with the last-heard time of that silence: one report per silence,
+   * and a member heard since (another last-heard time) is a new silence.
+   */
+  private readonly quietSince = new Map<string, number>();
   private config: ClusterConfig;
   private lastEpoch: number;
   /** Set when this node founds a cluster or installs its first view; saved with the voters. */
@@ -187,6 +199,10 @@ export class MembershipCore {
     this.seeds = (opts.seeds ?? []).filter((s) => s !== opts.self);
     this.quorumRule = opts.quorumRule ?? majorityOfVoters;
     this.suspicionRule = opts.suspicionRule ?? "majority";
+    const q = opts.quietAfter ?? null;
+    if (q !== null && !(Number.isFinite(q) && q > 0))
+      throw new RangeError(`quietAfter must be a positive number of ms, got ${q}`);
+    this.quietAfter = q !== null && q < this.timing.suspectAfter ? q : null;
     const p = opts.persisted ?? null;
     this.config = p ? p.config : { version: 0, voters: [], allowed: [...(opts.initialAllowed ?? [])] };
     this.lastEpoch = p ? p.lastEpoch : 0;
@@ -798,15 +814,28 @@ export class MembershipCore {
   }
 
   /**
-   * Verify every member silent for suspectAfter, then arm a timer for the first member whose
-   * silence reaches suspectAfter before our next heartbeat tick: suspicion starts when the
-   * window (jgroups.timeout x max.tries) ends, not up to one heartbeat interval later.
+   * Report every member silent for quietAfter (once per silence) and verify every member silent
+   * for suspectAfter, then arm a timer for the first such deadline before our next heartbeat
+   * tick: suspicion starts when the window (jgroups.timeout x max.tries) ends, not up to one
+   * heartbeat interval later.
    */
   private suspectSilent(at = this.now): void {
     let next = Number.POSITIVE_INFINITY;
-    for (const m of this.others()) {
-      if (this.suspects.has(m)) continue;
+    const others = this.others();
+    for (const [m, h] of this.quietSince)
+      if (this.lastHeard.get(m) !== h || !others.includes(m)) this.quietSince.delete(m);
+    for (const m of others) {
       const h = this.lastHeard.get(m) ?? this.now;
+      // Quiet comes before suspicion on the same timer; it decides nothing (the failover layer
+      // only starts a check early), so a member already under verification is reported too.
+      if (this.quietAfter !== null && this.quietSince.get(m) !== h) {
+        const quietAt = h + this.quietAfter;
+        if (at >= quietAt) {
+          this.quietSince.set(m, h);
+          this.emit({ type: "memberQuiet", member: m });
+        } else next = Math.min(next, quietAt);
+      }
+      if (this.suspects.has(m)) continue;
       // The deadline as one sum, compared as is: `at - h` can round below suspectAfter at the
       // very instant the timer was armed for, which would re-arm it for that instant forever.
       const deadline = h + this.timing.suspectAfter;

@@ -96,6 +96,19 @@ export function takeoverAllowedAt(committedAt: number, timing: Timing): number {
 }
 
 /**
+ * Silence after which the failover layer may start its direct check of a member's database
+ * (`memberQuiet`), so that a check lasting `remoteTimeoutMs` has answered when the suspicion
+ * window ends: suspectAfter - remoteTimeoutMs, but never sooner than two heartbeat intervals (a
+ * single late heartbeat is no silence). Returns null when that is not before the suspicion.
+ */
+export function quietAfter(timing: Timing, remoteTimeoutMs: number): number | null {
+  if (!Number.isFinite(remoteTimeoutMs) || remoteTimeoutMs < 0)
+    throw new RangeError(`remote.timeout must be a finite number of ms >= 0, got ${remoteTimeoutMs}`);
+  const at = Math.max(timing.suspectAfter - remoteTimeoutMs, 2 * timing.heartbeatInterval);
+  return at < timing.suspectAfter ? at : null;
+}
+
+/**
  * Worst case from a crash to the removal view being installed everywhere reachable: silence,
  * one heartbeat tick of detection granularity, verification, batching, plus one view round trip.
  */

@@ -74,6 +74,11 @@ export type MembershipEvent =
     }
   | { readonly type: "memberJoined"; readonly member: string }
   | { readonly type: "memberLeft"; readonly member: string }
+  /**
+   * The member has been silent for the configured `quietAfter` (before suspicion): once per
+   * silence, nothing is decided; the failover layer starts slow checks early.
+   */
+  | { readonly type: "memberQuiet"; readonly member: string }
   | { readonly type: "memberSuspected"; readonly member: string }
   | { readonly type: "memberRemoved"; readonly member: string; readonly lastHeard: number | null }
   | { readonly type: "quorumGained"; readonly epoch: number }

@@ -47,6 +47,11 @@ export interface MemberOptions {
   readonly maxTries?: number;
   /** Addresses of the members (.nodes) file. */
   readonly seeds?: readonly string[];
+  /**
+   * Silence (ms) after which a member is reported `memberQuiet` before it is suspected (see
+   * `quietAfter(timing, remoteTimeoutMs)`); absent or null: never.
+   */
+  readonly quietAfter?: number | null;
   /** Allowed hosts for a brand-new cluster (no persisted state). */
   readonly initialAllowed?: readonly string[];
   /** State from the last `persist` event (the agent stores it), or null. */
@@ -205,6 +210,9 @@ export function createMember(options: MemberOptions): Member {
   const maxPreAuthPerHost = 4;
   const maxFrame = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const self = { addr: options.bindAddress, inc: randomBytes(8).toString("hex") };
+  const q = options.quietAfter ?? null;
+  if (q !== null && !(typeof q === "number" && Number.isFinite(q) && q > 0))
+    throw new MembershipError("INVALID_OPTIONS", `quietAfter must be a positive number of ms, got ${q}`);
   const core = new MembershipCore({
     self: self.addr,
     incarnation: self.inc,
@@ -212,6 +220,7 @@ export function createMember(options: MemberOptions): Member {
     seeds: options.seeds ?? [],
     initialAllowed: options.initialAllowed ?? [],
     persisted: options.persisted ?? null,
+    quietAfter: q,
     ...(options.quorumRule ? { quorumRule: options.quorumRule } : {}),
   });
   const emitter = new EventEmitter();
