@@ -417,6 +417,7 @@ describe("createNode: membership", () => {
       committedAt: 900,
       removed: [{ member: "d", takeoverAllowedAt: 5000 }],
     });
+    node.membership({ type: "memberQuiet", member: B });
     node.membership({ type: "memberSuspected", member: B });
     node.membership({ type: "quorumLost" });
     node.membership({ type: "quorumGained" });
@@ -445,6 +446,7 @@ describe("createNode: membership", () => {
         lastHeardAt: 900,
         takeoverAllowedAt: 5000,
       },
+      { type: "memberQuiet", now: 1000, address: B },
       { type: "memberSuspected", now: 1000, address: B },
       { type: "quorumLost", now: 1000 },
       { type: "quorumGained", now: 1000 },

@@ -136,6 +136,8 @@ export type MembershipInput =
       readonly removed: readonly { readonly member: string; readonly takeoverAllowedAt: number }[];
     }
   | { readonly type: "memberSuspected"; readonly member: string }
+  /** Silent for membership's quietAfter, before any suspicion (nothing is decided on it). */
+  | { readonly type: "memberQuiet"; readonly member: string }
   | { readonly type: "quorumGained" }
   | { readonly type: "quorumLost" }
   /** Our lease runs until `until`: sent when it is established and on every renewal. */
@@ -214,6 +216,7 @@ const KNOWN_MEMBERSHIP = new Set([
   "viewInstalled",
   "viewCommitted",
   "memberSuspected",
+  "memberQuiet",
   "quorumGained",
   "quorumLost",
   "leaseValid",
@@ -561,6 +564,8 @@ export function createNode(options: NodeOptions): FailoverNode {
         return;
       case "memberSuspected":
         return handle({ type: "memberSuspected", now, address: e.member });
+      case "memberQuiet":
+        return handle({ type: "memberQuiet", now, address: e.member });
       case "quorumGained":
         return handle({ type: "quorumGained", now });
       case "quorumLost":

@@ -639,6 +639,72 @@ describe("the master database is tried from the master's suspicion on (issue 15)
     expect([rules(later), checks(later).length]).toEqual([["checkDb.request"], 1]);
   });
 
+  it("the check starts when the master goes quiet; at the suspicion its answer is kept and nothing starts again", () => {
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });
+    expect(rules(quiet)).toEqual(["quiet.master"]);
+    expect(checks(quiet)).toEqual([
+      {
+        type: "checkRemoteDb",
+        token: expect.any(String),
+        target: "a",
+        timeoutMs: harnessTimings.remoteTimeoutMs,
+        asMaster: true,
+      },
+    ]);
+    const tok = checks(quiet)[0]!.token;
+    // another member quiet, or the master suspected while its check runs: nothing more
+    const other = run(quiet.state, { type: "memberQuiet", now: 150, address: "c" });
+    expect([rules(other), checks(other)]).toEqual([["quiet.note"], []]);
+    const susRunning = run(quiet.state, { type: "memberSuspected", now: 1000, address: "a" });
+    expect([rules(susRunning), checks(susRunning)]).toEqual([["suspect.note"], []]);
+    // the answer comes at remote.timeout, about when the window ends
+    const answered = run(quiet.state, {
+      type: "remoteDbChecked",
+      now: 1100,
+      token: tok,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(answered)).toEqual(["checkDb.answer"]);
+    // suspected just after: that answer is as fresh as a new check, so none starts
+    const sus = run(answered.state, { type: "memberSuspected", now: 1101, address: "a" });
+    expect([rules(sus), checks(sus)]).toEqual([["suspect.note"], []]);
+    // the view removes the master; the confirmation gets our answer at once
+    const asked = run(sus.state, ask(1600, "inv1"));
+    expect([rules(asked), checks(asked)]).toEqual([["checkDb.shared"], []]);
+    expect(sent(asked, "checkDbReply").map((a) => a.message)).toEqual([
+      { type: "checkDbReply", token: "inv1", result: "unreachable" },
+    ]);
+    // removed much later, the answer is stale: the confirmation checks again
+    const late = run(sus.state, ask(2200, "inv2"));
+    expect([rules(late), checks(late).length]).toEqual([["checkDb.request"], 1]);
+  });
+
+  it("a quiet master heard again leaves one harmless check; a database found running is tried again at a suspicion", () => {
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });
+    const up = run(quiet.state, {
+      type: "remoteDbChecked",
+      now: 105,
+      token: checks(quiet)[0]!.token,
+      target: "a",
+      result: "reachable",
+    });
+    expect(rules(up)).toEqual(["checkDb.answer"]);
+    expect(up.actions.filter((a) => a.type === "send" || a.type === "notify")).toEqual([]);
+    expect(up.state.investigations).toEqual(b.investigations);
+    const sus = run(up.state, { type: "memberSuspected", now: 1000, address: "a" });
+    expect([rules(sus), checks(sus).length]).toEqual([["suspect.master"], 1]);
+    // a quiet standby, witness or ourselves starts nothing
+    const self = run(boot("a", "primary", view(1, FULL, { coordinator: "w" })), {
+      type: "memberQuiet",
+      now: 100,
+      address: "a",
+    });
+    expect([rules(self), checks(self)]).toEqual([["quiet.note"], []]);
+  });
+
   it("a database found running at the suspicion is tried again for the confirmation", () => {
     const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
     const sus = run(b, { type: "memberSuspected", now: 100, address: "a" });

@@ -308,6 +308,8 @@ export type FailoverEvent =
       readonly takeoverAllowedAt?: number;
     }
   | { readonly type: "memberSuspected"; readonly now: number; readonly address: string }
+  /** Membership: the member has been silent long enough that slow checks start now (before suspicion). */
+  | { readonly type: "memberQuiet"; readonly now: number; readonly address: string }
   | { readonly type: "quorumLost"; readonly now: number }
   | { readonly type: "quorumGained"; readonly now: number }
   /** A majority acknowledged us: our master lease runs until `until` (membership's leaseUntil). */

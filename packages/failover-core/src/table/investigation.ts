@@ -12,6 +12,19 @@ import {
   fenceBesideMaster,
   runningOtherMaster,
 } from "./rows.ts";
+import type { Ctx } from "../context.ts";
+
+/**
+ * Whether to start our direct check of `address`'s database as a master now that its agent went
+ * quiet or is suspected: it is the master we know of (not us), and no such check runs here or
+ * found it down as recently as a new one could (Ctx.freshMasterAnswer): that check or answer is
+ * the one the confirmation takes, so a second one would only make it wait longer.
+ */
+const masterCheckDue = (c: Ctx, address: string): boolean =>
+  address !== c.self &&
+  (c.roleOf(address) === "Master" || c.s.knownMaster?.address === address) &&
+  c.runningMasterCheck(address) === null &&
+  c.freshMasterAnswer(address) === null;
 
 /** Rows of one concern (members leaving, and checking a database on the coordinator's behalf), in the table's match order. */
 export const investigationRows: readonly TransitionRow[] = [
@@ -108,20 +121,44 @@ export const investigationRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "quiet.master",
+    from: RUNNING,
+    on: "memberQuiet",
+    guard:
+      "the quiet member is the master we know of; no check of its database as a master runs here or found it down as recently as a new one could",
+    to: "unchanged",
+    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    reason:
+      "the master agent has been silent for the window less remote.timeout: start our direct check of its database now, so that its answer is in when the view removes the master and the confirmation (8.3) waits for no remote.timeout",
+    // Nothing is decided here: the master may well be heard again (then this was one harmless
+    // check). The answer joins the confirmation only by checkDb.shared's rules: asked while it
+    // runs, or found down as recently as a new check could.
+    when: (c, e) => masterCheckDue(c, e.address),
+    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+  }),
+  row({
+    id: "quiet.note",
+    from: ["*"],
+    on: "memberQuiet",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "a member has been silent for a while; membership suspects it later if it stays silent",
+    run: () => {},
+  }),
+  row({
     id: "suspect.master",
     from: RUNNING,
     on: "memberSuspected",
-    guard: "the suspected member is the master we know of; no check of its database as a master runs here",
+    guard:
+      "the suspected member is the master we know of; no check of its database as a master runs here (begun when it went quiet) or found it down as recently as a new one could",
     to: "unchanged",
     actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
     reason:
       "the master agent is suspected: start our direct check of its database now, so that the confirmation after its removal (8.3) has it without waiting remote.timeout again",
     // Nothing is decided here: membership may still find the master alive. The answer only joins
     // the confirmation if the coordinator asks while it runs or soon after it came (checkDb.shared).
-    when: (c, e) =>
-      e.address !== c.self &&
-      (c.roleOf(e.address) === "Master" || c.s.knownMaster?.address === e.address) &&
-      c.runningMasterCheck(e.address) === null,
+    when: (c, e) => masterCheckDue(c, e.address),
     run: (c, e) => c.startRemoteCheck(e.address, true, []),
   }),
   row({

@@ -43,6 +43,7 @@ export const EVENT_TYPES = [
   "viewInstalled",
   "memberGone",
   "memberSuspected",
+  "memberQuiet",
   "quorumLost",
   "quorumGained",
   "leaseValid",
