@@ -22,7 +22,15 @@ import {
   snapshot,
   step,
 } from "@efm/failover-core";
-import { createMember, hostOf, type Member, type MemberEvent, type PersistedState } from "@efm/membership";
+import {
+  createMember,
+  deriveTiming,
+  hostOf,
+  type Member,
+  type MemberEvent,
+  type PersistedState,
+  quietAfter,
+} from "@efm/membership";
 import { clusterLogSink, createNotifier, emailSink, type Notifier, scriptSink } from "@efm/notifier";
 import { decrypt, PasswordCryptoError } from "@efm/password-crypto";
 import {
@@ -333,6 +341,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     clusterKey,
     timeout: c.jgroupsTimeout,
     maxTries: c.jgroupsMaxTries,
+    // memberQuiet at the window less remote.timeout: every agent's direct check of a silent
+    // master's database (failover-core quiet.master) has answered when the window ends.
+    quietAfter: quietAfter(deriveTiming(c.jgroupsTimeout, c.jgroupsMaxTries), c.remoteTimeout * 1000),
     seeds,
     // A new cluster admits this host and the hosts of the members file; later nodes need
     // `efm add-node` first, as in guide 4.1.2.
