@@ -368,3 +368,47 @@ function runRestartedPrimary(seed: number): { result: ClusterSimResult; problem:
   }
   return { result: sim.result(n), problem: "" };
 }
+
+describe("host loss at the guide's defaults (issue 15)", () => {
+  it("every agent's check of the master's database starts when the master goes quiet, so the confirmation waits for no remote.timeout", () => {
+    const addrs = ["10.0.1.1:7800", "10.0.1.2:7800", "10.0.1.3:7800"];
+    const sim = new ClusterSim(
+      { seed: 15, transcript: true },
+      { addrs, witnesses: new Set(), autoFailover: true, maxTries: 8, world: { timeoutMs: 5000 } },
+    );
+    for (const a of addrs) sim.startHost(a);
+    expect(sim.runUntilTrue(60_000, () => sim.converged() && sim.writableMasters().length === 1)).toBe(true);
+    const master = sim.writableMasters()[0]!;
+    sim.runUntil(sim.clock.now() + 20_000);
+    const cut = sim.clock.now();
+    sim.crashHost(master);
+    const remoteTimeout = 10_000;
+    expect(
+      sim.runUntilTrue(cut + 3 * sim.timing.suspectAfter, () =>
+        sim.writableMasters().some((a) => a !== master),
+      ),
+    ).toBe(true);
+    const promotedAt = sim.clock.now();
+    const at = (rule: string) =>
+      sim.transcript.flatMap((l) => {
+        const m = /^t=([\d.]+) (\S+): (\S+)/.exec(l);
+        return m && m[3] === `${rule}:` && Number(m[1]) > cut
+          ? [{ t: Number(m[1]), who: m[2]! }]
+          : [];
+      });
+    const quiet = at("quiet.master");
+    const removed = at("gone.master")[0]!;
+    // Both survivors start their check once, when the master has been silent for the window less
+    // remote.timeout, and none starts another at the suspicion; all before the removal.
+    expect(quiet.map((q) => q.who).sort()).toEqual(addrs.filter((a) => a !== master));
+    for (const q of quiet) {
+      expect(q.t).toBeGreaterThanOrEqual(
+        cut + sim.timing.suspectAfter - remoteTimeout - sim.timing.heartbeatInterval,
+      );
+      expect(q.t).toBeLessThan(removed.t);
+    }
+    expect(at("suspect.master")).toEqual([]);
+    // The new master writes before a check started at the suspicion could even have answered.
+    expect(promotedAt).toBeLessThan(cut + sim.timing.suspectAfter + remoteTimeout);
+  });
+});

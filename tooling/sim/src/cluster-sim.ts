@@ -23,6 +23,7 @@ import {
   type Msg,
   type NodeId,
   type PersistedState,
+  quietAfter,
   type Timing,
 } from "@efm/membership";
 import { type EventHandle, VirtualClock } from "./clock.ts";
@@ -336,6 +337,11 @@ export class ClusterSim {
     this.clock.at(0, () => this.walTick());
   }
 
+  /** remote.timeout of this world: the guide's 10 s at its default timings, else 100 ms. */
+  private remoteTimeoutMs(): number {
+    return this.world.timeoutMs >= 5000 ? 10_000 : 100;
+  }
+
   private failoverConfig(
     addr: string,
     witness: boolean,
@@ -354,7 +360,7 @@ export class ClusterSim {
       localPeriodMs: 200,
       localTimeoutMs: 300,
       localTimeoutFinalMs: 100,
-      remoteTimeoutMs: 100,
+      remoteTimeoutMs: this.remoteTimeoutMs(),
       leaseMs: this.timing.lease,
       takeoverMarginMs: this.timing.driftMargin,
       messageSlackMs: 50,
@@ -382,7 +388,7 @@ export class ClusterSim {
       localPeriodMs: 10_000,
       localTimeoutMs: 60_000,
       localTimeoutFinalMs: 10_000,
-      remoteTimeoutMs: 10_000,
+      remoteTimeoutMs: this.remoteTimeoutMs(),
       leaseMs: this.timing.lease,
       takeoverMarginMs: this.timing.driftMargin,
       messageSlackMs: Math.max(2000, this.world.timeoutMs),
@@ -547,6 +553,9 @@ export class ClusterSim {
       seeds: this.addrs.filter((a) => a !== addr),
       initialAllowed: this.addrs.map(hostOf),
       persisted,
+      // As the agent: a member silent for the window less remote.timeout is reported quiet, and
+      // the others start their check of its database if it is the master.
+      quietAfter: quietAfter(this.timing, this.remoteTimeoutMs()),
       ...(this.opts.suspicionRule ? { suspicionRule: this.opts.suspicionRule } : {}),
     });
   }
@@ -1256,6 +1265,7 @@ const QUIET = new Set([
   "checkDb.request",
   "checkDb.shared",
   "checkDb.answer",
+  "quiet.note",
   "checkDb.reply",
   "lsn.request",
   "lsn.answer",
