@@ -392,9 +392,7 @@ describe("host loss at the guide's defaults (issue 15)", () => {
     const at = (rule: string) =>
       sim.transcript.flatMap((l) => {
         const m = /^t=([\d.]+) (\S+): (\S+)/.exec(l);
-        return m && m[3] === `${rule}:` && Number(m[1]) > cut
-          ? [{ t: Number(m[1]), who: m[2]! }]
-          : [];
+        return m && m[3] === `${rule}:` && Number(m[1]) > cut ? [{ t: Number(m[1]), who: m[2]! }] : [];
       });
     const quiet = at("quiet.master");
     const removed = at("gone.master")[0]!;
