@@ -162,9 +162,11 @@ describe.skipIf(!isRoot)("minority isolation with a virtual IP (network namespac
 
     // Heal: the old master comes back into the one cluster, as Idle; still one master.
     await lab.heal();
+    let seen: unknown = null;
     const rejoined = await waitUntil(
       async () => {
         const s = await status(other);
+        seen = s;
         const masters = Object.values(s?.nodes ?? {}).filter((n) => n.type === "Master");
         return (
           s?.nodes[lab.host("a").address]?.agent === "UP" &&
@@ -175,7 +177,9 @@ describe.skipIf(!isRoot)("minority isolation with a virtual IP (network namespac
       60_000,
       1000,
     );
-    expect(rejoined, logs()).toBe(true);
+    expect(rejoined, `${logs()}\n== last cluster-status-json from ${other}\n${JSON.stringify(seen)}`).toBe(
+      true,
+    );
     expect(typeOf(await status(other), "a")).toBe("Idle");
   });
 });
