@@ -347,9 +347,14 @@ export class Ctx {
    * A check of `target`'s database as a master that this agent already runs (begun at the
    * master's suspicion, or for an earlier request): its local token, or null.
    */
+  /** Our newest running check of `target`'s database as a master (an older one may still run). */
   runningMasterCheck(target: string): string | null {
-    for (const [t, r] of Object.entries(this.s.remoteChecks)) if (r.asMaster && r.target === target) return t;
-    return null;
+    let newest: string | null = null;
+    for (const [t, r] of Object.entries(this.s.remoteChecks)) {
+      if (!r.asMaster || r.target !== target) continue;
+      if (newest === null || r.askedAt >= this.s.remoteChecks[newest]!.askedAt) newest = t;
+    }
+    return newest;
   }
 
   /**

@@ -681,6 +681,56 @@ describe("the master database is tried from the master's suspicion on (issue 15)
     expect([rules(late), checks(late).length]).toEqual([["checkDb.request"], 1]);
   });
 
+  it("a check still running from an earlier silence does not hold back the check of a new one, nor answer for it", () => {
+    const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
+    // quiet under load, heard again: its check still runs when the master goes quiet for real
+    const first = run(b, { type: "memberQuiet", now: 100, address: "a" });
+    const old = checks(first)[0]!.token;
+    const again = run(first.state, { type: "memberQuiet", now: 900, address: "a" });
+    expect([rules(again), checks(again).length]).toEqual([["quiet.master"], 1]);
+    const fresh = checks(again)[0]!.token;
+    // the suspicion within the same silence starts nothing more
+    const sus = run(again.state, { type: "memberSuspected", now: 1400, address: "a" });
+    expect([rules(sus), checks(sus)]).toEqual([["suspect.note"], []]);
+    // the confirmation joins the newest check; the old one's late answer answers nobody
+    const asked = run(sus.state, ask(1500, "inv1"));
+    expect([rules(asked), checks(asked)]).toEqual([["checkDb.shared"], []]);
+    const lateOld = run(asked.state, {
+      type: "remoteDbChecked",
+      now: 1550,
+      token: old,
+      target: "a",
+      result: "reachable",
+    });
+    expect(sent(lateOld, "checkDbReply")).toEqual([]);
+    const answered = run(lateOld.state, {
+      type: "remoteDbChecked",
+      now: 1900,
+      token: fresh,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(sent(answered, "checkDbReply").map((a) => a.message)).toEqual([
+      { type: "checkDbReply", token: "inv1", result: "unreachable" },
+    ]);
+    // and an older check answering after the newer one does not replace its answer
+    const replaced = run(again.state, {
+      type: "remoteDbChecked",
+      now: 1900,
+      token: fresh,
+      target: "a",
+      result: "unreachable",
+    });
+    const stale = run(replaced.state, {
+      type: "remoteDbChecked",
+      now: 1950,
+      token: old,
+      target: "a",
+      result: "reachable",
+    });
+    expect(stale.state.masterDbAnswers.a).toEqual({ result: "unreachable", askedAt: 900, answeredAt: 1900 });
+  });
+
   it("a quiet master heard again leaves one harmless check; a database found running is tried again at a suspicion", () => {
     const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
     const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });

@@ -18,12 +18,15 @@ import type { Ctx } from "../context.ts";
  * Whether to start our direct check of `address`'s database as a master now that its agent went
  * quiet or is suspected: it is the master we know of (not us), and no such check runs here or
  * found it down as recently as a new one could (Ctx.freshMasterAnswer): that check or answer is
- * the one the confirmation takes, so a second one would only make it wait longer.
+ * the one the confirmation takes, so a second one would only make it wait longer. Membership says
+ * "quiet" once per silence, so at a quiet a check still running began in an earlier silence (the
+ * master was heard since, e.g. a pause under load): it does not count, and the confirmation joins
+ * the newest check (Ctx.runningMasterCheck).
  */
-const masterCheckDue = (c: Ctx, address: string): boolean =>
+const masterCheckDue = (c: Ctx, address: string, newSilence: boolean): boolean =>
   address !== c.self &&
   (c.roleOf(address) === "Master" || c.s.knownMaster?.address === address) &&
-  c.runningMasterCheck(address) === null &&
+  (newSilence || c.runningMasterCheck(address) === null) &&
   c.freshMasterAnswer(address) === null;
 
 /** Rows of one concern (members leaving, and checking a database on the coordinator's behalf), in the table's match order. */
@@ -125,7 +128,7 @@ export const investigationRows: readonly TransitionRow[] = [
     from: RUNNING,
     on: "memberQuiet",
     guard:
-      "the quiet member is the master we know of; no check of its database as a master runs here or found it down as recently as a new one could",
+      "the quiet member is the master we know of; no check of its database as a master found it down as recently as a new one could (one still running began in an earlier silence)",
     to: "unchanged",
     actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
     reason:
@@ -133,7 +136,7 @@ export const investigationRows: readonly TransitionRow[] = [
     // Nothing is decided here: the master may well be heard again (then this was one harmless
     // check). The answer joins the confirmation only by checkDb.shared's rules: asked while it
     // runs, or found down as recently as a new check could.
-    when: (c, e) => masterCheckDue(c, e.address),
+    when: (c, e) => masterCheckDue(c, e.address, true),
     run: (c, e) => c.startRemoteCheck(e.address, true, []),
   }),
   row({
@@ -158,7 +161,7 @@ export const investigationRows: readonly TransitionRow[] = [
       "the master agent is suspected: start our direct check of its database now, so that the confirmation after its removal (8.3) has it without waiting remote.timeout again",
     // Nothing is decided here: membership may still find the master alive. The answer only joins
     // the confirmation if the coordinator asks while it runs or soon after it came (checkDb.shared).
-    when: (c, e) => masterCheckDue(c, e.address),
+    when: (c, e) => masterCheckDue(c, e.address, false),
     run: (c, e) => c.startRemoteCheck(e.address, true, []),
   }),
   row({
@@ -554,7 +557,11 @@ export const investigationRows: readonly TransitionRow[] = [
       c.s.remoteChecks = rest;
       // Kept for a candidacy or a confirmation that may follow (Ctx.freshMasterAnswer): our own
       // word on whether that database still serves as a master, and how fresh it is.
-      if (req.asMaster)
+      // A check begun in an earlier silence that answers late does not replace a newer one's answer.
+      if (
+        req.asMaster &&
+        req.askedAt >= (c.s.masterDbAnswers[req.target]?.askedAt ?? Number.NEGATIVE_INFINITY)
+      )
         c.s.masterDbAnswers = {
           ...c.s.masterDbAnswers,
           [req.target]: { result: e.result, askedAt: req.askedAt, answeredAt: c.now },
