@@ -681,6 +681,27 @@ describe("the master database is tried from the master's suspicion on (issue 15)
     expect([rules(late), checks(late).length]).toEqual([["checkDb.request"], 1]);
   });
 
+  it("asks the members new to an installed view for their status: theirs, sent before we installed it, was dropped", () => {
+    const b = boot(
+      "b",
+      "recovery",
+      view(
+        1,
+        FULL.filter(([a]) => a !== "a"),
+        { coordinator: "w", voters: ["a", "b", "c", "w"] },
+      ),
+    );
+    const merged = run(b, { type: "viewInstalled", now: 5, view: view(2, FULL, { coordinator: "w" }) });
+    expect(
+      merged.actions.flatMap((a) =>
+        a.type === "send" && a.message.type === "status" && a.message.ask ? [a.to] : [],
+      ),
+    ).toEqual(["a"]);
+    // its answer tells us what it is now
+    const told = run(merged.state, msg(6, "a", { type: "status", role: "Idle", db: "DOWN", master: null }));
+    expect(told.state.peers.a?.role).toBe("Idle");
+  });
+
   it("a check still running from an earlier silence does not hold back the check of a new one, nor answer for it", () => {
     const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }));
     // quiet under load, heard again: its check still runs when the master goes quiet for real

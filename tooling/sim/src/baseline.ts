@@ -12,12 +12,13 @@ export const BASELINE_SEEDS = 2000;
 
 export const KNOWN_FAILING: Readonly<Partial<Record<InvariantName, readonly number[]>>> = {
   // Asynchronous replication's losses (tooling/sim README). The early master check of issue 15
-  // (quiet.master) moved 4 in and 11 out; 1197 replayed is an isolated master's companion standby
+  // (quiet.master) moved 4 in and 11 out, asking members new to a view for their status 1 in (32)
+  // and 1 out (778); 1197 replayed is an isolated master's companion standby
   // that received writes the promoted standby never had; 1603 (one write, after the master's
   // database failed and its host was reset while standbys were cut apart) is not analysed yet.
   lostWrites: [
-    76, 85, 95, 131, 132, 159, 179, 183, 214, 217, 221, 224, 245, 248, 268, 323, 329, 363, 364, 367, 372, 425,
-    435, 457, 480, 500, 513, 536, 551, 579, 617, 643, 670, 678, 681, 698, 700, 710, 713, 720, 732, 748, 778,
+    32, 76, 85, 95, 131, 132, 159, 179, 183, 214, 217, 221, 224, 245, 248, 268, 323, 329, 363, 364, 367, 372,
+    425, 435, 457, 480, 500, 513, 536, 551, 579, 617, 643, 670, 678, 681, 698, 700, 710, 713, 720, 732, 748,
     785, 795, 808, 862, 873, 875, 887, 892, 904, 913, 928, 941, 996, 1052, 1060, 1086, 1114, 1118, 1173, 1181,
     1192, 1197, 1206, 1218, 1260, 1282, 1291, 1301, 1318, 1321, 1322, 1379, 1419, 1474, 1488, 1501, 1525,
     1544, 1571, 1577, 1579, 1603, 1616, 1643, 1711, 1715, 1719, 1745, 1756, 1776, 1787, 1791, 1795, 1849,

@@ -332,12 +332,19 @@ export function adoptView(c: Ctx, e: EventFor<"viewInstalled">): void {
 }
 
 export function quorateView(c: Ctx, e: EventFor<"viewInstalled">): void {
+  const before = new Set((c.s.view?.members ?? []).map((m) => m.address));
   adoptView(c, e);
   if (c.s.isolated) {
     c.s.isolated = false;
     c.notify("nodeNoLongerIsolated", c.cluster());
   }
   c.broadcast(c.status());
+  // A member new to our view (a merge, a restart) may have installed it before us: the status it
+  // sent then was dropped as coming from a non-member, and statuses travel only when they change,
+  // so we would show its old role for good. Asked now, it answers: we are in its view already.
+  for (const m of e.view.members) {
+    if (m.address !== c.self && !before.has(m.address)) c.send(m.address, c.status(true));
+  }
   if (c.s.role === "Master") c.armLease();
   if (c.isCoordinator()) {
     c.raise({ type: "reviewSize", now: c.now });
