@@ -1,12 +1,12 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { decrypt } from "@efm/password-crypto";
 import { afterAll, describe, expect, test } from "vitest";
 import type { Io } from "./encrypt.ts";
 import { buildProgram, ignoreClosedPipe, normalizeArgs } from "./main.ts";
-import { expandIpv6 } from "./prop-check.ts";
+import { expandIpv6, interfaceIndex, networkAdapterLines } from "./prop-check.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "efm-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -160,6 +160,17 @@ test("IPv6 addresses print unabbreviated like Java", () => {
   expect(expandIpv6("fe80::10a8:bff:fe7c:70cf")).toBe("fe80:0:0:0:10a8:bff:fe7c:70cf");
   expect(expandIpv6("::1")).toBe("0:0:0:0:0:0:0:1");
   expect(expandIpv6("fd00::")).toBe("fd00:0:0:0:0:0:0:0");
+});
+
+test("IPv6 addresses are scoped with their adapter's index, as Java prints them (::1 on lo is %1)", () => {
+  // Only lo: other test suites add and remove interfaces in this namespace while this runs.
+  const lo = networkInterfaces().lo ?? [];
+  const lines = networkAdapterLines({ lo });
+  expect(lines[0]).toBe("lo");
+  expect(interfaceIndex("lo")).toBe(1);
+  if (lo.some((a) => a.address === "::1")) expect(lines).toContain("0:0:0:0:0:0:0:1%1");
+  expect(lines).toContain("127.0.0.1");
+  expect(interfaceIndex("no-such-adapter")).toBeNull();
 });
 
 describe("efm prop-check: TLS files (issue 19)", () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import {
   type EfmConfig,
@@ -85,19 +86,36 @@ export function runPropCheck(dir: string, cluster: string, io: Pick<Io, "output"
   return 0;
 }
 
-/** Adapter names, each followed by its addresses (IPv6 first, Java's unabbreviated form). */
-export function networkAdapterLines(): string[] {
+/**
+ * Adapter names, each followed by its addresses (IPv6 first, Java's unabbreviated form). Java
+ * scopes every IPv6 address of an interface with the interface's index (`::1` on lo is
+ * `0:0:0:0:0:0:0:1%1`); Node gives a scope only to link-local ones, so the index is read from sysfs.
+ */
+export function networkAdapterLines(
+  adapters: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string[] {
   const lines: string[] = [];
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+  for (const [name, addrs] of Object.entries(adapters)) {
+    const index = interfaceIndex(name);
     lines.push(name);
     const sorted = [...(addrs ?? [])].sort((a, b) =>
       a.family === b.family ? 0 : a.family === "IPv6" ? -1 : 1,
     );
     for (const a of sorted) {
-      lines.push(a.family === "IPv6" ? `${expandIpv6(a.address)}%${a.scopeid ?? 0}` : a.address);
+      lines.push(a.family === "IPv6" ? `${expandIpv6(a.address)}%${index ?? a.scopeid ?? 0}` : a.address);
     }
   }
   return lines;
+}
+
+/** The kernel's index of a network interface, or null where sysfs does not show it. */
+export function interfaceIndex(name: string): number | null {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/ifindex`, "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
 }
 
 /** `fe80::1` -> `fe80:0:0:0:0:0:0:1`, the way Java prints IPv6 addresses. */
