@@ -50,8 +50,9 @@ describe("cluster-status", () => {
         " DB Type     Address              XLog Loc         Info",
         " -------------------------------------------------------",
         " Master      172.24.38.163        2/35000230",
-        " Standby     172.24.38.123        2/35000230",
+        // Promotion order (the priority list), as in the guide's sample, not the table's order.
         " Standby     172.24.38.103        2/35000230",
+        " Standby     172.24.38.123        2/35000230",
         "",
         " Standby database(s) in sync with master. It is safe to promote.",
         "",

@@ -141,10 +141,16 @@ export function renderClusterStatus(
     ),
   );
   lines.push(RULE);
-  const order = (n: NodeStatus) => (n.type === "Master" ? 0 : 1);
+  // The master, then the standbys in promotion order (the priority list first, as in guide
+  // 4.2.1's sample), then any other standby in the report's order.
+  const rank = (n: NodeStatus) => {
+    if (n.type === "Master") return -1;
+    const p = status.failoverPriority.indexOf(n.address);
+    return p === -1 ? status.failoverPriority.length : p;
+  };
   for (const n of status.nodes
     .filter((x) => x.type === "Master" || x.type === "Standby")
-    .sort((a, b) => order(a) - order(b))) {
+    .sort((a, b) => rank(a) - rank(b))) {
     const q = byAddress.get(n.address);
     lines.push(
       row(
