@@ -885,7 +885,8 @@ export class MembershipCore {
    * Direct are-you-alive; the member is removed if nothing at all arrives within verifyTimeout.
    * `probedAt`: one already went out then, in this same silence (suspectSilent's probe), and
    * nothing came since: it is the verification, which ends verifyTimeout after it was sent (on a
-   * timer even when that is now, so the suspicion is acted on outside the caller's loop).
+   * timer even when that is now, so the suspicion is acted on outside the caller's loop, and after
+   * the runtime has read any answer that arrived while its event loop was held up).
    */
   private verify(addr: string, announce: boolean, probedAt: number | null = null): void {
     const nonce = ++this.nonce;
