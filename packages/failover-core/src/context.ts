@@ -541,6 +541,7 @@ export class Ctx {
       "pingServer",
       "master",
       "fence",
+      "lease",
       "promote",
       "assignVip",
       "postPromotion",
@@ -550,8 +551,16 @@ export class Ctx {
       const stage = order[i]!;
       const action = this.candidacyAction(c, stage);
       if (action && stage === "promote" && !this.leaseValid()) {
-        // The irreversible step needs a majority that still hears us.
-        this.abortCandidacy("lease expired before promoting", undefined, false, true);
+        // The irreversible step needs a majority that still hears us. A lease that lapsed for a
+        // moment (a late heartbeat on a starved machine) is renewed by the next acknowledged
+        // one: wait for it (lease.valid.candidate promotes only with the lease valid again, in
+        // the same view), bounded by one lease length and the message slack
+        // (timer:candidateLease aborts), instead of a new round from the coordinator.
+        this.s.candidacy = { ...c, stage: "lease", pendingChecks: [] };
+        this.timer(
+          `candidateLease:${c.token}`,
+          this.now + this.s.config.leaseMs + this.s.config.messageSlackMs,
+        );
         return;
       }
       if (action) {
@@ -603,6 +612,7 @@ export class Ctx {
           : null;
       case "promote":
         return { type: "promoteDb", token };
+      case "lease":
       case "verifyPromote":
         return null;
       case "assignVip":

@@ -2418,13 +2418,65 @@ describe("promotion (candidate side)", () => {
     });
     expect(rules(minority)).toEqual(["view.minority.candidate"]);
     expect(minority.state.role).toBe("Standby");
-    const lost = run(r.state, { type: "leaseLost", now: 2 });
-    expect(rules(lost)).toEqual(["lease.lost.candidate"]);
-    expect(lost.state.role).toBe("Standby");
-    // a passing loss, not a check that said no: the coordinator may look again soon
-    expect(find(lost, "send").message).toMatchObject({ type: "promotionResult", ok: false, retry: true });
     const moved = run(r.state, { type: "viewInstalled", now: 2, view: view(2, FULL, { coordinator: "c" }) });
     expect(rules(moved)).toEqual(["view.changed.candidate"]);
+  });
+});
+
+describe("a candidate whose lease lapsed for a moment waits for it before the promote", () => {
+  const standby = () => boot("b", "recovery", view(1, FULL));
+  /** Promoting, the VIP and ping-server checks in, the lease lapsed; the master check still out. */
+  function lapsed() {
+    const r = run(
+      standby(),
+      msg(1, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true }),
+    );
+    const v = run(r.state, { type: "vipPinged", now: 2, token: "p1", reachable: false });
+    const p = run(v.state, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
+    return run(p.state, { type: "leaseLost", now: LEASE + 1 });
+  }
+  const masterDown = (s: FailoverState) =>
+    run(s, { type: "remoteDbChecked", now: LEASE + 2, token: "p1", target: "a", result: "unreachable" });
+
+  it("goes on with its checks, and promotes once the lease is renewed in the same view", () => {
+    const lost = lapsed();
+    expect(rules(lost)).toEqual(["lease.lost.candidate"]);
+    expect(lost.state.role).toBe("Promoting");
+    expect(lost.actions.filter((a) => a.type === "send")).toEqual([]);
+    const down = masterDown(lost.state);
+    // the promote needs the lease: nothing irreversible while it is out
+    expect(down.actions.filter((a) => a.type === "promoteDb")).toEqual([]);
+    expect(down.state.candidacy?.stage).toBe("lease");
+    const back = run(down.state, { type: "leaseValid", now: LEASE + 3, until: LEASE + 503 });
+    expect(rules(back)).toEqual(["lease.valid.candidate"]);
+    expect(find(back, "promoteDb")).toMatchObject({ token: "p1" });
+    // a renewal that is already over by the time it is handled promotes nothing
+    const stale = run(down.state, { type: "leaseValid", now: LEASE + 600, until: LEASE + 503 });
+    expect(rules(stale)).toEqual(["lease.valid"]);
+    expect(stale.actions.filter((a) => a.type === "promoteDb")).toEqual([]);
+  });
+
+  it("aborts when no majority hears it within a lease length, or when the view changes", () => {
+    const down = masterDown(lapsed().state);
+    const bound = LEASE + 2 + harnessTimings.leaseMs + harnessTimings.messageSlackMs;
+    const expired = run(down.state, { type: "timer", now: bound, name: "candidateLease:p1" });
+    expect(rules(expired)).toEqual(["candidateLease.expired"]);
+    expect(expired.state.role).toBe("Standby");
+    // a passing loss, not a check that said no: the coordinator may look again soon
+    expect(find(expired, "send").message).toMatchObject({ type: "promotionResult", ok: false, retry: true });
+    const moved = run(down.state, {
+      type: "viewInstalled",
+      now: LEASE + 3,
+      view: view(2, FULL, { coordinator: "c" }),
+    });
+    expect(rules(moved)).toEqual(["view.changed.candidate"]);
+    expect(moved.actions.filter((a) => a.type === "promoteDb")).toEqual([]);
+    const minority = run(down.state, {
+      type: "viewInstalled",
+      now: LEASE + 3,
+      view: view(2, [["b", "Promoting"]], { voters: ["a", "b", "c", "w"] }),
+    });
+    expect(rules(minority)).toEqual(["view.minority.candidate"]);
   });
 });
 

@@ -602,12 +602,17 @@ export interface Candidacy {
   readonly checkMaster: boolean;
   /** We are the fenced old master taking the role back: no master check, no fencing script. */
   readonly restore: boolean;
-  /** verifyPromote: the promote failed; the database's role is read before reporting it. */
+  /**
+   * verifyPromote: the promote failed; the database's role is read before reporting it.
+   * lease: the checks and the fencing script are done, but the majority's acknowledgements
+   * lapsed for a moment: the promote waits for the lease to be renewed (bounded, then aborted).
+   */
   readonly stage:
     | "vip"
     | "pingServer"
     | "master"
     | "fence"
+    | "lease"
     | "promote"
     | "verifyPromote"
     | "assignVip"

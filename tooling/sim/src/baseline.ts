@@ -13,24 +13,32 @@ export const BASELINE_SEEDS = 2000;
 export const KNOWN_FAILING: Readonly<Partial<Record<InvariantName, readonly number[]>>> = {
   // Asynchronous replication's losses (tooling/sim README). The early master check of issue 15
   // (quiet.master) moved 4 in and 11 out, asking members new to a view for their status 1 in (32)
-  // and 1 out (778); 1197 replayed is an isolated master's companion standby
-  // that received writes the promoted standby never had; 1603 (one write, after the master's
-  // database failed and its host was reset while standbys were cut apart) is not analysed yet.
+  // and 1 out (778); verifying a suspicion within the silence window (membership's are-you-alive
+  // sent verifyTimeout before the window ends, so a lost master is removed one verification
+  // sooner) moved 18 in (1 133 204 276 317 393 832 899 924 1175 1325 1434 1452 1733 1858 1905
+  // 1921 1971; of those replayed, 1 is an isolated master's companion standby that received writes
+  // the promoted standby never had, like 1197, and in 317 the best standby's promote failed and the
+  // next in rank order lacked the last writes) and 11 out (32 179 224 323 372 435 500 720
+  // 1114 1282 1501); 1603 (one write, after the master's database failed and its host was reset
+  // while standbys were cut apart) is not analysed yet.
   lostWrites: [
-    32, 76, 85, 95, 131, 132, 159, 179, 183, 214, 217, 221, 224, 245, 248, 268, 323, 329, 363, 364, 367, 372,
-    425, 435, 457, 480, 500, 513, 536, 551, 579, 617, 643, 670, 678, 681, 698, 700, 710, 713, 720, 732, 748,
-    785, 795, 808, 862, 873, 875, 887, 892, 904, 913, 928, 941, 996, 1052, 1060, 1086, 1114, 1118, 1173, 1181,
-    1192, 1197, 1206, 1218, 1260, 1282, 1291, 1301, 1318, 1321, 1322, 1379, 1419, 1474, 1488, 1501, 1525,
-    1544, 1571, 1577, 1579, 1603, 1616, 1643, 1711, 1715, 1719, 1745, 1756, 1776, 1787, 1791, 1795, 1849,
-    1878, 1900, 1918, 1955, 1998,
+    1, 76, 85, 95, 131, 132, 133, 159, 183, 204, 214, 217, 221, 245, 248, 268, 276, 317, 329, 363, 364, 367,
+    393, 425, 457, 480, 513, 536, 551, 579, 617, 643, 670, 678, 681, 698, 700, 710, 713, 732, 748, 785, 795,
+    808, 832, 862, 873, 875, 887, 892, 899, 904, 913, 924, 928, 941, 996, 1052, 1060, 1086, 1118, 1173, 1175,
+    1181, 1192, 1197, 1206, 1218, 1260, 1291, 1301, 1318, 1321, 1322, 1325, 1379, 1419, 1434, 1452, 1474,
+    1488, 1525, 1544, 1571, 1577, 1579, 1603, 1616, 1643, 1711, 1715, 1719, 1733, 1745, 1756, 1776, 1787,
+    1791, 1795, 1849, 1858, 1878, 1900, 1905, 1918, 1921, 1955, 1971, 1998,
   ],
   // Each ends masterless through a rule that waits for the operator on purpose (tooling/sim
-  // README, "Today's baseline"): 242, the fenced last master is not given its role back while a
-  // voter is absent; 538 and 1492, the only healthy database is a fenced ex-master replaced by a
-  // later promotion, out until rewound or re-cloned (538: a master whose host was reset came back
-  // read-only after the standby promoted in its place had failed too; 1492: the promoted standby's
-  // database hung, so it went Idle by guide 8.2 and waits for efm resume).
-  liveness: [242, 538, 1492],
+  // README, "Today's baseline"): 538, 1492 and 1755, the only healthy database is a fenced
+  // ex-master replaced by a later promotion, out until rewound or re-cloned (538: a master whose
+  // host was reset came back read-only after the standby promoted in its place had failed too;
+  // 1492: the promoted standby's database hung, so it went Idle by guide 8.2 and waits for efm
+  // resume; 1755: the master's host crashed, the two standbys promoted after it fenced themselves
+  // in turn and their databases went down, and only the old master's database, fenced, is up).
+  // 242 (the fenced last master not given its role back while a voter is absent) left with the
+  // suspicion verified within the window.
+  liveness: [538, 1492, 1755],
 };
 
 /** Whether the baseline lists `seed` as violating `invariant`. */

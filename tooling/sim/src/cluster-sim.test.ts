@@ -154,14 +154,20 @@ describe("combined simulation (membership core + failover-core)", () => {
     // results shows; blocks of one seed on three workers come back out of order.
     const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
     expect(existsSync(cli), `${cli} is missing: npx turbo run build --filter=@efm/sim`).toBe(true);
+    // Eight seeds in a row that the baseline lists for nothing, so they all pass (a failing seed
+    // ends the CLI with a non-zero exit).
+    const listed = new Set(Object.values(KNOWN_FAILING).flat());
+    let first = 1;
+    while (Array.from({ length: 8 }, (_, i) => first + i).some((x) => listed.has(x))) first++;
     const report = (jobs: number) =>
-      execFileSync(process.execPath, [cli, "--seeds", "8", "--transcript", "--jobs", String(jobs)], {
-        encoding: "utf8",
-        maxBuffer: 64 * 1024 * 1024,
-      }).replace(/ in [\d.]+ s \(\d+ seeds\/min\)/, "");
+      execFileSync(
+        process.execPath,
+        [cli, "--seed", String(first), "--seeds", "8", "--transcript", "--jobs", String(jobs)],
+        { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
+      ).replace(/ in [\d.]+ s \(\d+ seeds\/min\)/, "");
     const one = report(1);
     expect(one).toContain("8 seed(s), 0 failed");
-    expect(one.match(/^ok seed=\d+/gm)).toEqual(Array.from({ length: 8 }, (_, i) => `ok seed=${i + 1}`));
+    expect(one.match(/^ok seed=\d+/gm)).toEqual(Array.from({ length: 8 }, (_, i) => `ok seed=${first + i}`));
     expect(report(3)).toBe(one);
   });
 });

@@ -39,7 +39,7 @@ export const viewRows: readonly TransitionRow[] = [
     when: (c, e) =>
       !e.view.quorate &&
       c.s.candidacy !== null &&
-      ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
+      ["vip", "pingServer", "master", "fence", "lease"].includes(c.s.candidacy.stage),
     run: (c, e) => {
       adoptView(c, e);
       c.abortCandidacy("lost the majority view before promoting");
@@ -72,7 +72,7 @@ export const viewRows: readonly TransitionRow[] = [
     when: (c, e) =>
       c.s.candidacy !== null &&
       e.view.epoch !== c.s.candidacy.epoch &&
-      ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
+      ["vip", "pingServer", "master", "fence", "lease"].includes(c.s.candidacy.stage),
     run: (c, e) => {
       adoptView(c, e);
       c.abortCandidacy("view changed before promoting");
@@ -216,6 +216,30 @@ export const viewRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "lease.valid.candidate",
+    from: ["Promoting"],
+    on: "leaseValid",
+    guard:
+      "our promote waits for a renewed lease (it lapsed after the checks); the view is the candidacy's and quorate",
+    to: "unchanged",
+    actions: "re-arm the lease timer; promote the database",
+    reason:
+      "a majority hears us again in the view the promotion was decided in: go on with the promote instead of a new round",
+    // Invariant: the candidate promotes only with a valid majority lease at that moment, in the
+    // view the coordinator decided in (a new view aborts: view.changed.candidate).
+    when: (c, e) =>
+      c.s.candidacy?.stage === "lease" &&
+      c.quorate() &&
+      c.s.view?.epoch === c.s.candidacy.epoch &&
+      e.now < Math.max(c.s.leaseUntil ?? e.until, e.until),
+    run: (c, e) => {
+      c.s.leaseUntil = Math.max(c.s.leaseUntil ?? e.until, e.until);
+      c.armLease();
+      c.adoptStandbys();
+      c.advanceCandidacy("lease");
+    },
+  }),
+  row({
     id: "lease.valid",
     from: ["*"],
     on: "leaseValid",
@@ -250,13 +274,25 @@ export const viewRows: readonly TransitionRow[] = [
     from: ["Promoting"],
     on: "leaseLost",
     guard: "database not yet promoted",
-    to: "Standby",
-    actions: "abort the promotion",
+    to: "unchanged",
+    actions: "none: the checks go on; the promote waits for a renewed lease",
     reason:
-      "lost the majority's acknowledgements before promoting: a promotion needs a majority that hears us",
+      "lost the majority's acknowledgements for a moment before promoting: the checks only read, and the promote itself needs the lease again (Ctx.advanceCandidacy)",
     when: (c) =>
-      c.s.candidacy !== null && ["vip", "pingServer", "master", "fence"].includes(c.s.candidacy.stage),
-    run: (c) => c.abortCandidacy("lease lost before promoting", undefined, false, true),
+      c.s.candidacy !== null &&
+      ["vip", "pingServer", "master", "fence", "lease"].includes(c.s.candidacy.stage),
+    run: () => {},
+  }),
+  row({
+    id: "candidateLease.expired",
+    from: ["Promoting"],
+    on: "timer:candidateLease",
+    guard: "our promote still waits for a renewed lease",
+    to: "Standby",
+    actions: "abort the promotion (the coordinator looks again once a lease can be back)",
+    reason: "no majority acknowledged us within a lease length: a promotion needs a majority that hears us",
+    when: (c, e) => c.s.candidacy?.stage === "lease" && e.name === `candidateLease:${c.s.candidacy.token}`,
+    run: (c) => c.abortCandidacy("lease expired before promoting", undefined, false, true),
   }),
   row({
     id: "lease.lost",

@@ -558,6 +558,50 @@ describe("suspicion starts when the silence reaches jgroups.timeout x max.tries"
     }
   });
 
+  it("verified when the window ends: the are-you-alive went out verifyTimeout before it", () => {
+    for (const offset of [0, 7, 19, 33, 48]) {
+      const m = new Timed([A, B, C], C, B);
+      let probedAt: number | null = null;
+      let verifiedAt: number | null = null;
+      const apply = m.apply.bind(m);
+      m.apply = (a, self, e) => {
+        if (a === B && e.type === "send" && e.to === C && e.msg.t === "aya") probedAt ??= m.now;
+        if (a === B && e.type === "send" && e.msg.t === "suspects" && e.msg.sus.includes(C))
+          verifiedAt ??= m.now;
+        apply(a, self, e);
+      };
+      for (const a of [A, B, C]) m.start(a);
+      m.run(1000 + offset);
+      m.down.add(C);
+      m.run(m.now + timing.suspectAfter + 2 * timing.heartbeatInterval);
+      // The whole window of silence, and an are-you-alive unanswered for verifyTimeout, both end
+      // at lastDelivery + suspectAfter: the verification adds no wait of its own.
+      const windowEnd = m.lastDelivery + timing.suspectAfter;
+      expect({ offset, probedAt, suspected: m.suspectedAt, verifiedAt }).toEqual({
+        offset,
+        probedAt: windowEnd - timing.verifyTimeout,
+        suspected: windowEnd,
+        verifiedAt: windowEnd,
+      });
+    }
+  });
+
+  it("a member heard after the early are-you-alive went out is not suspected", () => {
+    const m = new Mini([A, B, C]);
+    for (const a of [A, B, C]) m.start(a);
+    m.run(1000);
+    m.cut(B, C);
+    const probes = () =>
+      m.effects.get(B)!.filter((e) => e.type === "send" && e.to === C && e.msg.t === "aya");
+    while (probes().length === 0) m.run(m.now + 1);
+    // the probe was lost; C's next heartbeat arrives before the window ends
+    m.heal();
+    m.run(m.now + 3 * timing.suspectAfter);
+    for (const x of [A, B, C])
+      expect(m.events.get(x)!.filter((e) => e.type === "memberSuspected")).toEqual([]);
+    expect(m.view(B)).toEqual([A, B, C]);
+  });
+
   it("a suspicion timer that fires far too late (we were paused) suspects nobody", () => {
     const m = new Mini([A, B, C]);
     for (const a of [A, B, C]) m.start(a);

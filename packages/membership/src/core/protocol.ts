@@ -129,6 +129,12 @@ export class MembershipCore {
    * and a member heard since (another last-heard time) is a new silence.
    */
   private readonly quietSince = new Map<string, number>();
+  /**
+   * Direct are-you-alives sent before the suspicion (at suspectAfter - verifyTimeout of silence):
+   * the last-heard time of the silence probed, and when the probe went out. A member heard since
+   * (another last-heard time) is a new silence, and the probe no longer counts.
+   */
+  private readonly probes = new Map<string, { heard: number; sentAt: number }>();
   private config: ClusterConfig;
   private lastEpoch: number;
   /** Set when this node founds a cluster or installs its first view; saved with the voters. */
@@ -824,6 +830,8 @@ export class MembershipCore {
     const others = this.others();
     for (const [m, h] of this.quietSince)
       if (this.lastHeard.get(m) !== h || !others.includes(m)) this.quietSince.delete(m);
+    for (const [m, p] of this.probes)
+      if (this.lastHeard.get(m) !== p.heard || !others.includes(m)) this.probes.delete(m);
     for (const m of others) {
       const h = this.lastHeard.get(m) ?? this.now;
       // Quiet comes before suspicion on the same timer; it decides nothing (the failover layer
@@ -839,8 +847,19 @@ export class MembershipCore {
       // The deadline as one sum, compared as is: `at - h` can round below suspectAfter at the
       // very instant the timer was armed for, which would re-arm it for that instant forever.
       const deadline = h + this.timing.suspectAfter;
-      if (at >= deadline) this.verify(m, true);
-      else next = Math.min(next, deadline);
+      // The direct are-you-alive goes out verifyTimeout before the window ends, so that a member
+      // still silent when it ends is verified then, not verifyTimeout later: the suspicion still
+      // needs the whole window of silence and an are-you-alive left unanswered for verifyTimeout.
+      const probeAt = deadline - this.timing.verifyTimeout;
+      const probe = this.probes.get(m);
+      if (at >= deadline) {
+        this.probes.delete(m);
+        this.verify(m, true, probe?.sentAt ?? null);
+      } else if (probe === undefined && at >= probeAt) {
+        this.probes.set(m, { heard: h, sentAt: this.now });
+        this.send(m, { t: "aya", nonce: ++this.nonce });
+        next = Math.min(next, deadline);
+      } else next = Math.min(next, probe === undefined ? probeAt : deadline);
     }
     if (next < this.hbDue) {
       this.suspectDue = next;
@@ -862,11 +881,21 @@ export class MembershipCore {
     this.suspectSilent(Math.max(this.now, due));
   }
 
-  /** Direct are-you-alive; the member is removed if nothing at all arrives within verifyTimeout. */
-  private verify(addr: string, announce: boolean): void {
+  /**
+   * Direct are-you-alive; the member is removed if nothing at all arrives within verifyTimeout.
+   * `probedAt`: one already went out then, in this same silence (suspectSilent's probe), and
+   * nothing came since: it is the verification, which ends verifyTimeout after it was sent (on a
+   * timer even when that is now, so the suspicion is acted on outside the caller's loop, and after
+   * the runtime has read any answer that arrived while its event loop was held up).
+   */
+  private verify(addr: string, announce: boolean, probedAt: number | null = null): void {
     const nonce = ++this.nonce;
     this.suspects.set(addr, { nonce, confirmed: false });
     if (announce) this.emit({ type: "memberSuspected", member: addr });
+    if (probedAt !== null) {
+      this.setTimer(`verify:${addr}`, Math.max(this.now, probedAt + this.timing.verifyTimeout));
+      return;
+    }
     this.send(addr, { t: "aya", nonce });
     this.setTimer(`verify:${addr}`, this.now + this.timing.verifyTimeout);
   }
