@@ -144,7 +144,8 @@ export async function isHeldLocally(ip: string, options: VipOptions = {}): Promi
  * gratuitous ARP (`arping -U`) so neighbours drop the old owner's MAC. `iface` is the
  * guide's `virtualIp.interface`: `eth0:0` gives that label; a plain `eth0` gets the first free
  * `eth0:<n>`. `netmask` is dotted or a prefix length. Assigning an address already on the
- * device only repeats the ARP.
+ * device only repeats the ARP. With a label named (IPv4), the address is added without reading
+ * the device's addresses first.
  */
 export async function assign(
   iface: string,
@@ -157,6 +158,40 @@ export async function assign(
   const spec = parseInterface(iface);
   if (options.helper !== undefined) return assignViaProgram(spec, ip, prefix, options.helper, options);
   const ipCmd = options.ipCommand ?? "ip";
+  if (family === "inet" && spec.label !== undefined) {
+    // The label is named, so nothing needs reading first: add at once, one program fewer before
+    // the address answers (a new master's VIP on the failover path). The kernel refuses an
+    // address already on the device (any label); only then is the list read, to say so.
+    const argv = [
+      ipCmd,
+      "addr",
+      "add",
+      `${ip}/${prefix}`,
+      "brd",
+      "+",
+      "dev",
+      spec.device,
+      "label",
+      spec.label,
+    ];
+    const added = await run(argv, options);
+    let label = spec.label;
+    if (added.code !== 0) {
+      const wanted = normalizeAddress(ip);
+      const mine = (await listAddresses(options)).find(
+        (a) => a.address === wanted && a.device === spec.device,
+      );
+      if (mine === undefined) {
+        throw new VipError(
+          "COMMAND_FAILED",
+          `${argv.join(" ")} exited with ${added.code}: ${added.stderr.trim() || added.stdout.trim()}`,
+        );
+      }
+      label = mine.label ?? label;
+    }
+    const gratuitousArp = await announce(spec.device, ip, family, options);
+    return { changed: added.code === 0, device: spec.device, label, prefix, gratuitousArp };
+  }
   const held = await listAddresses(options);
   const mine = held.find((a) => a.address === normalizeAddress(ip) && a.device === spec.device);
   let label = mine?.label ?? spec.label;
