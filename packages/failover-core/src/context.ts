@@ -586,7 +586,8 @@ export class Ctx {
   }
 
   /**
-   * Starts a ping of the virtual IP (State.vipProbes) unless one is still out: if we are chosen
+   * Starts a ping of the virtual IP (State.vipProbes) unless one is still out or one found it
+   * free as recently as a new ping could (vipProbeStanding): if we are chosen
    * as the candidate, its VIP check (guide 8.1, 8.3: no agent may reach the VIP before a standby
    * is promoted) has its answer sooner. A free VIP answers nothing, so a ping lasts its whole
    * bound (remote.timeout): begun when the master goes quiet, or with the positions round, that
@@ -594,7 +595,8 @@ export class Ctx {
    */
   startVipProbe(): void {
     const vip = this.s.config.virtualIp;
-    if (!vip || this.vipProbeRunning()) return;
+    // One still out, or a free answer as fresh as a new ping could give: nothing to gain.
+    if (!vip || this.vipProbeStanding() !== null) return;
     const token = this.token("vipProbe");
     this.s.vipProbes = { ...this.s.vipProbes, running: { token, askedAt: this.now } };
     this.act({ type: "pingVip", token, vip });

@@ -2182,11 +2182,14 @@ describe("promotion (candidate side)", () => {
       );
       expect(chosen.state.role).toBe("Promoting");
       expect(checks(chosen)).toEqual(["pingServer", "checkRemoteDb"]);
-      // a later probe (the master quiet again) that finds the VIP answering undoes the earlier silence
-      const p2 = run(free.state, { type: "memberQuiet", now: 1200, address: "a" });
+      // quiet again while that answer is fresh: no second probe
+      const soon = run(free.state, { type: "memberQuiet", now: 1200, address: "a" });
+      expect(soon.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      // later, a new probe, and one that finds the VIP answering undoes the earlier silence
+      const p2 = run(free.state, { type: "memberQuiet", now: 2200, address: "a" });
       const held = run(p2.state, {
         type: "vipPinged",
-        now: 1210,
+        now: 2210,
         token: find(p2, "pingVip").token,
         reachable: true,
       });
