@@ -135,6 +135,18 @@ describe("virtual IP in network namespaces", () => {
     rmSync(configDir, { recursive: true, force: true });
   });
 
+  it("with onAnnounced, returns once the address is assigned and reports the gratuitous ARP after", async () => {
+    let report: (o: unknown) => void = () => {};
+    const announced = new Promise((resolve) => {
+      report = resolve;
+    });
+    const r = await assign("eth0:0", VIP, "24", { netns: "evpA", arpCount: 2, onAnnounced: report });
+    expect(r).toMatchObject({ changed: true, label: "eth0:0", gratuitousArp: "started" });
+    expect(await isHeldLocally(VIP, { netns: "evpA" })).toBe(true);
+    expect(await announced).toBe("sent");
+    expect(await release("eth0:0", VIP, { netns: "evpA" })).toBe(true);
+  });
+
   it("accepts IPv6", async () => {
     const v6 = "fd00:201:2::100";
     const result = await assign("eth0", v6, "64", { netns: "evpA" });
