@@ -475,16 +475,24 @@ export class Ctx {
       // checks, if it is still that fresh when they are in (below). The check still runs beside
       // them, so an answer gone stale costs no wait after theirs.
       const prior = this.candidacyAction(c, "master") !== null ? this.freshMasterAnswer(c.oldMaster!) : null;
-      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
-      if (run.length > 0 && !(prior && run.length === 1)) {
+      // The VIP likewise: our probe begun with the pre-promotion check, when it found the VIP
+      // free as recently as a new ping could, is this check's answer; still running, it is
+      // waited for instead of a second ping that would wait out the whole bound again.
+      const probe = this.candidacyAction(c, "vip") !== null ? this.vipProbeStanding() : null;
+      const run = checks.filter(
+        (s) => this.candidacyAction(c, s) !== null && !(s === "vip" && probe === "free"),
+      );
+      if (run.length > 0 && !(prior && run.length === 1 && run[0] === "master")) {
+        const fromProbe = probe === "running" && run.includes("vip");
         this.s.candidacy = {
           ...c,
           stage: run[0]!,
           pendingChecks: run,
           checksAskedAt: this.now,
           ...(prior ? { priorMaster: { askedAt: prior.askedAt, answeredAt: prior.answeredAt } } : {}),
+          ...(fromProbe ? { vipFromProbe: true } : {}),
         };
-        for (const s of run) this.act(this.candidacyAction(c, s)!);
+        for (const s of run) if (!(s === "vip" && fromProbe)) this.act(this.candidacyAction(c, s)!);
         return;
       }
       after = "master";
@@ -584,6 +592,43 @@ export class Ctx {
     const a = this.s.masterDbAnswers[target];
     if (!a || a.result !== "unreachable") return null;
     return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
+  }
+
+  /**
+   * Starts a ping of the virtual IP (State.vipProbes) unless one is still out or one found it
+   * free as recently as a new ping could (vipProbeStanding): if we are chosen
+   * as the candidate, its VIP check (guide 8.1, 8.3: no agent may reach the VIP before a standby
+   * is promoted) has its answer sooner. A free VIP answers nothing, so a ping lasts its whole
+   * bound (remote.timeout): begun when the master goes quiet, or with the positions round, that
+   * bound runs beside detection and ranking instead of after them.
+   */
+  startVipProbe(): void {
+    const vip = this.s.config.virtualIp;
+    // One still out, or a free answer as fresh as a new ping could give: nothing to gain.
+    if (!vip || this.vipProbeStanding() !== null) return;
+    const token = this.token("vipProbe");
+    this.s.vipProbes = { ...this.s.vipProbes, running: { token, askedAt: this.now } };
+    this.act({ type: "pingVip", token, vip });
+  }
+
+  /** Our probe still out, unless it is past its bound (remote.timeout and the slack): then lost. */
+  private vipProbeRunning(): boolean {
+    const r = this.s.vipProbes.running;
+    return r !== null && this.now - r.askedAt <= this.s.config.remoteTimeoutMs + this.s.config.messageSlackMs;
+  }
+
+  /**
+   * What our probes can stand for in a candidacy's VIP check: "free" (one found nobody on the
+   * VIP less long ago than it took, so as recently as a new ping could: the freshness rule of
+   * freshMasterAnswer), "running" (wait for the one still out), or null (a ping of our own
+   * decides). Only free answers are ever used: an answer from the VIP may predate the old
+   * master's release (a manual promotion releases it after the check), so it proves nothing
+   * now, and the candidate pings again.
+   */
+  vipProbeStanding(): "running" | "free" | null {
+    const f = this.s.vipProbes.free;
+    if (f !== null && this.now - f.answeredAt <= f.answeredAt - f.askedAt) return "free";
+    return this.vipProbeRunning() ? "running" : null;
   }
 
   /** The action of one pipeline stage, or null when that stage is not configured. */

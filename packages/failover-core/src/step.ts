@@ -57,6 +57,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     joinedAt: null,
     remoteChecks: {},
     masterDbAnswers: {},
+    vipProbes: { running: null, free: null },
     investigations: [],
     promotion: null,
     candidacy: null,

@@ -2094,6 +2094,119 @@ describe("promotion (candidate side)", () => {
     expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
   });
 
+  describe("the VIP probe begun with the pre-promotion check", () => {
+    const withFence = () =>
+      standby({
+        scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      });
+    const checks = (r: StepResult) =>
+      r.actions.filter((a) => ["pingVip", "pingServer", "checkRemoteDb"].includes(a.type)).map((a) => a.type);
+    const fences = (r: StepResult) =>
+      r.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb");
+    /** b is asked for its pre-promotion check at 1 and starts its probe. */
+    function probing() {
+      const pre = run(withFence(), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(rules(pre)).toEqual(["precheck.request"]);
+      const probe = find(pre, "pingVip");
+      expect(probe.token).not.toBe("p1");
+      return { state: pre.state, token: probe.token };
+    }
+    const promoteAt = (now: number): FailoverEvent =>
+      msg(now, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true });
+
+    it("is not begun without a VIP", () => {
+      const pre = run(standby({ virtualIp: null }), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(pre.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+    });
+
+    it("still running when the candidacy starts, it is waited for instead of a second ping", () => {
+      const p = probing();
+      const r = run(p.state, promoteAt(300));
+      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
+      const ping = run(r.state, { type: "pingServerPinged", now: 310, token: "p1", reachable: true });
+      const master = run(ping.state, {
+        type: "remoteDbChecked",
+        now: 990,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      // every other check passed: nothing irreversible until the VIP's answer is in
+      expect(fences(master)).toEqual([]);
+      const free = run(master.state, { type: "vipPinged", now: 1001, token: p.token, reachable: false });
+      expect(rules(free)).toEqual(["vipProbe.answer"]);
+      expect(find(free, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    });
+
+    it("found answering, it aborts nothing: the candidate pings the VIP itself, and that ping decides", () => {
+      // a manual promotion's master still held the VIP when the probe began
+      const p = probing();
+      const r = run(p.state, promoteAt(300));
+      const held = run(r.state, { type: "vipPinged", now: 310, token: p.token, reachable: true });
+      expect(rules(held)).toEqual(["vipProbe.answer"]);
+      expect(held.state.role).toBe("Promoting");
+      expect(find(held, "pingVip")).toMatchObject({ token: "p1" });
+      const own = run(held.state, { type: "vipPinged", now: 400, token: "p1", reachable: true });
+      expect(rules(own)).toEqual(["cand.vipAssigned"]);
+      expect(own.state.role).toBe("Standby");
+      // answered before the candidacy, an answering VIP is not used either
+      const before = run(p.state, { type: "vipPinged", now: 5, token: p.token, reachable: true });
+      expect(checks(run(before.state, promoteAt(300)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+    });
+
+    it("found free as recently as a new ping could, it is the VIP check's answer; older, it is not", () => {
+      const p = probing();
+      // it took 1,000 ms (a free VIP answers nothing: the whole bound)
+      const ans = run(p.state, { type: "vipPinged", now: 1001, token: p.token, reachable: false });
+      expect(checks(run(ans.state, promoteAt(2001)))).toEqual(["pingServer", "checkRemoteDb"]);
+      expect(checks(run(ans.state, promoteAt(2002)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+    });
+
+    it("is begun on a standby when the master goes quiet (8.3: is the VIP released?), beside the check of its database", () => {
+      const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }), {
+        scripts: withFence().config.scripts,
+      });
+      const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });
+      expect(rules(quiet)).toEqual(["quiet.master"]);
+      expect(checks(quiet)).toEqual(["checkRemoteDb", "pingVip"]);
+      const probe = find(quiet, "pingVip");
+      // the suspicion within the same silence starts no second one
+      const sus = run(quiet.state, { type: "memberSuspected", now: 600, address: "a" });
+      expect(sus.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      const free = run(quiet.state, { type: "vipPinged", now: 1100, token: probe.token, reachable: false });
+      expect(rules(free)).toEqual(["vipProbe.answer"]);
+      // chosen 900 ms after it answered, within the 1,000 ms it took: it is the VIP check
+      const chosen = run(
+        free.state,
+        msg(2000, "w", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true }),
+      );
+      expect(chosen.state.role).toBe("Promoting");
+      expect(checks(chosen)).toEqual(["pingServer", "checkRemoteDb"]);
+      // quiet again while that answer is fresh: no second probe
+      const soon = run(free.state, { type: "memberQuiet", now: 1200, address: "a" });
+      expect(soon.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      // later, a new probe, and one that finds the VIP answering undoes the earlier silence
+      const p2 = run(free.state, { type: "memberQuiet", now: 2200, address: "a" });
+      const held = run(p2.state, {
+        type: "vipPinged",
+        now: 2210,
+        token: find(p2, "pingVip").token,
+        reachable: true,
+      });
+      expect(held.state.vipProbes).toEqual({ running: null, free: null });
+    });
+
+    it("unanswered past its bound, it is taken for lost and not waited for", () => {
+      const p = probing();
+      // remote.timeout 1,000 ms + 500 ms slack
+      expect(checks(run(p.state, promoteAt(1501)))).toEqual(["pingServer", "checkRemoteDb"]);
+      expect(checks(run(p.state, promoteAt(1502)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+      // and a new pre-promotion check begins a new probe
+      const again = run(p.state, msg(1502, "a", { type: "checkPromotable", token: "p2" }));
+      expect(find(again, "pingVip").token).not.toBe(p.token);
+    });
+  });
+
   /** b checks a's database as a master for the coordinator: asked at `asked`, answered `result` at `answered`. */
   function confirmed(s: FailoverState, asked: number, answered: number, result: "unreachable" | "reachable") {
     const req = run(s, msg(asked, "a", { type: "checkDb", token: "inv1", target: "a", asMaster: true }));

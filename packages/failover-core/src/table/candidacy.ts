@@ -48,7 +48,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     on: "message:checkPromotable",
     guard: "from the coordinator; a healthy standby, or the fenced old master asked to take its role back",
     to: "unchanged",
-    actions: "checkPromotable on the local database",
+    actions: "checkPromotable on the local database; start a VIP probe (Ctx.startVipProbe)",
     reason: "the coordinator asks whether this node can be promoted before anyone is fenced",
     when: (c, e) =>
       e.from === c.coordinator() &&
@@ -59,6 +59,7 @@ export const candidacyRows: readonly TransitionRow[] = [
       const t = c.token("promotable");
       c.s.promotableChecks = { ...c.s.promotableChecks, [t]: { to: e.from, token: e.message.token } };
       c.act({ type: "checkPromotable", token: t });
+      c.startVipProbe();
     },
   }),
   row({
@@ -188,6 +189,35 @@ export const candidacyRows: readonly TransitionRow[] = [
         ok: false,
         reason: "not eligible for promotion",
       }),
+  }),
+  row({
+    id: "vipProbe.answer",
+    // Every state a probe's answer can reach (it is begun from Standby or Idle): whatever the
+    // role by then, it is recorded. Before start-up has finished none can be ours.
+    from: ["joining", "checking", "Master", "Standby", "Witness", "Idle", "Promoting"],
+    on: "vipPinged",
+    guard: "our VIP probe (begun when the master went quiet or with the pre-promotion check)",
+    to: "unchanged",
+    actions:
+      "record it; a candidacy waiting on it: free is its VIP check's answer, answered is a ping of its own",
+    reason:
+      "the VIP probe answered: a free VIP counts for a candidacy's VIP check; an answer may predate the old master's release, so the candidate pings again",
+    // Invariant: a candidate promotes only after a ping that found nobody on the VIP and is no
+    // older than its own would be (Ctx.vipProbeStanding). An answering VIP never aborts from
+    // here: a manual promotion's master still held it when the probe began; the candidate's own
+    // ping, begun now, decides (cand.vipAssigned).
+    when: (c, e) => c.s.vipProbes.running?.token === e.token,
+    run: (c, e) => {
+      const asked = c.s.vipProbes.running!.askedAt;
+      // Someone answers on the VIP now: no earlier silence stands for the check any more.
+      c.s.vipProbes = { running: null, free: e.reachable ? null : { askedAt: asked, answeredAt: c.now } };
+      const cand = c.s.candidacy;
+      if (!cand?.vipFromProbe || !(cand.pendingChecks ?? []).includes("vip")) return;
+      const { vipFromProbe: _p, ...rest } = cand;
+      c.s.candidacy = rest;
+      if (!e.reachable) c.advanceCandidacy("vip");
+      else c.act({ type: "pingVip", token: cand.token, vip: c.s.config.virtualIp ?? "" });
+    },
   }),
   row({
     id: "cand.vipAssigned",

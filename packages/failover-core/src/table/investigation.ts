@@ -130,14 +130,18 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "the quiet member is the master we know of; no check of its database as a master found it down as recently as a new one could (one still running began in an earlier silence)",
     to: "unchanged",
-    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    actions:
+      "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation; a standby starts a VIP probe (Ctx.startVipProbe)",
     reason:
       "the master agent has been silent for the window less remote.timeout: start our direct check of its database now, so that its answer is in when the view removes the master and the confirmation (8.3) waits for no remote.timeout",
     // Nothing is decided here: the master may well be heard again (then this was one harmless
     // check). The answer joins the confirmation only by checkDb.shared's rules: asked while it
     // runs, or found down as recently as a new check could.
     when: (c, e) => masterCheckDue(c, e.address, true),
-    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+    run: (c, e) => {
+      c.startRemoteCheck(e.address, true, []);
+      if (c.s.role === "Standby") c.startVipProbe();
+    },
   }),
   row({
     id: "quiet.note",
@@ -156,13 +160,17 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "the suspected member is the master we know of; no check of its database as a master runs here (begun when it went quiet) or found it down as recently as a new one could",
     to: "unchanged",
-    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    actions:
+      "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation; a standby starts a VIP probe (Ctx.startVipProbe)",
     reason:
       "the master agent is suspected: start our direct check of its database now, so that the confirmation after its removal (8.3) has it without waiting remote.timeout again",
     // Nothing is decided here: membership may still find the master alive. The answer only joins
     // the confirmation if the coordinator asks while it runs or soon after it came (checkDb.shared).
     when: (c, e) => masterCheckDue(c, e.address, false),
-    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+    run: (c, e) => {
+      c.startRemoteCheck(e.address, true, []);
+      if (c.s.role === "Standby") c.startVipProbe();
+    },
   }),
   row({
     id: "suspect.note",
