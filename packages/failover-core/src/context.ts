@@ -7,6 +7,7 @@ import type {
   CandidateCheck,
   Command,
   DbAnswer,
+  PingAnswer,
   FailoverAction,
   FailoverEvent,
   FailoverState,
@@ -475,7 +476,17 @@ export class Ctx {
       // checks, if it is still that fresh when they are in (below). The check still runs beside
       // them, so an answer gone stale costs no wait after theirs.
       const prior = this.candidacyAction(c, "master") !== null ? this.freshMasterAnswer(c.oldMaster!) : null;
-      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
+      // The ping of the ping server begun with our pre-promotion check answers for this one: its
+      // answer that the server is reachable, while as fresh as a new ping could be
+      // (freshPingAnswer), counts as given; a ping of it still running is waited for instead of
+      // starting a second process. Anything else (no early ping, a stale answer, or one that
+      // found the server unreachable) pings again now, as the guide's candidate does.
+      const pingRuns = this.candidacyAction(c, "pingServer") !== null;
+      const pingDone = pingRuns && this.freshPingAnswer() !== null;
+      const pingJoined = pingRuns && !pingDone && this.s.earlyPing !== null ? this.s.earlyPing.token : null;
+      const run = checks.filter(
+        (s) => this.candidacyAction(c, s) !== null && !(s === "pingServer" && pingDone),
+      );
       if (run.length > 0 && !(prior && run.length === 1)) {
         this.s.candidacy = {
           ...c,
@@ -483,8 +494,10 @@ export class Ctx {
           pendingChecks: run,
           checksAskedAt: this.now,
           ...(prior ? { priorMaster: { askedAt: prior.askedAt, answeredAt: prior.answeredAt } } : {}),
+          ...(pingJoined !== null ? { pingToken: pingJoined } : {}),
         };
-        for (const s of run) this.act(this.candidacyAction(c, s)!);
+        for (const s of run)
+          if (!(s === "pingServer" && pingJoined !== null)) this.act(this.candidacyAction(c, s)!);
         return;
       }
       after = "master";
@@ -574,6 +587,21 @@ export class Ctx {
   freshMasterAnswer(target: string): DbAnswer | null {
     const a = this.s.masterDbAnswers[target];
     if (!a || a.result !== "unreachable") return null;
+    return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
+  }
+
+  /**
+   * The early ping's answer (EngineState.pingAnswer) if it found the ping server reachable and is
+   * as fresh as a new ping could be: it answered less long ago than it took, the rule
+   * freshMasterAnswer applies to the old master's database. A ping's time is mostly the start of
+   * pingServerCommand's process (its reply comes in under a millisecond), so on a loaded host an
+   * answer from the position round is still fresh when the promote arrives, and on an idle one a
+   * new ping costs little. Invariant: the candidate fences and promotes only after a ping that
+   * reached the server and is no older than the one the candidacy would otherwise start.
+   */
+  freshPingAnswer(): PingAnswer | null {
+    const a = this.s.pingAnswer;
+    if (!a?.reachable) return null;
     return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
   }
 

@@ -57,6 +57,8 @@ export function initialState(config: FailoverConfig): FailoverState {
     joinedAt: null,
     remoteChecks: {},
     masterDbAnswers: {},
+    earlyPing: null,
+    pingAnswer: null,
     investigations: [],
     promotion: null,
     candidacy: null,

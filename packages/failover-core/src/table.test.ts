@@ -2056,6 +2056,105 @@ describe("promotion (candidate side)", () => {
     expect(again.state.candidacy?.stage).toBe("fence");
   });
 
+  describe("the ping begun with the pre-promotion check", () => {
+    const fenced = () =>
+      standby({
+        scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      });
+    /** The standby asked for its pre-promotion check at now=1: the ping server is pinged beside it. */
+    function asked() {
+      const r = run(fenced(), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(rules(r)).toEqual(["precheck.request"]);
+      expect(find(r, "checkPromotable")).toBeDefined();
+      const ping = find(r, "pingServer");
+      expect(ping).toMatchObject({ server: "8.8.8.8" });
+      // asked again (a second round) while it runs: no second ping
+      const again = run(r.state, msg(2, "a", { type: "checkPromotable", token: "p1" }));
+      expect(again.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+      return { state: r.state, token: ping.token };
+    }
+    const sent = (r: StepResult, type: PeerMessage["type"]) =>
+      r.actions.flatMap((x) => (x.type === "send" && x.message.type === type ? [x.message] : []));
+    const checks = (r: { actions: readonly { type: string }[] }) =>
+      r.actions.map((a) => a.type).filter((t) => ["pingVip", "pingServer", "checkRemoteDb"].includes(t));
+
+    it("counts for the candidacy while its answer is as fresh as a new ping could be", () => {
+      const a = asked();
+      // the ping took 300 ms (a process start on a loaded host)
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      expect(answered.state.role).toBe("Standby");
+      // the promote comes 299 ms after the answer: no second ping, the other checks start
+      const r = run(answered.state, promote(600));
+      expect(rules(r)).toEqual(["cand.accept"]);
+      expect(checks(r)).toEqual(["pingVip", "checkRemoteDb"]);
+      const vip = run(r.state, { type: "vipPinged", now: 602, token: "p1", reachable: false });
+      const master = run(vip.state, {
+        type: "remoteDbChecked",
+        now: 603,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      expect(find(master, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    });
+
+    it("is asked again by the candidacy once older than it took, and an unreachable server orphans it", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      // 301 ms after the answer, longer than the ping took: a new one
+      const r = run(answered.state, promote(602));
+      expect(checks(r)).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+      expect(find(r, "pingServer")).toMatchObject({ token: "p1" });
+      const orphaned = run(r.state, { type: "pingServerPinged", now: 605, token: "p1", reachable: false });
+      expect(rules(orphaned)).toEqual(["cand.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+
+    it("never stands in when it found the server unreachable", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 2, token: a.token, reachable: false });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      const r = run(answered.state, promote(3));
+      expect(checks(r)).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+    });
+
+    it("is waited for when still running as the candidacy starts, and decides like the candidacy's own", () => {
+      const a = asked();
+      const r = run(a.state, promote(100));
+      // no second process: the running ping answers for this candidacy
+      expect(checks(r)).toEqual(["pingVip", "checkRemoteDb"]);
+      const vip = run(r.state, { type: "vipPinged", now: 101, token: "p1", reachable: false });
+      const master = run(vip.state, {
+        type: "remoteDbChecked",
+        now: 102,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      // nothing irreversible while the ping is out
+      expect(master.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      const ok = run(master.state, { type: "pingServerPinged", now: 103, token: a.token, reachable: true });
+      expect(rules(ok)).toEqual(["cand.earlyPing.ok"]);
+      expect(find(ok, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+      const orphaned = run(master.state, {
+        type: "pingServerPinged",
+        now: 103,
+        token: a.token,
+        reachable: false,
+      });
+      expect(rules(orphaned)).toEqual(["cand.earlyPing.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(orphaned.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+  });
+
   it("fences at once when the master database is the last check to answer", () => {
     const fenced = standby({
       scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },

@@ -632,6 +632,19 @@ export interface Candidacy {
    * when every other check is in.
    */
   readonly priorMaster?: { readonly askedAt: number; readonly answeredAt: number };
+  /**
+   * The ping of the ping server whose answer is this candidacy's: the one begun with the
+   * pre-promotion check (EngineState.earlyPing) when it was still running as the checks started.
+   * Absent: the candidacy's own ping (its token).
+   */
+  readonly pingToken?: string;
+}
+
+/** One ping of the ping server (pingServerCommand): whether it answered, when asked and answered. */
+export interface PingAnswer {
+  readonly reachable: boolean;
+  readonly askedAt: number;
+  readonly answeredAt: number;
 }
 
 /** One direct check of a database: what it found, when it was asked and when it answered. */
@@ -738,6 +751,13 @@ export interface FailoverState {
    * is as fresh as a new one could be uses it instead of waiting for a second one.
    */
   readonly masterDbAnswers: Readonly<Record<string, DbAnswer>>;
+  /**
+   * The ping of the ping server begun when the coordinator asked for our pre-promotion check
+   * (with the positions: a candidacy may follow), while it runs: its token and when it was asked.
+   */
+  readonly earlyPing: { readonly token: string; readonly askedAt: number } | null;
+  /** The latest answer of that early ping: a candidacy uses it while it is fresh (Ctx.freshPingAnswer). */
+  readonly pingAnswer: PingAnswer | null;
   readonly investigations: readonly Investigation[];
   readonly promotion: Promotion | null;
   readonly candidacy: Candidacy | null;
