@@ -591,6 +591,20 @@ export class Ctx {
   }
 
   /**
+   * A promote of this standby may follow (the coordinator asked it to try the master's database,
+   * or for its pre-promotion check): ping the ping server now, unless a ping begun so runs, so that
+   * its answer is in (or on its way) when a candidacy's checks start (advanceCandidacy). It only
+   * reads; an answer that is not fresh by then is not used (freshPingAnswer).
+   */
+  startEarlyPing(): void {
+    const server = this.s.config.pingServer;
+    if (!server || this.s.earlyPing !== null) return;
+    const token = this.token("ping");
+    this.s.earlyPing = { token, askedAt: this.now };
+    this.act({ type: "pingServer", token, server });
+  }
+
+  /**
    * The early ping's answer (EngineState.pingAnswer) if it found the ping server reachable and is
    * as fresh as a new ping could be: it answered less long ago than it took, the rule
    * freshMasterAnswer applies to the old master's database. A ping's time is mostly the start of

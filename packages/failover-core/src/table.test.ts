@@ -2056,7 +2056,7 @@ describe("promotion (candidate side)", () => {
     expect(again.state.candidacy?.stage).toBe("fence");
   });
 
-  describe("the ping begun with the pre-promotion check", () => {
+  describe("the early ping, begun with the pre-promotion check", () => {
     const fenced = () =>
       standby({
         scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
@@ -2198,7 +2198,21 @@ describe("promotion (candidate side)", () => {
     const req = run(s, msg(asked, "a", { type: "checkDb", token: "inv1", target: "a", asMaster: true }));
     expect(rules(req)).toEqual(["checkDb.request"]);
     const chk = find(req, "checkRemoteDb");
-    const ans = run(req.state, {
+    // a standby asked about the master's database also pings the ping server (a promote may
+    // follow); here it answers at once, so by the promote it is stale and the candidacy pings anew
+    let state = req.state;
+    if (s.config.pingServer !== null) {
+      const early = find(req, "pingServer");
+      const pinged = run(state, {
+        type: "pingServerPinged",
+        now: asked,
+        token: early.token,
+        reachable: true,
+      });
+      expect(rules(pinged)).toEqual(["precheck.ping"]);
+      state = pinged.state;
+    } else expect(req.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+    const ans = run(state, {
       type: "remoteDbChecked",
       now: answered,
       token: chk.token,

@@ -633,8 +633,8 @@ export interface Candidacy {
    */
   readonly priorMaster?: { readonly askedAt: number; readonly answeredAt: number };
   /**
-   * The ping of the ping server whose answer is this candidacy's: the one begun with the
-   * pre-promotion check (EngineState.earlyPing) when it was still running as the checks started.
+   * The ping of the ping server whose answer is this candidacy's: the early one
+   * (EngineState.earlyPing) when it was still running as the checks started.
    * Absent: the candidacy's own ping (its token).
    */
   readonly pingToken?: string;
@@ -752,8 +752,9 @@ export interface FailoverState {
    */
   readonly masterDbAnswers: Readonly<Record<string, DbAnswer>>;
   /**
-   * The ping of the ping server begun when the coordinator asked for our pre-promotion check
-   * (with the positions: a candidacy may follow), while it runs: its token and when it was asked.
+   * The ping of the ping server begun when a promotion of this standby became likely (the
+   * coordinator asked it to try the master's database, or for its pre-promotion check), while it
+   * runs: its token and when it was asked (Ctx.startEarlyPing).
    */
   readonly earlyPing: { readonly token: string; readonly askedAt: number } | null;
   /** The latest answer of that early ping: a candidacy uses it while it is fresh (Ctx.freshPingAnswer). */

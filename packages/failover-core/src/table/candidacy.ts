@@ -82,15 +82,8 @@ export const candidacyRows: readonly TransitionRow[] = [
       const t = c.token("promotable");
       c.s.promotableChecks = { ...c.s.promotableChecks, [t]: { to: e.from, token: e.message.token } };
       c.act({ type: "checkPromotable", token: t });
-      // A promote may follow: ping the ping server now, beside this check, so that its answer is
-      // in (or on its way) when the candidacy's checks start (Ctx.advanceCandidacy). It only
-      // reads; an answer that is not fresh by then is not used.
-      const server = c.s.config.pingServer;
-      if (server && c.s.earlyPing === null) {
-        const p = c.token("ping");
-        c.s.earlyPing = { token: p, askedAt: c.now };
-        c.act({ type: "pingServer", token: p, server });
-      }
+      // A promote may follow: ping the ping server now, beside this check (Ctx.startEarlyPing).
+      c.startEarlyPing();
     },
   }),
   row({
@@ -98,7 +91,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     from: ["Promoting"],
     on: "pingServerPinged",
     guard:
-      "the ping begun with the pre-promotion check, which our candidacy waits for: the server does not answer",
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server does not answer",
     to: "Standby",
     actions: "keep the answer; notify standbyPromoteOrphaned; abort",
     reason: "this standby appears orphaned from the network",
@@ -114,7 +107,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     id: "cand.earlyPing.ok",
     from: ["Promoting"],
     on: "pingServerPinged",
-    guard: "the ping begun with the pre-promotion check, which our candidacy waits for: the server answers",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server answers",
     to: "unchanged",
     actions: "keep the answer; next check",
     reason: "the network is reachable",
@@ -128,10 +122,11 @@ export const candidacyRows: readonly TransitionRow[] = [
     id: "precheck.ping",
     from: ["*"],
     on: "pingServerPinged",
-    guard: "the ping begun with a pre-promotion check, no candidacy waiting for it",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), no candidacy waiting for it",
     to: "unchanged",
     actions: "keep the answer with when it was asked and came",
-    reason: "the ping server answered (or not) the ping begun with the pre-promotion check",
+    reason: "the ping server answered (or not) the ping begun when a promotion of this standby became likely",
     when: (c, e) => c.s.earlyPing?.token === e.token,
     run: (c, e) => keepEarlyPing(c, e.reachable),
   }),
