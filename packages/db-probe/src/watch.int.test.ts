@@ -166,7 +166,7 @@ describe("promotion over SQL", () => {
     expect(await lab.inRecovery("b")).toBe(true);
   });
 
-  it("promotes a standby with pg_promote(wait => true) and finds it out of recovery", async () => {
+  it("promotes a standby with pg_promote() and finds it out of recovery", async () => {
     const r = await promoteBySql(conn("c"), 30);
     expect(r).toMatchObject({ outcome: "promoted" });
     expect(await lab.inRecovery("c")).toBe(false);

@@ -58,6 +58,8 @@ export function initialState(config: FailoverConfig): FailoverState {
     remoteChecks: {},
     masterDbAnswers: {},
     vipProbes: { running: null, free: null },
+    earlyPing: null,
+    pingAnswer: null,
     investigations: [],
     promotion: null,
     candidacy: null,

@@ -2056,6 +2056,105 @@ describe("promotion (candidate side)", () => {
     expect(again.state.candidacy?.stage).toBe("fence");
   });
 
+  describe("the early ping, begun with the pre-promotion check", () => {
+    // No VIP here: its own early probe is tested below.
+    const fenced = () =>
+      standby({
+        virtualIp: null,
+        scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      });
+    /** The standby asked for its pre-promotion check at now=1: the ping server is pinged beside it. */
+    function asked() {
+      const r = run(fenced(), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(rules(r)).toEqual(["precheck.request"]);
+      expect(find(r, "checkPromotable")).toBeDefined();
+      const ping = find(r, "pingServer");
+      expect(ping).toMatchObject({ server: "8.8.8.8" });
+      // asked again (a second round) while it runs: no second ping
+      const again = run(r.state, msg(2, "a", { type: "checkPromotable", token: "p1" }));
+      expect(again.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+      return { state: r.state, token: ping.token };
+    }
+    const sent = (r: StepResult, type: PeerMessage["type"]) =>
+      r.actions.flatMap((x) => (x.type === "send" && x.message.type === type ? [x.message] : []));
+    const checks = (r: { actions: readonly { type: string }[] }) =>
+      r.actions.map((a) => a.type).filter((t) => ["pingVip", "pingServer", "checkRemoteDb"].includes(t));
+
+    it("counts for the candidacy while its answer is as fresh as a new ping could be", () => {
+      const a = asked();
+      // the ping took 300 ms (a process start on a loaded host)
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      expect(answered.state.role).toBe("Standby");
+      // the promote comes 299 ms after the answer: no second ping, the other checks start
+      const r = run(answered.state, promote(600));
+      expect(rules(r)).toEqual(["cand.accept"]);
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
+        type: "remoteDbChecked",
+        now: 603,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      expect(find(master, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    });
+
+    it("is asked again by the candidacy once older than it took, and an unreachable server orphans it", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      // 301 ms after the answer, longer than the ping took: a new one
+      const r = run(answered.state, promote(602));
+      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
+      expect(find(r, "pingServer")).toMatchObject({ token: "p1" });
+      const orphaned = run(r.state, { type: "pingServerPinged", now: 605, token: "p1", reachable: false });
+      expect(rules(orphaned)).toEqual(["cand.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+
+    it("never stands in when it found the server unreachable", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 2, token: a.token, reachable: false });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      const r = run(answered.state, promote(3));
+      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
+    });
+
+    it("is waited for when still running as the candidacy starts, and decides like the candidacy's own", () => {
+      const a = asked();
+      const r = run(a.state, promote(100));
+      // no second process: the running ping answers for this candidacy
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
+        type: "remoteDbChecked",
+        now: 102,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      // nothing irreversible while the ping is out
+      expect(master.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      const ok = run(master.state, { type: "pingServerPinged", now: 103, token: a.token, reachable: true });
+      expect(rules(ok)).toEqual(["cand.earlyPing.ok"]);
+      expect(find(ok, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+      const orphaned = run(master.state, {
+        type: "pingServerPinged",
+        now: 103,
+        token: a.token,
+        reachable: false,
+      });
+      expect(rules(orphaned)).toEqual(["cand.earlyPing.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(orphaned.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+  });
+
   it("fences at once when the master database is the last check to answer", () => {
     const fenced = standby({
       scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
@@ -2095,8 +2194,10 @@ describe("promotion (candidate side)", () => {
   });
 
   describe("the VIP probe begun with the pre-promotion check", () => {
+    // No ping server here: its own early ping is tested above.
     const withFence = () =>
       standby({
+        pingServer: null,
         scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
       });
     const checks = (r: StepResult) =>
@@ -2122,9 +2223,8 @@ describe("promotion (candidate side)", () => {
     it("still running when the candidacy starts, it is waited for instead of a second ping", () => {
       const p = probing();
       const r = run(p.state, promoteAt(300));
-      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
-      const ping = run(r.state, { type: "pingServerPinged", now: 310, token: "p1", reachable: true });
-      const master = run(ping.state, {
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
         type: "remoteDbChecked",
         now: 990,
         token: "p1",
@@ -2151,15 +2251,15 @@ describe("promotion (candidate side)", () => {
       expect(own.state.role).toBe("Standby");
       // answered before the candidacy, an answering VIP is not used either
       const before = run(p.state, { type: "vipPinged", now: 5, token: p.token, reachable: true });
-      expect(checks(run(before.state, promoteAt(300)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+      expect(checks(run(before.state, promoteAt(300)))).toEqual(["pingVip", "checkRemoteDb"]);
     });
 
     it("found free as recently as a new ping could, it is the VIP check's answer; older, it is not", () => {
       const p = probing();
       // it took 1,000 ms (a free VIP answers nothing: the whole bound)
       const ans = run(p.state, { type: "vipPinged", now: 1001, token: p.token, reachable: false });
-      expect(checks(run(ans.state, promoteAt(2001)))).toEqual(["pingServer", "checkRemoteDb"]);
-      expect(checks(run(ans.state, promoteAt(2002)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+      expect(checks(run(ans.state, promoteAt(2001)))).toEqual(["checkRemoteDb"]);
+      expect(checks(run(ans.state, promoteAt(2002)))).toEqual(["pingVip", "checkRemoteDb"]);
     });
 
     it("is begun on a standby when the master goes quiet (8.3: is the VIP released?), beside the check of its database", () => {
@@ -2199,8 +2299,8 @@ describe("promotion (candidate side)", () => {
     it("unanswered past its bound, it is taken for lost and not waited for", () => {
       const p = probing();
       // remote.timeout 1,000 ms + 500 ms slack
-      expect(checks(run(p.state, promoteAt(1501)))).toEqual(["pingServer", "checkRemoteDb"]);
-      expect(checks(run(p.state, promoteAt(1502)))).toEqual(["pingVip", "pingServer", "checkRemoteDb"]);
+      expect(checks(run(p.state, promoteAt(1501)))).toEqual(["checkRemoteDb"]);
+      expect(checks(run(p.state, promoteAt(1502)))).toEqual(["pingVip", "checkRemoteDb"]);
       // and a new pre-promotion check begins a new probe
       const again = run(p.state, msg(1502, "a", { type: "checkPromotable", token: "p2" }));
       expect(find(again, "pingVip").token).not.toBe(p.token);
@@ -2212,7 +2312,21 @@ describe("promotion (candidate side)", () => {
     const req = run(s, msg(asked, "a", { type: "checkDb", token: "inv1", target: "a", asMaster: true }));
     expect(rules(req)).toEqual(["checkDb.request"]);
     const chk = find(req, "checkRemoteDb");
-    const ans = run(req.state, {
+    // a standby asked about the master's database also pings the ping server (a promote may
+    // follow); here it answers at once, so by the promote it is stale and the candidacy pings anew
+    let state = req.state;
+    if (s.config.pingServer !== null) {
+      const early = find(req, "pingServer");
+      const pinged = run(state, {
+        type: "pingServerPinged",
+        now: asked,
+        token: early.token,
+        reachable: true,
+      });
+      expect(rules(pinged)).toEqual(["precheck.ping"]);
+      state = pinged.state;
+    } else expect(req.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+    const ans = run(state, {
       type: "remoteDbChecked",
       now: answered,
       token: chk.token,

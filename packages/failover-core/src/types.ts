@@ -642,6 +642,19 @@ export interface Candidacy {
    * started, instead of a ping of its own.
    */
   readonly vipFromProbe?: boolean;
+  /**
+   * The ping of the ping server whose answer is this candidacy's: the early one
+   * (EngineState.earlyPing) when it was still running as the checks started.
+   * Absent: the candidacy's own ping (its token).
+   */
+  readonly pingToken?: string;
+}
+
+/** One ping of the ping server (pingServerCommand): whether it answered, when asked and answered. */
+export interface PingAnswer {
+  readonly reachable: boolean;
+  readonly askedAt: number;
+  readonly answeredAt: number;
 }
 
 /**
@@ -763,6 +776,14 @@ export interface FailoverState {
   readonly masterDbAnswers: Readonly<Record<string, DbAnswer>>;
   /** Our VIP probes (see VipProbes). */
   readonly vipProbes: VipProbes;
+  /**
+   * The ping of the ping server begun when a promotion of this standby became likely (the
+   * coordinator asked it to try the master's database, or for its pre-promotion check), while it
+   * runs: its token and when it was asked (Ctx.startEarlyPing).
+   */
+  readonly earlyPing: { readonly token: string; readonly askedAt: number } | null;
+  /** The latest answer of that early ping: a candidacy uses it while it is fresh (Ctx.freshPingAnswer). */
+  readonly pingAnswer: PingAnswer | null;
   readonly investigations: readonly Investigation[];
   readonly promotion: Promotion | null;
   readonly candidacy: Candidacy | null;

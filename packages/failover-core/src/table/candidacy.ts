@@ -24,6 +24,29 @@ function masterCheckPending(c: Ctx, token: string): boolean {
   return c.s.candidacy?.token === token && (c.s.candidacy.pendingChecks ?? []).includes("master");
 }
 
+/** The ping whose answer our candidacy waits for: its own, or the early one it joined. */
+function candidacyPing(c: Ctx, token: string): boolean {
+  const cand = c.s.candidacy;
+  return cand !== null && (cand.pingToken ?? cand.token) === token;
+}
+
+/** The candidacy's ping answered: the server is reachable (next check) or not (orphaned: abort). */
+function pingAnswered(c: Ctx, reachable: boolean): void {
+  if (reachable) {
+    c.advanceCandidacy("pingServer");
+    return;
+  }
+  c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
+  // Our own network: a candidate elsewhere may still reach the well-known server.
+  c.abortCandidacy("orphaned", undefined, true);
+}
+
+/** The early ping answered: kept with when it was asked and came (Ctx.freshPingAnswer). */
+function keepEarlyPing(c: Ctx, reachable: boolean): void {
+  c.s.pingAnswer = { reachable, askedAt: c.s.earlyPing!.askedAt, answeredAt: c.now };
+  c.s.earlyPing = null;
+}
+
 /** Becomes the candidate and starts the checks before fencing (Ctx.advanceCandidacy). */
 function accept(c: Ctx, e: PromoteEvent): void {
   c.s.candidacy = {
@@ -60,7 +83,53 @@ export const candidacyRows: readonly TransitionRow[] = [
       c.s.promotableChecks = { ...c.s.promotableChecks, [t]: { to: e.from, token: e.message.token } };
       c.act({ type: "checkPromotable", token: t });
       c.startVipProbe();
+      // A promote may follow: ping the ping server now, beside this check (Ctx.startEarlyPing).
+      c.startEarlyPing();
     },
+  }),
+  row({
+    id: "cand.earlyPing.orphaned",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server does not answer",
+    to: "Standby",
+    actions: "keep the answer; notify standbyPromoteOrphaned; abort",
+    reason: "this standby appears orphaned from the network",
+    // As cand.orphaned: this ping was still running when the candidacy's checks started, so it
+    // is no older than the one the candidacy would have started (Ctx.advanceCandidacy).
+    when: (c, e) => c.s.earlyPing?.token === e.token && candidacyPing(c, e.token) && !e.reachable,
+    run: (c, e) => {
+      keepEarlyPing(c, e.reachable);
+      pingAnswered(c, false);
+    },
+  }),
+  row({
+    id: "cand.earlyPing.ok",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server answers",
+    to: "unchanged",
+    actions: "keep the answer; next check",
+    reason: "the network is reachable",
+    when: (c, e) => c.s.earlyPing?.token === e.token && candidacyPing(c, e.token),
+    run: (c, e) => {
+      keepEarlyPing(c, e.reachable);
+      pingAnswered(c, true);
+    },
+  }),
+  row({
+    id: "precheck.ping",
+    from: ["*"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), no candidacy waiting for it",
+    to: "unchanged",
+    actions: "keep the answer with when it was asked and came",
+    reason: "the ping server answered (or not) the ping begun when a promotion of this standby became likely",
+    when: (c, e) => c.s.earlyPing?.token === e.token,
+    run: (c, e) => keepEarlyPing(c, e.reachable),
   }),
   row({
     id: "precheck.refuse",
@@ -252,12 +321,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "Standby",
     actions: "notify standbyPromoteOrphaned; abort",
     reason: "this standby appears orphaned from the network",
-    when: (c, e) => c.s.candidacy?.token === e.token && !e.reachable,
-    run: (c) => {
-      c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
-      // Our own network: a candidate elsewhere may still reach the well-known server.
-      c.abortCandidacy("orphaned", undefined, true);
-    },
+    when: (c, e) => candidacyPing(c, e.token) && !e.reachable,
+    run: (c) => pingAnswered(c, false),
   }),
   row({
     id: "cand.pingOk",
@@ -267,8 +332,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "next check",
     reason: "the network is reachable",
-    when: (c, e) => c.s.candidacy?.token === e.token,
-    run: (c) => c.advanceCandidacy("pingServer"),
+    when: (c, e) => candidacyPing(c, e.token),
+    run: (c) => pingAnswered(c, true),
   }),
   row({
     id: "cand.masterRunning",

@@ -526,7 +526,7 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "asked as a master, and a check of that database as a master already runs here (begun at the master's suspicion) or found it down as recently as a new check could",
     to: "unchanged",
-    actions: "answer with that check (when it answers, or now)",
+    actions: "answer with that check (when it answers, or now); a standby pings the ping server",
     reason:
       "the coordinator asked us to try the master database, which we already try (or just found down): that answer is this one's",
     // Invariant: the confirmation (8.3) still gets every agent's own direct attempt on the master
@@ -535,7 +535,11 @@ export const investigationRows: readonly TransitionRow[] = [
     when: (c, e) =>
       e.message.asMaster === true &&
       (c.runningMasterCheck(e.message.target) !== null || c.freshMasterAnswer(e.message.target) !== null),
-    run: (c, e) => c.checkDbFor(e.from, e.message.token, e.message.target, true),
+    run: (c, e) => {
+      c.checkDbFor(e.from, e.message.token, e.message.target, true);
+      // A standby may be promoted if the master's database is confirmed down (Ctx.startEarlyPing).
+      if (c.s.role === "Standby") c.startEarlyPing();
+    },
   }),
   row({
     id: "checkDb.request",
@@ -543,12 +547,17 @@ export const investigationRows: readonly TransitionRow[] = [
     on: "message:checkDb",
     guard: "otherwise",
     to: "unchanged",
-    actions: "checkRemoteDb(target)",
+    actions: "checkRemoteDb(target); a standby asked about a master's database pings the ping server",
     reason: "the coordinator asked us to try a database directly",
-    run: (c, e) =>
+    run: (c, e) => {
       c.startRemoteCheck(e.message.target, e.message.asMaster === true, [
         { to: e.from, token: e.message.token },
-      ]),
+      ]);
+      // Asked about the master's database (as a master after its loss, or because its own agent
+      // reported it failed), a standby may be promoted next (Ctx.startEarlyPing).
+      if (c.s.role === "Standby" && (e.message.asMaster === true || c.roleOf(e.message.target) === "Master"))
+        c.startEarlyPing();
+    },
   }),
   row({
     id: "checkDb.answer",
