@@ -511,6 +511,46 @@ describe("quorum and the master lease", () => {
     expect(r.state.role).toBe("Idle");
   });
 
+  it("a master fenced by a cut shorter than the detection window reports itself fenced once a majority hears it again", () => {
+    // Invariant (liveness): the lease (L) lapses before the others remove the master, so a short
+    // cut fences it without a view change; its report met its own lapsed lease (it coordinates).
+    const s = master();
+    const expired = run(s, { type: "timer", now: LEASE, name: "lease" });
+    expect(rules(expired)).toEqual(["lease.expired"]);
+    const fence = find(expired, "fenceDb");
+    let f = run(expired.state, { type: "dbFenced", now: LEASE + 1, token: fence.token, ok: true });
+    f = run(f.state, {
+      type: "vipDone",
+      now: LEASE + 2,
+      token: fence.token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    expect(rules(f)).toContain("coord.fencedMasterBack.ignore");
+    expect(f.state.promotion).toBeNull();
+    // The cut heals within the window: same view, the lease comes back, the report goes again.
+    const back = run(f.state, { type: "leaseValid", now: LEASE + 3, until: LEASE + 3 + 2000 });
+    expect(rules(back)).toEqual(["lease.regained.fencedMaster", "coord.fencedMasterBack", "promo.start"]);
+    expect(back.state.promotion?.oldMaster).toBe("a");
+    // Said once: later renewals only renew.
+    const again = run(back.state, { type: "leaseValid", now: LEASE + 500, until: LEASE + 2500 });
+    expect(rules(again)).toEqual(["lease.valid"]);
+    // A member that is not the coordinator tells the coordinator; nothing while the view is not quorate.
+    const b = boot("a", "primary", view(1, FULL, { coordinator: "b" }));
+    const bExp = run(b, { type: "timer", now: LEASE, name: "lease" });
+    const bTok = find(bExp, "fenceDb").token;
+    let g = run(bExp.state, { type: "dbFenced", now: LEASE + 1, token: bTok, ok: true });
+    g = run(g.state, { type: "vipDone", now: LEASE + 2, token: bTok, op: "release", ok: true, output: "" });
+    const told = run(g.state, { type: "leaseValid", now: LEASE + 3, until: LEASE + 2003 });
+    expect(rules(told)).toEqual(["lease.regained.fencedMaster"]);
+    expect(told.actions).toContainEqual({ type: "send", to: "b", message: { type: "fencedMasterBack" } });
+    const minority = run(g.state, { type: "quorumLost", now: LEASE + 3 }).state;
+    expect(rules(run(minority, { type: "leaseValid", now: LEASE + 4, until: LEASE + 2004 }))).toEqual([
+      "lease.valid",
+    ]);
+  });
+
   it("an old master Idle without fencing (others reach its database, 8.1) fences when it loses the lease or the majority", () => {
     // Invariant: while the others take our database for the master's they take over only after our
     // lease, so whoever's database that is fences itself when the lease or the majority goes.
