@@ -696,8 +696,13 @@ export class MembershipCore {
    * The members the next view drops as failed. In a quorate view only those a majority of R
    * suspects (JGroups VERIFY_SUSPECT, Raft CheckQuorum): a cut between two members alone, with
    * the rest seeing both, removes neither, so no failover follows a partial cut. A member that
-   * cannot reach a majority itself drops everyone it verified as silent: its view is not
-   * quorate, so it decides nothing, and the merge after the heal needs a view of its own.
+   * cannot keep a majority with the members it still hears, and would install the next view,
+   * drops everyone and goes on alone: its view is not quorate, so it decides nothing, and the
+   * merge after the heal needs a view of its own. It must not take the members it still hears
+   * along: they may hear the majority it lost (a coordinator just cut off, whose peers' first
+   * packets after the heal run late), and a view without quorum would pull them out of it (a
+   * master among them would lose its lease). Left in the old view, they hear its silence, and a
+   * majority that hears each other suspects it and re-forms without it.
    */
   private removals(): string[] {
     if (!this.view) return [];
@@ -706,7 +711,12 @@ export class MembershipCore {
     const all = members.filter((m) => byMajority.includes(m) || this.suspects.get(m)?.confirmed === true);
     if (all.length === byMajority.length) return byMajority;
     const rest = addrs(this.view.members).filter((a) => !all.includes(a));
-    return majorityOfVoters(rest, this.config.voters, null) ? byMajority : all;
+    if (majorityOfVoters(rest, this.config.voters, null)) return byMajority;
+    // Only the member that would install the view goes alone: the coordinator, or the first
+    // member behind everyone it verified (it takes over). Any other waits in the old view.
+    const ahead = addrs(this.view.members);
+    ahead.splice(ahead.indexOf(this.self.addr));
+    return ahead.every((a) => all.includes(a)) ? members : all;
   }
 
   /** A suspicion was verified or reported: remove whom the rule allows, or take over. */
