@@ -509,6 +509,56 @@ describe("a member leaves a quorate view only when a majority of the voters susp
     for (const x of [A, C]) expect([...m.view(x)].sort()).toEqual(v);
   });
 
+  // A member that cannot keep a majority with the members it still hears leaves alone: it never
+  // takes a member that hears the majority into its view without quorum (a master there would
+  // lose its lease for nothing). The member stays with the majority, which removes the silent one.
+  const minorityViews = (m: Mini, a: string, from = 0) =>
+    m.events
+      .get(a)!
+      .slice(from)
+      .flatMap((e) => (e.type === "viewInstalled" && !e.view.quorate ? [e.view.members] : []));
+  const lost = (m: Mini, a: string, from: number) =>
+    m.events
+      .get(a)!
+      .slice(from)
+      .filter((e) => e.type === "quorumLost" || e.type === "leaseLost");
+
+  it("a coordinator that hears only one member of four goes alone; that member stays with the majority", () => {
+    const m = formed([A, B, C, D]);
+    const seen = new Map([A, B, C, D].map((x) => [x, m.events.get(x)!.length]));
+    for (const x of [B, D]) m.cut(A, x);
+    m.run(m.now + 2 * detectionBound(timing, 2) + timing.ackTimeout);
+    expect(minorityViews(m, A)).toEqual([[A]]);
+    for (const x of [B, C, D]) {
+      expect({ x, minority: minorityViews(m, x, seen.get(x)), lost: lost(m, x, seen.get(x)!) }).toEqual({
+        x,
+        minority: [],
+        lost: [],
+      });
+      expect(m.view(x)).toEqual([B, C, D]);
+      expect(m.nodes.get(x)!.leaseValidAt(m.now)).toBe(true);
+    }
+    expect(m.nodes.get(A)!.leaseValidAt(m.now)).toBe(false);
+  });
+
+  it("a member that takes over without a majority goes alone too, leaving the one it hears with the majority", () => {
+    const m = formed([A, B, C, D]);
+    const seen = new Map([A, B, C, D].map((x) => [x, m.events.get(x)!.length]));
+    // B, next in line after the coordinator, hears only C.
+    for (const x of [A, D]) m.cut(B, x);
+    m.run(m.now + 2 * detectionBound(timing, 2) + timing.ackTimeout);
+    expect(minorityViews(m, B)).toEqual([[B]]);
+    for (const x of [A, C, D]) {
+      expect({ x, minority: minorityViews(m, x, seen.get(x)), lost: lost(m, x, seen.get(x)!) }).toEqual({
+        x,
+        minority: [],
+        lost: [],
+      });
+      expect(m.view(x)).toEqual([A, C, D]);
+    }
+    expect(m.nodes.get(B)!.leaseValidAt(m.now)).toBe(false);
+  });
+
   it("a crashed coordinator is replaced once the others' suspicions add up to a majority", () => {
     const m = formed([A, B, C]);
     m.down.add(A);
