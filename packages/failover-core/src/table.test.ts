@@ -3058,6 +3058,28 @@ describe("timeline-aware promotion (issue 13)", () => {
     let n = run(start.state, msg(3, "b", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
     n = run(n.state, msg(3, "c", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
     expect(rules(n)).toEqual(["lsn.reply", "promo.noCandidate"]);
+    // a opened timeline 2 off timeline 1 at 0/5000 (its announcement); b and c stayed on timeline 1
+    // and went past that fork: they are no candidates, and a takes its role back rather than the
+    // cluster staying masterless
+    const forked = run(
+      { ...coordinator(), epoch: 1 },
+      msg(0, "a", { type: "newMaster", address: "a", epoch: 1, forkTimeline: 1, forkLsn: "0/5000" }),
+    ).state;
+    let f = run(forked, msg(1, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    const again = run(f, msg(2, "a", { type: "fencedMasterBack" }));
+    const tok3 = again.state.promotion!.token;
+    f = run(
+      again.state,
+      msg(3, "b", { type: "lsnReply", token: tok3, lsn: "0/9000", role: "Standby", timeline: 1 }),
+    ).state;
+    const past = run(
+      f,
+      msg(3, "c", { type: "lsnReply", token: tok3, lsn: "0/6000", role: "Standby", timeline: 1 }),
+    );
+    expect(rules(past)).toEqual(["lsn.reply", "promo.noCandidate.restore"]);
+    expect(sent(past, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: tok3, restore: true } },
+    ]);
   });
 
   it("a standby left out for its timeline is judged again when the next candidate is sought on fresh positions", () => {

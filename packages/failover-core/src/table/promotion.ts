@@ -538,11 +538,11 @@ export const promotionRows: readonly TransitionRow[] = [
     from: ["*"],
     on: "lsnsCollected",
     guard:
-      "automatic; no standby can be a candidate and one was left out as a master superseded by a later promotion; that later master is here, fenced, Idle, its database up, every voter here and nobody knows a later one",
+      "automatic; no standby can be a candidate and one was left out as a master superseded by a later promotion, or as past the newest timeline's fork; that later master is here, fenced, Idle, its database up, every voter here and nobody knows a later one",
     to: "unchanged",
     actions: "ask the old master to check, then take its role back",
     reason:
-      "the only standbys are older masters that may hold WAL past its fork: bring the fenced last master back rather than leave no master",
+      "the only standbys may hold WAL past its fork (older masters it replaced, standbys that went past it): bring the fenced last master back rather than leave no master",
     // Invariant (liveness, with 'diverged'): a quorate cluster with a healthy database that can
     // safely be master ends with a master. The last master fenced itself and holds the newest WAL
     // there is (nobody was promoted after it); the standbys left are masters it replaced, which
@@ -553,7 +553,8 @@ export const promotionRows: readonly TransitionRow[] = [
         p !== null &&
         !p.manual &&
         c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
-        Object.values(p.failures).includes(SUPERSEDED) &&
+        (Object.values(p.failures).includes(SUPERSEDED) ||
+          Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"))) &&
         c.members().every((a) => c.roleOf(a) !== null) &&
         restorable(c, p.oldMaster ?? lastMaster(c))
       );
