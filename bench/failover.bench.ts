@@ -1,8 +1,8 @@
 /**
  * Failover time on real hosts (issue 15): three PostgreSQL 15 hosts in network namespaces, no
- * VIP, the real `bin/efm-agent` on each, and a client that opens a new connection to every host
- * every 50 ms and writes where it can. Failover time = fault to the first acknowledged write on
- * a new primary. Scenarios: the master database killed with SIGKILL, and the master host cut off
+ * VIP unless asked (EFM_BENCH_VIP), the real `bin/efm-agent` on each, and a client that opens a
+ * new connection to every host every 50 ms and writes where it can. Failover time = fault to the
+ * first acknowledged write on a new primary (over its own address). Scenarios: the master database killed with SIGKILL, and the master host cut off
  * from everyone (iptables inside its namespace). Settings: fast and the guide's defaults.
  *
  * Printed and written to a JSON file, never asserted: speed is measured here, correctness is
@@ -14,11 +14,20 @@
  *   EFM_BENCH_SETTINGS ("fast,default"), EFM_BENCH_SCENARIOS ("crash,isolate"): what to run;
  *   EFM_BENCH_OUT (/tmp/efm-bench-failover.json): the result file;
  *   EFM_BENCH_LOGS (/tmp/efm-bench-failover-logs): each run's agent logs are kept here, one
- *   folder per run (<settings>-<scenario>-<rep>/<host>/), emptied when the benchmark starts.
+ *   folder per run (<settings>-<scenario>[-vip]-<rep>/<host>/), emptied when the benchmark starts;
+ *   EFM_BENCH_VIP (0): 1 gives the cluster a virtual IP (10.201.15.200 on eth0:1, the databases
+ *   listen on every address) and the client also writes through it every 50 ms; each run then
+ *   reports a second failover time, fault to the first write through the VIP acknowledged by a
+ *   new master (the server names itself in the reply). The first figure stays comparable with
+ *   runs without a VIP: the difference is what the VIP costs;
+ *   EFM_BENCH_PING_COMMAND (the guide's `/bin/ping -q -c3 -w5`): pingServerCommand. A free VIP
+ *   answers nothing, so its check lasts the command's own deadline or remote.timeout, whichever
+ *   ends first: e.g. `/bin/ping -q -c2 -i0.2 -w0.3` bounds it at 0.3 s.
  * Needs root (namespaces) and `pnpm build` (bin/efm-agent loads apps/agent/dist).
  *
  * Reserved for this bench: namespace prefix ee15, subnet 10.201.15.0/24, db port 15425,
- * agent port 7800 and admin port 7809 inside the namespaces, run folder /tmp/efm-bench-failover.
+ * VIP 10.201.15.200, agent port 7800 and admin port 7809 inside the namespaces, run folder
+ * /tmp/efm-bench-failover.
  */
 import type { ChildProcess } from "node:child_process";
 import {
@@ -114,12 +123,21 @@ const RUN_SCENARIOS = envList("EFM_BENCH_SCENARIOS", ["crash", "isolate"], ["cra
 const envStr = (k: string, d: string) => process.env[k] || d;
 const OUT = envStr("EFM_BENCH_OUT", "/tmp/efm-bench-failover.json");
 const LOGS = envStr("EFM_BENCH_LOGS", "/tmp/efm-bench-failover-logs");
+const WITH_VIP = envInt("EFM_BENCH_VIP", 0) > 0;
+/** pingServerCommand for the VIP and ping-server checks; unset: the guide's `/bin/ping -q -c3 -w5`. */
+const PING_COMMAND = process.env.EFM_BENCH_PING_COMMAND || undefined;
+const VIP = "10.201.15.200";
+const VIP_PROPS = {
+  virtualIp: VIP,
+  "virtualIp.interface": "eth0:1",
+  "virtualIp.netmask": "255.255.255.0",
+};
 
 // ---- the client ----
 
 interface Ack {
-  host: string;
-  via: "tcp" | "socket";
+  host: string; // with via "vip", the host whose server answered (its cluster_name)
+  via: "tcp" | "socket" | "vip";
   at: number; // epoch ms, comparable with the agents' pino `time` (one kernel clock for all namespaces)
 }
 
@@ -127,7 +145,8 @@ interface Ack {
  * Every 50 ms, for every host, a new connection and one INSERT, over TCP from the root
  * namespace (the issue's client) and over the host's Unix socket (a client on the host itself:
  * it still reaches an isolated master, so the old master's last acknowledged write is seen even
- * when the network cannot see it). Attempts overlap; each is bounded to 2 s, at most 10 at once.
+ * when the network cannot see it). Attempts overlap; each is bounded to 2 s, at most 10 at once
+ * per host and channel (40 through the VIP).
  */
 class Writer {
   readonly acks: Ack[] = [];
@@ -144,6 +163,7 @@ class Writer {
       for (const h of HOSTS) this.attempt(h, "tcp");
       // The socket channel only matters where the network may be cut: the old master.
       this.attempt(OLD, "socket");
+      if (WITH_VIP) this.attempt("vip", "vip");
     }, TICK_MS);
   }
 
@@ -154,20 +174,30 @@ class Writer {
 
   private attempt(host: string, via: Ack["via"]): void {
     const key = `${host}/${via}`;
-    if ((this.inflight.get(key) ?? 0) >= 10) return; // a silent host: do not pile up sockets
+    // A silent host: do not pile up sockets. Through the VIP, a new attempt every tick all the
+    // same (as many as the 2 s connect bound keeps open): attempts sent to the old holder's MAC
+    // hang until that bound, and capped at 10 they would hold back the first one after the VIP
+    // moved by up to 1.5 s.
+    if ((this.inflight.get(key) ?? 0) >= (via === "vip" ? 40 : 10)) return;
     const limits = { connectionTimeoutMillis: 2000, query_timeout: 2000, statement_timeout: 2000 };
     const cfg =
-      via === "tcp"
-        ? { ...this.lab.efmConnection(host), ...limits }
-        : { ...this.lab.superuserConnection(host), ...limits };
+      via === "socket"
+        ? { ...this.lab.superuserConnection(host), ...limits }
+        : via === "vip"
+          ? { ...this.lab.efmConnection(OLD), host: VIP, ...limits }
+          : { ...this.lab.efmConnection(host), ...limits };
     const client = new pg.Client(cfg);
     client.on("error", () => {});
     this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1);
     const p = (async () => {
       try {
         await client.connect();
-        await client.query("INSERT INTO bench_writes(host, via) VALUES ($1, $2)", [host, via]);
-        this.acks.push({ host, via, at: Date.now() });
+        // Through the VIP the client does not know which server it reached: the server says.
+        const r = await client.query<{ server: string }>(
+          "INSERT INTO bench_writes(host, via) VALUES (current_setting('cluster_name'), $1) RETURNING host AS server",
+          [via],
+        );
+        this.acks.push({ host: via === "vip" ? (r.rows[0]?.server ?? "?") : host, via, at: Date.now() });
       } catch (e) {
         // Down, read-only (a standby) or unreachable: exactly what the client is probing.
         this.lastError.set(key, (e as Error).message);
@@ -234,6 +264,7 @@ const STEPS: [string, RegExp][] = [
     "candidate checks",
     /checkPromotable|promotableReply|promotableChecked|candidateVerified|pingServer|pingVip|checkLocalRole|precheck/,
   ],
+  ["VIP assign", /assignVip/],
   ["promote", /promoteDb|dbPromoted|promotionResult|newMaster|promo\.(?!start|rank|timeout|noCandidate)/],
   ["confirmation", /checkRemoteDb|checkDb\.|cand\.masterDown|dbFailureVerdict|inv\./],
   ["detection", /dbFailed|memberSuspected|memberGone|quorumLost|gone\.|local\.fail|suspect|watch:lost/],
@@ -296,6 +327,8 @@ interface RunResult {
   faultAt: number;
   faultDoneMs: number | null;
   failoverMs: number | null; // fault → first TCP-acknowledged write on a new primary
+  /** EFM_BENCH_VIP: fault → first write through the VIP acknowledged by a new master. */
+  vipFailoverMs?: number | null;
   newMaster: string | null;
   newFirstAckMs: number | null; // any channel
   oldLastAckMs: number | null; // old master's last acknowledged write, relative to the fault
@@ -366,6 +399,8 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
   try {
     lab = await createCluster({
       name: "benchfo",
+      // The VIP reaches a database only if it listens on every address of its host.
+      ...(WITH_VIP ? { postgresConf: { listen_addresses: "*" } } : {}),
       mode: "netns",
       subnet: "10.201.15.0/24",
       prefix: "ee15",
@@ -381,7 +416,7 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     await l.psql(
       OLD,
       `CREATE TABLE bench_writes (id bigserial PRIMARY KEY, host text, via text, at timestamptz DEFAULT now());
-       GRANT INSERT ON bench_writes TO ${l.efmUser}; GRANT USAGE ON SEQUENCE bench_writes_id_seq TO ${l.efmUser};
+       GRANT INSERT, SELECT ON bench_writes TO ${l.efmUser}; GRANT USAGE ON SEQUENCE bench_writes_id_seq TO ${l.efmUser};
        -- db.user may promote over SQL (pg_promote), as the guide's privileges allow; a grant is
        -- per database, so it is made here, in db.database.
        GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO ${l.efmUser};`,
@@ -394,6 +429,8 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
       nodes: "all",
       properties: {
         ...cfg.props,
+        ...(WITH_VIP ? VIP_PROPS : {}),
+        ...(PING_COMMAND ? { pingServerCommand: PING_COMMAND } : {}),
         pingServerIp: l.bridgeAddress ?? "",
         "user.email": "dba@example.com",
         "from.email": "efm@example.com",
@@ -448,6 +485,14 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
       500,
     );
     if (!ready) throw new Error("not every agent logged that it is ready within 60 s");
+    if (WITH_VIP) {
+      const held = await waitUntil(
+        async () => (await l.exec(OLD, ["ip", "-o", "addr", "show"])).stdout.includes(`inet ${VIP}/`),
+        30_000,
+        500,
+      );
+      if (!held) throw new Error(`the master did not take the VIP ${VIP} within 30 s`);
+    }
     await sleep(1_000);
 
     writer = new Writer(l);
@@ -456,6 +501,11 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     if (!writer.acks.some((a) => a.host === OLD && a.via === "tcp")) {
       throw new Error(
         `the client could not write to the master before the fault: ${[...writer.lastError].map(([k, m]) => `${k}: ${m}`).join("; ")}`,
+      );
+    }
+    if (WITH_VIP && !writer.acks.some((a) => a.host === OLD && a.via === "vip")) {
+      throw new Error(
+        `the client could not write through the VIP before the fault: ${writer.lastError.get("vip/vip")}`,
       );
     }
     const fault = Date.now();
@@ -469,7 +519,7 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     const w = writer;
     const newFirst = (via?: Ack["via"]) =>
       w.acks.find((a) => a.host !== OLD && a.at >= fault && (via === undefined || a.via === via));
-    const got = await waitUntil(() => newFirst("tcp"), cfg.deadlineMs, 20);
+    const got = await waitUntil(() => newFirst("tcp") && (!WITH_VIP || newFirst("vip")), cfg.deadlineMs, 20);
     // Keep writing a little longer: a late write on the old master is the violation to catch.
     await sleep(2_000);
     await writer.stop();
@@ -479,7 +529,12 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
     const firstAny = newFirst();
     const oldAcks = w.acks.filter((a) => a.host === OLD);
     const oldLast = oldAcks[oldAcks.length - 1];
-    result.failoverMs = got && firstTcp ? firstTcp.at - fault : null;
+    result.failoverMs = firstTcp ? firstTcp.at - fault : null;
+    if (WITH_VIP) {
+      const firstVip = newFirst("vip");
+      result.vipFailoverMs = firstVip ? firstVip.at - fault : null;
+      if (firstVip) result.steps["first write (VIP)"] = firstVip.at - fault;
+    }
     result.newMaster = firstAny?.host ?? null;
     result.newFirstAckMs = firstAny ? firstAny.at - fault : null;
     result.oldLastAckMs = oldLast ? oldLast.at - fault : null;
@@ -520,11 +575,13 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
         .then((r) => (r ? "in recovery" : "WRITABLE"))
         .catch((e: Error) => `not answering (${e.message.slice(0, 60)})`);
     }
-    const tl = timeline(readLogs(agentDir), fault, firstAny?.at ?? end);
+    const lastFirst = Math.max(firstAny?.at ?? 0, newFirst("vip")?.at ?? 0);
+    const tl = timeline(readLogs(agentDir), fault, lastFirst || end);
     result.timeline = tl.entries;
     for (const [k, e] of Object.entries(tl.firstOf)) result.steps[k] = e.t;
     if (firstAny) result.steps["first write"] = firstAny.at - fault;
-    if (!got) result.error = `no write acknowledged on a new primary within ${cfg.deadlineMs / 1000} s`;
+    if (!got)
+      result.error = `no write acknowledged on a new primary${WITH_VIP ? " (over its address and through the VIP)" : ""} within ${cfg.deadlineMs / 1000} s`;
   } catch (e) {
     result.error = (e as Error).message;
     const tail = HOSTS.map((h) => {
@@ -535,7 +592,7 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
   } finally {
     await writer?.stop();
     await teardown();
-    keepLogs(agentDir, `${settings}-${scenario}-${rep}`);
+    keepLogs(agentDir, `${settings}-${scenario}${WITH_VIP ? "-vip" : ""}-${rep}`);
   }
   return result;
 }
@@ -589,6 +646,16 @@ function printTimeline(r: RunResult): void {
           },
         ]
       : []),
+    ...(r.vipFailoverMs !== null && r.vipFailoverMs !== undefined
+      ? [
+          {
+            t: r.vipFailoverMs,
+            host: r.newMaster ?? "?",
+            step: "first write (VIP)",
+            what: "first write through the VIP acknowledged by the new master",
+          },
+        ]
+      : []),
     ...(r.newFirstAckMs !== null
       ? [
           {
@@ -616,7 +683,9 @@ const STEP_ORDER = [
   "LSN collection",
   "candidate checks",
   "promote",
+  "VIP assign",
   "first write",
+  "first write (VIP)",
 ];
 
 /** min / median / max (ms after the fault) of the first time each step was seen, over the runs. */
@@ -633,7 +702,8 @@ function stepStats(rs: RunResult[]): Record<string, { n: number; min: number; me
 function report(results: RunResult[]): void {
   console.log(
     `\nFailover benchmark (issue 15): repetitions fast=${REPS.fast}, default=${REPS.default} ` +
-      "(EFM_BENCH_FAST_REPS / EFM_BENCH_DEFAULT_REPS); failover = fault to the first acknowledged write on a new primary (TCP client)",
+      "(EFM_BENCH_FAST_REPS / EFM_BENCH_DEFAULT_REPS); failover = fault to the first acknowledged write on a new primary (TCP client)" +
+      (WITH_VIP ? `; with a VIP (${VIP}): also through the VIP` : ""),
   );
   for (const settings of RUN_SETTINGS) {
     for (const scenario of RUN_SCENARIOS) {
@@ -647,6 +717,13 @@ function report(results: RunResult[]): void {
           `target ${TARGETS[`${settings}/${scenario}`]} (${SETTINGS[settings]?.window})  ` +
           `old master's last write median ${sec(median(old))}  afterwards: ${[...new Set(rs.map((r) => r.oldAfterwards))].join(" / ")}`,
       );
+      if (WITH_VIP) {
+        const v = rs.map((r) => r.vipFailoverMs).filter((x): x is number => x !== null && x !== undefined);
+        console.log(
+          `${"".padEnd(15)} through the VIP: ok=${v.length}  median ${sec(median(v))}  ` +
+            `min ${sec(v.length ? Math.min(...v) : null)}  max ${sec(v.length ? Math.max(...v) : null)}`,
+        );
+      }
       const stats = stepStats(rs.filter((r) => r.failoverMs !== null));
       console.log("  first time each step was seen, ms after the fault (min / median / max over the runs):");
       for (const [k, v] of Object.entries(stats)) {
@@ -678,6 +755,8 @@ function report(results: RunResult[]): void {
         loadavg: loadavg(),
         cpus: cpus().length,
         reps: REPS,
+        vip: WITH_VIP ? VIP : null,
+        pingServerCommand: PING_COMMAND ?? "/bin/ping -q -c3 -w5",
         settings: SETTINGS,
         targets: TARGETS,
         summary: Object.fromEntries(
@@ -685,6 +764,9 @@ function report(results: RunResult[]): void {
             RUN_SCENARIOS.map((scenario) => {
               const rs = results.filter((r) => r.settings === settings && r.scenario === scenario);
               const t = rs.map((r) => r.failoverMs).filter((x): x is number => x !== null);
+              const v = rs
+                .map((r) => r.vipFailoverMs)
+                .filter((x): x is number => x !== null && x !== undefined);
               return [
                 `${settings}/${scenario}`,
                 {
@@ -694,6 +776,16 @@ function report(results: RunResult[]): void {
                   minMs: t.length ? Math.min(...t) : null,
                   maxMs: t.length ? Math.max(...t) : null,
                   steps: stepStats(rs.filter((r) => r.failoverMs !== null)),
+                  ...(WITH_VIP
+                    ? {
+                        vip: {
+                          ok: v.length,
+                          medianMs: median(v),
+                          minMs: v.length ? Math.min(...v) : null,
+                          maxMs: v.length ? Math.max(...v) : null,
+                        },
+                      }
+                    : {}),
                 },
               ];
             }),
@@ -743,7 +835,7 @@ describe.skipIf(!isRoot)("failover time on namespace hosts", () => {
           for (let rep = 1; rep <= (REPS[settings] ?? 0); rep++) {
             const r = await oneRun(settings, scenario, rep);
             console.log(
-              `${settings}/${scenario} #${rep}: failover ${sec(r.failoverMs)} (new master ${r.newMaster ?? "-"}), ` +
+              `${settings}/${scenario}${WITH_VIP ? "+vip" : ""} #${rep}: failover ${sec(r.failoverMs)}${WITH_VIP ? `, through the VIP ${sec(r.vipFailoverMs)}` : ""} (new master ${r.newMaster ?? "-"}), ` +
                 `old master's last write ${sec(r.oldLastAckMs)}${r.masters ? `  SECOND FAILOVER: ${r.masters.join(" then ")}` : ""}${r.violation ? `  !!! VIOLATION: ${r.violation}` : ""}${r.error ? `  ERROR: ${r.error}` : ""}`,
             );
             results.push(r);

@@ -441,6 +441,47 @@ export class ChaosWorld {
     }).join("\n");
   }
 
+  /**
+   * The agents' decisions merged in time order from their JSON logs: role changes, fences,
+   * promotions, failover decisions and views (periodic rows left out), in seconds from `since`
+   * (wall clock ms: the fault's start) or else from the first line. What a post-mortem of a
+   * scenario reads first; the full logs are kept by teardown.
+   */
+  decisions(since?: number): string {
+    const wanted =
+      /^(lease\.(expired|lost\.master|regained)|quorum\.lost\.master|view\.(minority|quorate\.fencedMaster|changed)|selfFence\.(done|failed)|gone\.|inv\.|coord\.|promo\.(start|send|result|timeout|exhausted|noStandby)|cand\.(accept|promoted|promoteFailed|abort)|verdict\.|local\.final\.failed|follow\.reconfigure|reconfigure\.|rejoin|conflict|idle\.primaryBesideMaster|reconcile\.noMaster|fencedRetry\.again)/;
+    const rows: { t: number; line: string }[] = [];
+    for (const h of ALL_HOSTS) {
+      const f = join(this.agentDir(h), `${NAME}.log`);
+      if (!existsSync(f)) continue;
+      for (const l of readFileSync(f, "utf8").split("\n")) {
+        let j: {
+          time?: number;
+          rule?: string;
+          role?: string;
+          members?: string[];
+          quorate?: boolean;
+          msg?: string;
+        };
+        try {
+          j = JSON.parse(l);
+        } catch {
+          continue;
+        }
+        if (typeof j.time !== "number") continue;
+        if (j.rule && wanted.test(j.rule)) rows.push({ t: j.time, line: `${h} ${j.role} ${j.rule}` });
+        else if (j.msg === "membership: view installed" && j.members)
+          rows.push({
+            t: j.time,
+            line: `${h} view [${j.members.map((m) => this.hostOf(m.split(":")[0] ?? m)).join(" ")}]${j.quorate ? "" : " minority"}`,
+          });
+      }
+    }
+    rows.sort((x, y) => x.t - y.t);
+    const t0 = since ?? rows[0]?.t ?? 0;
+    return rows.map((r) => `${((r.t - t0) / 1000).toFixed(2).padStart(7)} ${r.line}`).join("\n");
+  }
+
   /** What each database looks like now (over the Unix socket: no partition hides it). */
   async dbStates(): Promise<DbState[]> {
     const out: DbState[] = [];
@@ -526,8 +567,12 @@ export class ChaosWorld {
     return this.writers.acks.filter((a) => !have.has(a.token));
   }
 
-  /** Stop agents and writers, tear the lab down; copies the agents' logs aside for post-mortems. */
-  async teardown(scenario: string): Promise<void> {
+  /**
+   * Stop agents and writers, tear the lab down; copies the agents' logs aside for post-mortems
+   * (`<run>-logs/<scenario>`, the latest run; a failed run's also to `<scenario>-failed-<time>`, so
+   * the next run of the scenario does not replace them). Returns where a failed run's logs went.
+   */
+  async teardown(scenario: string, failed = false): Promise<string | null> {
     await this.writers?.stop().catch(() => {});
     for (const [h, a] of this.agents) {
       if (a.pid === undefined) continue;
@@ -542,8 +587,16 @@ export class ChaosWorld {
     await sleep(300);
     const keep = join(`${RUN}-logs`, scenario);
     rmSync(keep, { recursive: true, force: true });
-    if (existsSync(join(RUN, "agents"))) cpSync(join(RUN, "agents"), keep, { recursive: true });
+    let kept: string | null = null;
+    if (existsSync(join(RUN, "agents"))) {
+      cpSync(join(RUN, "agents"), keep, { recursive: true });
+      if (failed) {
+        kept = join(`${RUN}-logs`, `${scenario}-failed-${new Date().toISOString().replace(/[:.]/g, "")}`);
+        cpSync(join(RUN, "agents"), kept, { recursive: true });
+      }
+    }
     await sweepLeftovers();
+    return kept;
   }
 
   /** Reset a host as a watchdog would: SIGKILL every process in its namespace, at once. */

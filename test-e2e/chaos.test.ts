@@ -289,6 +289,7 @@ async function runScenario(sc: Scenario): Promise<void> {
     } else await w.build(sc.props);
     await w.startWriting();
     const t0 = now();
+    const t0Wall = Date.now();
     await sc.run(w, t0);
     const promotedBy = () => [...new Set(w.writers.acks.filter((a) => a.host !== "a").map((a) => a.host))];
     // The end state the scenario should settle in; bounded only so a wrong one fails.
@@ -348,7 +349,11 @@ async function runScenario(sc: Scenario): Promise<void> {
           : ""),
     );
 
-    const ctx = () => `${sc.name}\n${w.logTails()}`;
+    // The agents' decisions, seconds from the fault's start: printed on failure, or always with
+    // CHAOS_DECISIONS=1 (to compare a passing run's course with a failing one's).
+    const ctx = () => `${sc.name}\n== decisions (s from the fault)\n${w.decisions(t0Wall)}\n${w.logTails()}`;
+    if (process.env.CHAOS_DECISIONS === "1")
+      console.log(`[chaos] ${sc.name}: decisions (s from the fault)\n${w.decisions(t0Wall)}`);
     expect(overlaps, `two hosts took writes at once: ${row.overlap}\n${ctx()}`).toEqual([]);
     if (sc.expect === "none") {
       expect(promoted, `no failover expected\n${ctx()}`).toEqual([]);
@@ -372,7 +377,8 @@ async function runScenario(sc: Scenario): Promise<void> {
   } finally {
     dog?.stop();
     if (dog?.fired.length) console.log(`[chaos] ${sc.name}: watchdog resets: ${JSON.stringify(dog.fired)}`);
-    await w.teardown(sc.name);
+    const kept = await w.teardown(sc.name, row.verdict !== "pass");
+    if (kept) console.log(`[chaos] ${sc.name}: the agents' logs of this failed run are kept in ${kept}`);
   }
 }
 

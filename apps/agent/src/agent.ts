@@ -718,7 +718,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
     assignVip: async (address) => {
       if (!vip) return { ok: false, output: "no virtual IP is configured" };
-      const r = await assign(vip.interface, address, String(vip.prefix), vipOptions);
+      // The address answers once assigned: the gratuitous ARP's 2 s run on (@efm/vip onAnnounced).
+      const r = await assign(vip.interface, address, String(vip.prefix), {
+        ...vipOptions,
+        onAnnounced: (o) => {
+          if (typeof o === "object")
+            log.warn(`${address} assigned, but the gratuitous ARP failed: ${o.failed}`);
+        },
+      });
       return {
         ok: true,
         output: r.changed ? `assigned ${address}/${r.prefix} to ${r.device}` : "already assigned",

@@ -48,6 +48,9 @@ export class LocalDbWatch {
       connector: o.connector ?? pgWatchConnector({ ...o.conn, applicationName: "efm monitor" }),
       connectTimeoutMs: o.finalTimeoutMs,
       retryMs: o.periodMs,
+      // A look at the postmaster is one read of /proc/<pid>/stat (microseconds): after a kill -9
+      // the loss is seen within this, where the backend itself may notice hundreds of ms later.
+      processPollMs: 20,
     });
     this.#watch.on((e) => {
       switch (e.type) {

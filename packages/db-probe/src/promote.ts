@@ -15,6 +15,15 @@ export type SqlPromoteResult =
    */
   | { outcome: "notPermitted"; reason: string };
 
+/**
+ * Between two looks at pg_is_in_recovery() while a promotion completes: each is one statement on
+ * the same backend (well under a millisecond when idle), and a look no more often than this
+ * leaves the CPU to the server's startup process, which does the promoting.
+ */
+const PROMOTE_POLL_MS = 10;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** The signature pg_promote has had since PostgreSQL 12. */
 const PG_PROMOTE = "pg_promote(boolean, integer)";
 
@@ -71,9 +80,9 @@ export async function sqlPromotability(target: DbTarget, timeoutMs: number): Pro
 
 /**
  * Promote the standby at `target` (a fresh connection, or a kept DbSession) over SQL:
- * `SELECT pg_promote(wait => true, wait_seconds => N)`, which returns once the server has left
- * recovery (the server waits, we do not poll), then `pg_is_in_recovery()` on the same
- * connection must say false. Allowed for a superuser and for a role granted EXECUTE on
+ * `SELECT pg_promote(wait => false)` signals the server, then `pg_is_in_recovery()` on the same
+ * connection, asked every 10 ms, must turn false within `waitSeconds` (what pg_promote's own wait
+ * looks at, every 100 ms). Allowed for a superuser and for a role granted EXECUTE on
  * pg_promote (PostgreSQL 12 and later); anywhere else it changes nothing and answers
  * `notPermitted`. Rejects with a DbProbeError when the database cannot be reached, or when it is
  * still in recovery after `waitSeconds` (TIMEOUT; the promotion was requested and may still
@@ -94,23 +103,29 @@ export async function promoteBySql(target: DbTarget, waitSeconds: number): Promi
       const p = await promotabilityOver(q, host, user);
       if (!p.inRecovery) return { outcome: "alreadyMaster", durationMs: performance.now() - started };
       if (p.notPermitted !== null) return { outcome: "notPermitted", reason: p.notPermitted };
-      const r = await q<{ ok: boolean }>("SELECT pg_promote(wait => true, wait_seconds => $1) AS ok", [
-        waitSeconds,
-      ]);
+      // pg_promote(wait => true) sleeps 100 ms between its looks at the server's state, so it
+      // answered up to 100 ms after the server took writes; the server is asked directly instead,
+      // the same question (pg_is_in_recovery() reads what pg_promote's own wait reads).
+      const r = await q<{ ok: boolean }>("SELECT pg_promote(wait => false) AS ok");
       if (r.rows[0]?.ok !== true) {
         throw new DbProbeError(
-          "TIMEOUT",
-          `database at ${host}: pg_promote() requested the promotion but the server was still in recovery after ${waitSeconds} s`,
+          "QUERY_FAILED",
+          `database at ${host}: pg_promote() could not signal the server to promote`,
           { address: host },
         );
       }
-      const after = await q<{ rec: boolean }>("SELECT pg_is_in_recovery() AS rec");
-      if (after.rows[0]?.rec !== false) {
-        throw new DbProbeError(
-          "QUERY_FAILED",
-          `database at ${host}: pg_promote() returned true but pg_is_in_recovery() is not false`,
-          { address: host },
-        );
+      const deadline = performance.now() + waitSeconds * 1000;
+      for (;;) {
+        const after = await q<{ rec: boolean }>("SELECT pg_is_in_recovery() AS rec");
+        if (after.rows[0]?.rec === false) break;
+        if (performance.now() >= deadline) {
+          throw new DbProbeError(
+            "TIMEOUT",
+            `database at ${host}: pg_promote() requested the promotion but the server was still in recovery after ${waitSeconds} s`,
+            { address: host },
+          );
+        }
+        await sleep(PROMOTE_POLL_MS);
       }
       return { outcome: "promoted", durationMs: performance.now() - started };
     });

@@ -7,6 +7,7 @@ import type {
   CandidateCheck,
   Command,
   DbAnswer,
+  PingAnswer,
   FailoverAction,
   FailoverEvent,
   FailoverState,
@@ -519,16 +520,40 @@ export class Ctx {
       // checks, if it is still that fresh when they are in (below). The check still runs beside
       // them, so an answer gone stale costs no wait after theirs.
       const prior = this.candidacyAction(c, "master") !== null ? this.freshMasterAnswer(c.oldMaster!) : null;
-      const run = checks.filter((s) => this.candidacyAction(c, s) !== null);
-      if (run.length > 0 && !(prior && run.length === 1)) {
+      // The VIP likewise: our probe begun with the pre-promotion check, when it found the VIP
+      // free as recently as a new ping could, is this check's answer; still running, it is
+      // waited for instead of a second ping that would wait out the whole bound again.
+      const probe = this.candidacyAction(c, "vip") !== null ? this.vipProbeStanding() : null;
+      // The ping of the ping server begun with our pre-promotion check answers for this one: its
+      // answer that the server is reachable, while as fresh as a new ping could be
+      // (freshPingAnswer), counts as given; a ping of it still running is waited for instead of
+      // starting a second process. Anything else (no early ping, a stale answer, or one that
+      // found the server unreachable) pings again now, as the guide's candidate does.
+      const pingRuns = this.candidacyAction(c, "pingServer") !== null;
+      const pingDone = pingRuns && this.freshPingAnswer() !== null;
+      const pingJoined = pingRuns && !pingDone && this.s.earlyPing !== null ? this.s.earlyPing.token : null;
+      const run = checks.filter(
+        (s) =>
+          this.candidacyAction(c, s) !== null &&
+          !(s === "vip" && probe === "free") &&
+          !(s === "pingServer" && pingDone),
+      );
+      if (run.length > 0 && !(prior && run.length === 1 && run[0] === "master")) {
+        const fromProbe = probe === "running" && run.includes("vip");
         this.s.candidacy = {
           ...c,
           stage: run[0]!,
           pendingChecks: run,
           checksAskedAt: this.now,
           ...(prior ? { priorMaster: { askedAt: prior.askedAt, answeredAt: prior.answeredAt } } : {}),
+          ...(fromProbe ? { vipFromProbe: true } : {}),
+          ...(pingJoined !== null ? { pingToken: pingJoined } : {}),
         };
-        for (const s of run) this.act(this.candidacyAction(c, s)!);
+        for (const s of run) {
+          if (s === "vip" && fromProbe) continue;
+          if (s === "pingServer" && pingJoined !== null) continue;
+          this.act(this.candidacyAction(c, s)!);
+        }
         return;
       }
       after = "master";
@@ -627,6 +652,72 @@ export class Ctx {
   freshMasterAnswer(target: string): DbAnswer | null {
     const a = this.s.masterDbAnswers[target];
     if (!a || a.result !== "unreachable") return null;
+    return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
+  }
+
+  /**
+   * Starts a ping of the virtual IP (State.vipProbes) unless one is still out or one found it
+   * free as recently as a new ping could (vipProbeStanding): if we are chosen
+   * as the candidate, its VIP check (guide 8.1, 8.3: no agent may reach the VIP before a standby
+   * is promoted) has its answer sooner. A free VIP answers nothing, so a ping lasts its whole
+   * bound (remote.timeout): begun when the master goes quiet, or with the positions round, that
+   * bound runs beside detection and ranking instead of after them.
+   */
+  startVipProbe(): void {
+    const vip = this.s.config.virtualIp;
+    // One still out, or a free answer as fresh as a new ping could give: nothing to gain.
+    if (!vip || this.vipProbeStanding() !== null) return;
+    const token = this.token("vipProbe");
+    this.s.vipProbes = { ...this.s.vipProbes, running: { token, askedAt: this.now } };
+    this.act({ type: "pingVip", token, vip });
+  }
+
+  /** Our probe still out, unless it is past its bound (remote.timeout and the slack): then lost. */
+  private vipProbeRunning(): boolean {
+    const r = this.s.vipProbes.running;
+    return r !== null && this.now - r.askedAt <= this.s.config.remoteTimeoutMs + this.s.config.messageSlackMs;
+  }
+
+  /**
+   * What our probes can stand for in a candidacy's VIP check: "free" (one found nobody on the
+   * VIP less long ago than it took, so as recently as a new ping could: the freshness rule of
+   * freshMasterAnswer), "running" (wait for the one still out), or null (a ping of our own
+   * decides). Only free answers are ever used: an answer from the VIP may predate the old
+   * master's release (a manual promotion releases it after the check), so it proves nothing
+   * now, and the candidate pings again.
+   */
+  vipProbeStanding(): "running" | "free" | null {
+    const f = this.s.vipProbes.free;
+    if (f !== null && this.now - f.answeredAt <= f.answeredAt - f.askedAt) return "free";
+    return this.vipProbeRunning() ? "running" : null;
+  }
+
+  /**
+   * A promote of this standby may follow (the coordinator asked it to try the master's database,
+   * or for its pre-promotion check): ping the ping server now, unless a ping begun so runs, so that
+   * its answer is in (or on its way) when a candidacy's checks start (advanceCandidacy). It only
+   * reads; an answer that is not fresh by then is not used (freshPingAnswer).
+   */
+  startEarlyPing(): void {
+    const server = this.s.config.pingServer;
+    if (!server || this.s.earlyPing !== null) return;
+    const token = this.token("ping");
+    this.s.earlyPing = { token, askedAt: this.now };
+    this.act({ type: "pingServer", token, server });
+  }
+
+  /**
+   * The early ping's answer (EngineState.pingAnswer) if it found the ping server reachable and is
+   * as fresh as a new ping could be: it answered less long ago than it took, the rule
+   * freshMasterAnswer applies to the old master's database. A ping's time is mostly the start of
+   * pingServerCommand's process (its reply comes in under a millisecond), so on a loaded host an
+   * answer from the position round is still fresh when the promote arrives, and on an idle one a
+   * new ping costs little. Invariant: the candidate fences and promotes only after a ping that
+   * reached the server and is no older than the one the candidacy would otherwise start.
+   */
+  freshPingAnswer(): PingAnswer | null {
+    const a = this.s.pingAnswer;
+    if (!a?.reachable) return null;
     return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
   }
 

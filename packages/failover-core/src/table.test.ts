@@ -511,6 +511,46 @@ describe("quorum and the master lease", () => {
     expect(r.state.role).toBe("Idle");
   });
 
+  it("a master fenced by a cut shorter than the detection window reports itself fenced once a majority hears it again", () => {
+    // Invariant (liveness): the lease (L) lapses before the others remove the master, so a short
+    // cut fences it without a view change; its report met its own lapsed lease (it coordinates).
+    const s = master();
+    const expired = run(s, { type: "timer", now: LEASE, name: "lease" });
+    expect(rules(expired)).toEqual(["lease.expired"]);
+    const fence = find(expired, "fenceDb");
+    let f = run(expired.state, { type: "dbFenced", now: LEASE + 1, token: fence.token, ok: true });
+    f = run(f.state, {
+      type: "vipDone",
+      now: LEASE + 2,
+      token: fence.token,
+      op: "release",
+      ok: true,
+      output: "",
+    });
+    expect(rules(f)).toContain("coord.fencedMasterBack.ignore");
+    expect(f.state.promotion).toBeNull();
+    // The cut heals within the window: same view, the lease comes back, the report goes again.
+    const back = run(f.state, { type: "leaseValid", now: LEASE + 3, until: LEASE + 3 + 2000 });
+    expect(rules(back)).toEqual(["lease.regained.fencedMaster", "coord.fencedMasterBack", "promo.start"]);
+    expect(back.state.promotion?.oldMaster).toBe("a");
+    // Said once: later renewals only renew.
+    const again = run(back.state, { type: "leaseValid", now: LEASE + 500, until: LEASE + 2500 });
+    expect(rules(again)).toEqual(["lease.valid"]);
+    // A member that is not the coordinator tells the coordinator; nothing while the view is not quorate.
+    const b = boot("a", "primary", view(1, FULL, { coordinator: "b" }));
+    const bExp = run(b, { type: "timer", now: LEASE, name: "lease" });
+    const bTok = find(bExp, "fenceDb").token;
+    let g = run(bExp.state, { type: "dbFenced", now: LEASE + 1, token: bTok, ok: true });
+    g = run(g.state, { type: "vipDone", now: LEASE + 2, token: bTok, op: "release", ok: true, output: "" });
+    const told = run(g.state, { type: "leaseValid", now: LEASE + 3, until: LEASE + 2003 });
+    expect(rules(told)).toEqual(["lease.regained.fencedMaster"]);
+    expect(told.actions).toContainEqual({ type: "send", to: "b", message: { type: "fencedMasterBack" } });
+    const minority = run(g.state, { type: "quorumLost", now: LEASE + 3 }).state;
+    expect(rules(run(minority, { type: "leaseValid", now: LEASE + 4, until: LEASE + 2004 }))).toEqual([
+      "lease.valid",
+    ]);
+  });
+
   it("an old master Idle without fencing (others reach its database, 8.1) fences when it loses the lease or the majority", () => {
     // Invariant: while the others take our database for the master's they take over only after our
     // lease, so whoever's database that is fences itself when the lease or the majority goes.
@@ -2056,6 +2096,105 @@ describe("promotion (candidate side)", () => {
     expect(again.state.candidacy?.stage).toBe("fence");
   });
 
+  describe("the early ping, begun with the pre-promotion check", () => {
+    // No VIP here: its own early probe is tested below.
+    const fenced = () =>
+      standby({
+        virtualIp: null,
+        scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      });
+    /** The standby asked for its pre-promotion check at now=1: the ping server is pinged beside it. */
+    function asked() {
+      const r = run(fenced(), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(rules(r)).toEqual(["precheck.request"]);
+      expect(find(r, "checkPromotable")).toBeDefined();
+      const ping = find(r, "pingServer");
+      expect(ping).toMatchObject({ server: "8.8.8.8" });
+      // asked again (a second round) while it runs: no second ping
+      const again = run(r.state, msg(2, "a", { type: "checkPromotable", token: "p1" }));
+      expect(again.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+      return { state: r.state, token: ping.token };
+    }
+    const sent = (r: StepResult, type: PeerMessage["type"]) =>
+      r.actions.flatMap((x) => (x.type === "send" && x.message.type === type ? [x.message] : []));
+    const checks = (r: { actions: readonly { type: string }[] }) =>
+      r.actions.map((a) => a.type).filter((t) => ["pingVip", "pingServer", "checkRemoteDb"].includes(t));
+
+    it("counts for the candidacy while its answer is as fresh as a new ping could be", () => {
+      const a = asked();
+      // the ping took 300 ms (a process start on a loaded host)
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      expect(answered.state.role).toBe("Standby");
+      // the promote comes 299 ms after the answer: no second ping, the other checks start
+      const r = run(answered.state, promote(600));
+      expect(rules(r)).toEqual(["cand.accept"]);
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
+        type: "remoteDbChecked",
+        now: 603,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      expect(find(master, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    });
+
+    it("is asked again by the candidacy once older than it took, and an unreachable server orphans it", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 301, token: a.token, reachable: true });
+      // 301 ms after the answer, longer than the ping took: a new one
+      const r = run(answered.state, promote(602));
+      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
+      expect(find(r, "pingServer")).toMatchObject({ token: "p1" });
+      const orphaned = run(r.state, { type: "pingServerPinged", now: 605, token: "p1", reachable: false });
+      expect(rules(orphaned)).toEqual(["cand.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+
+    it("never stands in when it found the server unreachable", () => {
+      const a = asked();
+      const answered = run(a.state, { type: "pingServerPinged", now: 2, token: a.token, reachable: false });
+      expect(rules(answered)).toEqual(["precheck.ping"]);
+      const r = run(answered.state, promote(3));
+      expect(checks(r)).toEqual(["pingServer", "checkRemoteDb"]);
+    });
+
+    it("is waited for when still running as the candidacy starts, and decides like the candidacy's own", () => {
+      const a = asked();
+      const r = run(a.state, promote(100));
+      // no second process: the running ping answers for this candidacy
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
+        type: "remoteDbChecked",
+        now: 102,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      // nothing irreversible while the ping is out
+      expect(master.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      const ok = run(master.state, { type: "pingServerPinged", now: 103, token: a.token, reachable: true });
+      expect(rules(ok)).toEqual(["cand.earlyPing.ok"]);
+      expect(find(ok, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+      const orphaned = run(master.state, {
+        type: "pingServerPinged",
+        now: 103,
+        token: a.token,
+        reachable: false,
+      });
+      expect(rules(orphaned)).toEqual(["cand.earlyPing.orphaned"]);
+      expect(orphaned.state.role).toBe("Standby");
+      expect(orphaned.actions.filter((x) => x.type === "runScript" || x.type === "promoteDb")).toEqual([]);
+      expect(sent(orphaned, "promotionResult")).toEqual([
+        { type: "promotionResult", token: "p1", ok: false, reason: "orphaned", next: true },
+      ]);
+    });
+  });
+
   it("fences at once when the master database is the last check to answer", () => {
     const fenced = standby({
       scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
@@ -2094,12 +2233,140 @@ describe("promotion (candidate side)", () => {
     expect(find(ping, "runScript")).toMatchObject({ script: "fence", token: "p1" });
   });
 
+  describe("the VIP probe begun with the pre-promotion check", () => {
+    // No ping server here: its own early ping is tested above.
+    const withFence = () =>
+      standby({
+        pingServer: null,
+        scripts: { fence: "/bin/fence", postPromotion: null, dbFailure: null, masterIsolated: null },
+      });
+    const checks = (r: StepResult) =>
+      r.actions.filter((a) => ["pingVip", "pingServer", "checkRemoteDb"].includes(a.type)).map((a) => a.type);
+    const fences = (r: StepResult) =>
+      r.actions.filter((a) => a.type === "runScript" || a.type === "promoteDb");
+    /** b is asked for its pre-promotion check at 1 and starts its probe. */
+    function probing() {
+      const pre = run(withFence(), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(rules(pre)).toEqual(["precheck.request"]);
+      const probe = find(pre, "pingVip");
+      expect(probe.token).not.toBe("p1");
+      return { state: pre.state, token: probe.token };
+    }
+    const promoteAt = (now: number): FailoverEvent =>
+      msg(now, "a", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true });
+
+    it("is not begun without a VIP", () => {
+      const pre = run(standby({ virtualIp: null }), msg(1, "a", { type: "checkPromotable", token: "p1" }));
+      expect(pre.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+    });
+
+    it("still running when the candidacy starts, it is waited for instead of a second ping", () => {
+      const p = probing();
+      const r = run(p.state, promoteAt(300));
+      expect(checks(r)).toEqual(["checkRemoteDb"]);
+      const master = run(r.state, {
+        type: "remoteDbChecked",
+        now: 990,
+        token: "p1",
+        target: "a",
+        result: "unreachable",
+      });
+      // every other check passed: nothing irreversible until the VIP's answer is in
+      expect(fences(master)).toEqual([]);
+      const free = run(master.state, { type: "vipPinged", now: 1001, token: p.token, reachable: false });
+      expect(rules(free)).toEqual(["vipProbe.answer"]);
+      expect(find(free, "runScript")).toMatchObject({ script: "fence", token: "p1" });
+    });
+
+    it("found answering, it aborts nothing: the candidate pings the VIP itself, and that ping decides", () => {
+      // a manual promotion's master still held the VIP when the probe began
+      const p = probing();
+      const r = run(p.state, promoteAt(300));
+      const held = run(r.state, { type: "vipPinged", now: 310, token: p.token, reachable: true });
+      expect(rules(held)).toEqual(["vipProbe.answer"]);
+      expect(held.state.role).toBe("Promoting");
+      expect(find(held, "pingVip")).toMatchObject({ token: "p1" });
+      const own = run(held.state, { type: "vipPinged", now: 400, token: "p1", reachable: true });
+      expect(rules(own)).toEqual(["cand.vipAssigned"]);
+      expect(own.state.role).toBe("Standby");
+      // answered before the candidacy, an answering VIP is not used either
+      const before = run(p.state, { type: "vipPinged", now: 5, token: p.token, reachable: true });
+      expect(checks(run(before.state, promoteAt(300)))).toEqual(["pingVip", "checkRemoteDb"]);
+    });
+
+    it("found free as recently as a new ping could, it is the VIP check's answer; older, it is not", () => {
+      const p = probing();
+      // it took 1,000 ms (a free VIP answers nothing: the whole bound)
+      const ans = run(p.state, { type: "vipPinged", now: 1001, token: p.token, reachable: false });
+      expect(checks(run(ans.state, promoteAt(2001)))).toEqual(["checkRemoteDb"]);
+      expect(checks(run(ans.state, promoteAt(2002)))).toEqual(["pingVip", "checkRemoteDb"]);
+    });
+
+    it("is begun on a standby when the master goes quiet (8.3: is the VIP released?), beside the check of its database", () => {
+      const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }), {
+        scripts: withFence().config.scripts,
+      });
+      const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });
+      expect(rules(quiet)).toEqual(["quiet.master"]);
+      expect(checks(quiet)).toEqual(["checkRemoteDb", "pingVip"]);
+      const probe = find(quiet, "pingVip");
+      // the suspicion within the same silence starts no second one
+      const sus = run(quiet.state, { type: "memberSuspected", now: 600, address: "a" });
+      expect(sus.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      const free = run(quiet.state, { type: "vipPinged", now: 1100, token: probe.token, reachable: false });
+      expect(rules(free)).toEqual(["vipProbe.answer"]);
+      // chosen 900 ms after it answered, within the 1,000 ms it took: it is the VIP check
+      const chosen = run(
+        free.state,
+        msg(2000, "w", { type: "promote", token: "p1", epoch: 1, oldMaster: "a", checkMaster: true }),
+      );
+      expect(chosen.state.role).toBe("Promoting");
+      expect(checks(chosen)).toEqual(["pingServer", "checkRemoteDb"]);
+      // quiet again while that answer is fresh: no second probe
+      const soon = run(free.state, { type: "memberQuiet", now: 1200, address: "a" });
+      expect(soon.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      // later, a new probe, and one that finds the VIP answering undoes the earlier silence
+      const p2 = run(free.state, { type: "memberQuiet", now: 2200, address: "a" });
+      const held = run(p2.state, {
+        type: "vipPinged",
+        now: 2210,
+        token: find(p2, "pingVip").token,
+        reachable: true,
+      });
+      expect(held.state.vipProbes).toEqual({ running: null, free: null });
+    });
+
+    it("unanswered past its bound, it is taken for lost and not waited for", () => {
+      const p = probing();
+      // remote.timeout 1,000 ms + 500 ms slack
+      expect(checks(run(p.state, promoteAt(1501)))).toEqual(["checkRemoteDb"]);
+      expect(checks(run(p.state, promoteAt(1502)))).toEqual(["pingVip", "checkRemoteDb"]);
+      // and a new pre-promotion check begins a new probe
+      const again = run(p.state, msg(1502, "a", { type: "checkPromotable", token: "p2" }));
+      expect(find(again, "pingVip").token).not.toBe(p.token);
+    });
+  });
+
   /** b checks a's database as a master for the coordinator: asked at `asked`, answered `result` at `answered`. */
   function confirmed(s: FailoverState, asked: number, answered: number, result: "unreachable" | "reachable") {
     const req = run(s, msg(asked, "a", { type: "checkDb", token: "inv1", target: "a", asMaster: true }));
     expect(rules(req)).toEqual(["checkDb.request"]);
     const chk = find(req, "checkRemoteDb");
-    const ans = run(req.state, {
+    // a standby asked about the master's database also pings the ping server (a promote may
+    // follow); here it answers at once, so by the promote it is stale and the candidacy pings anew
+    let state = req.state;
+    if (s.config.pingServer !== null) {
+      const early = find(req, "pingServer");
+      const pinged = run(state, {
+        type: "pingServerPinged",
+        now: asked,
+        token: early.token,
+        reachable: true,
+      });
+      expect(rules(pinged)).toEqual(["precheck.ping"]);
+      state = pinged.state;
+    } else expect(req.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+    const ans = run(state, {
       type: "remoteDbChecked",
       now: answered,
       token: chk.token,

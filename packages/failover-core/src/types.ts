@@ -673,6 +673,37 @@ export interface Candidacy {
    * when every other check is in.
    */
   readonly priorMaster?: { readonly askedAt: number; readonly answeredAt: number };
+  /**
+   * The VIP check waits for our VIP probe (State.vipProbes) still running when the checks
+   * started, instead of a ping of its own.
+   */
+  readonly vipFromProbe?: boolean;
+  /**
+   * The ping of the ping server whose answer is this candidacy's: the early one
+   * (EngineState.earlyPing) when it was still running as the checks started.
+   * Absent: the candidacy's own ping (its token).
+   */
+  readonly pingToken?: string;
+}
+
+/** One ping of the ping server (pingServerCommand): whether it answered, when asked and answered. */
+export interface PingAnswer {
+  readonly reachable: boolean;
+  readonly askedAt: number;
+  readonly answeredAt: number;
+}
+
+/**
+ * Our pings of the virtual IP begun before any candidacy (Ctx.startVipProbe): when the master
+ * goes quiet or is suspected (guide 8.3: a lost master's VIP is pinged to see whether it was
+ * released) and when the coordinator asks for our pre-promotion check. By the time we are
+ * chosen, one has usually answered, or is closer to its bound than a new ping would be.
+ */
+export interface VipProbes {
+  /** The probe still out, if any (at most one at a time). */
+  readonly running: { readonly token: string; readonly askedAt: number } | null;
+  /** The latest probe that found nobody on the VIP, unless a later one found it answering. */
+  readonly free: { readonly askedAt: number; readonly answeredAt: number } | null;
 }
 
 /** One direct check of a database: what it found, when it was asked and when it answered. */
@@ -779,6 +810,16 @@ export interface FailoverState {
    * is as fresh as a new one could be uses it instead of waiting for a second one.
    */
   readonly masterDbAnswers: Readonly<Record<string, DbAnswer>>;
+  /** Our VIP probes (see VipProbes). */
+  readonly vipProbes: VipProbes;
+  /**
+   * The ping of the ping server begun when a promotion of this standby became likely (the
+   * coordinator asked it to try the master's database, or for its pre-promotion check), while it
+   * runs: its token and when it was asked (Ctx.startEarlyPing).
+   */
+  readonly earlyPing: { readonly token: string; readonly askedAt: number } | null;
+  /** The latest answer of that early ping: a candidacy uses it while it is fresh (Ctx.freshPingAnswer). */
+  readonly pingAnswer: PingAnswer | null;
   readonly investigations: readonly Investigation[];
   readonly promotion: Promotion | null;
   readonly candidacy: Candidacy | null;

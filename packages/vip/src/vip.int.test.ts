@@ -72,6 +72,15 @@ describe("virtual IP in network namespaces", () => {
 
     // Assigning again is harmless and changes nothing.
     expect((await assign("eth0:0", VIP, "24", { netns: "evpA", arpCount: 0 })).changed).toBe(false);
+    // Under another label too: the address is on the device already, under the label it has.
+    expect(await assign("eth0:1", VIP, "24", { netns: "evpA", arpCount: 0 })).toMatchObject({
+      changed: false,
+      label: "eth0:0",
+    });
+    // A device that does not exist is an error, not "already assigned".
+    await expect(assign("nosuch0:1", VIP, "24", { netns: "evpA", arpCount: 0 })).rejects.toMatchObject({
+      code: "COMMAND_FAILED",
+    });
 
     expect(await release("eth0:0", VIP, { netns: "evpA" })).toBe(true);
     expect(await release("eth0:0", VIP, { netns: "evpA" })).toBe(false);
@@ -124,6 +133,18 @@ describe("virtual IP in network namespaces", () => {
     expect(await release("eth0", VIP, viaProgram)).toBe(true);
     expect(await isHeldLocally(VIP, { netns: "evpB" })).toBe(false);
     rmSync(configDir, { recursive: true, force: true });
+  });
+
+  it("with onAnnounced, returns once the address is assigned and reports the gratuitous ARP after", async () => {
+    let report: (o: unknown) => void = () => {};
+    const announced = new Promise((resolve) => {
+      report = resolve;
+    });
+    const r = await assign("eth0:0", VIP, "24", { netns: "evpA", arpCount: 2, onAnnounced: report });
+    expect(r).toMatchObject({ changed: true, label: "eth0:0", gratuitousArp: "started" });
+    expect(await isHeldLocally(VIP, { netns: "evpA" })).toBe(true);
+    expect(await announced).toBe("sent");
+    expect(await release("eth0:0", VIP, { netns: "evpA" })).toBe(true);
   });
 
   it("accepts IPv6", async () => {

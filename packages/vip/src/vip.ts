@@ -16,6 +16,13 @@ export interface VipOptions {
   /** Per-command timeout; default 15 s. */
   readonly timeoutMs?: number;
   /**
+   * Given, `assign` does not wait for the gratuitous ARP (arping sends one packet a second and
+   * takes about `arpCount` seconds: 2 s by default) once the address is on the device: it returns with `gratuitousArp: "started"`, and this is called with the
+   * outcome when arping ends. Through the efm-address program (`helper`) the program itself
+   * still waits.
+   */
+  readonly onAnnounced?: (outcome: "sent" | { readonly failed: string }) => void;
+  /**
    * Go through the efm-address program instead of calling `ip` to change addresses: the agent
    * runs as the unprivileged efm user. It runs through `sudo -n --` (directly when we are
    * root) and reads the address, interface and netmask itself from the root-owned
@@ -56,8 +63,11 @@ export interface AssignResult {
   /** The label given to an IPv4 address (`eth0:1`); undefined for IPv6. */
   readonly label?: string;
   readonly prefix: number;
-  /** Whether neighbours were told: "sent", "skipped" (IPv6 or arpCount 0) or the failure text. */
-  readonly gratuitousArp: "sent" | "skipped" | { readonly failed: string };
+  /**
+   * Whether neighbours were told: "sent", "skipped" (IPv6 or arpCount 0), the failure text, or
+   * "started" (with `onAnnounced`, which reports how it ended).
+   */
+  readonly gratuitousArp: "sent" | "skipped" | "started" | { readonly failed: string };
 }
 
 /** One address held by this host, as `ip -j addr` reports it. */
@@ -144,7 +154,8 @@ export async function isHeldLocally(ip: string, options: VipOptions = {}): Promi
  * gratuitous ARP (`arping -U`) so neighbours drop the old owner's MAC. `iface` is the
  * guide's `virtualIp.interface`: `eth0:0` gives that label; a plain `eth0` gets the first free
  * `eth0:<n>`. `netmask` is dotted or a prefix length. Assigning an address already on the
- * device only repeats the ARP.
+ * device only repeats the ARP. With a label named (IPv4), the address is added without reading
+ * the device's addresses first.
  */
 export async function assign(
   iface: string,
@@ -157,6 +168,40 @@ export async function assign(
   const spec = parseInterface(iface);
   if (options.helper !== undefined) return assignViaProgram(spec, ip, prefix, options.helper, options);
   const ipCmd = options.ipCommand ?? "ip";
+  if (family === "inet" && spec.label !== undefined) {
+    // The label is named, so nothing needs reading first: add at once, one program fewer before
+    // the address answers (a new master's VIP on the failover path). The kernel refuses an
+    // address already on the device (any label); only then is the list read, to say so.
+    const argv = [
+      ipCmd,
+      "addr",
+      "add",
+      `${ip}/${prefix}`,
+      "brd",
+      "+",
+      "dev",
+      spec.device,
+      "label",
+      spec.label,
+    ];
+    const added = await run(argv, options);
+    let label = spec.label;
+    if (added.code !== 0) {
+      const wanted = normalizeAddress(ip);
+      const mine = (await listAddresses(options)).find(
+        (a) => a.address === wanted && a.device === spec.device,
+      );
+      if (mine === undefined) {
+        throw new VipError(
+          "COMMAND_FAILED",
+          `${argv.join(" ")} exited with ${added.code}: ${added.stderr.trim() || added.stdout.trim()}`,
+        );
+      }
+      label = mine.label ?? label;
+    }
+    const gratuitousArp = await announceOrStart(spec.device, ip, family, options);
+    return { changed: added.code === 0, device: spec.device, label, prefix, gratuitousArp };
+  }
   const held = await listAddresses(options);
   const mine = held.find((a) => a.address === normalizeAddress(ip) && a.device === spec.device);
   let label = mine?.label ?? spec.label;
@@ -176,7 +221,7 @@ export async function assign(
       await mustRun([ipCmd, "-6", "addr", "add", `${ip}/${prefix}`, "dev", spec.device], options);
     }
   }
-  const gratuitousArp = await announce(spec.device, ip, family, options);
+  const gratuitousArp = await announceOrStart(spec.device, ip, family, options);
   return {
     changed: mine === undefined,
     device: spec.device,
@@ -239,15 +284,31 @@ function freeLabel(device: string, onDevice: readonly HeldAddress[]): string {
   throw new VipError("INVALID_INTERFACE", `virtualIp.interface: no free alias label on ${device}; name one`);
 }
 
-async function announce(
+/**
+ * The gratuitous ARP, waited for; or, with `onAnnounced`, started and reported there: the address
+ * already answers, and neighbours holding the old MAC hear the first packet at once, so nothing
+ * after the assignment need wait for the rest (a new master's post-promotion steps).
+ */
+async function announceOrStart(
   device: string,
   ip: string,
   family: Family,
   options: VipOptions,
 ): Promise<AssignResult["gratuitousArp"]> {
-  const count = options.arpCount ?? 2;
   // IPv6 neighbours learn through neighbour discovery; arping speaks ARP only.
-  if (family === "inet6" || count === 0) return "skipped";
+  if (family === "inet6" || (options.arpCount ?? 2) === 0) return "skipped";
+  const report = options.onAnnounced;
+  if (report === undefined) return announce(device, ip, options);
+  void announce(device, ip, options).then(report);
+  return "started";
+}
+
+async function announce(
+  device: string,
+  ip: string,
+  options: VipOptions,
+): Promise<"sent" | { failed: string }> {
+  const count = options.arpCount ?? 2;
   try {
     const result = await run(
       [options.arpingCommand ?? "arping", "-q", "-U", "-c", String(count), "-I", device, ip],

@@ -54,7 +54,12 @@ export interface ClusterOptions {
   /** Login of the agents (db.user) and its clear-text password. */
   efmUser?: string;
   efmPassword?: string;
-  /** Extra postgresql.conf settings for every host (e.g. max_connections, ssl). */
+  /**
+   * Extra postgresql.conf settings for every host (e.g. max_connections, ssl). A
+   * `listen_addresses` here replaces each host's own address (netns mode: `"*"` lets a virtual
+   * IP added to the host reach its database; in loopback mode the hosts share one stack, so
+   * `"*"` would clash on the port).
+   */
   postgresConf?: Record<string, string | number>;
   /** Extra pg_hba.conf lines, placed before the lab's own. */
   hbaLines?: string[];
@@ -248,6 +253,12 @@ export class Cluster {
     this.state = state;
     this.#conf = conf;
     this.#log = log;
+  }
+
+  /** Per-host settings the caller overrides: only `listen_addresses` (see ClusterOptions). */
+  #hostConf(): Record<string, string | number> {
+    const listen = this.#conf.listen_addresses;
+    return listen === undefined ? {} : { listen_addresses: listen };
   }
 
   get name(): string {
@@ -484,7 +495,7 @@ export class Cluster {
         ]);
         const how = /no rewind required/.test(r.stdout + r.stderr) ? "follow" : "rewind";
         // pg_rewind copies the source's config files, including its per-host settings.
-        ops.writeHostConf(this.state, h, {});
+        ops.writeHostConf(this.state, h, this.#hostConf());
         ops.writeStandbyConfig(this.state, h, m);
         const logStart = fileSize(h.logFile);
         await ops.startDb(this.state, h);
@@ -698,7 +709,7 @@ export class Cluster {
       "host all all ::/0 scram-sha-256",
     ].join("\n");
     fs.writeFileSync(path.join(data, "pg_hba.conf"), `${hba}\n`);
-    ops.writeHostConf(s, m, {});
+    ops.writeHostConf(s, m, this.#hostConf());
     await ops.startDb(s, m);
     const db = quoteIdent(s.database);
     const efm = quoteIdent(s.efmUser);
@@ -759,7 +770,7 @@ export class Cluster {
       { env: { ...process.env, PGPASSWORD: s.replicationPassword }, timeoutMs: 120_000 },
     );
     // The copy carries the master's postmaster.pid-free data dir and its lab-host.conf: replace the latter.
-    ops.writeHostConf(s, h, {});
+    ops.writeHostConf(s, h, this.#hostConf());
     ops.writeStandbyConfig(s, h, master);
   }
 }

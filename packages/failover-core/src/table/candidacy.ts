@@ -30,6 +30,29 @@ function learnAnnouncedFork(c: Ctx, e: EventFor<"message:newMaster">): void {
     c.learnFork({ parent: e.message.forkTimeline, lsn: e.message.forkLsn ?? null });
 }
 
+/** The ping whose answer our candidacy waits for: its own, or the early one it joined. */
+function candidacyPing(c: Ctx, token: string): boolean {
+  const cand = c.s.candidacy;
+  return cand !== null && (cand.pingToken ?? cand.token) === token;
+}
+
+/** The candidacy's ping answered: the server is reachable (next check) or not (orphaned: abort). */
+function pingAnswered(c: Ctx, reachable: boolean): void {
+  if (reachable) {
+    c.advanceCandidacy("pingServer");
+    return;
+  }
+  c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
+  // Our own network: a candidate elsewhere may still reach the well-known server.
+  c.abortCandidacy("orphaned", undefined, true);
+}
+
+/** The early ping answered: kept with when it was asked and came (Ctx.freshPingAnswer). */
+function keepEarlyPing(c: Ctx, reachable: boolean): void {
+  c.s.pingAnswer = { reachable, askedAt: c.s.earlyPing!.askedAt, answeredAt: c.now };
+  c.s.earlyPing = null;
+}
+
 /** Becomes the candidate and starts the checks before fencing (Ctx.advanceCandidacy). */
 function accept(c: Ctx, e: PromoteEvent): void {
   if (e.message.forkTimeline !== undefined)
@@ -59,7 +82,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     on: "message:checkPromotable",
     guard: "from the coordinator; a healthy standby, or the fenced old master asked to take its role back",
     to: "unchanged",
-    actions: "checkPromotable on the local database",
+    actions: "checkPromotable on the local database; start a VIP probe (Ctx.startVipProbe)",
     reason: "the coordinator asks whether this node can be promoted before anyone is fenced",
     when: (c, e) =>
       e.from === c.coordinator() &&
@@ -70,7 +93,54 @@ export const candidacyRows: readonly TransitionRow[] = [
       const t = c.token("promotable");
       c.s.promotableChecks = { ...c.s.promotableChecks, [t]: { to: e.from, token: e.message.token } };
       c.act({ type: "checkPromotable", token: t });
+      c.startVipProbe();
+      // A promote may follow: ping the ping server now, beside this check (Ctx.startEarlyPing).
+      c.startEarlyPing();
     },
+  }),
+  row({
+    id: "cand.earlyPing.orphaned",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server does not answer",
+    to: "Standby",
+    actions: "keep the answer; notify standbyPromoteOrphaned; abort",
+    reason: "this standby appears orphaned from the network",
+    // As cand.orphaned: this ping was still running when the candidacy's checks started, so it
+    // is no older than the one the candidacy would have started (Ctx.advanceCandidacy).
+    when: (c, e) => c.s.earlyPing?.token === e.token && candidacyPing(c, e.token) && !e.reachable,
+    run: (c, e) => {
+      keepEarlyPing(c, e.reachable);
+      pingAnswered(c, false);
+    },
+  }),
+  row({
+    id: "cand.earlyPing.ok",
+    from: ["Promoting"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), which our candidacy waits for: the server answers",
+    to: "unchanged",
+    actions: "keep the answer; next check",
+    reason: "the network is reachable",
+    when: (c, e) => c.s.earlyPing?.token === e.token && candidacyPing(c, e.token),
+    run: (c, e) => {
+      keepEarlyPing(c, e.reachable);
+      pingAnswered(c, true);
+    },
+  }),
+  row({
+    id: "precheck.ping",
+    from: ["*"],
+    on: "pingServerPinged",
+    guard:
+      "the early ping (begun at the confirmation or the pre-promotion check), no candidacy waiting for it",
+    to: "unchanged",
+    actions: "keep the answer with when it was asked and came",
+    reason: "the ping server answered (or not) the ping begun when a promotion of this standby became likely",
+    when: (c, e) => c.s.earlyPing?.token === e.token,
+    run: (c, e) => keepEarlyPing(c, e.reachable),
   }),
   row({
     id: "precheck.refuse",
@@ -201,6 +271,35 @@ export const candidacyRows: readonly TransitionRow[] = [
       }),
   }),
   row({
+    id: "vipProbe.answer",
+    // Every state a probe's answer can reach (it is begun from Standby or Idle): whatever the
+    // role by then, it is recorded. Before start-up has finished none can be ours.
+    from: ["joining", "checking", "Master", "Standby", "Witness", "Idle", "Promoting"],
+    on: "vipPinged",
+    guard: "our VIP probe (begun when the master went quiet or with the pre-promotion check)",
+    to: "unchanged",
+    actions:
+      "record it; a candidacy waiting on it: free is its VIP check's answer, answered is a ping of its own",
+    reason:
+      "the VIP probe answered: a free VIP counts for a candidacy's VIP check; an answer may predate the old master's release, so the candidate pings again",
+    // Invariant: a candidate promotes only after a ping that found nobody on the VIP and is no
+    // older than its own would be (Ctx.vipProbeStanding). An answering VIP never aborts from
+    // here: a manual promotion's master still held it when the probe began; the candidate's own
+    // ping, begun now, decides (cand.vipAssigned).
+    when: (c, e) => c.s.vipProbes.running?.token === e.token,
+    run: (c, e) => {
+      const asked = c.s.vipProbes.running!.askedAt;
+      // Someone answers on the VIP now: no earlier silence stands for the check any more.
+      c.s.vipProbes = { running: null, free: e.reachable ? null : { askedAt: asked, answeredAt: c.now } };
+      const cand = c.s.candidacy;
+      if (!cand?.vipFromProbe || !(cand.pendingChecks ?? []).includes("vip")) return;
+      const { vipFromProbe: _p, ...rest } = cand;
+      c.s.candidacy = rest;
+      if (!e.reachable) c.advanceCandidacy("vip");
+      else c.act({ type: "pingVip", token: cand.token, vip: c.s.config.virtualIp ?? "" });
+    },
+  }),
+  row({
     id: "cand.vipAssigned",
     from: ["Promoting"],
     on: "vipPinged",
@@ -233,12 +332,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "Standby",
     actions: "notify standbyPromoteOrphaned; abort",
     reason: "this standby appears orphaned from the network",
-    when: (c, e) => c.s.candidacy?.token === e.token && !e.reachable,
-    run: (c) => {
-      c.notify("standbyPromoteOrphaned", { serverAddress: c.s.config.pingServer ?? "" });
-      // Our own network: a candidate elsewhere may still reach the well-known server.
-      c.abortCandidacy("orphaned", undefined, true);
-    },
+    when: (c, e) => candidacyPing(c, e.token) && !e.reachable,
+    run: (c) => pingAnswered(c, false),
   }),
   row({
     id: "cand.pingOk",
@@ -248,8 +343,8 @@ export const candidacyRows: readonly TransitionRow[] = [
     to: "unchanged",
     actions: "next check",
     reason: "the network is reachable",
-    when: (c, e) => c.s.candidacy?.token === e.token,
-    run: (c) => c.advanceCandidacy("pingServer"),
+    when: (c, e) => candidacyPing(c, e.token),
+    run: (c) => pingAnswered(c, true),
   }),
   row({
     id: "cand.masterRunning",

@@ -130,14 +130,18 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "the quiet member is the master we know of; no check of its database as a master found it down as recently as a new one could (one still running began in an earlier silence)",
     to: "unchanged",
-    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    actions:
+      "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation; a standby starts a VIP probe (Ctx.startVipProbe)",
     reason:
       "the master agent has been silent for the window less remote.timeout: start our direct check of its database now, so that its answer is in when the view removes the master and the confirmation (8.3) waits for no remote.timeout",
     // Nothing is decided here: the master may well be heard again (then this was one harmless
     // check). The answer joins the confirmation only by checkDb.shared's rules: asked while it
     // runs, or found down as recently as a new check could.
     when: (c, e) => masterCheckDue(c, e.address, true),
-    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+    run: (c, e) => {
+      c.startRemoteCheck(e.address, true, []);
+      if (c.s.role === "Standby") c.startVipProbe();
+    },
   }),
   row({
     id: "quiet.note",
@@ -156,13 +160,17 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "the suspected member is the master we know of; no check of its database as a master runs here (begun when it went quiet) or found it down as recently as a new one could",
     to: "unchanged",
-    actions: "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation",
+    actions:
+      "checkRemoteDb(asMaster) on the master's database now, its answer kept for the confirmation; a standby starts a VIP probe (Ctx.startVipProbe)",
     reason:
       "the master agent is suspected: start our direct check of its database now, so that the confirmation after its removal (8.3) has it without waiting remote.timeout again",
     // Nothing is decided here: membership may still find the master alive. The answer only joins
     // the confirmation if the coordinator asks while it runs or soon after it came (checkDb.shared).
     when: (c, e) => masterCheckDue(c, e.address, false),
-    run: (c, e) => c.startRemoteCheck(e.address, true, []),
+    run: (c, e) => {
+      c.startRemoteCheck(e.address, true, []);
+      if (c.s.role === "Standby") c.startVipProbe();
+    },
   }),
   row({
     id: "suspect.note",
@@ -518,7 +526,7 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "asked as a master, and a check of that database as a master already runs here (begun at the master's suspicion) or found it down as recently as a new check could",
     to: "unchanged",
-    actions: "answer with that check (when it answers, or now)",
+    actions: "answer with that check (when it answers, or now); a standby pings the ping server",
     reason:
       "the coordinator asked us to try the master database, which we already try (or just found down): that answer is this one's",
     // Invariant: the confirmation (8.3) still gets every agent's own direct attempt on the master
@@ -527,7 +535,11 @@ export const investigationRows: readonly TransitionRow[] = [
     when: (c, e) =>
       e.message.asMaster === true &&
       (c.runningMasterCheck(e.message.target) !== null || c.freshMasterAnswer(e.message.target) !== null),
-    run: (c, e) => c.checkDbFor(e.from, e.message.token, e.message.target, true),
+    run: (c, e) => {
+      c.checkDbFor(e.from, e.message.token, e.message.target, true);
+      // A standby may be promoted if the master's database is confirmed down (Ctx.startEarlyPing).
+      if (c.s.role === "Standby") c.startEarlyPing();
+    },
   }),
   row({
     id: "checkDb.request",
@@ -535,12 +547,17 @@ export const investigationRows: readonly TransitionRow[] = [
     on: "message:checkDb",
     guard: "otherwise",
     to: "unchanged",
-    actions: "checkRemoteDb(target)",
+    actions: "checkRemoteDb(target); a standby asked about a master's database pings the ping server",
     reason: "the coordinator asked us to try a database directly",
-    run: (c, e) =>
+    run: (c, e) => {
       c.startRemoteCheck(e.message.target, e.message.asMaster === true, [
         { to: e.from, token: e.message.token },
-      ]),
+      ]);
+      // Asked about the master's database (as a master after its loss, or because its own agent
+      // reported it failed), a standby may be promoted next (Ctx.startEarlyPing).
+      if (c.s.role === "Standby" && (e.message.asMaster === true || c.roleOf(e.message.target) === "Master"))
+        c.startEarlyPing();
+    },
   }),
   row({
     id: "checkDb.answer",

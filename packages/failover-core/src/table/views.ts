@@ -240,6 +240,29 @@ export const viewRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "lease.regained.fencedMaster",
+    from: ["Idle"],
+    on: "leaseValid",
+    guard:
+      "our lease had lapsed; view quorate; we fenced ourselves as an isolated master, the fence is done and nobody took over",
+    to: "unchanged",
+    actions: "renew the lease; tell the coordinator the old master is fenced",
+    reason:
+      "a majority hears us again after fencing: the coordinator may promote now (the report we sent while cut off was lost or came before it could act)",
+    // Invariant (liveness): a master fenced by a cut shorter than the detection window (its lease L
+    // is shorter than the silence that removes a member) is never removed, so no view change
+    // re-sends its report (view.quorate.fencedMaster). The report it sent while cut off was lost, or,
+    // when it is the coordinator itself, met its own lapsed lease; the reminder came only after
+    // promotionTimeoutMs, and the cluster stayed without a master that long.
+    when: (c) => c.s.fencedForIsolation && c.s.selfFence === null && !c.leaseValid() && c.quorate(),
+    run: (c, e) => {
+      c.s.leaseUntil = Math.max(c.s.leaseUntil ?? e.until, e.until);
+      c.armLease();
+      c.adoptStandbys();
+      reportFencedMaster(c);
+    },
+  }),
+  row({
     id: "lease.valid",
     from: ["*"],
     on: "leaseValid",

@@ -675,6 +675,10 @@ export function createMember(options: MemberOptions): Member {
           socket.destroy();
           return;
         }
+        // Small frames go out when written, in both directions: with Nagle's algorithm, a
+        // second frame written before the first is acknowledged (an answer right after another)
+        // waits for the peer's delayed ACK, about 40 ms on Linux.
+        socket.setNoDelay(true);
         const c = attach(socket, false, null);
         c.stranger = verdict.stranger;
         // A connection that does not authenticate at once must not hold a socket.
