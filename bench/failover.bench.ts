@@ -125,7 +125,7 @@ const OUT = envStr("EFM_BENCH_OUT", "/tmp/efm-bench-failover.json");
 const LOGS = envStr("EFM_BENCH_LOGS", "/tmp/efm-bench-failover-logs");
 const WITH_VIP = envInt("EFM_BENCH_VIP", 0) > 0;
 /** pingServerCommand for the VIP and ping-server checks; unset: the guide's `/bin/ping -q -c3 -w5`. */
-const PING_COMMAND = process.env.EFM_BENCH_PING_COMMAND || undefined;
+const PING_COMMAND = envStr("EFM_BENCH_PING_COMMAND", "") || undefined;
 const VIP = "10.201.15.200";
 const VIP_PROPS = {
   virtualIp: VIP,
