@@ -19,7 +19,10 @@
  *   listen on every address) and the client also writes through it every 50 ms; each run then
  *   reports a second failover time, fault to the first write through the VIP acknowledged by a
  *   new master (the server names itself in the reply). The first figure stays comparable with
- *   runs without a VIP: the difference is what the VIP costs.
+ *   runs without a VIP: the difference is what the VIP costs;
+ *   EFM_BENCH_PING_COMMAND (the guide's `/bin/ping -q -c3 -w5`): pingServerCommand. A free VIP
+ *   answers nothing, so its check lasts the command's own deadline or remote.timeout, whichever
+ *   ends first: e.g. `/bin/ping -q -c2 -i0.2 -w0.3` bounds it at 0.3 s.
  * Needs root (namespaces) and `pnpm build` (bin/efm-agent loads apps/agent/dist).
  *
  * Reserved for this bench: namespace prefix ee15, subnet 10.201.15.0/24, db port 15425,
@@ -121,6 +124,8 @@ const envStr = (k: string, d: string) => process.env[k] || d;
 const OUT = envStr("EFM_BENCH_OUT", "/tmp/efm-bench-failover.json");
 const LOGS = envStr("EFM_BENCH_LOGS", "/tmp/efm-bench-failover-logs");
 const WITH_VIP = envInt("EFM_BENCH_VIP", 0) > 0;
+/** pingServerCommand for the VIP and ping-server checks; unset: the guide's `/bin/ping -q -c3 -w5`. */
+const PING_COMMAND = envStr("EFM_BENCH_PING_COMMAND", "") || undefined;
 const VIP = "10.201.15.200";
 const VIP_PROPS = {
   virtualIp: VIP,
@@ -425,6 +430,7 @@ async function oneRun(settings: string, scenario: string, rep: number): Promise<
       properties: {
         ...cfg.props,
         ...(WITH_VIP ? VIP_PROPS : {}),
+        ...(PING_COMMAND ? { pingServerCommand: PING_COMMAND } : {}),
         pingServerIp: l.bridgeAddress ?? "",
         "user.email": "dba@example.com",
         "from.email": "efm@example.com",
@@ -750,6 +756,7 @@ function report(results: RunResult[]): void {
         cpus: cpus().length,
         reps: REPS,
         vip: WITH_VIP ? VIP : null,
+        pingServerCommand: PING_COMMAND ?? "/bin/ping -q -c3 -w5",
         settings: SETTINGS,
         targets: TARGETS,
         summary: Object.fromEntries(

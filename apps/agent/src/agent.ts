@@ -17,6 +17,7 @@ import {
   holdsMasterDb,
   initialState,
   type LocalFailure,
+  pastFork,
   type Reachability,
   type ScriptKind,
   snapshot,
@@ -617,9 +618,22 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         () => check(helper, { role: "standby" }),
       );
     },
-    promoteDb: async () => {
+    promoteDb: async (fork) => {
       // pg_promote() over the session where db.user may run it; pg_ctl through the helper otherwise.
       if (!localSession) throw new AgentError("DATABASE", "a witness has no database to promote");
+      if (fork) {
+        // Invariant 'diverged': WAL received since the coordinator ranked us (from a master the
+        // cluster gave up) must not carry us past the newer timeline's fork. The timeline is known
+        // only while the WAL receiver runs; what arrives between this read and the promote is not seen.
+        const f = await readFacts(localSession, c.localTimeout * 1000);
+        const lsn = f.position?.toString() ?? null;
+        const timeline = f.walReceiver?.receivedTimeline ?? null;
+        if (lsn !== null && pastFork(fork, timeline, lsn))
+          throw new AgentError(
+            "DATABASE",
+            `not promoted: WAL at ${lsn} on timeline ${timeline} is past the fork of a newer timeline off timeline ${fork.parent}${fork.lsn ? ` at ${fork.lsn}` : ""}`,
+          );
+      }
       await promoteLocalDb(
         localSession,
         c.localTimeout,

@@ -31,6 +31,28 @@ describe("the failover state file", () => {
     expect(() => readFailoverState(path)).toThrow(/sync\.failover\.json is corrupt \(syncStandbys: /);
   });
 
+  test("the newest promotion's fork is kept (its position may be unknown); a malformed one is refused", () => {
+    const path = join(dir, "fork.failover.json");
+    for (const newestFork of [
+      { parent: 1, lsn: "0/3000335" },
+      { parent: 2, lsn: null },
+    ]) {
+      const state = { lastMaster: "10.0.0.1:7800", epoch: 2, rebuildNeeded: false, newestFork };
+      writeFileSync(path, failoverStateText(state));
+      expect(readFailoverState(path)).toEqual(state);
+    }
+    writeFileSync(
+      path,
+      JSON.stringify({
+        lastMaster: null,
+        epoch: 1,
+        rebuildNeeded: false,
+        newestFork: { parent: 1, lsn: "x" },
+      }),
+    );
+    expect(() => readFailoverState(path)).toThrow(/fork\.failover\.json is corrupt \(newestFork\.lsn: /);
+  });
+
   test("a corrupt file stops the start with the file named and the reason", () => {
     const path = join(dir, "bad.failover.json");
     writeFileSync(path, "{not json");

@@ -15,6 +15,16 @@ const schema = z.object({
       seq: z.number().int().nonnegative(),
     })
     .optional(),
+  // The newest promotion's fork known (absent from older files).
+  newestFork: z
+    .object({
+      parent: z.number().int().positive(),
+      lsn: z
+        .string()
+        .regex(/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/)
+        .nullable(),
+    })
+    .optional(),
 });
 
 /**

@@ -13,6 +13,7 @@ import {
   type Reachability,
   type ScriptKind,
   type Step,
+  type TimelineFork,
   type WalPosition,
 } from "@efm/failover-core";
 import { armTimerAt, type MemberEvent } from "@efm/membership";
@@ -35,7 +36,8 @@ export interface Executors {
    * executor provides it; without it the agent checks connection and role via checkLocalRole.
    */
   checkPromotable?(): Promise<{ ok: boolean; error?: string }>;
-  promoteDb(): Promise<void>;
+  /** `fork`: reject, promoting nothing, when the database's WAL went past it. */
+  promoteDb(fork?: TimelineFork): Promise<void>;
   /** `clean`: a switchover's fast stop, whose shutdown checkpoint position comes back. */
   fenceDb(newMaster: string | null, clean?: boolean): Promise<void | { finalLsn?: string }>;
   reconfigureDb(newMaster: string): Promise<void>;
@@ -91,7 +93,7 @@ function portsOf(exec: Executors): NodePorts {
                   error: `the local database is ${r === "primary" ? "not in recovery" : "unreachable"}`,
                 },
           ),
-    promoteDb: () => exec.promoteDb(),
+    promoteDb: (fork) => exec.promoteDb(fork),
     fenceDb: (newMaster, clean) => exec.fenceDb(newMaster, clean),
     reconfigureDb: (newMaster) => exec.reconfigureDb(newMaster),
     ...(exec.rejoinDb ? { rejoinDb: (newMaster: string) => exec.rejoinDb!(newMaster) } : {}),

@@ -55,17 +55,7 @@ export function parseProcStat(text: string): ProcStat | null {
  * this pid namespace, or it is gone). Other errors (EACCES) reject: "cannot tell" is not "gone".
  */
 export async function readProcStat(pid: number): Promise<ProcStat | null> {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/stat`, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ESRCH") return null;
-    throw err;
-  }
-  const stat = parseProcStat(text);
-  return stat !== null && stat.pid === pid ? stat : null;
+  return readProcStatNow(pid);
 }
 
 /**

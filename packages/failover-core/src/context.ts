@@ -1,5 +1,5 @@
 import type { NotificationId, NotificationParams } from "@efm/notifier";
-import { compareLsn } from "./lsn.ts";
+import { compareLsn, pastFork } from "./lsn.ts";
 import { syncFields } from "./sync.ts";
 import type {
   AgentRole,
@@ -18,6 +18,7 @@ import type {
   Promotion,
   Reachability,
   SelfFence,
+  TimelineFork,
   Transition,
   ViewInfo,
 } from "./types.ts";
@@ -175,6 +176,7 @@ export class Ctx {
       this.s.recordedMaster !== before.recordedMaster ||
       this.s.epoch !== before.epoch ||
       this.s.rebuildNeeded !== before.rebuildNeeded ||
+      this.s.newestFork !== before.newestFork ||
       this.s.sync.published !== before.sync.published
     ) {
       this.act({
@@ -185,6 +187,7 @@ export class Ctx {
           rebuildNeeded: this.s.rebuildNeeded,
           // Only once a set was published (synchronous.mode): older records stay as they were.
           ...(this.s.sync.published !== null ? { syncStandbys: this.s.sync.published } : {}),
+          ...(this.s.newestFork !== null ? { newestFork: this.s.newestFork } : {}),
         },
       });
     }
@@ -421,7 +424,9 @@ export class Ctx {
    * A candidate whose known timeline is older than the current one (the newest any candidate or
    * the master reported) is left out: its WAL past the fork is history the cluster discarded, and
    * promoting it would throw away everything written on the newer timeline. A candidate that cannot
-   * tell its timeline (no WAL receiver running) is taken to be on the current one.
+   * tell its timeline (no WAL receiver running) is taken to be on the current one. So is one that
+   * went past the newest promotion's fork (newestFork), even once no database on the newer timeline
+   * is left to report it: only a rewind or a re-clone makes it a candidate again.
    */
   rankCandidates(
     lsns: Readonly<Record<string, string | null>>,
@@ -435,7 +440,12 @@ export class Ctx {
     };
     const tl = (a: string) => timelines[a] ?? current ?? 0;
     return Object.entries(lsns)
-      .filter((e): e is [string, string] => e[1] !== null && !behindTimeline(timelines[e[0]], current))
+      .filter(
+        (e): e is [string, string] =>
+          e[1] !== null &&
+          !behindTimeline(timelines[e[0]], current) &&
+          !pastFork(this.s.newestFork, timelines[e[0]], e[1]),
+      )
       .sort(
         ([a, la], [b, lb]) =>
           tl(b) - tl(a) || compareLsn(lb, la) || prio(a) - prio(b) || (a < b ? -1 : a > b ? 1 : 0),
@@ -451,8 +461,42 @@ export class Ctx {
       const t = p.timelines[a];
       if (lsn !== null && behindTimeline(t, current))
         out[a] = `on timeline ${t}, behind the current timeline ${current}: rewind or re-clone it`;
+      else if (lsn !== null && pastFork(this.s.newestFork, t, lsn)) out[a] = this.pastForkReason(t!, lsn);
     }
     return out;
+  }
+
+  /** Why a standby past the newest promotion's fork is no candidate (offTimeline). */
+  pastForkReason(t: number, lsn: string): string {
+    const f = this.s.newestFork!;
+    const at = f.lsn === null ? "" : ` at ${f.lsn}`;
+    return `at ${lsn} on timeline ${t}, past the fork of a newer timeline off timeline ${f.parent}${at}: promoting it would discard the newer timeline's writes; rewind (pg_rewind) or re-clone it`;
+  }
+
+  /**
+   * Learns of a promotion's fork (TimelineFork) and keeps the newest: a fork off a newer parent
+   * replaces ours; off the same parent, a known position replaces an unknown one (that only said a
+   * newer timeline exists) and of two known ones the earlier is kept (a standby past either fork
+   * is not on both histories). Persisted by keepRecord.
+   */
+  learnFork(fork: TimelineFork): void {
+    const cur = this.s.newestFork;
+    if (cur === null || fork.parent > cur.parent) {
+      this.s.newestFork = fork;
+      return;
+    }
+    if (fork.parent < cur.parent || fork.lsn === null) return;
+    if (cur.lsn === null || compareLsn(fork.lsn, cur.lsn) < 0) this.s.newestFork = fork;
+  }
+
+  /**
+   * A database reported a position on timeline `t`: every timeline before it was forked off, at a
+   * position we may not know (a promotion we did not see, from before a restart or while cut off).
+   */
+  learnTimeline(t: number | null | undefined): void {
+    if (typeof t !== "number" || t < 2) return;
+    const cur = this.s.newestFork;
+    if (cur === null || t - 1 > cur.parent) this.s.newestFork = { parent: t - 1, lsn: null };
   }
 
   setPromotion(p: Promotion | null): void {
@@ -702,7 +746,13 @@ export class Ctx {
           ? { type: "runScript", token, script: "fence", path: cfg.scripts.fence }
           : null;
       case "promote":
-        return { type: "promoteDb", token };
+        // Invariant 'diverged': the position the coordinator ranked may have grown since, from a
+        // master the cluster gave up; the executor checks it against the fork right before promoting.
+        return {
+          type: "promoteDb",
+          token,
+          ...(this.s.newestFork && !c.restore ? { fork: this.s.newestFork } : {}),
+        };
       case "lease":
       case "verifyPromote":
         return null;
@@ -722,7 +772,15 @@ export class Ctx {
     // A new master: a new promotion epoch, persisted (step) and announced with the new master.
     this.s.epoch += 1;
     this.notify("failoverCompleted", this.cluster());
-    this.broadcast({ type: "newMaster", address: this.self, epoch: this.s.epoch });
+    // The timeline our promotion opened forks off where we were ranked, or later: everyone keeps it.
+    const fork = !c.restore && c.position ? c.position : null;
+    if (fork) this.learnFork(fork);
+    this.broadcast({
+      type: "newMaster",
+      address: this.self,
+      epoch: this.s.epoch,
+      ...(fork ? { forkTimeline: fork.parent, forkLsn: fork.lsn } : {}),
+    });
     this.send(c.coordinator, { type: "promotionResult", token: c.token, ok: true, reason: "promoted" });
   }
 

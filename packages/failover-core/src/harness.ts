@@ -1,5 +1,5 @@
 import { FailoverCoreError } from "./errors.ts";
-import { formatLsn, parseLsn } from "./lsn.ts";
+import { formatLsn, parseLsn, pastFork } from "./lsn.ts";
 import { createNode, type FailoverNode, type NodePorts, settleWhen } from "./node.ts";
 import { initialState } from "./step.ts";
 import type {
@@ -550,7 +550,16 @@ export class Harness {
         const ok = db?.state === "up" && !db.localBroken && (db.inRecovery || db.fenced);
         return answer(ok ? { ok } : { ok, error: "the local database is not a reachable standby" });
       },
-      promoteDb: () => {
+      promoteDb: (fork) => {
+        if (n.db?.inRecovery && pastFork(fork, n.db.timeline, formatLsn(n.db.lsn))) {
+          this.out.push(`${me}: PROMOTE refused: WAL past the fork of a newer timeline`);
+          return settleWhen(
+            (run) => this.later(n, run),
+            () => {
+              throw new Error("not promoted: WAL past the fork of a newer timeline");
+            },
+          );
+        }
         if (n.db) {
           n.db.inRecovery = false;
           n.db.fenced = false;

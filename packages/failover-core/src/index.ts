@@ -1,6 +1,6 @@
 export type { FailoverCoreErrorCode } from "./errors.ts";
 export { FailoverCoreError, failoverCoreErrorCodes } from "./errors.ts";
-export { compareLsn, formatLsn, lsnDistance, parseLsn } from "./lsn.ts";
+export { compareLsn, formatLsn, lsnDistance, parseLsn, pastFork } from "./lsn.ts";
 export type {
   ClockPort,
   FailoverNode,
@@ -58,6 +58,7 @@ export type {
   SynchronousMode,
   SyncSet,
   SyncState,
+  TimelineFork,
   Transition,
   ViewInfo,
   ViewMember,

@@ -1,4 +1,5 @@
 import { FailoverCoreError } from "./errors.ts";
+import type { TimelineFork } from "./types.ts";
 
 const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 
@@ -28,4 +29,19 @@ export function compareLsn(a: string, b: string): number {
 export function lsnDistance(ahead: string, behind: string): bigint {
   const d = parseLsn(ahead) - parseLsn(behind);
   return d > 0n ? d : 0n;
+}
+
+/**
+ * Did a WAL position (timeline `t`, `lsn`) go past the newest promotion's fork (TimelineFork)? On
+ * the fork's parent timeline beyond the fork (or anywhere on it when the fork's position is not
+ * known), or on an older timeline still. A position whose timeline is unknown cannot tell: false.
+ */
+export function pastFork(
+  fork: TimelineFork | null | undefined,
+  t: number | null | undefined,
+  lsn: string,
+): boolean {
+  if (!fork || typeof t !== "number") return false;
+  if (t > fork.parent) return false;
+  return t < fork.parent || fork.lsn === null || compareLsn(lsn, fork.lsn) > 0;
 }

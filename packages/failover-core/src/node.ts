@@ -12,6 +12,7 @@ import type {
   Reachability,
   ScriptKind,
   StepResult,
+  TimelineFork,
   WalPosition,
 } from "./types.ts";
 
@@ -61,7 +62,8 @@ export interface NodePorts {
   runScript(kind: ScriptKind, path: string): PromiseLike<{ exitCode: number; output: string }>;
   /** Can the local database be promoted, checked over the path the promotion itself takes? */
   checkPromotable(): PromiseLike<{ ok: boolean; error?: string }>;
-  promoteDb(): PromiseLike<void>;
+  /** `fork`: reject, promoting nothing, when the database's WAL went past it (the promoteDb action). */
+  promoteDb(fork?: TimelineFork): PromiseLike<void>;
   /** `clean` (switchover): a fast stop that must end cleanly; its shutdown checkpoint comes back. */
   fenceDb(newMaster: string | null, clean?: boolean): PromiseLike<void | { readonly finalLsn?: string }>;
   reconfigureDb(newMaster: string): PromiseLike<void>;
@@ -435,7 +437,7 @@ export function createNode(options: NodeOptions): FailoverNode {
       case "promoteDb":
         return later(
           a,
-          () => ports.promoteDb(),
+          () => ports.promoteDb(a.fork),
           (_v, now) => ({ type: "dbPromoted", now, token: a.token, ok: true }),
           (e, now) => ({ type: "dbPromoted", now, token: a.token, ok: false, error: e.message }),
         );

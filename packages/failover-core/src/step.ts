@@ -72,6 +72,7 @@ export function initialState(config: FailoverConfig): FailoverState {
     startedAt: null,
     epoch: config.persisted?.epoch ?? 0,
     rebuildNeeded: config.persisted?.rebuildNeeded === true,
+    newestFork: config.persisted?.newestFork ?? null,
     fenceUnconfirmed: false,
     reconfigureToken: null,
     reconfigureRetry: false,

@@ -3211,8 +3211,9 @@ describe("timeline-aware promotion (issue 13)", () => {
   /** An automatic failover from a with the standbys' replies as given. */
   function failover(
     replies: [string, Extract<PeerMessage, { type: "lsnReply" }>["lsn"], number | null, boolean?][],
+    base: FailoverState = coordinator(),
   ) {
-    let s = coordinator();
+    let s = base;
     // a's agent and database are gone: w decides once the lease wait is over
     const without = view(
       2,
@@ -3324,6 +3325,28 @@ describe("timeline-aware promotion (issue 13)", () => {
     let n = run(start.state, msg(3, "b", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
     n = run(n.state, msg(3, "c", { type: "lsnReply", token: tok, lsn: null, role: "Standby" }));
     expect(rules(n)).toEqual(["lsn.reply", "promo.noCandidate"]);
+    // a opened timeline 2 off timeline 1 at 0/5000 (its announcement); b and c stayed on timeline 1
+    // and went past that fork: they are no candidates, and a takes its role back rather than the
+    // cluster staying masterless
+    const forked = run(
+      { ...coordinator(), epoch: 1 },
+      msg(0, "a", { type: "newMaster", address: "a", epoch: 1, forkTimeline: 1, forkLsn: "0/5000" }),
+    ).state;
+    let f = run(forked, msg(1, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    const again = run(f, msg(2, "a", { type: "fencedMasterBack" }));
+    const tok3 = again.state.promotion!.token;
+    f = run(
+      again.state,
+      msg(3, "b", { type: "lsnReply", token: tok3, lsn: "0/9000", role: "Standby", timeline: 1 }),
+    ).state;
+    const past = run(
+      f,
+      msg(3, "c", { type: "lsnReply", token: tok3, lsn: "0/6000", role: "Standby", timeline: 1 }),
+    );
+    expect(rules(past)).toEqual(["lsn.reply", "promo.noCandidate.restore"]);
+    expect(sent(past, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: tok3, restore: true } },
+    ]);
   });
 
   it("a standby left out for its timeline is judged again when the next candidate is sought on fresh positions", () => {
@@ -3348,16 +3371,177 @@ describe("timeline-aware promotion (issue 13)", () => {
     expect(rules(r)).toEqual(["promo.result.next"]);
     const tok2 = r.state.promotion!.token;
     expect(r.state.promotion!.failures).toEqual({ c: "x" });
-    // on the new positions nobody reports timeline 2 any more: b, the furthest on timeline 1,
-    // is the candidate, not d behind it
+    // on the new positions nobody reports timeline 2 any more; but timeline 2 exists (c was on
+    // it at 0/4000, so it forked off timeline 1 no later than that) and where is not known: b,
+    // at 0/9000 on timeline 1, is past that fork, and d might be. Neither is promoted: the
+    // operator is told instead (invariant 'diverged').
+    expect(r.state.newestFork).toEqual({ parent: 1, lsn: null });
     for (const [who, lsn, role] of [
       ["b", "0/9000", "Standby"],
       ["c", "0/4000", "Idle"],
       ["d", "0/100", "Standby"],
     ] as const)
       r = run(r.state, msg(17, who, { type: "lsnReply", token: tok2, lsn, role, timeline: 1 }));
+    expect(rules(r)).toContain("promo.noCandidate.pastFork");
+    expect(sent(r, "promote")).toEqual([]);
+    expect(notified(r)).toEqual(["failoverNotOccurred"]);
+  });
+
+  /** w heard a's announcement: a was promoted off timeline 1 at 0/5000 (or later). */
+  const announced = (): StepResult =>
+    run(
+      coordinator(),
+      msg(1, "a", { type: "newMaster", address: "a", epoch: 1, forkTimeline: 1, forkLsn: "0/5000" }),
+    );
+
+  it("remembers the newest timeline's fork from the new master's announcement, across restarts", () => {
+    const r = announced();
+    expect(r.state.newestFork).toEqual({ parent: 1, lsn: "0/5000" });
+    expect(find(r, "persist").state).toMatchObject({ newestFork: { parent: 1, lsn: "0/5000" } });
+    // a restarted agent starts from its record
+    const restarted = boot("w", "witness", view(1, FULL, { coordinator: "w" }), {
+      persisted: {
+        lastMaster: "a",
+        epoch: 1,
+        rebuildNeeded: false,
+        newestFork: { parent: 1, lsn: "0/5000" },
+      },
+    });
+    expect(restarted.newestFork).toEqual({ parent: 1, lsn: "0/5000" });
+  });
+
+  it("never promotes a standby past the fork of a newer timeline whose only master is gone", () => {
+    // a opened timeline 2 and died before anyone followed it: every standby reports timeline 1.
+    // b went past the fork (it kept streaming from the master a replaced); c is before it and can
+    // follow timeline 2: c is the candidate although b is further.
+    const { r } = failover(
+      [
+        ["b", "0/9000", 1],
+        ["c", "0/4000", 1],
+      ],
+      announced().state,
+    );
     expect(rules(r)).toContain("promo.rank");
-    expect(r.state.promotion!.candidate).toBe("b");
+    expect(r.state.promotion!.candidate).toBe("c");
+    expect(r.state.promotion!.ranked).toEqual(["c"]);
+    expect(r.state.promotion!.failures.b).toBe(
+      "at 0/9000 on timeline 1, past the fork of a newer timeline off timeline 1 at 0/5000: promoting it would discard the newer timeline's writes; rewind (pg_rewind) or re-clone it",
+    );
+    // at the fork exactly is before it
+    expect(
+      failover(
+        [
+          ["b", "0/5000", 1],
+          ["c", "0/4000", 1],
+        ],
+        announced().state,
+      ).r.state.promotion!.candidate,
+    ).toBe("b");
+  });
+
+  it("tells the operator, once, when every standby is past the newest timeline's fork", () => {
+    const { r, s } = failover(
+      [
+        ["b", "0/9000", 1],
+        ["c", "0/6000", 1],
+      ],
+      announced().state,
+    );
+    expect(rules(r)).toContain("promo.noCandidate.pastFork");
+    expect(sent(r, "promote")).toEqual([]);
+    expect(notified(r)).toEqual(["failoverNotOccurred"]);
+    expect(s.promotion).toBeNull();
+    expect(s.attention).toMatch(
+      /^Failover has not occurred: every standby holds WAL past the fork of a newer timeline \(b: at 0\/9000 on timeline 1, past the fork .*; c: at 0\/6000 on timeline 1, past the fork .*\)\. Bring back the database of the newer timeline's master; or, accepting that its writes are lost, promote a standby by hand/,
+    );
+    expect(r.actions).toContainEqual({ type: "broadcast", message: { type: "notice", text: s.attention } });
+    // the next look finds the same standbys: no second notification
+    const again = failover(
+      [
+        ["b", "0/9000", 1],
+        ["c", "0/6000", 1],
+      ],
+      s,
+    );
+    expect(rules(again.r)).toContain("promo.noCandidate.pastFork");
+    expect(notified(again.r)).toEqual([]);
+  });
+
+  it("refuses an operator's promote of a standby past the fork, saying why", () => {
+    const base = announced().state;
+    const cmd = run(base, {
+      type: "command",
+      now: 20,
+      requestId: "r",
+      command: { kind: "promote", force: true },
+    });
+    expect(cmd.state.promotion).not.toBeNull();
+    let s = cmd.state;
+    let r = cmd;
+    const tok = s.promotion!.token;
+    for (const who of s.promotion!.awaiting) {
+      const m = who === "a" ? null : who === "b" ? "0/9000" : "0/6000";
+      if (who === "w") continue;
+      r = run(
+        s,
+        msg(21, who, {
+          type: "lsnReply",
+          token: tok,
+          lsn: m,
+          role: who === "a" ? "Master" : "Standby",
+          timeline: 1,
+        }),
+      );
+      s = r.state;
+    }
+    // as for a standby behind the current timeline: refused, with the reason, nothing promoted
+    expect(rules(r)).toContain("promo.noCandidate");
+    expect(sent(r, "promote")).toEqual([]);
+    expect(find(r, "respond")).toMatchObject({ requestId: "r", ok: false });
+    expect(find(r, "respond").message).toMatch(
+      /^No standby is on the current timeline \(b: at 0\/9000 on timeline 1, past the fork of a newer timeline off timeline 1 at 0\/5000: .*; c: at 0\/6000 on timeline 1, past the fork .*\)\.$/,
+    );
+  });
+
+  it("a candidate hands the fork to its promote (the executor refuses WAL past it) and announces the fork it opened", () => {
+    const cand = boot("b", "recovery", view(1, FULL));
+    const r = run(
+      cand,
+      msg(1, "a", {
+        type: "promote",
+        token: "p1",
+        epoch: 1,
+        oldMaster: null,
+        checkMaster: false,
+        atLsn: "0/4000",
+        atTimeline: 1,
+        forkTimeline: 1,
+        forkLsn: "0/5000",
+      }),
+    );
+    expect(r.state.newestFork).toEqual({ parent: 1, lsn: "0/5000" });
+    let s = r.state;
+    s = run(s, { type: "vipPinged", now: 2, token: "p1", reachable: false }).state;
+    const p = run(s, { type: "pingServerPinged", now: 3, token: "p1", reachable: true });
+    expect(find(p, "promoteDb")).toEqual({
+      type: "promoteDb",
+      token: "p1",
+      fork: { parent: 1, lsn: "0/5000" },
+    });
+    // promoted: the announcement names the fork of the timeline it opened (where it was ranked)
+    const done = run(p.state, { type: "dbPromoted", now: 4, token: "p1", ok: true });
+    let all = done;
+    let st = done.state;
+    for (const ev of [
+      { type: "vipDone", now: 5, token: "p1", op: "assign", ok: true, output: "" },
+    ] as FailoverEvent[]) {
+      all = run(st, ev);
+      st = all.state;
+    }
+    const ann = [...done.actions, ...all.actions].flatMap((a) =>
+      a.type === "broadcast" && a.message.type === "newMaster" ? [a.message] : [],
+    );
+    expect(ann).toEqual([{ type: "newMaster", address: "b", epoch: 1, forkTimeline: 1, forkLsn: "0/4000" }]);
   });
 
   it("on the same timeline the position decides, then the priority list; an unknown timeline counts as current", () => {

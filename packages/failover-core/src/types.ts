@@ -53,6 +53,21 @@ export interface PersistedFailoverState {
    * one of these may be promoted automatically. Absent from older agents' files.
    */
   readonly syncStandbys?: SyncSet;
+  /** The newest promotion's fork this agent knows (see TimelineFork). Absent from older agents' files. */
+  readonly newestFork?: TimelineFork;
+}
+
+/**
+ * Where the newest promotion the cluster knows of branched a new timeline off the WAL history:
+ * off timeline `parent`, at a position no earlier than `lsn` (the promoted standby's last reported
+ * position; it replays everything it received before it leaves recovery), null when unknown (only
+ * a position on a newer timeline told us). Invariant: a database on `parent` past `lsn` (or on an
+ * older timeline) holds WAL the newer timeline does not have; it is never promoted until rewound
+ * or re-cloned, even once the new timeline's only master is gone.
+ */
+export interface TimelineFork {
+  readonly parent: number;
+  readonly lsn: string | null;
 }
 
 /**
@@ -237,6 +252,12 @@ export type PeerMessage =
       readonly checkMaster: boolean;
       /** The receiver is the fenced old master, brought back because no standby could be promoted. */
       readonly restore?: boolean;
+      /** The position the candidate was ranked at (absent from older agents): the new timeline's fork is no earlier. */
+      readonly atLsn?: string;
+      readonly atTimeline?: number | null;
+      /** The newest promotion's fork the coordinator knows (TimelineFork; absent from older agents). */
+      readonly forkTimeline?: number;
+      readonly forkLsn?: string | null;
     }
   | {
       readonly type: "promotionResult";
@@ -268,6 +289,9 @@ export type PeerMessage =
       readonly address: string;
       /** The promotion epoch the new master reached (absent from older agents). */
       readonly epoch?: number;
+      /** The fork of the timeline it opened (TimelineFork), when it knows it (absent from older agents). */
+      readonly forkTimeline?: number;
+      readonly forkLsn?: string | null;
     }
   | { readonly type: "lists"; readonly allowed: readonly string[]; readonly priority: readonly string[] }
   | { readonly type: "command"; readonly requestId: string; readonly command: Command }
@@ -463,7 +487,17 @@ export type FailoverAction =
    * Answered by `promotableChecked` with the same token.
    */
   | { readonly type: "checkPromotable"; readonly token: string }
-  | { readonly type: "promoteDb"; readonly token: string }
+  | {
+      readonly type: "promoteDb";
+      readonly token: string;
+      /**
+       * The newest promotion's fork the candidate knows (TimelineFork): the executor reads the
+       * database's WAL position right before promoting and rejects, promoting nothing, when it
+       * went past it. A standby still streaming from a master the cluster gave up (it missed the
+       * announcement that would have pointed it elsewhere) can receive that WAL after it was ranked.
+       */
+      readonly fork?: TimelineFork;
+    }
   | {
       readonly type: "fenceDb";
       readonly token: string;
@@ -602,6 +636,8 @@ export interface Candidacy {
   readonly checkMaster: boolean;
   /** We are the fenced old master taking the role back: no master check, no fencing script. */
   readonly restore: boolean;
+  /** The position the coordinator ranked us at, when it said (the fork of the timeline we open). */
+  readonly position?: TimelineFork;
   /**
    * verifyPromote: the promote failed; the database's role is read before reporting it.
    * lease: the checks and the fencing script are done, but the majority's acknowledgements
@@ -809,6 +845,8 @@ export interface FailoverState {
   readonly epoch: number;
   /** See PersistedFailoverState.rebuildNeeded (persisted). */
   readonly rebuildNeeded: boolean;
+  /** The newest promotion's fork known (persisted; null: none known). */
+  readonly newestFork: TimelineFork | null;
   /** We fenced ourselves but the stop of the database could not be confirmed. */
   readonly fenceUnconfirmed: boolean;
   readonly reconfigureToken: string | null;

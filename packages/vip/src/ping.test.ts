@@ -107,6 +107,25 @@ while :; do sleep 0.05; done`,
     expect(await pingWithin("10.0.0.1", `${ping} -c3`, 1_000)).toBe(false);
   });
 
+  it("a ping that ends without its summary sent nothing: an error, never 'nobody answered'", async () => {
+    // iputils refusing an option (here: a deadline it cannot parse) exits 2 before any probe.
+    const refused = script("e/ping", `echo "ping: invalid argument: '0.3'" >&2\nexit 2`);
+    await expect(pingWithin("10.0.0.1", `${refused} -c2 -w0.3`, 60_000)).rejects.toMatchObject({
+      code: "COMMAND_FAILED",
+      message: expect.stringContaining("invalid argument: '0.3'"),
+    });
+    // With its summary, no reply is an answer: nobody there.
+    const silent = script("f/ping", `echo "2 packets transmitted, 0 received, 100% packet loss"\nexit 1`);
+    expect(await pingWithin("10.0.0.1", silent, 60_000)).toBe(false);
+  });
+
+  it("the real ping refusing its options is an error too", async () => {
+    await expect(pingWithin("127.0.0.1", "/bin/ping --no-such-option", 60_000)).rejects.toMatchObject({
+      code: "COMMAND_FAILED",
+      message: expect.stringContaining("sent no probe"),
+    });
+  });
+
   it("exit code 0 is still an answer", async () => {
     expect(await pingWithin("10.0.0.1", script("c/ping", "exit 0"), 60_000)).toBe(true);
   });

@@ -12,6 +12,8 @@ const GRACE_MS = 500;
 
 /** "3 packets transmitted, 1 received" (iputils), "1 packets received" (busybox). */
 const RECEIVED = /(\d+)\s+(?:packets\s+)?received/;
+/** A ping's summary: without it, no probe went out (a usage error, no route, no socket). */
+const TRANSMITTED = /\d+\s+packets\s+transmitted/;
 
 /** Program names (basename) taken for iputils or busybox ping. */
 const PING_PROGRAMS = new Set(["ping", "ping4", "ping6"]);
@@ -101,8 +103,9 @@ export function isReplyFrom(line: string, address: string): boolean {
  * true. A command still running at the bound is interrupted (SIGINT) and the summary it prints
  * then decides (SIGKILL after a grace, and false). So no reply means waiting out the bound or
  * the command's own deadline, whichever comes first: a silent address is never called silent
- * earlier. A command that cannot run at all rejects (`COMMAND_NOT_FOUND`): "unknown" is not
- * "unreachable".
+ * earlier. A command that cannot run at all rejects (`COMMAND_NOT_FOUND`), and a ping that ends
+ * without its summary (it sent nothing: a rejected option, no route) rejects (`COMMAND_FAILED`):
+ * "unknown" is not "unreachable".
  */
 export function pingWithin(
   ip: string,
@@ -135,6 +138,7 @@ export function runPing(
 ): Promise<PingOutcome> {
   return new Promise<PingOutcome>((resolve, reject) => {
     let summary = "";
+    let errors = "";
     let partial = "";
     let settled = false;
     let exited = false;
@@ -173,7 +177,9 @@ export function runPing(
             interrupt();
           }
         },
-        stderr() {},
+        stderr(d) {
+          if (errors.length < 4096) errors += d;
+        },
         error(err) {
           // After the answer only a failed kill can get here; the close still comes.
           if (settled) return;
@@ -195,6 +201,17 @@ export function runPing(
         close(code) {
           exited = true;
           clearTimeout(kill);
+          // A ping that ended on its own with no summary sent nothing (iputils' invalid argument,
+          // "Network is unreachable", no raw socket): that is "could not test", never "nobody
+          // answered", or a VIP check would pass without a probe. Interrupted at the bound, the
+          // wait itself was the test.
+          if (replyFrom !== null && !interrupted && code !== 0 && !TRANSMITTED.test(summary) && !settled) {
+            settled = true;
+            clearTimeout(bound);
+            const why = errors.trim().split("\n")[0] || `exit code ${code}`;
+            reject(new VipError("COMMAND_FAILED", `${argv.join(" ")} sent no probe: ${why}`));
+            return;
+          }
           const m = RECEIVED.exec(summary);
           settle(code === 0 || (m !== null && Number(m[1]) > 0));
         },

@@ -20,12 +20,17 @@ export const KNOWN_FAILING: Readonly<Partial<Record<InvariantName, readonly numb
   // the promoted standby never had, like 1197, and in 317 the best standby's promote failed and the
   // next in rank order lacked the last writes) and 11 out (32 179 224 323 372 435 500 720
   // 1114 1282 1501); 1603 (one write, after the master's database failed and its host was reset
-  // while standbys were cut apart) is not analysed yet. A coordinator that cannot keep a majority
-  // going on alone (instead of taking the members it still hears into its minority view) moved 3
-  // in and 4 out (808 1571 1579 1733); all 3 replayed: 56 and 83 are an isolated master's
-  // companion standby (the master, coordinator too, isolated with one standby, promotion done
-  // before the heal), 372 a standby that missed the one-shot new-master announcement while cut
-  // off and, at the heal, fetched the fenced old master's last writes (83 diverged on main before).
+  // while standbys were cut apart) is not analysed yet. Remembering the newest promotion's fork
+  // (invariant 'diverged') moved 83 in: the standby ranked best had, by the time of its promote,
+  // streamed the fenced old master's last writes past the fork of the newer timeline, so it is not
+  // promoted; the newer timeline's master, back in recovery, is. Those old-timeline writes were
+  // discarded when the newer timeline was opened; keeping them would have discarded its writes.
+  // A coordinator that cannot keep a majority going on alone (instead of taking the members it
+  // still hears into its minority view) moved 2 in and 4 out (808 1571 1579 1733); both
+  // replayed: 56 is an isolated master's companion standby (the master, coordinator too,
+  // isolated with one standby, the promotion done before the heal), 372 a standby that missed
+  // the one-shot new-master announcement while cut off and, at the heal, fetched the fenced old
+  // master's last writes.
   lostWrites: [
     1, 56, 76, 83, 85, 95, 131, 132, 133, 159, 183, 204, 214, 217, 221, 245, 248, 268, 276, 317, 329, 363,
     364, 367, 372, 393, 425, 457, 480, 513, 536, 551, 579, 617, 643, 670, 678, 681, 698, 700, 710, 713, 732,

@@ -7,6 +7,7 @@ import {
   type FailoverState,
   formatLsn,
   holdsMasterDb,
+  pastFork,
   initialState,
   type MembershipInput,
   type NodePorts,
@@ -47,6 +48,7 @@ export interface FakeDb {
   lsn: bigint;
   /** The master this standby streams from (null: none). */
   following: string | null;
+
   /** Probability per replication tick that this standby catches up (lagging standbys are low). */
   catchUp: number;
   /**
@@ -910,8 +912,9 @@ export class ClusterSim {
           const ok = db !== null && db.state === "up" && db.inRecovery;
           return ok ? { ok } : { ok, error: "not a reachable standby" };
         }),
-      promoteDb: () => {
+      promoteDb: (fork) => {
         this.checkPromotion(n);
+
         // slowOps: pg_ctl promote is slow now and then, fails (the server refuses), or hangs
         // past the promotion timeout and then completes anyway.
         const r = this.world.slowOps ? this.failRng.next() : 1;
@@ -931,6 +934,13 @@ export class ClusterSim {
           if (n.crashes !== crashes) throw new Error("the host rebooted during pg_ctl promote");
           if (fails) throw new Error("pg_ctl promote: server did not promote in time");
           if (!db.inRecovery) return;
+          // The executor's guard (the promoteDb action's fork), at the moment of the promote: WAL
+          // streamed in since the candidate was ranked may have carried it past the newer
+          // timeline's fork; then nothing is promoted and the coordinator tries the next candidate.
+          if (pastFork(fork, db.timeline, formatLsn(db.lsn)))
+            throw new Error(
+              `not promoted: WAL at ${formatLsn(db.lsn)} on timeline ${db.timeline} is past the fork of a newer timeline`,
+            );
           this.checkPromoted(n);
           const tl = this.newestTimeline() + 1;
           this.timelines.set(tl, { parent: db.timeline, fork: db.lsn });

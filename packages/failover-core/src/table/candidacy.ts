@@ -24,6 +24,12 @@ function masterCheckPending(c: Ctx, token: string): boolean {
   return c.s.candidacy?.token === token && (c.s.candidacy.pendingChecks ?? []).includes("master");
 }
 
+/** A new master's announcement names the fork of the timeline it opened (TimelineFork): keep it. */
+function learnAnnouncedFork(c: Ctx, e: EventFor<"message:newMaster">): void {
+  if (e.message.forkTimeline !== undefined)
+    c.learnFork({ parent: e.message.forkTimeline, lsn: e.message.forkLsn ?? null });
+}
+
 /** The ping whose answer our candidacy waits for: its own, or the early one it joined. */
 function candidacyPing(c: Ctx, token: string): boolean {
   const cand = c.s.candidacy;
@@ -49,6 +55,8 @@ function keepEarlyPing(c: Ctx, reachable: boolean): void {
 
 /** Becomes the candidate and starts the checks before fencing (Ctx.advanceCandidacy). */
 function accept(c: Ctx, e: PromoteEvent): void {
+  if (e.message.forkTimeline !== undefined)
+    c.learnFork({ parent: e.message.forkTimeline, lsn: e.message.forkLsn ?? null });
   c.s.candidacy = {
     token: e.message.token,
     coordinator: e.from,
@@ -57,6 +65,9 @@ function accept(c: Ctx, e: PromoteEvent): void {
     checkMaster: e.message.checkMaster,
     restore: e.message.restore === true,
     stage: "vip",
+    ...(e.message.atLsn !== undefined && typeof e.message.atTimeline === "number"
+      ? { position: { parent: e.message.atTimeline, lsn: e.message.atLsn } }
+      : {}),
   };
   c.setRole("Promoting");
   c.advanceCandidacy("start");
@@ -667,6 +678,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
       c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
+      learnAnnouncedFork(c, e);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       const token = c.token("reconf");
       c.s.reconfigureToken = token;
@@ -684,6 +696,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
       c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
+      learnAnnouncedFork(c, e);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       c.notify("standbyNotReconfigured", c.cluster());
     },
@@ -699,6 +712,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     run: (c, e) => {
       c.s.knownMaster = { address: e.message.address, lastHeardAt: c.now };
       c.s.epoch = Math.max(c.s.epoch, e.message.epoch ?? 0);
+      learnAnnouncedFork(c, e);
       c.s.peers = { ...c.s.peers, [e.message.address]: { role: "Master", db: "UP" } };
       c.s.failoverDisabled = false;
       c.s.fencedForIsolation = false;

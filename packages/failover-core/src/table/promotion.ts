@@ -1,4 +1,5 @@
 import type { Ctx } from "../context.ts";
+import type { Promotion } from "../types.ts";
 import { compareLsn } from "../lsn.ts";
 import { outsideSyncSet } from "../sync.ts";
 import {
@@ -32,6 +33,19 @@ function restorable(c: Ctx, old: string | null): boolean {
     c.others().every((a) => (c.s.peers[a]?.master ?? old) === old) &&
     (c.s.knownMaster?.address ?? old) === old
   );
+}
+
+/**
+ * The position `candidate` was ranked at, for the promote message: the timeline it opens forks off
+ * there or later (it replays what it received before leaving recovery; after a clean switchover
+ * it replayed the old master's final position too). Empty when its timeline is unknown.
+ */
+function rankedAt(p: Promotion, candidate: string): { atLsn?: string; atTimeline?: number } {
+  const lsn = p.lsns[candidate] ?? null;
+  const timeline = p.timelines[candidate] ?? null;
+  if (lsn === null || timeline === null) return {};
+  const final = p.switchover?.finalLsn ?? null;
+  return { atLsn: final !== null && compareLsn(final, lsn) > 0 ? final : lsn, atTimeline: timeline };
 }
 
 /** Rows of one concern (promotion, coordinator side), in the table's match order. */
@@ -446,6 +460,8 @@ export const promotionRows: readonly TransitionRow[] = [
       // neither is one whose record names itself the last master while we have seen a promotion
       // since (more promotions than it): its host was reset before any fence, it booted read-only
       // with whatever it wrote last, and with no master running it cannot tell its timeline.
+      // A position on a newer timeline than any fork we know of: a promotion we did not see.
+      c.learnTimeline(timeline);
       const superseded = e.message.lastMaster === true && (e.message.epoch ?? 0) < c.s.epoch;
       const candidate = e.message.role === "Standby" && e.message.rebuild !== true && !superseded;
       c.setPromotion({
@@ -522,11 +538,11 @@ export const promotionRows: readonly TransitionRow[] = [
     from: ["*"],
     on: "lsnsCollected",
     guard:
-      "automatic; no standby can be a candidate and one was left out as a master superseded by a later promotion; that later master is here, fenced, Idle, its database up, every voter here and nobody knows a later one",
+      "automatic; no standby can be a candidate and one was left out as a master superseded by a later promotion, or as past the newest timeline's fork; that later master is here, fenced, Idle, its database up, every voter here and nobody knows a later one",
     to: "unchanged",
     actions: "ask the old master to check, then take its role back",
     reason:
-      "the only standbys are older masters that may hold WAL past its fork: bring the fenced last master back rather than leave no master",
+      "the only standbys may hold WAL past its fork (older masters it replaced, standbys that went past it): bring the fenced last master back rather than leave no master",
     // Invariant (liveness, with 'diverged'): a quorate cluster with a healthy database that can
     // safely be master ends with a master. The last master fenced itself and holds the newest WAL
     // there is (nobody was promoted after it); the standbys left are masters it replaced, which
@@ -537,7 +553,8 @@ export const promotionRows: readonly TransitionRow[] = [
         p !== null &&
         !p.manual &&
         c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
-        Object.values(p.failures).includes(SUPERSEDED) &&
+        (Object.values(p.failures).includes(SUPERSEDED) ||
+          Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"))) &&
         c.members().every((a) => c.roleOf(a) !== null) &&
         restorable(c, p.oldMaster ?? lastMaster(c))
       );
@@ -546,6 +563,42 @@ export const promotionRows: readonly TransitionRow[] = [
       const p = c.s.promotion!;
       c.setPromotion({ ...p, oldMaster: p.oldMaster ?? lastMaster(c), switchedOver: true });
       c.nextCandidate(true);
+    },
+  }),
+  row({
+    id: "promo.noCandidate.pastFork",
+    from: ["*"],
+    on: "lsnsCollected",
+    guard: "automatic; no standby can be a candidate and one was left out past the newest promotion's fork",
+    to: "unchanged",
+    actions: "notify failoverNotOccurred; tell every agent (cluster-status) which standbys need a rewind",
+    reason:
+      "the only standbys hold WAL past the fork of a newer timeline: promoting one would discard that timeline's writes, so an operator must rewind or re-clone it",
+    // Invariant 'diverged': a database that wrote past the fork of a newer timeline is never
+    // promoted until rewound or rebuilt, even once the newer timeline's master is gone.
+    when: (c) => {
+      const p = c.s.promotion;
+      return (
+        p !== null &&
+        !p.manual &&
+        c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
+        Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"))
+      );
+    },
+    run: (c) => {
+      const p = c.s.promotion!;
+      c.setPromotion(null);
+      const off = Object.entries(c.offTimeline(p)).map(([a, why]) => `${a}: ${why}`);
+      const cluster = c.s.config.clusterName;
+      const text =
+        `Failover has not occurred: every standby holds WAL past the fork of a newer timeline (${off.join("; ")}). ` +
+        `Bring back the database of the newer timeline's master; or, accepting that its writes are lost, ` +
+        `promote a standby by hand (pg_ctl promote -D <data directory>, as the database owner) and run 'efm resume ${cluster}' on its node.`;
+      // The periodic look finds the same standbys each time: say it once, keep it in cluster-status.
+      if (c.s.attention !== text) {
+        c.notify("failoverNotOccurred", c.cluster());
+        c.setAttention(text);
+      }
     },
   }),
   row({
@@ -685,7 +738,11 @@ export const promotionRows: readonly TransitionRow[] = [
         epoch: c.s.view?.epoch ?? p.epoch,
         oldMaster: p.oldMaster,
         checkMaster: (!p.switchedOver || p.masterUnconfirmed === true) && !p.restoring,
-        ...(p.restoring ? { restore: true } : {}),
+        ...(p.restoring ? { restore: true } : rankedAt(p, candidate)),
+        // A candidate cut off when the newest timeline was announced learns its fork here.
+        ...(c.s.newestFork && !p.restoring
+          ? { forkTimeline: c.s.newestFork.parent, forkLsn: c.s.newestFork.lsn }
+          : {}),
       });
       c.timer(`promotion:${p.token}`, c.now + c.s.config.promotionTimeoutMs);
     },
@@ -983,6 +1040,10 @@ export const promotionRows: readonly TransitionRow[] = [
     run: (c, e) => {
       const p = c.s.promotion!;
       c.setPromotion(null);
+      // The new master's announcement says where its timeline forked; an older agent's does not.
+      const at = p.restoring ? {} : rankedAt(p, e.from);
+      if (at.atLsn !== undefined && typeof at.atTimeline === "number")
+        c.learnFork({ parent: at.atTimeline, lsn: at.atLsn });
       c.s.knownMaster = { address: e.from, lastHeardAt: c.now };
       c.s.peers = { ...c.s.peers, [e.from]: { role: "Master", db: "UP" } };
       if (p.request)
