@@ -2336,6 +2336,32 @@ describe("promotion (candidate side)", () => {
       expect(held.state.vipProbes).toEqual({ running: null, free: null });
     });
 
+    it("is begun again when the coordinator asks to confirm the master's loss (8.3) once the quiet's answer aged out, never for a database failure (8.1)", () => {
+      const b = boot("b", "recovery", view(1, FULL, { coordinator: "w" }), {
+        scripts: withFence().config.scripts,
+      });
+      const quiet = run(b, { type: "memberQuiet", now: 100, address: "a" });
+      const probe = find(quiet, "pingVip");
+      // a short ping command: free after 300 ms, so stale 300 ms later
+      const free = run(quiet.state, { type: "vipPinged", now: 400, token: probe.token, reachable: false });
+      const fresh = run(
+        free.state,
+        msg(650, "w", { type: "checkDb", token: "inv1", target: "a", asMaster: true }),
+      );
+      expect(rules(fresh)).toEqual(["checkDb.shared"]);
+      expect(fresh.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+      const aged = run(
+        free.state,
+        msg(800, "w", { type: "checkDb", token: "inv1", target: "a", asMaster: true }),
+      );
+      expect(rules(aged)).toEqual(["checkDb.shared"]);
+      expect(find(aged, "pingVip").token).not.toBe(probe.token);
+      // the master's own agent reported its database failed: it still holds the VIP, no probe
+      const failed = run(b, msg(100, "w", { type: "checkDb", token: "inv2", target: "a" }));
+      expect(rules(failed)).toEqual(["checkDb.request"]);
+      expect(failed.actions.filter((a) => a.type === "pingVip")).toEqual([]);
+    });
+
     it("unanswered past its bound, it is taken for lost and not waited for", () => {
       const p = probing();
       // remote.timeout 1,000 ms + 500 ms slack
@@ -2366,6 +2392,13 @@ describe("promotion (candidate side)", () => {
       expect(rules(pinged)).toEqual(["precheck.ping"]);
       state = pinged.state;
     } else expect(req.actions.filter((a) => a.type === "pingServer")).toEqual([]);
+    // after the master's loss it also pings the VIP (8.3); answered at once here, so stale by the promote
+    if (s.config.virtualIp !== null) {
+      const probe = find(req, "pingVip");
+      const free = run(state, { type: "vipPinged", now: asked, token: probe.token, reachable: false });
+      expect(rules(free)).toEqual(["vipProbe.answer"]);
+      state = free.state;
+    } else expect(req.actions.filter((a) => a.type === "pingVip")).toEqual([]);
     const ans = run(state, {
       type: "remoteDbChecked",
       now: answered,

@@ -526,7 +526,7 @@ export const investigationRows: readonly TransitionRow[] = [
     guard:
       "asked as a master, and a check of that database as a master already runs here (begun at the master's suspicion) or found it down as recently as a new check could",
     to: "unchanged",
-    actions: "answer with that check (when it answers, or now); a standby pings the ping server",
+    actions: "answer with that check (when it answers, or now); a standby pings the ping server and the VIP",
     reason:
       "the coordinator asked us to try the master database, which we already try (or just found down): that answer is this one's",
     // Invariant: the confirmation (8.3) still gets every agent's own direct attempt on the master
@@ -537,8 +537,13 @@ export const investigationRows: readonly TransitionRow[] = [
       (c.runningMasterCheck(e.message.target) !== null || c.freshMasterAnswer(e.message.target) !== null),
     run: (c, e) => {
       c.checkDbFor(e.from, e.message.token, e.message.target, true);
-      // A standby may be promoted if the master's database is confirmed down (Ctx.startEarlyPing).
-      if (c.s.role === "Standby") c.startEarlyPing();
+      // A standby may be promoted if the master's database is confirmed down (Ctx.startEarlyPing),
+      // and 8.3 has the agents ping the lost master's VIP: a new probe unless one runs or a free
+      // answer is still fresh (the one from the quiet may have aged out: a short ping command).
+      if (c.s.role === "Standby") {
+        c.startEarlyPing();
+        c.startVipProbe();
+      }
     },
   }),
   row({
@@ -547,7 +552,8 @@ export const investigationRows: readonly TransitionRow[] = [
     on: "message:checkDb",
     guard: "otherwise",
     to: "unchanged",
-    actions: "checkRemoteDb(target); a standby asked about a master's database pings the ping server",
+    actions:
+      "checkRemoteDb(target); a standby asked about a master's database pings the ping server (and, after the master's loss, the VIP)",
     reason: "the coordinator asked us to try a database directly",
     run: (c, e) => {
       c.startRemoteCheck(e.message.target, e.message.asMaster === true, [
@@ -557,6 +563,9 @@ export const investigationRows: readonly TransitionRow[] = [
       // reported it failed), a standby may be promoted next (Ctx.startEarlyPing).
       if (c.s.role === "Standby" && (e.message.asMaster === true || c.roleOf(e.message.target) === "Master"))
         c.startEarlyPing();
+      // After the master's loss (8.3: the agents ping its VIP), not after its database failed
+      // (8.1: its agent still holds the VIP until the confirmation ends).
+      if (c.s.role === "Standby" && e.message.asMaster === true) c.startVipProbe();
     },
   }),
   row({
