@@ -16,6 +16,16 @@ import {
 const SUPERSEDED =
   "it was the master before a later promotion and may hold WAL past that promotion's fork: rewind or re-clone it";
 
+/** An automatic promotion whose positions rank no standby as a candidate. */
+function noCandidate(c: Ctx, p: Promotion | null): p is Promotion {
+  return p !== null && !p.manual && c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0;
+}
+
+/** A standby was left out because it holds WAL past the newest promotion's fork. */
+function leftOutPastFork(c: Ctx, p: Promotion): boolean {
+  return Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"));
+}
+
 /**
  * May `old`, the last master, take its role back as the fenced old master? We coordinate, every
  * voter is here, it is here, Idle, its database up, and nobody here heard of a master after it
@@ -550,11 +560,8 @@ export const promotionRows: readonly TransitionRow[] = [
     when: (c) => {
       const p = c.s.promotion;
       return (
-        p !== null &&
-        !p.manual &&
-        c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
-        (Object.values(p.failures).includes(SUPERSEDED) ||
-          Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"))) &&
+        noCandidate(c, p) &&
+        (Object.values(p.failures).includes(SUPERSEDED) || leftOutPastFork(c, p)) &&
         c.members().every((a) => c.roleOf(a) !== null) &&
         restorable(c, p.oldMaster ?? lastMaster(c))
       );
@@ -578,12 +585,7 @@ export const promotionRows: readonly TransitionRow[] = [
     // promoted until rewound or rebuilt, even once the newer timeline's master is gone.
     when: (c) => {
       const p = c.s.promotion;
-      return (
-        p !== null &&
-        !p.manual &&
-        c.rankCandidates(p.lsns, p.timelines, p.masterTimeline).length === 0 &&
-        Object.values(c.offTimeline(p)).some((why) => why.includes("past the fork"))
-      );
+      return noCandidate(c, p) && leftOutPastFork(c, p);
     },
     run: (c) => {
       const p = c.s.promotion!;
