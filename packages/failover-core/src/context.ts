@@ -565,12 +565,7 @@ export class Ctx {
       let masterAt = after === "master" && rest.length > 0 ? this.now : c.masterAnsweredAt;
       let asked = c.checksAskedAt ?? this.now;
       const prior = c.priorMaster;
-      if (
-        rest.length === 1 &&
-        rest[0] === "master" &&
-        prior &&
-        this.now - prior.answeredAt <= prior.answeredAt - prior.askedAt
-      ) {
+      if (rest.length === 1 && rest[0] === "master" && prior && this.asFreshAsNew(prior)) {
         // Only the master database's check is still out, and our own answer from the
         // confirmation is still as fresh as it could make it: that answer is this check's (its
         // late answer moves nothing, cand.masterDown).
@@ -652,7 +647,16 @@ export class Ctx {
   freshMasterAnswer(target: string): DbAnswer | null {
     const a = this.s.masterDbAnswers[target];
     if (!a || a.result !== "unreachable") return null;
-    return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
+    return this.asFreshAsNew(a) ? a : null;
+  }
+
+  /**
+   * The freshness rule of every answer a candidacy may reuse (the old master's database, the
+   * ping server, the VIP): it came in less long ago than it took, so a new check asked now could
+   * not answer about a later moment.
+   */
+  private asFreshAsNew(a: { readonly askedAt: number; readonly answeredAt: number }): boolean {
+    return this.now - a.answeredAt <= a.answeredAt - a.askedAt;
   }
 
   /**
@@ -688,7 +692,7 @@ export class Ctx {
    */
   vipProbeStanding(): "running" | "free" | null {
     const f = this.s.vipProbes.free;
-    if (f !== null && this.now - f.answeredAt <= f.answeredAt - f.askedAt) return "free";
+    if (f !== null && this.asFreshAsNew(f)) return "free";
     return this.vipProbeRunning() ? "running" : null;
   }
 
@@ -718,7 +722,7 @@ export class Ctx {
   freshPingAnswer(): PingAnswer | null {
     const a = this.s.pingAnswer;
     if (!a?.reachable) return null;
-    return this.now - a.answeredAt <= a.answeredAt - a.askedAt ? a : null;
+    return this.asFreshAsNew(a) ? a : null;
   }
 
   /** The action of one pipeline stage, or null when that stage is not configured. */
