@@ -252,7 +252,11 @@ describe("efm promote -switchover (issue 16)", () => {
         ),
       );
     } finally {
-      await efm.lab.psql("b", "SELECT pg_wal_replay_resume()");
+      // Only while in recovery: a failure above must be reported, not hidden by this clean-up.
+      await efm.lab.psql(
+        "b",
+        "DO $$ BEGIN IF pg_is_in_recovery() THEN PERFORM pg_wal_replay_resume(); END IF; END $$",
+      );
     }
     await efm.waitTypes("a", { a: "Master", b: "Standby", c: "Standby" });
     expect(await efm.lab.inRecovery("a")).toBe(false);

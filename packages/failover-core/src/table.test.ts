@@ -4637,6 +4637,75 @@ describe("efm promote -switchover (issue 16)", () => {
     });
   });
 
+  /** The master asked to stop for target b and gone Idle; its report not in yet. */
+  function stopAsked() {
+    let s = coordinator();
+    s = run(s, command("b")).state;
+    const t = s.promotion!.token;
+    s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "0/10", role: "Master" })).state;
+    s = run(s, msg(2, "b", standby(t, "0/10"))).state;
+    s = run(s, msg(2, "c", standby(t, "0/10"))).state;
+    s = run(s, msg(3, "b", { type: "promotableReply", token: t, ok: true })).state;
+    s = run(s, msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
+    expect(s.promotion!.stage).toBe("switchover");
+    return { s, t };
+  }
+
+  it("ends, promoting nobody, when the master cannot confirm its database stopped", () => {
+    const { s, t } = stopAsked();
+    const r = run(s, msg(5, "a", { type: "fenced", token: t, unconfirmed: true }));
+    expect(rules(r)).toEqual(["switchover.masterUnconfirmed"]);
+    expect(r.state.promotion).toBeNull();
+    expect(sent(r, "queryLsn")).toEqual([]);
+    expect(sent(r, "promote")).toEqual([]);
+    expect(sent(r, "checkPromotable")).toEqual([]);
+    expect(find(r, "respond")).toMatchObject({
+      ok: false,
+      message:
+        "Switchover failed: a could not confirm that its database stopped, so it may still accept writes; no standby was promoted. The cluster now handles it as a failed master.",
+    });
+    expect(find(r, "notify")).toMatchObject({ id: "unexpectedError" });
+  });
+
+  it("rolls back when the master's report of its stop is lost or never comes; it never ranks the standbys", () => {
+    const lost = stopAsked();
+    const r = run(lost.s, msg(15, "a", { type: "fencedMasterBack" }));
+    expect(rules(r)).toEqual(["switchover.fencedMasterBack", "promo.exhausted.restore"]);
+    expect(sent(r, "queryLsn")).toEqual([]);
+    expect(sent(r, "checkPromotable")).toEqual([
+      { type: "send", to: "a", message: { type: "checkPromotable", token: lost.t, restore: true } },
+    ]);
+    expect(r.state.promotion?.failures).toEqual({ b: "the master's report of its final position was lost" });
+    const unconfirmed = run(stopAsked().s, msg(15, "a", { type: "fencedMasterBack", unconfirmed: true }));
+    expect(rules(unconfirmed)).toEqual(["switchover.fencedMasterBack"]);
+    expect(unconfirmed.state.promotion).toBeNull();
+
+    const silent = stopAsked();
+    const late = run(silent.s, {
+      type: "timer",
+      now: 3 + harnessTimings.promotionTimeoutMs,
+      name: `promotion:${silent.t}`,
+    });
+    expect(rules(late)).toEqual(["switchover.stopTimeout", "promo.exhausted.restore"]);
+    expect(late.state.promotion?.failures).toEqual({ b: "the master did not report its stop within 10 s" });
+    expect(sent(late, "queryLsn")).toEqual([]);
+  });
+
+  it("the old master reminds nobody while its fence runs, and is no candidate to take its role back until it ends", () => {
+    const a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
+    const fencing = run(
+      a,
+      msg(1, "w", { type: "switchover", token: "s1", newMaster: "b", clean: true }),
+    ).state;
+    expect(fencing.selfFence).not.toBeNull();
+    const reminder = run(fencing, { type: "timer", now: 2, name: "fencedRetry" });
+    expect(rules(reminder)).toEqual(["fencedRetry.stop"]);
+    expect(reminder.actions.filter((x) => x.type === "send")).toEqual([]);
+    const check = run(fencing, msg(2, "w", { type: "checkPromotable", token: "s1", restore: true }));
+    expect(rules(check)).toEqual(["precheck.refuse"]);
+    expect(find(check, "send").message).toMatchObject({ type: "promotableReply", ok: false, refused: true });
+  });
+
   it("the old master stops cleanly, reports its final position, and joins as a standby once it streams from the new master", () => {
     let a = boot("a", "primary", view(1, FULL, { coordinator: "w" }));
     const asked = run(a, msg(1, "w", { type: "switchover", token: "s1", newMaster: "c", clean: true }));

@@ -3,10 +3,17 @@ import { type EventFor, type TransitionRow, row } from "./rows.ts";
 
 type PromoteEvent = EventFor<"message:promote">;
 
+/**
+ * The fenced old master asked to take its role back: only once its own fence is over (a database
+ * still being stopped is neither checked nor promoted).
+ */
+const restorable = (c: Ctx, restore: boolean | undefined) =>
+  restore === true && c.s.fencedForIsolation && c.s.selfFence === null;
+
 /** cand.accept's guard: a standby (or the fenced old master asked back) of the sender's majority view. */
 function acceptable(c: Ctx, e: PromoteEvent): boolean {
   return (
-    (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
+    (c.s.role === "Standby" ? !e.message.restore : restorable(c, e.message.restore)) &&
     c.quorate() &&
     c.leaseValid() &&
     c.s.view?.epoch === e.message.epoch &&
@@ -86,7 +93,7 @@ export const candidacyRows: readonly TransitionRow[] = [
     reason: "the coordinator asks whether this node can be promoted before anyone is fenced",
     when: (c, e) =>
       e.from === c.coordinator() &&
-      (c.s.role === "Standby" ? !e.message.restore : e.message.restore === true && c.s.fencedForIsolation) &&
+      (c.s.role === "Standby" ? !e.message.restore : restorable(c, e.message.restore)) &&
       !c.s.local.reported &&
       c.s.candidacy === null,
     run: (c, e) => {

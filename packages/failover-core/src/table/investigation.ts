@@ -340,11 +340,13 @@ export const investigationRows: readonly TransitionRow[] = [
     id: "fencedRetry.again",
     from: ["Idle"],
     on: "timer:fencedRetry",
-    guard: "still fenced for isolation and nobody took over",
+    guard: "still fenced for isolation, no fence running, and nobody took over",
     to: "unchanged",
     actions: "report fenced to the coordinator again",
     reason: "no new master yet: remind the coordinator this old master is fenced",
-    when: (c) => c.s.fencedForIsolation,
+    // Not while a fence runs: its own report comes when it ends, and a reminder before it says
+    // "fenced" of a database that may not have stopped (and carries no switchover final position).
+    when: (c) => c.s.fencedForIsolation && c.s.selfFence === null,
     run: (c) => reportFencedMaster(c),
   }),
   row({

@@ -1,7 +1,14 @@
 import type { Ctx } from "../context.ts";
 import { compareLsn, lsnDistance } from "../lsn.ts";
 import type { Promotion } from "../types.ts";
-import { failureList, queryPositions, RESUME_STREAMING_WAIT_MS, row, type TransitionRow } from "./rows.ts";
+import {
+  failureList,
+  queryPositions,
+  RESUME_STREAMING_WAIT_MS,
+  row,
+  type TransitionRow,
+  unconfirmedFenceNotice,
+} from "./rows.ts";
 
 /** Default of `switchover.max.lag.bytes`: 16 MiB, one WAL segment. */
 export const SWITCHOVER_MAX_LAG_BYTES = 16 * 1024 * 1024;
@@ -77,6 +84,28 @@ function rollBack(c: Ctx, why: string): void {
   c.setPromotion({ ...p, switchedOver: true, failures: { ...p.failures, [target]: why } });
   c.raise({ type: "candidatesExhausted", now: c.now });
 }
+
+/**
+ * The old master could not confirm its database stopped: it may still accept writes, so neither the
+ * target (its final position is unknown) nor the old master (its database cannot be trusted) is
+ * made master here. The switchover ends, saying so; the fenced master's reminders then go through
+ * the cluster's handling of a failed master (the candidate checks the old database first, 8.3).
+ */
+function stopUnconfirmed(c: Ctx): void {
+  const p = c.s.promotion!;
+  c.setPromotion(null);
+  unconfirmedFenceNotice(c, p.oldMaster ?? "the master");
+  if (p.request)
+    c.reply(
+      p.request.origin,
+      p.request.requestId,
+      false,
+      `Switchover failed: ${p.oldMaster} could not confirm that its database stopped, so it may still accept writes; no standby was promoted. The cluster now handles it as a failed master.`,
+    );
+}
+
+/** Our switchover waits for its master's stop (asked, not reported yet). */
+const stopping = (c: Ctx) => c.s.promotion?.stage === "switchover" && c.s.promotion.switchover !== undefined;
 
 const replaying = (c: Ctx, token: string) =>
   c.s.promotion?.stage === "replay" &&
@@ -201,6 +230,20 @@ export const switchoverRows: readonly TransitionRow[] = [
     },
   }),
   row({
+    id: "switchover.masterUnconfirmed",
+    from: ["*"],
+    on: "message:fenced",
+    guard: "switchover waiting for this stop; the master could not confirm its database stopped",
+    to: "unchanged",
+    actions: "end the switchover: notify unexpectedError; answer the operator (nobody promoted)",
+    reason:
+      "the old database may still accept writes: promote nobody now, leave it to the handling of a failed master",
+    // Invariant: a switchover promotes its target only, and only past the master's final position.
+    // An unconfirmed stop has none, so it never goes on to rank the standbys as a plain promotion does.
+    when: (c, e) => stopping(c) && c.s.promotion!.token === e.message.token && e.message.unconfirmed === true,
+    run: (c) => stopUnconfirmed(c),
+  }),
+  row({
     id: "switchover.masterStopped",
     from: ["*"],
     on: "message:fenced",
@@ -243,6 +286,38 @@ export const switchoverRows: readonly TransitionRow[] = [
       c.s.promotion.switchover !== undefined &&
       e.message.unconfirmed !== true,
     run: (c) => rollBack(c, "the master did not shut down cleanly (its shutdown checkpoint is unknown)"),
+  }),
+  row({
+    id: "switchover.fencedMasterBack",
+    from: ["*"],
+    on: "message:fencedMasterBack",
+    guard:
+      "coordinator; switchover waiting for this old master's stop, whose report (with the final position) was lost",
+    to: "unchanged",
+    actions: "bring the old master back (restore); unconfirmed: end the switchover as above",
+    reason:
+      "the master is fenced but its final position never arrived: nobody can tell the target has every write",
+    // The reminder is sent only once the fence is over, after the report itself: that was lost.
+    when: (c, e) => c.isCoordinator() && stopping(c) && c.s.promotion!.oldMaster === e.from,
+    run: (c, e) => {
+      if (e.message.unconfirmed === true) stopUnconfirmed(c);
+      else rollBack(c, "the master's report of its final position was lost");
+    },
+  }),
+  row({
+    id: "switchover.stopTimeout",
+    from: ["*"],
+    on: "timer:promotion",
+    guard: "switchover still waiting for the master to report its stop past promotion.timeout",
+    to: "unchanged",
+    actions: "bring the old master back (restore)",
+    reason: "the master did not report a clean stop in time: it takes its role back",
+    when: (c, e) => stopping(c) && e.name === `promotion:${c.s.promotion!.token}`,
+    run: (c) =>
+      rollBack(
+        c,
+        `the master did not report its stop within ${Math.round(c.s.config.promotionTimeoutMs / 1000)} s`,
+      ),
   }),
   row({
     id: "switchover.replayed",
