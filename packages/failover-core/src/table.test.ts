@@ -4620,23 +4620,6 @@ describe("efm promote -switchover (issue 16)", () => {
     });
   });
 
-  it("rolls back when the master stopped but not cleanly (no final position)", () => {
-    let s = coordinator();
-    s = run(s, command("b")).state;
-    const t = s.promotion!.token;
-    s = run(s, msg(2, "a", { type: "lsnReply", token: t, lsn: "0/10", role: "Master" })).state;
-    s = run(s, msg(2, "b", standby(t, "0/10"))).state;
-    s = run(s, msg(2, "c", standby(t, "0/10"))).state;
-    s = run(s, msg(3, "b", { type: "promotableReply", token: t, ok: true })).state;
-    s = run(s, msg(4, "a", { type: "status", role: "Idle", db: "UP", master: null })).state;
-    const r = run(s, msg(5, "a", { type: "fenced", token: t }));
-    expect(rules(r)).toEqual(["switchover.masterNotClean", "promo.exhausted.restore"]);
-    expect(sent(r, "promote")).toEqual([]);
-    expect(r.state.promotion?.failures).toEqual({
-      b: "the master did not shut down cleanly (its shutdown checkpoint is unknown)",
-    });
-  });
-
   /** The master asked to stop for target b and gone Idle; its report not in yet. */
   function stopAsked() {
     let s = coordinator();
@@ -4650,6 +4633,16 @@ describe("efm promote -switchover (issue 16)", () => {
     expect(s.promotion!.stage).toBe("switchover");
     return { s, t };
   }
+
+  it("rolls back when the master stopped but not cleanly (no final position)", () => {
+    const { s, t } = stopAsked();
+    const r = run(s, msg(5, "a", { type: "fenced", token: t }));
+    expect(rules(r)).toEqual(["switchover.masterNotClean", "promo.exhausted.restore"]);
+    expect(sent(r, "promote")).toEqual([]);
+    expect(r.state.promotion?.failures).toEqual({
+      b: "the master did not shut down cleanly (its shutdown checkpoint is unknown)",
+    });
+  });
 
   it("ends, promoting nobody, when the master cannot confirm its database stopped", () => {
     const { s, t } = stopAsked();
