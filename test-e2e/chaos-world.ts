@@ -570,7 +570,8 @@ export class ChaosWorld {
   /**
    * Stop agents and writers, tear the lab down; copies the agents' logs aside for post-mortems
    * (`<run>-logs/<scenario>`, the latest run; a failed run's also to `<scenario>-failed-<time>`, so
-   * the next run of the scenario does not replace them). Returns where a failed run's logs went.
+   * the next run of the scenario does not replace them, with each server's log). Returns where a
+   * failed run's logs went.
    */
   async teardown(scenario: string, failed = false): Promise<string | null> {
     await this.writers?.stop().catch(() => {});
@@ -593,6 +594,9 @@ export class ChaosWorld {
       if (failed) {
         kept = join(`${RUN}-logs`, `${scenario}-failed-${new Date().toISOString().replace(/[:.]/g, "")}`);
         cpSync(join(RUN, "agents"), kept, { recursive: true });
+        // The servers' own account (timeline switches, WAL receiver errors) beside the agents'.
+        for (const h of this.lab.hosts)
+          if (existsSync(h.logFile)) cpSync(h.logFile, join(kept, h.name, "postgres.log"));
       }
     }
     await sweepLeftovers();

@@ -586,6 +586,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         streaming: f.walReceiver?.status === "streaming",
         // A switchover promotes its target only once it replayed past the master's last record.
         replayed: f.replayLsn?.toString() ?? null,
+        // A failover ranks a standby only once it no longer streams from the stopped old master.
+        upstream: f.walReceiver?.senderHost ?? null,
       };
     },
     // pingServerCommand bounded by remote.timeout: a reply within it answers (./ping.ts).

@@ -382,6 +382,7 @@ export function createNode(options: NodeOptions): FailoverNode {
                   timeline: pos.timeline,
                   ...(pos.streaming !== undefined ? { streaming: pos.streaming } : {}),
                   ...(pos.replayed !== undefined ? { replayed: pos.replayed } : {}),
+                  ...(pos.upstream !== undefined ? { upstream: pos.upstream } : {}),
                 },
           (_e, now) => ({ type: "lsnQueried", now, token: a.token, lsn: null }),
         );

@@ -51,6 +51,7 @@ const SPECS: Specs = {
     rebuild: f("bool", OPT),
     streaming: f("bool", OPT),
     replayed: f("str", { optional: true, nullable: true }),
+    upstream: f("str", { optional: true, nullable: true }),
     lastMaster: f("bool", OPT),
     epoch: f("num", OPT),
   },

@@ -1766,6 +1766,55 @@ describe("promotion (coordinator side)", () => {
     ]);
   });
 
+  it("ranks a standby only once it no longer streams from the stopped old master (what was in flight arrived)", () => {
+    const v = view(
+      1,
+      [
+        ["w", "Witness"],
+        ["a", "Idle"],
+        ["b", "Standby"],
+        ["c", "Standby"],
+      ],
+      { coordinator: "w" },
+    );
+    const started = run(boot("w", "witness", v), msg(1, "a", { type: "fencedMasterBack" }));
+    expect(rules(started)).toEqual(["coord.fencedMasterBack", "promo.start"]);
+    const tok = started.state.promotion!.token;
+    const reply = (lsn: string, streaming: boolean, upstream: string | null): PeerMessage => ({
+      type: "lsnReply",
+      token: tok,
+      lsn,
+      role: "Standby",
+      timeline: 1,
+      streaming,
+      upstream,
+    });
+    // b's WAL receiver is still reading what a sent before it stopped: asked again, not ranked
+    const draining = run(started.state, msg(2, "b", reply("0/100", true, "a")));
+    expect(rules(draining)).toEqual(["lsn.reply.draining"]);
+    expect(draining.actions).toContainEqual({ type: "setTimer", name: `lsnDrain:${tok}|b`, at: 22 });
+    expect(draining.state.promotion!.awaiting).toContain("b");
+    const c = run(draining.state, msg(3, "c", reply("0/100", false, null)));
+    expect(rules(c)).toEqual(["lsn.reply"]);
+    const again = run(c.state, { type: "timer", now: 22, name: `lsnDrain:${tok}|b` });
+    expect(rules(again)).toEqual(["lsn.drain.ask"]);
+    expect(again.actions.filter((a) => a.type === "send")).toEqual([
+      { type: "send", to: "b", message: { type: "queryLsn", token: tok } },
+    ]);
+    // its final position, past c's: b is the candidate
+    const done = run(again.state, msg(23, "b", reply("0/180", false, null)));
+    expect(rules(done)).toContain("promo.rank");
+    expect(done.state.promotion!.candidate).toBe("b");
+    expect(rules(run(done.state, { type: "timer", now: 50, name: `lsnDrain:${tok}|b` }))).toEqual([
+      "lsn.drain.stale",
+    ]);
+
+    // streaming from another host is not the old master's stream; past remote.timeout it is ranked as is
+    expect(rules(run(started.state, msg(2, "b", reply("0/100", true, "x"))))).toEqual(["lsn.reply"]);
+    const late = run(draining.state, msg(2 + harnessTimings.remoteTimeoutMs, "b", reply("0/100", true, "a")));
+    expect(rules(late)).toEqual(["lsn.reply"]);
+  });
+
   it("a fenced old master with no standby left takes its role back (its WAL is the newest)", () => {
     const v = view(
       2,

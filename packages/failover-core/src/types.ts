@@ -31,6 +31,8 @@ export interface WalPosition {
   readonly streaming?: boolean;
   /** Last position replayed (pg_last_wal_replay_lsn; a standby's), when the executor reads it. */
   readonly replayed?: string | null;
+  /** The host its WAL receiver streams from (pg_stat_wal_receiver.sender_host), when known. */
+  readonly upstream?: string | null;
 }
 
 /**
@@ -237,6 +239,8 @@ export type PeerMessage =
       readonly streaming?: boolean;
       /** Last position replayed (a standby's; absent from older agents and on a master). */
       readonly replayed?: string | null;
+      /** The host its WAL receiver streams from, when it streams (absent from older agents). */
+      readonly upstream?: string | null;
       /**
        * The sender is not the master but its record names itself the last master: with `epoch`
        * (the promotions it has seen), the coordinator can tell a promotion happened after it.
@@ -363,6 +367,7 @@ export type FailoverEvent =
       readonly streaming?: boolean;
       /** Last position replayed (standby), when the executor reads it. */
       readonly replayed?: string | null;
+      readonly upstream?: string | null;
     }
   | { readonly type: "vipPinged"; readonly now: number; readonly token: string; readonly reachable: boolean }
   /**
@@ -577,6 +582,11 @@ export interface Promotion {
   readonly probes?: Readonly<Record<string, string>>;
   /** Manual promotion: the master has stepped down, positions were queried again. */
   readonly switchedOver: boolean;
+  /**
+   * Until when a standby still streaming from the stopped old master is asked again rather than
+   * ranked (its WAL receiver is still reading what that master sent: lsn.reply.draining).
+   */
+  readonly drainUntil?: number;
   readonly awaiting: readonly string[];
   readonly lsns: Readonly<Record<string, string | null>>;
   /** Timelines the standbys reported with their positions (null: unknown). */

@@ -58,6 +58,25 @@ function rankedAt(p: Promotion, candidate: string): { atLsn?: string; atTimeline
   return { atLsn: final !== null && compareLsn(final, lsn) > 0 ? final : lsn, atTimeline: timeline };
 }
 
+/** How often a standby still streaming from the stopped old master is asked again (lsn.reply.draining). */
+export const LSN_DRAIN_POLL_MS = 20;
+
+/** The host of an agent address ("host:port", "[v6]:port"): what a WAL receiver names as its sender. */
+function hostPart(address: string): string {
+  const i = address.lastIndexOf(":");
+  const host = i < 0 ? address : address.slice(0, i);
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/** The standby an lsnDrain timer asks again, while that round still waits for it; else null. */
+function drainTarget(c: Ctx, name: string): string | null {
+  const p = c.s.promotion;
+  if (p?.stage !== "queryLsn") return null;
+  const prefix = `lsnDrain:${p.token}|`;
+  const a = name.startsWith(prefix) ? name.slice(prefix.length) : null;
+  return a !== null && p.awaiting.includes(a) ? a : null;
+}
+
 /** Rows of one concern (promotion, coordinator side), in the table's match order. */
 export const promotionRows: readonly TransitionRow[] = [
   // ---- promotion, coordinator side ----
@@ -441,6 +460,7 @@ export const promotionRows: readonly TransitionRow[] = [
         ...(c.s.rebuildNeeded ? { rebuild: true } : {}),
         ...(e.streaming !== undefined ? { streaming: e.streaming } : {}),
         ...(e.replayed !== undefined ? { replayed: e.replayed } : {}),
+        ...(e.upstream !== undefined ? { upstream: e.upstream } : {}),
         // A database whose record names itself the last master (its host reset before any fence,
         // booted read-only) says so with the promotions it has seen: see lsn.reply.
         ...(c.s.recordedMaster === c.self && c.s.role !== "Master"
@@ -448,6 +468,61 @@ export const promotionRows: readonly TransitionRow[] = [
           : {}),
       });
     },
+  }),
+  row({
+    id: "lsn.reply.draining",
+    from: ["*"],
+    on: "message:lsnReply",
+    guard:
+      "automatic failover from a master known stopped; this standby still streams from that master's host, within remote.timeout of the first such answer",
+    to: "unchanged",
+    actions: "ask it again shortly instead of ranking it",
+    reason: "its WAL receiver is still reading what the stopped master sent: its position may still grow",
+    // Invariant: the candidate is ranked on final positions. A master stopped just after a partition
+    // healed (its lease lapsed during the cut) had sent WAL that was still in flight: a standby that
+    // answered while reading it got more after the ranking and could not follow the candidate's
+    // timeline. Once its WAL receiver saw the end of the stream, it has flushed all it will get.
+    when: (c, e) => {
+      const p = c.s.promotion;
+      return (
+        p?.stage === "queryLsn" &&
+        p.token === e.message.token &&
+        p.awaiting.includes(e.from) &&
+        !p.manual &&
+        p.switchedOver &&
+        p.oldMaster !== null &&
+        e.message.streaming === true &&
+        typeof e.message.upstream === "string" &&
+        e.message.upstream === hostPart(p.oldMaster) &&
+        c.now < (p.drainUntil ?? c.now + c.s.config.remoteTimeoutMs)
+      );
+    },
+    run: (c, e) => {
+      const p = c.s.promotion!;
+      c.setPromotion({ ...p, drainUntil: p.drainUntil ?? c.now + c.s.config.remoteTimeoutMs });
+      c.timer(`lsnDrain:${p.token}|${e.from}`, c.now + LSN_DRAIN_POLL_MS);
+    },
+  }),
+  row({
+    id: "lsn.drain.ask",
+    from: ["*"],
+    on: "timer:lsnDrain",
+    guard: "still collecting positions with that token; that standby not ranked yet",
+    to: "unchanged",
+    actions: "queryLsn on it (no new check or bound)",
+    reason: "ask the standby whose WAL receiver was still reading from the stopped master again",
+    when: (c, e) => drainTarget(c, e.name) !== null,
+    run: (c, e) => queryPositions(c, c.s.promotion!.token, [drainTarget(c, e.name)!], false),
+  }),
+  row({
+    id: "lsn.drain.stale",
+    from: ["*"],
+    on: "timer:lsnDrain",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "that position round is over",
+    run: () => {},
   }),
   row({
     id: "lsn.reply",
