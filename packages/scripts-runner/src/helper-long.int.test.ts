@@ -170,7 +170,7 @@ describe("the privileged helper reads its facts itself and runs long-lived", () 
     await lab.write("b", 3);
 
     const moved = await reconfigure(cc, address("b"), { timeoutSeconds: 60 });
-    expect(moved.actions).toContain(`streaming from ${address("b")}`);
+    expect(moved.actions).toContain(`streaming from ${address("b")} on timeline 2 or later`);
     // Every request went to the helper each agent started once.
     expect([ca, cb, cc].map((c) => c.current?.pid)).toEqual(pids);
     expect([ca, cb, cc].map((c) => c.fallbackReason)).toEqual([null, null, null]);
@@ -203,7 +203,7 @@ describe("the privileged helper reads its facts itself and runs long-lived", () 
     ).toBe(true);
     // The next request is served by a new long-lived helper, not by a process of its own.
     const back = await reconfigure(cc, address("b"), { timeoutSeconds: 60 });
-    expect(back.actions).toContain(`streaming from ${address("b")}`);
+    expect(back.actions).toContain(`streaming from ${address("b")} on timeline 2 or later`);
     expect(cc.current!.pid).not.toBe(first);
     expect(cc.fallbackReason).toBeNull();
   });
@@ -221,7 +221,7 @@ describe("the privileged helper reads its facts itself and runs long-lived", () 
       `no answer from the privileged helper (pid ${first}) within 1000 ms`,
     );
     const back = await reconfigure(cc, address("b"), { timeoutSeconds: 60 });
-    expect(back.actions).toContain(`streaming from ${address("b")}`);
+    expect(back.actions).toContain(`streaming from ${address("b")} on timeline 2 or later`);
     expect(cc.current!.pid).not.toBe(first);
   });
 });

@@ -808,18 +808,39 @@ async function reconfigure(
     report.actions.push("restarted the server (-m fast)");
   }
   const column = report.version >= 11 ? "sender_host" : "conninfo";
-  await waitUntil(command.timeoutSeconds, `streaming from ${command.newMaster}`, async () => {
-    const rows = await query<{ status: string; sender: string | null }>(
-      command,
-      conn,
-      `SELECT status, ${column} AS sender FROM pg_stat_wal_receiver`,
-    );
-    const row = rows[0];
-    if (row === undefined || row.status !== "streaming" || row.sender === null) return undefined;
-    const host = report.version >= 11 ? row.sender : conninfoValue(row.sender, "host");
-    return host === command.newMaster ? true : undefined;
-  });
-  report.actions.push(`streaming from ${command.newMaster}`);
+  let timeline = 0;
+  await waitUntil(
+    command.timeoutSeconds,
+    `streaming from ${command.newMaster} on its newest timeline`,
+    async () => {
+      const rows = await query<{ status: string; sender: string | null; tli: number | null }>(
+        command,
+        conn,
+        `SELECT status, ${column} AS sender, received_tli AS tli FROM pg_stat_wal_receiver`,
+      );
+      const row = rows[0];
+      if (row === undefined || row.status !== "streaming" || row.sender === null) return undefined;
+      const host = report.version >= 11 ? row.sender : conninfoValue(row.sender, "host");
+      if (host !== command.newMaster) return undefined;
+      // Streaming the old timeline up to the new master's fork is not following it yet: a standby
+      // that went past that fork streams it, then waits for good. The receiver fetched the new
+      // master's timeline histories on connecting; it follows once it streams the newest of them.
+      timeline = Math.max(1, await newestHistoryTimeline(command.dataDir, report.version));
+      return Number(row.tli) >= timeline ? true : undefined;
+    },
+  );
+  report.actions.push(`streaming from ${command.newMaster} on timeline ${timeline} or later`);
+}
+
+/** The newest timeline with a history file in the WAL directory (0: none, e.g. timeline 1). */
+async function newestHistoryTimeline(dataDir: string, version: number): Promise<number> {
+  const dir = join(dataDir, version >= 10 ? "pg_wal" : "pg_xlog");
+  let newest = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^([0-9A-F]{8})\.history$/.exec(name);
+    if (m) newest = Math.max(newest, Number.parseInt(m[1]!, 16));
+  }
+  return newest;
 }
 
 async function promote(
