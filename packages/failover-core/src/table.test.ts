@@ -438,16 +438,38 @@ describe("start-up (4.1.1)", () => {
     expect(find(r, "assignVip").vip).toBe("10.0.0.100");
   });
 
-  it("exits with a notification when a cluster database is unreachable", () => {
+  /** Standby b joined the full view (at 1) and checks a's and c's databases; a's did not answer. */
+  function aUnreachable() {
     let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
     s = run(s, { type: "localRoleChecked", now: 0, result: "recovery" }).state;
     const r1 = joinView(s, view(1, FULL), 1);
-    const chk = find(r1, "checkRemoteDb");
-    const r = run(r1.state, {
+    const checks = r1.actions.flatMap((a) => (a.type === "checkRemoteDb" ? [a] : []));
+    expect(checks.map((a) => a.target).sort()).toEqual(["a", "c"]);
+    const chk = checks.find((a) => a.target === "a")!;
+    const failed = run(r1.state, {
       type: "remoteDbChecked",
       now: 2,
       token: chk.token,
-      target: chk.target,
+      target: "a",
+      result: "unreachable",
+    });
+    const other = checks.find((a) => a.target === "c")!;
+    return { failed, chk, other };
+  }
+
+  it("exits with a notification when a cluster database stays unreachable while its agent stays a member", () => {
+    const { failed, chk } = aUnreachable();
+    // its host may just have failed: asked again until promotion.timeout from joining
+    expect(rules(failed)).toEqual(["check.failed.wait"]);
+    expect(failed.actions).toContainEqual({ type: "setTimer", name: `startupRecheck:${chk.token}`, at: 502 });
+    const again = run(failed.state, { type: "timer", now: 502, name: `startupRecheck:${chk.token}` });
+    expect(rules(again)).toEqual(["check.recheck"]);
+    expect(find(again, "checkRemoteDb")).toMatchObject({ token: chk.token, target: "a" });
+    const r = run(again.state, {
+      type: "remoteDbChecked",
+      now: 1 + harnessTimings.promotionTimeoutMs,
+      token: chk.token,
+      target: "a",
       result: "unreachable",
     });
     expect(rules(r)).toEqual(["check.failed"]);
@@ -455,6 +477,55 @@ describe("start-up (4.1.1)", () => {
     expect(find(r, "exit").code).toBe(1);
     expect(r.state.phase).toBe("exited");
     expect(run(r.state, { type: "shutdown", now: 3 }).actions).toEqual([]);
+  });
+
+  it("stays, without that check, when the unreachable database's agent leaves the view (its host failed)", () => {
+    const { failed, chk, other } = aUnreachable();
+    const withoutA = view(
+      2,
+      FULL.filter(([a]) => a !== "a"),
+      { voters: FULL.map(([a]) => a) },
+    );
+    const left = run(failed.state, { type: "viewInstalled", now: 300, view: withoutA });
+    expect(rules(left)).toEqual(["check.view"]);
+    const dropped = run(left.state, { type: "timer", now: 502, name: `startupRecheck:${chk.token}` });
+    expect(rules(dropped)).toEqual(["check.recheck"]);
+    expect(dropped.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
+    expect(dropped.state.phase).toBe("checking");
+    const ok = run(dropped.state, {
+      type: "remoteDbChecked",
+      now: 503,
+      token: other.token,
+      target: "c",
+      result: "reachable",
+    });
+    expect(rules(ok)).toEqual(["check.done"]);
+    expect(ok.state.phase).toBe("running");
+    expect(ok.state.role).toBe("Standby");
+    // a check that failed after the agent had left is dropped at once; the last one ends the checks
+    const late = run(run(failed.state, { type: "viewInstalled", now: 300, view: withoutA }).state, {
+      type: "remoteDbChecked",
+      now: 301,
+      token: other.token,
+      target: "c",
+      result: "reachable",
+    });
+    expect(rules(late)).toEqual(["check.progress"]);
+    const last = run(late.state, {
+      type: "remoteDbChecked",
+      now: 302,
+      token: chk.token,
+      target: "a",
+      result: "unreachable",
+    });
+    expect(rules(last)).toEqual(["check.failed.left"]);
+    expect(last.state.phase).toBe("checking");
+    const over = run(last.state, { type: "timer", now: 302, name: "startupChecks" });
+    expect(rules(over)).toEqual(["check.begin"]);
+    expect(over.actions.flatMap((a) => (a.type === "checkRemoteDb" ? [a.target] : []))).toEqual(["c"]);
+    expect(rules(run(last.state, { type: "timer", now: 502, name: `startupRecheck:${chk.token}` }))).toEqual([
+      "check.recheck.stale",
+    ]);
   });
 });
 

@@ -1,3 +1,4 @@
+import type { Ctx } from "../context.ts";
 import { stalePrimaryAtStart } from "../rejoin.ts";
 import {
   type TransitionRow,
@@ -12,6 +13,20 @@ import {
   fenceBesideMaster,
   runningOtherMaster,
 } from "./rows.ts";
+
+/**
+ * Drops a start-up check whose target has left the view. The last one dropped starts the checks
+ * over on the members there are now (check.begin decides as at the first round).
+ */
+function dropLeft(c: Ctx, token: string): void {
+  const { [token]: _left, ...rest } = c.s.startupChecks ?? {};
+  if (Object.keys(rest).length > 0) {
+    c.s.startupChecks = rest;
+    return;
+  }
+  c.s.startupChecks = null;
+  c.timer("startupChecks", c.now);
+}
 
 /** Rows of one concern (start-up (4.1.1)), in the table's match order. */
 export const startUpRows: readonly TransitionRow[] = [
@@ -249,6 +264,70 @@ export const startUpRows: readonly TransitionRow[] = [
     actions: "notify agent running; master assigns the VIP; start monitoring",
     reason: "joined the cluster and there is no other database to check",
     run: (c) => finishStartup(c),
+  }),
+  row({
+    id: "check.failed.wait",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard:
+      "a cluster database cannot be reached, its agent is still a member, within promotion.timeout of joining",
+    to: "checking",
+    actions: "check it again shortly",
+    reason:
+      "its host may just have failed: the view drops a dead member within its detection window, and a database whose agent left is the failover's to handle",
+    // Invariant (liveness): a master that fails while other agents are still starting leaves them
+    // running. They exited on their start-up check of its database, and the survivors fell below
+    // a majority of the voters: nobody could be promoted.
+    when: (c, e) =>
+      c.s.startupChecks?.[e.token] !== undefined &&
+      e.result !== "reachable" &&
+      c.members().includes(e.target) &&
+      c.now + c.s.config.messageSlackMs < (c.s.joinedAt ?? c.now) + c.s.config.promotionTimeoutMs,
+    run: (c, e) => c.timer(`startupRecheck:${e.token}`, c.now + c.s.config.messageSlackMs),
+  }),
+  row({
+    id: "check.failed.left",
+    from: ["checking"],
+    on: "remoteDbChecked",
+    guard: "a cluster database cannot be reached and its agent has left the view",
+    to: "checking",
+    actions: "drop that check (the last one: check the members there are now)",
+    reason: "a member that left is not checked at start-up (its database is the failover's to handle)",
+    when: (c, e) =>
+      c.s.startupChecks?.[e.token] !== undefined &&
+      e.result !== "reachable" &&
+      !c.members().includes(e.target),
+    run: (c, e) => dropLeft(c, e.token),
+  }),
+  row({
+    id: "check.recheck",
+    from: ["checking"],
+    on: "timer:startupRecheck",
+    guard: "that start-up check still pending",
+    to: "checking",
+    actions:
+      "checkRemoteDb again; or, its agent gone from the view, drop it (the checks over: take the role)",
+    reason: "check again the database that could not be reached a moment ago",
+    when: (c, e) => c.s.startupChecks?.[e.name.slice("startupRecheck:".length)] !== undefined,
+    run: (c, e) => {
+      const token = e.name.slice("startupRecheck:".length);
+      const target = c.s.startupChecks![token]!;
+      if (!c.members().includes(target)) {
+        dropLeft(c, token);
+        return;
+      }
+      c.act({ type: "checkRemoteDb", token, target, timeoutMs: c.s.config.remoteTimeoutMs });
+    },
+  }),
+  row({
+    id: "check.recheck.stale",
+    from: ["*"],
+    on: "timer:startupRecheck",
+    guard: "otherwise",
+    to: "unchanged",
+    actions: "none",
+    reason: "the start-up checks are over",
+    run: () => {},
   }),
   row({
     id: "check.failed",
