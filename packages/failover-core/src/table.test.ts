@@ -15,6 +15,7 @@ import type {
   FailoverState,
   PeerMessage,
   PersistedFailoverState,
+  Reachability,
   RejoinConfig,
   StepResult,
   ViewInfo,
@@ -438,6 +439,14 @@ describe("start-up (4.1.1)", () => {
     expect(find(r, "assignVip").vip).toBe("10.0.0.100");
   });
 
+  const dbChecked = (now: number, token: string, target: string, result: Reachability): FailoverEvent => ({
+    type: "remoteDbChecked",
+    now,
+    token,
+    target,
+    result,
+  });
+
   /** Standby b joined the full view (at 1) and checks a's and c's databases; a's did not answer. */
   function aUnreachable() {
     let s = run(initialState(config("b")), { type: "started", now: 0 }).state;
@@ -446,13 +455,7 @@ describe("start-up (4.1.1)", () => {
     const checks = r1.actions.flatMap((a) => (a.type === "checkRemoteDb" ? [a] : []));
     expect(checks.map((a) => a.target).sort()).toEqual(["a", "c"]);
     const chk = checks.find((a) => a.target === "a")!;
-    const failed = run(r1.state, {
-      type: "remoteDbChecked",
-      now: 2,
-      token: chk.token,
-      target: "a",
-      result: "unreachable",
-    });
+    const failed = run(r1.state, dbChecked(2, chk.token, "a", "unreachable"));
     const other = checks.find((a) => a.target === "c")!;
     return { failed, chk, other };
   }
@@ -465,13 +468,10 @@ describe("start-up (4.1.1)", () => {
     const again = run(failed.state, { type: "timer", now: 502, name: `startupRecheck:${chk.token}` });
     expect(rules(again)).toEqual(["check.recheck"]);
     expect(find(again, "checkRemoteDb")).toMatchObject({ token: chk.token, target: "a" });
-    const r = run(again.state, {
-      type: "remoteDbChecked",
-      now: 1 + harnessTimings.promotionTimeoutMs,
-      token: chk.token,
-      target: "a",
-      result: "unreachable",
-    });
+    const r = run(
+      again.state,
+      dbChecked(1 + harnessTimings.promotionTimeoutMs, chk.token, "a", "unreachable"),
+    );
     expect(rules(r)).toEqual(["check.failed"]);
     expect(notified(r)).toEqual(["agentExitedDuringStartup"]);
     expect(find(r, "exit").code).toBe(1);
@@ -492,32 +492,17 @@ describe("start-up (4.1.1)", () => {
     expect(rules(dropped)).toEqual(["check.recheck"]);
     expect(dropped.actions.filter((a) => a.type === "checkRemoteDb")).toEqual([]);
     expect(dropped.state.phase).toBe("checking");
-    const ok = run(dropped.state, {
-      type: "remoteDbChecked",
-      now: 503,
-      token: other.token,
-      target: "c",
-      result: "reachable",
-    });
+    const ok = run(dropped.state, dbChecked(503, other.token, "c", "reachable"));
     expect(rules(ok)).toEqual(["check.done"]);
     expect(ok.state.phase).toBe("running");
     expect(ok.state.role).toBe("Standby");
     // a check that failed after the agent had left is dropped at once; the last one ends the checks
-    const late = run(run(failed.state, { type: "viewInstalled", now: 300, view: withoutA }).state, {
-      type: "remoteDbChecked",
-      now: 301,
-      token: other.token,
-      target: "c",
-      result: "reachable",
-    });
+    const late = run(
+      run(failed.state, { type: "viewInstalled", now: 300, view: withoutA }).state,
+      dbChecked(301, other.token, "c", "reachable"),
+    );
     expect(rules(late)).toEqual(["check.progress"]);
-    const last = run(late.state, {
-      type: "remoteDbChecked",
-      now: 302,
-      token: chk.token,
-      target: "a",
-      result: "unreachable",
-    });
+    const last = run(late.state, dbChecked(302, chk.token, "a", "unreachable"));
     expect(rules(last)).toEqual(["check.failed.left"]);
     expect(last.state.phase).toBe("checking");
     const over = run(last.state, { type: "timer", now: 302, name: "startupChecks" });
@@ -1815,8 +1800,9 @@ describe("an old master fenced for isolation", () => {
 describe("promotion (coordinator side)", () => {
   const coordinator = () => boot("w", "witness", view(1, FULL, { coordinator: "w" }));
 
-  it("a coordinator that never knew the master trusts the fenced master's report (sim seed 10461)", () => {
-    const v = view(
+  /** The old master a fenced and Idle, two standbys, coordinator w. */
+  const fencedMasterView = () =>
+    view(
       1,
       [
         ["w", "Witness"],
@@ -1826,7 +1812,9 @@ describe("promotion (coordinator side)", () => {
       ],
       { coordinator: "w" },
     );
-    const fresh = boot("w", "witness", v);
+
+  it("a coordinator that never knew the master trusts the fenced master's report (sim seed 10461)", () => {
+    const fresh = boot("w", "witness", fencedMasterView());
     expect(fresh.knownMaster).toBeNull();
     const r = run(fresh, msg(1, "a", { type: "fencedMasterBack" }));
     expect(rules(r)).toEqual(["coord.fencedMasterBack", "promo.start"]);
@@ -1838,17 +1826,7 @@ describe("promotion (coordinator side)", () => {
   });
 
   it("ranks a standby only once it no longer streams from the stopped old master (what was in flight arrived)", () => {
-    const v = view(
-      1,
-      [
-        ["w", "Witness"],
-        ["a", "Idle"],
-        ["b", "Standby"],
-        ["c", "Standby"],
-      ],
-      { coordinator: "w" },
-    );
-    const started = run(boot("w", "witness", v), msg(1, "a", { type: "fencedMasterBack" }));
+    const started = run(boot("w", "witness", fencedMasterView()), msg(1, "a", { type: "fencedMasterBack" }));
     expect(rules(started)).toEqual(["coord.fencedMasterBack", "promo.start"]);
     const tok = started.state.promotion!.token;
     const reply = (lsn: string, streaming: boolean, upstream: string | null): PeerMessage => ({
