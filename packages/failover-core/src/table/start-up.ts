@@ -15,13 +15,18 @@ import {
 } from "./rows.ts";
 
 /**
- * Drops a start-up check whose target has left the view. The last one dropped starts the checks
- * over on the members there are now (check.begin decides as at the first round).
+ * A member that left the view is not checked at start-up: its database is the failover's to
+ * handle (a master whose host failed while we start). Its pending check is dropped; when that
+ * leaves none, the checks start over on the members there are now (check.begin decides).
  */
-function dropLeft(c: Ctx, token: string): void {
-  const { [token]: _left, ...rest } = c.s.startupChecks ?? {};
-  if (Object.keys(rest).length > 0) {
-    c.s.startupChecks = rest;
+function dropChecksOfLeft(c: Ctx): void {
+  const checks = c.s.startupChecks;
+  if (checks === null) return;
+  const members = c.members();
+  const kept = Object.fromEntries(Object.entries(checks).filter(([, target]) => members.includes(target)));
+  if (Object.keys(kept).length === Object.keys(checks).length) return;
+  if (Object.keys(kept).length > 0) {
+    c.s.startupChecks = kept;
     return;
   }
   c.s.startupChecks = null;
@@ -270,7 +275,7 @@ export const startUpRows: readonly TransitionRow[] = [
     from: ["checking"],
     on: "remoteDbChecked",
     guard:
-      "a cluster database cannot be reached, its agent is still a member, within promotion.timeout of joining",
+      "a cluster database cannot be reached (its agent is still a member: check.view drops the others), within promotion.timeout of joining",
     to: "checking",
     actions: "check it again shortly",
     reason:
@@ -281,41 +286,21 @@ export const startUpRows: readonly TransitionRow[] = [
     when: (c, e) =>
       c.s.startupChecks?.[e.token] !== undefined &&
       e.result !== "reachable" &&
-      c.members().includes(e.target) &&
       c.now + c.s.config.messageSlackMs < (c.s.joinedAt ?? c.now) + c.s.config.promotionTimeoutMs,
     run: (c, e) => c.timer(`startupRecheck:${e.token}`, c.now + c.s.config.messageSlackMs),
-  }),
-  row({
-    id: "check.failed.left",
-    from: ["checking"],
-    on: "remoteDbChecked",
-    guard: "a cluster database cannot be reached and its agent has left the view",
-    to: "checking",
-    actions: "drop that check (the last one: check the members there are now)",
-    reason: "a member that left is not checked at start-up (its database is the failover's to handle)",
-    when: (c, e) =>
-      c.s.startupChecks?.[e.token] !== undefined &&
-      e.result !== "reachable" &&
-      !c.members().includes(e.target),
-    run: (c, e) => dropLeft(c, e.token),
   }),
   row({
     id: "check.recheck",
     from: ["checking"],
     on: "timer:startupRecheck",
-    guard: "that start-up check still pending",
+    guard: "that start-up check still pending (its member still in the view)",
     to: "checking",
-    actions:
-      "checkRemoteDb again; or, its agent gone from the view, drop it (the checks over: take the role)",
+    actions: "checkRemoteDb again",
     reason: "check again the database that could not be reached a moment ago",
     when: (c, e) => c.s.startupChecks?.[e.name.slice("startupRecheck:".length)] !== undefined,
     run: (c, e) => {
       const token = e.name.slice("startupRecheck:".length);
       const target = c.s.startupChecks![token]!;
-      if (!c.members().includes(target)) {
-        dropLeft(c, token);
-        return;
-      }
       c.act({ type: "checkRemoteDb", token, target, timeoutMs: c.s.config.remoteTimeoutMs });
     },
   }),
@@ -326,7 +311,7 @@ export const startUpRows: readonly TransitionRow[] = [
     guard: "otherwise",
     to: "unchanged",
     actions: "none",
-    reason: "the start-up checks are over",
+    reason: "the start-up checks are over, or that member left the view (its check was dropped)",
     run: () => {},
   }),
   row({
@@ -393,8 +378,11 @@ export const startUpRows: readonly TransitionRow[] = [
     on: "viewInstalled",
     guard: "view changed during start-up checks",
     to: "checking",
-    actions: "none",
+    actions: "drop the checks of members that left (none left: check the members there are now)",
     reason: "keep the newest view while start-up checks run",
-    run: (c, e) => adoptView(c, e),
+    run: (c, e) => {
+      adoptView(c, e);
+      dropChecksOfLeft(c);
+    },
   }),
 ];
